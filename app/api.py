@@ -1,0 +1,139 @@
+"""JSON shapes of the /v1 API (Replicate's), shared by the views and the
+outbound webhooks, and RFC 7807 problems."""
+
+import base64
+import hmac
+import json
+import time
+import uuid
+
+from django.conf import settings
+from django.http import JsonResponse
+from django.urls import reverse
+from standardwebhooks.webhooks import Webhook
+
+
+def _iso(value):
+    return value.isoformat().replace("+00:00", "Z") if value else None
+
+
+def absolute(url, base=None):
+    if url.startswith(("http://", "https://")):
+        return url
+    return (base or settings.SITE_URL) + url
+
+
+def prediction_json(prediction, base=None):
+    base = base or settings.SITE_URL
+    metrics = {}
+    if prediction.predict_time is not None:
+        metrics["predict_time"] = prediction.predict_time
+    if prediction.total_time is not None:
+        metrics["total_time"] = prediction.total_time
+    return {
+        "id": prediction.id,
+        "model": str(prediction.version.model),
+        "version": prediction.version_id,
+        "input": prediction.input,
+        "logs": prediction.logs,
+        "output": output_urls(prediction, base),
+        "data_removed": False,
+        "error": prediction.error or None,
+        "status": prediction.status,
+        "created_at": _iso(prediction.created_at),
+        "started_at": _iso(prediction.started_at),
+        "completed_at": _iso(prediction.completed_at),
+        "source": prediction.source,
+        "visibility": prediction.visibility,
+        "metrics": metrics,
+        "urls": {
+            "get": base + reverse("api:prediction", args=[prediction.id]),
+            "cancel": base + reverse("api:prediction-cancel", args=[prediction.id]),
+            "web": base + f"/p/{prediction.id}",
+        },
+    }
+
+
+def output_urls(prediction, base):
+    """Our stored copies, once stored; None while nothing is."""
+    outputs = list(prediction.outputs.all())
+    if not outputs:
+        return None
+    return [absolute(output.file.url, base) for output in outputs]
+
+
+def version_json(version):
+    return {
+        "id": version.id,
+        "created_at": _iso(version.created_at),
+        "cog_version": version.cog_version or "",
+        "openapi_schema": version.openapi_schema,
+    }
+
+
+def model_json(model, base=None, run_count=0):
+    base = base or settings.SITE_URL
+    latest = model.latest_version
+    return {
+        "url": base + f"/models/{model.owner}/{model.name}",
+        "owner": model.owner,
+        "name": model.name,
+        "description": model.description or None,
+        "visibility": "public",
+        "github_url": None,
+        "paper_url": None,
+        "license_url": None,
+        "run_count": run_count,
+        "cover_image_url": model.cover_image_url or None,
+        "default_example": None,
+        "latest_version": version_json(latest) if latest else None,
+    }
+
+
+def problem(status, title, detail, **extra):
+    """An RFC 7807 error response."""
+    body = {"type": "about:blank", "title": title, "detail": detail, "status": status, **extra}
+    return JsonResponse(body, status=status, content_type="application/problem+json")
+
+
+def invalid_input(errors):
+    """422 with one entry per field, as Replicate reports invalid input."""
+    fields = [{"field": field, "description": " ".join(messages)} for field, messages in errors.items()]
+    detail = "; ".join(f"{f['field']}: {f['description']}" for f in fields)
+    return problem(422, "Input validation failed", detail, invalid_fields=fields)
+
+
+# --- Outbound webhooks, signed as Replicate signs them (Standard Webhooks) ---
+
+
+def webhook_secret(user):
+    """Each user's signing secret, served at /v1/webhooks/default/secret."""
+    key = hmac.new(settings.SECRET_KEY.encode(), f"webhook-secret:{user.pk}".encode(), "sha256").digest()
+    return "whsec_" + base64.b64encode(key[:24]).decode()
+
+
+def webhook_headers(prediction, body):
+    message_id = f"msg_{uuid.uuid4().hex}"
+    timestamp = int(time.time())
+    if prediction.owner is None:
+        return {"webhook-id": message_id, "webhook-timestamp": str(timestamp)}
+    from datetime import datetime, timezone
+
+    signature = Webhook(webhook_secret(prediction.owner)).sign(
+        message_id, datetime.fromtimestamp(timestamp, tz=timezone.utc), body
+    )
+    return {"webhook-id": message_id, "webhook-timestamp": str(timestamp), "webhook-signature": signature}
+
+
+def parse_json_body(request, limit=None):
+    """The request's JSON object, or raise ValueError with a reason."""
+    raw = request.body
+    if not raw:
+        return {}
+    try:
+        payload = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise ValueError("The request body is not valid JSON.")
+    if not isinstance(payload, dict):
+        raise ValueError("The request body must be a JSON object.")
+    return payload

@@ -1,0 +1,155 @@
+"""Any Cog HTTP server: Lightbox's own, or a model container you run.
+
+Protocol facts (DESIGN.md): one slot, 409 when busy; PUT /predictions/{id} is
+idempotent while the prediction runs; there is no GET for a prediction, so
+state arrives by webhook; outputs are uploaded to us with --upload-url or come
+back as data: URIs.
+"""
+
+import json
+
+import httpx
+from django.core import signing
+from django.conf import settings
+from django.urls import reverse
+
+from app import http
+from app.backends import BackendError, Busy, Update
+
+EVENTS = ["start", "output", "logs", "completed"]
+
+
+def _url(version, path):
+    return version.location.rstrip("/") + path
+
+
+def fetch_schema(location):
+    try:
+        response = http.client().get(location.rstrip("/") + "/openapi.json")
+    except httpx.HTTPError as exc:
+        raise BackendError(f"Cog server at {location} {http.describe(exc)}") from exc
+    if response.status_code != 200:
+        raise BackendError(
+            f"Cog server at {location} has no input schema (GET /openapi.json answered {response.status_code}); "
+            "it needs .cog/openapi_schema.json"
+        )
+    try:
+        schema = response.json()
+    except ValueError as exc:
+        raise BackendError(f"Cog server at {location} answered /openapi.json with something that is not JSON") from exc
+    version = ""
+    try:
+        version = http.client().get(location.rstrip("/") + "/health-check").json().get("version", {}).get("coglet", "")
+    except (httpx.HTTPError, ValueError, AttributeError):
+        pass
+    return schema, version
+
+
+def check(version):
+    try:
+        response = http.client().get(_url(version, "/health-check"), timeout=3)
+        status = response.json().get("status")
+    except httpx.HTTPError as exc:
+        return f"The model server at {version.location} {http.describe(exc)}."
+    except (ValueError, AttributeError):
+        return f"The model server at {version.location} did not answer its health check with JSON."
+    if status in ("READY", "BUSY"):
+        return ""
+    if status == "STARTING":
+        return "The model server is still starting (loading weights)."
+    return f"The model server reports {status}."
+
+
+def webhook_url(prediction):
+    token = signing.Signer(salt="cog-webhook").signature(prediction.id)
+    return settings.SITE_URL + reverse("hooks:cog", args=[prediction.id, token])
+
+
+def webhook_token_ok(prediction_id, token):
+    expected = signing.Signer(salt="cog-webhook").signature(prediction_id)
+    return signing.constant_time_compare(expected, token)
+
+
+def submit(prediction):
+    """Start the prediction on the server without waiting for it to finish."""
+    body = {
+        "id": prediction.id,
+        "input": prediction.input,
+        "webhook": webhook_url(prediction),
+        "webhook_events_filter": EVENTS,
+    }
+    try:
+        response = http.client().put(
+            _url(prediction.version, f"/predictions/{prediction.id}"),
+            json=body,
+            headers={"Prefer": "respond-async"},
+        )
+    except httpx.HTTPError as exc:
+        raise BackendError(f"The model server at {prediction.version.location} {http.describe(exc)}.") from exc
+    if response.status_code == 409:
+        raise Busy("The model server is busy with another prediction.")
+    if response.status_code == 422:
+        raise BackendError(f"The model server refused the input: {_detail(response)}", permanent=True)
+    if response.status_code >= 400:
+        raise BackendError(f"The model server answered {response.status_code}: {_detail(response)}")
+    try:
+        payload = response.json()
+    except ValueError as exc:
+        raise BackendError("The model server answered with something that is not JSON.") from exc
+    if not isinstance(payload, dict):
+        raise BackendError("The model server answered with something that is not a prediction.")
+    return prediction.id
+
+
+def cancel(prediction):
+    try:
+        http.client().post(_url(prediction.version, f"/predictions/{prediction.id}/cancel"), timeout=5)
+    except httpx.HTTPError:
+        # The server is gone or the prediction finished: nothing left to stop.
+        pass
+
+
+def parse_update(payload):
+    if not isinstance(payload, dict) or payload.get("status") not in (
+        "starting",
+        "processing",
+        "succeeded",
+        "failed",
+        "canceled",
+    ):
+        raise BackendError("The webhook is not a Cog prediction.", permanent=True)
+    metrics = payload.get("metrics") or {}
+    output = payload.get("output")
+    if output is not None and not isinstance(output, list):
+        output = [output]
+    return Update(
+        status=payload["status"],
+        output=output,
+        logs=payload.get("logs") if isinstance(payload.get("logs"), str) else None,
+        error=_plain_error(payload.get("error")),
+        predict_time=metrics.get("predict_time") if isinstance(metrics, dict) else None,
+    )
+
+
+def _plain_error(error):
+    if error in (None, ""):
+        return None
+    return error if isinstance(error, str) else json.dumps(error)
+
+
+def _detail(response):
+    try:
+        payload = response.json()
+    except ValueError:
+        return response.text[:300] or response.reason_phrase
+    if isinstance(payload, dict):
+        detail = payload.get("detail") or payload.get("error") or payload
+        if isinstance(detail, list):
+            return "; ".join(
+                f"{'.'.join(str(p) for p in item.get('loc', [])[1:])}: {item.get('msg')}"
+                if isinstance(item, dict)
+                else str(item)
+                for item in detail
+            )
+        return str(detail)
+    return str(payload)[:300]

@@ -1,0 +1,85 @@
+"""Pillow work on images: thumbnails, and generation parameters in PNG files."""
+
+import io
+import json
+import struct
+import zlib
+
+from PIL import Image
+
+THUMBNAIL_WIDTH = 384
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def a1111_parameters(prediction_input, version_ref):
+    """The `parameters` text A1111, Civitai and others read from a PNG."""
+    lines = [prediction_input.get("prompt", "")]
+    if prediction_input.get("negative_prompt"):
+        lines.append(f"Negative prompt: {prediction_input['negative_prompt']}")
+    settings = []
+    for label, key in (
+        ("Steps", "num_inference_steps"),
+        ("Sampler", "scheduler"),
+        ("CFG scale", "guidance_scale"),
+        ("Seed", "seed"),
+    ):
+        if prediction_input.get(key) is not None:
+            settings.append(f"{label}: {prediction_input[key]}")
+    if prediction_input.get("width") and prediction_input.get("height"):
+        settings.append(f"Size: {prediction_input['width']}x{prediction_input['height']}")
+    settings.append(f"Model: {version_ref}")
+    lines.append(", ".join(settings))
+    return "\n".join(lines)
+
+
+def _chunk(kind, data):
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+
+def _itxt(keyword, text):
+    # iTXt: keyword, null, compression flag 0, method 0, empty language and
+    # translated keyword, then UTF-8 text.
+    return _chunk(b"iTXt", keyword.encode("latin-1") + b"\x00\x00\x00\x00\x00" + text.encode("utf-8"))
+
+
+def embed_png_metadata(png_bytes, texts):
+    """Insert text chunks right after IHDR without re-encoding the pixels.
+
+    Before the image data, so readers that do not decode it (A1111 reads
+    Pillow's `info` straight after opening) still find them."""
+    after_ihdr = len(PNG_SIGNATURE) + 8 + 13 + 4
+    if not png_bytes.startswith(PNG_SIGNATURE) or png_bytes[12:16] != b"IHDR":
+        return png_bytes
+    chunks = b"".join(_itxt(keyword, text) for keyword, text in texts.items())
+    return png_bytes[:after_ihdr] + chunks + png_bytes[after_ihdr:]
+
+
+def parameters_chunks(prediction):
+    return {
+        "parameters": a1111_parameters(prediction.input, prediction.version.ref),
+        "lightbox": json.dumps(
+            {"prediction": prediction.id, "version": prediction.version_id, "model": str(prediction.version.model),
+             "input": prediction.input},
+            sort_keys=True,
+        ),
+    }
+
+
+def inspect(data):
+    """(width, height, content_type) of image bytes; raises ValueError if not an image."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return image.width, image.height, Image.MIME.get(image.format, "application/octet-stream")
+    except Exception as exc:  # Pillow raises many kinds for bad bytes
+        raise ValueError("not an image Pillow can read") from exc
+
+
+def thumbnail(data, width=THUMBNAIL_WIDTH):
+    """A WebP no wider than `width`, keeping the aspect ratio."""
+    with Image.open(io.BytesIO(data)) as image:
+        image = image.convert("RGBA" if image.mode in ("RGBA", "LA", "P") else "RGB")
+        if image.width > width:
+            image = image.resize((width, max(1, round(image.height * width / image.width))), Image.LANCZOS)
+        buffer = io.BytesIO()
+        image.save(buffer, "WEBP", quality=80, method=4)
+        return buffer.getvalue()

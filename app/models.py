@@ -1,0 +1,435 @@
+"""Catalog (Model, Version), Prediction and its Outputs, Comparison, ApiToken.
+
+Words have Replicate's meaning (DESIGN.md). Models carry behaviour: a
+prediction applies a backend's update to itself, cancels itself, stores its
+outputs; QuerySets carry the filters.
+"""
+
+import base64
+import hashlib
+import re
+import secrets
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import models, transaction
+from django.urls import reverse
+from django.utils import timezone
+
+
+def new_id():
+    """128 random bits in Replicate's style: 26 lowercase base32 characters."""
+    return base64.b32encode(secrets.token_bytes(16)).decode().rstrip("=").lower()
+
+
+def new_version_id():
+    return secrets.token_hex(32)
+
+
+class Model(models.Model):
+    owner = models.SlugField(max_length=100)
+    name = models.SlugField(max_length=100)
+    description = models.TextField(blank=True)
+    cover_image_url = models.URLField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["owner", "name"], name="model_owner_name")]
+        ordering = ["owner", "name"]
+
+    def __str__(self):
+        return f"{self.owner}/{self.name}"
+
+    @property
+    def latest_version(self):
+        return self.versions.order_by("-created_at").first()
+
+
+class Version(models.Model):
+    class Backend(models.TextChoices):
+        COG = "cog", "Cog server"
+        REPLICATE = "replicate", "Replicate"
+
+    id = models.CharField(primary_key=True, max_length=64, default=new_version_id)
+    model = models.ForeignKey(Model, on_delete=models.CASCADE, related_name="versions")
+    backend = models.CharField(max_length=20, choices=Backend.choices)
+    # A Cog server's base URL, or the version id at Replicate.
+    location = models.CharField(max_length=500)
+    openapi_schema = models.JSONField(default=dict, blank=True)
+    cog_version = models.CharField(max_length=50, blank=True, default="")
+    created_at = models.DateTimeField(default=timezone.now)
+    # Seconds a prediction may run before the reconciler fails it.
+    timeout = models.PositiveIntegerField(default=600)
+    available = models.BooleanField(default=False)
+    unavailable_reason = models.TextField(blank=True)
+    checked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return f"{self.model}:{self.id[:12]}"
+
+    @property
+    def ref(self):
+        return f"{self.model}:{self.id}"
+
+    @property
+    def input_schema(self):
+        return self.openapi_schema.get("components", {}).get("schemas", {}).get("Input", {})
+
+    def set_availability(self, available, reason=""):
+        self.available = available
+        self.unavailable_reason = "" if available else reason
+        self.checked_at = timezone.now()
+        self.save(update_fields=["available", "unavailable_reason", "checked_at"])
+
+    def refresh_availability(self, max_age=10):
+        """Ask the backend whether it can run now, at most every `max_age` seconds."""
+        if self.checked_at and (timezone.now() - self.checked_at).total_seconds() < max_age:
+            return self.available
+        from app import backends
+        from app.backends import BackendError
+
+        reason = backends.for_version(self).check(self)
+        if not reason and not self.openapi_schema:
+            # Catalogued while its server was down: read the schema now.
+            try:
+                self.openapi_schema, self.cog_version = backends.for_version(self).fetch_schema(self.location)
+                self.save(update_fields=["openapi_schema", "cog_version"])
+            except BackendError as exc:
+                reason = str(exc)
+        self.set_availability(not reason, reason)
+        return self.available
+
+
+class Comparison(models.Model):
+    """One request fanned out to several versions."""
+
+    id = models.CharField(primary_key=True, max_length=32, default=new_id, editable=False)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE, related_name="comparisons"
+    )
+    input = models.JSONField(default=dict)
+    visibility = models.CharField(max_length=10, default="unlisted")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self):
+        return self.id
+
+
+class PredictionQuerySet(models.QuerySet):
+    def active(self):
+        return self.filter(status__in=Prediction.ACTIVE)
+
+    def public(self):
+        return self.filter(visibility=Prediction.Visibility.PUBLIC)
+
+    def visible_to(self, user):
+        if user.is_authenticated:
+            return self.filter(models.Q(visibility=Prediction.Visibility.PUBLIC) | models.Q(owner=user))
+        return self.public()
+
+
+class Prediction(models.Model):
+    class Status(models.TextChoices):
+        STARTING = "starting"
+        PROCESSING = "processing"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+        CANCELED = "canceled"
+
+    class Source(models.TextChoices):
+        WEB = "web"
+        API = "api"
+
+    class Visibility(models.TextChoices):
+        PUBLIC = "public", "Public (in the gallery)"
+        UNLISTED = "unlisted", "Unlisted (anyone with the link)"
+        PRIVATE = "private", "Private (only you)"
+
+    TERMINAL = (Status.SUCCEEDED, Status.FAILED, Status.CANCELED)
+    ACTIVE = (Status.STARTING, Status.PROCESSING)
+
+    id = models.CharField(primary_key=True, max_length=32, default=new_id, editable=False)
+    version = models.ForeignKey(Version, on_delete=models.PROTECT, related_name="predictions")
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE, related_name="predictions"
+    )
+    comparison = models.ForeignKey(
+        Comparison, null=True, blank=True, on_delete=models.CASCADE, related_name="predictions"
+    )
+    input = models.JSONField(default=dict)
+    # The backend's own output (URLs or data URIs) until stored; the API shows
+    # our stored copies (Output rows) instead.
+    output = models.JSONField(null=True, blank=True)
+    logs = models.TextField(blank=True, default="")
+    error = models.TextField(blank=True, default="")
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.STARTING)
+    source = models.CharField(max_length=5, choices=Source.choices, default=Source.API)
+    visibility = models.CharField(max_length=10, choices=Visibility.choices, default=Visibility.PRIVATE)
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    predict_time = models.FloatField(null=True, blank=True)
+    # The id at the backend, set once the backend accepted the prediction.
+    remote_id = models.CharField(max_length=100, blank=True, default="")
+    dispatched_at = models.DateTimeField(null=True, blank=True)
+    # Times handed to a backend (more than once only if a backend lost it).
+    dispatch_attempts = models.PositiveIntegerField(default=0)
+    # Last time a worker tried to hand it over; the reconciler re-sends
+    # predictions whose message the broker lost.
+    attempted_at = models.DateTimeField(null=True, blank=True)
+    # Last time the backend told us anything; the reconciler watches it.
+    heard_at = models.DateTimeField(null=True, blank=True)
+    # The caller's webhook (API), and which events it wants.
+    webhook = models.URLField(max_length=1000, blank=True, default="")
+    webhook_events_filter = models.JSONField(default=list, blank=True)
+
+    objects = PredictionQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["status", "created_at"], name="prediction_status_created"),
+            models.Index(fields=["owner", "-created_at"], name="prediction_owner_created"),
+            models.Index(fields=["visibility", "-created_at"], name="prediction_vis_created"),
+        ]
+
+    def __str__(self):
+        return self.id
+
+    @classmethod
+    def start(cls, version, input, *, owner=None, source=Source.API, visibility=None, webhook="",
+              webhook_events_filter=(), comparison=None):
+        """Validate `input` against the version's schema, save the prediction and
+        queue it once the transaction commits. Raises schema.InputError, and
+        saves nothing, when the input or the version cannot run."""
+        from app import schema
+        from tasks.predictions import run_prediction
+
+        cleaned = schema.validate_input(version, input)
+        if not version.refresh_availability():
+            raise schema.InputError({"version": [f"{version.model} is unavailable: {version.unavailable_reason}"]})
+        if visibility is None:
+            visibility = (
+                settings.DEFAULT_WEB_VISIBILITY if source == cls.Source.WEB else settings.DEFAULT_API_VISIBILITY
+            )
+        with transaction.atomic():
+            prediction = cls.objects.create(
+                version=version,
+                input=cleaned,
+                owner=owner,
+                source=source,
+                visibility=visibility,
+                webhook=webhook,
+                webhook_events_filter=list(webhook_events_filter),
+                comparison=comparison,
+            )
+            transaction.on_commit(lambda: run_prediction.delay(prediction.id))
+        return prediction
+
+    @property
+    def is_terminal(self):
+        return self.status in self.TERMINAL
+
+    @property
+    def total_time(self):
+        if self.completed_at:
+            return (self.completed_at - self.created_at).total_seconds()
+        return None
+
+    @property
+    def progress(self):
+        """(step, total) from the last "step k/N" line of the logs, or None."""
+        matches = _STEP_RE.findall(self.logs[-2000:])
+        if not matches:
+            return None
+        step, total = matches[-1]
+        return int(step), int(total)
+
+    @property
+    def percent(self):
+        if self.status == self.Status.SUCCEEDED:
+            return 100
+        progress = self.progress
+        return int(100 * progress[0] / progress[1]) if progress and progress[1] else 0
+
+    def get_absolute_url(self):
+        return reverse("api:prediction", args=[self.id])
+
+    # --- State changes -----------------------------------------------------
+    # Every change goes through _transition, which locks the row and refuses
+    # to touch a terminal prediction: a late webhook or a retried task can
+    # never undo "succeeded", "failed" or "canceled".
+
+    def _transition(self, **changes):
+        with transaction.atomic():
+            row = Prediction.objects.select_for_update().get(pk=self.pk)
+            if row.is_terminal:
+                self.refresh_from_db()
+                return False
+            for field, value in changes.items():
+                setattr(row, field, value)
+            row.save(update_fields=list(changes))
+        self.refresh_from_db()
+        return True
+
+    def mark_dispatched(self, remote_id=""):
+        now = timezone.now()
+        return self._transition(
+            remote_id=remote_id or self.id,
+            dispatched_at=now,
+            heard_at=now,
+            dispatch_attempts=self.dispatch_attempts + 1,
+        )
+
+    def apply_update(self, update):
+        """Apply a backend's view of this prediction (a webhook or poll).
+
+        `update` is a backend-neutral dict (see app.backends.Update). Outputs of
+        a succeeded update are stored before the status turns terminal.
+        """
+        if self.is_terminal:
+            return False
+        changes = {"heard_at": timezone.now()}
+        if update.logs is not None and len(update.logs) >= len(self.logs):
+            changes["logs"] = update.logs
+        if update.status == self.Status.PROCESSING or update.status in self.TERMINAL:
+            if not self.started_at:
+                changes["started_at"] = timezone.now()
+            if self.status == self.Status.STARTING:
+                changes["status"] = self.Status.PROCESSING
+        if update.output is not None:
+            changes["output"] = update.output
+        if update.status in self.TERMINAL:
+            if update.status == self.Status.SUCCEEDED:
+                from app import storage
+
+                storage.store_outputs(self, update.output)
+            changes.update(
+                status=update.status,
+                error=update.error or "",
+                completed_at=timezone.now(),
+                predict_time=update.predict_time,
+            )
+        changed = self._transition(**changes)
+        if changed and update.status in self.TERMINAL:
+            self.on_terminal()
+        return changed
+
+    def fail(self, error):
+        changed = self._transition(status=self.Status.FAILED, error=error, completed_at=timezone.now())
+        if changed:
+            self.on_terminal()
+        return changed
+
+    def cancel(self):
+        """Cancel at the backend (if it has the prediction) and here."""
+        if self.is_terminal:
+            return False
+        if self.dispatched_at:
+            from app import backends
+
+            backends.for_version(self.version).cancel(self)
+        changed = self._transition(status=self.Status.CANCELED, completed_at=timezone.now())
+        if changed:
+            self.on_terminal()
+        return changed
+
+    def on_terminal(self):
+        """Tell the caller's webhook; runs once, after the terminal commit."""
+        if self.webhook and self.wants_event("completed"):
+            from tasks.predictions import send_webhook
+
+            transaction.on_commit(lambda: send_webhook.delay(self.id, "completed"))
+
+    def wants_event(self, event):
+        return not self.webhook_events_filter or event in self.webhook_events_filter
+
+
+_STEP_RE = re.compile(r"step (\d+)/(\d+)")
+
+
+def output_upload_to(instance, filename):
+    return f"outputs/{instance.prediction_id[:2]}/{instance.prediction_id}/{filename}"
+
+
+class Output(models.Model):
+    class Rating(models.TextChoices):
+        SAFE = "safe"
+        NSFW = "nsfw"
+        BLOCKED = "blocked"
+
+    prediction = models.ForeignKey(Prediction, on_delete=models.CASCADE, related_name="outputs")
+    index = models.PositiveSmallIntegerField()
+    file = models.FileField(upload_to=output_upload_to, max_length=300)
+    thumbnail = models.FileField(upload_to=output_upload_to, max_length=300, blank=True)
+    content_type = models.CharField(max_length=100, default="image/png")
+    width = models.PositiveIntegerField(null=True, blank=True)
+    height = models.PositiveIntegerField(null=True, blank=True)
+    sha256 = models.CharField(max_length=64)
+    rating = models.CharField(max_length=10, choices=Rating.choices, default=Rating.SAFE)
+
+    class Meta:
+        ordering = ["prediction", "index"]
+        constraints = [models.UniqueConstraint(fields=["prediction", "index"], name="output_prediction_index")]
+
+    def __str__(self):
+        return f"{self.prediction_id}/{self.index}"
+
+
+class Upload(models.Model):
+    """A file a Cog server PUT to us (--upload-url) before its webhook names it."""
+
+    id = models.CharField(primary_key=True, max_length=32, default=new_id, editable=False)
+    remote_prediction_id = models.CharField(max_length=100, blank=True)
+    file = models.FileField(upload_to="uploads/", max_length=300)
+    content_type = models.CharField(max_length=100, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+
+class ApiTokenQuerySet(models.QuerySet):
+    def authenticate(self, raw):
+        if not raw:
+            return None
+        token = (
+            self.filter(key_hash=ApiToken.hash(raw), revoked_at__isnull=True).select_related("user").first()
+        )
+        if token is None or not token.user.is_active:
+            return None
+        if not token.last_used_at or timezone.now() - token.last_used_at > timedelta(minutes=5):
+            ApiToken.objects.filter(pk=token.pk).update(last_used_at=timezone.now())
+        return token.user
+
+
+class ApiToken(models.Model):
+    """A bearer token for /v1. Only its hash is stored; the raw value is shown once."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100, blank=True)
+    key_hash = models.CharField(max_length=64, unique=True)
+    prefix = models.CharField(max_length=12)
+    created_at = models.DateTimeField(default=timezone.now)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ApiTokenQuerySet.as_manager()
+
+    def __str__(self):
+        return f"{self.prefix}… ({self.user})"
+
+    @staticmethod
+    def hash(raw):
+        return hashlib.sha256(raw.encode()).hexdigest()
+
+    @classmethod
+    def issue(cls, user, name=""):
+        """Create a token and return (token, raw value)."""
+        raw = "lb_" + secrets.token_urlsafe(30)
+        token = cls.objects.create(user=user, name=name, key_hash=cls.hash(raw), prefix=raw[:10])
+        return token, raw
+
+    def revoke(self):
+        self.revoked_at = timezone.now()
+        self.save(update_fields=["revoked_at"])

@@ -1,0 +1,229 @@
+"""The OpenAPI 3.1 document of /v1, served at /v1/openapi.json."""
+
+PROBLEM = {"$ref": "#/components/responses/Problem"}
+
+
+def _op(summary, operation_id, ok, *, body=None, params=(), wait=False, ok_status="200"):
+    operation = {
+        "summary": summary,
+        "operationId": operation_id,
+        "security": [{"bearerAuth": []}],
+        "parameters": [{"$ref": f"#/components/parameters/{p}"} for p in params],
+        "responses": {
+            ok_status: {"description": "OK", "content": {"application/json": {"schema": ok}}},
+            "401": PROBLEM,
+            "404": PROBLEM,
+        },
+    }
+    if wait:
+        operation["parameters"].append({"$ref": "#/components/parameters/prefer"})
+    if body:
+        operation["requestBody"] = {"required": True, "content": {"application/json": {"schema": body}}}
+        operation["responses"]["400"] = PROBLEM
+        operation["responses"]["422"] = PROBLEM
+    return operation
+
+
+def _ref(name):
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def document(base_url):
+    prediction, page = _ref("Prediction"), _ref("PredictionPage")
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Lightbox API",
+            "version": "1.0.0",
+            "description": "Replicate's HTTP API, served by Lightbox: the official Replicate clients work with "
+            "REPLICATE_BASE_URL set to this site.",
+        },
+        "servers": [{"url": base_url}],
+        "paths": {
+            "/v1/predictions": {
+                "get": _op("List your predictions, newest first", "predictions.list", page, params=["cursor"]),
+                "post": _op(
+                    "Create a prediction",
+                    "predictions.create",
+                    prediction,
+                    body=_ref("PredictionRequest"),
+                    wait=True,
+                    ok_status="201",
+                ),
+            },
+            "/v1/predictions/{prediction_id}": {
+                "get": _op("Get a prediction", "predictions.get", prediction, params=["prediction_id"])
+            },
+            "/v1/predictions/{prediction_id}/cancel": {
+                "post": _op("Cancel a prediction", "predictions.cancel", prediction, params=["prediction_id"])
+            },
+            "/v1/models/{model_owner}/{model_name}": {
+                "get": _op("Get a model", "models.get", _ref("Model"), params=["model_owner", "model_name"])
+            },
+            "/v1/models/{model_owner}/{model_name}/predictions": {
+                "post": _op(
+                    "Create a prediction on a model's latest version",
+                    "models.predictions.create",
+                    prediction,
+                    body=_ref("ModelPredictionRequest"),
+                    params=["model_owner", "model_name"],
+                    wait=True,
+                    ok_status="201",
+                )
+            },
+            "/v1/models/{model_owner}/{model_name}/versions": {
+                "get": _op(
+                    "List a model's versions",
+                    "models.versions.list",
+                    _ref("VersionPage"),
+                    params=["model_owner", "model_name"],
+                )
+            },
+            "/v1/models/{model_owner}/{model_name}/versions/{version_id}": {
+                "get": _op(
+                    "Get a version",
+                    "models.versions.get",
+                    _ref("Version"),
+                    params=["model_owner", "model_name", "version_id"],
+                )
+            },
+            "/v1/webhooks/default/secret": {
+                "get": _op("Get the secret that signs your webhooks", "webhooks.default.secret.get", _ref("Secret"))
+            },
+        },
+        "components": {
+            "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}},
+            "parameters": {
+                **{
+                    name: {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+                    for name in ("prediction_id", "model_owner", "model_name", "version_id")
+                },
+                "cursor": {"name": "cursor", "in": "query", "required": False, "schema": {"type": "string"}},
+                "prefer": {
+                    "name": "Prefer",
+                    "in": "header",
+                    "required": False,
+                    "description": "'wait' or 'wait=N' (N <= 60): hold the request until the prediction ends.",
+                    "schema": {"type": "string"},
+                },
+            },
+            "responses": {
+                "Problem": {
+                    "description": "An error (RFC 7807)",
+                    "content": {"application/problem+json": {"schema": _ref("Problem")}},
+                }
+            },
+            "schemas": {
+                "Problem": {
+                    "type": "object",
+                    "required": ["title", "detail", "status"],
+                    "properties": {
+                        "type": {"type": "string"},
+                        "title": {"type": "string"},
+                        "detail": {"type": "string"},
+                        "status": {"type": "integer"},
+                        "invalid_fields": {"type": "array", "items": {"type": "object"}},
+                    },
+                },
+                "PredictionRequest": {
+                    "type": "object",
+                    "required": ["version", "input"],
+                    "properties": {
+                        "version": {"type": "string", "description": "A version id, or owner/name:id."},
+                        **_request_fields(),
+                    },
+                },
+                "ModelPredictionRequest": {
+                    "type": "object",
+                    "required": ["input"],
+                    "properties": _request_fields(),
+                },
+                "Prediction": {
+                    "type": "object",
+                    "required": ["id", "model", "version", "input", "status", "created_at", "urls"],
+                    "properties": {
+                        "id": {"type": "string"},
+                        "model": {"type": "string"},
+                        "version": {"type": "string"},
+                        "input": {"type": "object"},
+                        "output": {"type": ["array", "null"], "items": {"type": "string", "format": "uri"}},
+                        "logs": {"type": "string"},
+                        "error": {"type": ["string", "null"]},
+                        "data_removed": {"type": "boolean"},
+                        "status": {
+                            "type": "string",
+                            "enum": ["starting", "processing", "succeeded", "failed", "canceled"],
+                        },
+                        "source": {"type": "string", "enum": ["web", "api"]},
+                        "visibility": {"type": "string", "enum": ["public", "unlisted", "private"]},
+                        "created_at": {"type": "string", "format": "date-time"},
+                        "started_at": {"type": ["string", "null"], "format": "date-time"},
+                        "completed_at": {"type": ["string", "null"], "format": "date-time"},
+                        "metrics": {
+                            "type": "object",
+                            "properties": {"predict_time": {"type": "number"}, "total_time": {"type": "number"}},
+                        },
+                        "urls": {
+                            "type": "object",
+                            "properties": {
+                                "get": {"type": "string"},
+                                "cancel": {"type": "string"},
+                                "web": {"type": "string"},
+                            },
+                        },
+                    },
+                },
+                "PredictionPage": _page("Prediction"),
+                "VersionPage": _page("Version"),
+                "Version": {
+                    "type": "object",
+                    "required": ["id", "created_at", "cog_version", "openapi_schema"],
+                    "properties": {
+                        "id": {"type": "string"},
+                        "created_at": {"type": "string", "format": "date-time"},
+                        "cog_version": {"type": "string"},
+                        "openapi_schema": {"type": "object"},
+                    },
+                },
+                "Model": {
+                    "type": "object",
+                    "required": ["url", "owner", "name", "visibility", "run_count"],
+                    "properties": {
+                        "url": {"type": "string"},
+                        "owner": {"type": "string"},
+                        "name": {"type": "string"},
+                        "description": {"type": ["string", "null"]},
+                        "visibility": {"type": "string"},
+                        "run_count": {"type": "integer"},
+                        "cover_image_url": {"type": ["string", "null"]},
+                        "latest_version": {"oneOf": [_ref("Version"), {"type": "null"}]},
+                    },
+                },
+                "Secret": {"type": "object", "required": ["key"], "properties": {"key": {"type": "string"}}},
+            },
+        },
+    }
+
+
+def _request_fields():
+    return {
+        "input": {"type": "object", "description": "Validated against the version's input schema."},
+        "webhook": {"type": "string", "format": "uri"},
+        "webhook_events_filter": {
+            "type": "array",
+            "items": {"type": "string", "enum": ["start", "output", "logs", "completed"]},
+        },
+        "visibility": {"type": "string", "enum": ["public", "unlisted", "private"]},
+    }
+
+
+def _page(item):
+    return {
+        "type": "object",
+        "required": ["next", "previous", "results"],
+        "properties": {
+            "next": {"type": ["string", "null"]},
+            "previous": {"type": ["string", "null"]},
+            "results": {"type": "array", "items": _ref(item)},
+        },
+    }

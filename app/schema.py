@@ -1,0 +1,103 @@
+"""A version's OpenAPI input schema: validation of one input, field by field."""
+
+import secrets
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
+
+MAX_SEED = 2**32 - 1
+ALLOWED_URI_PREFIXES = ("http://", "https://", "data:")
+
+
+class InputError(Exception):
+    """Input that does not fit a version's schema; `errors` maps field -> messages."""
+
+    def __init__(self, errors):
+        super().__init__("; ".join(f"{field}: {' '.join(messages)}" for field, messages in errors.items()))
+        self.errors = errors
+
+
+def properties(version):
+    return version.input_schema.get("properties", {})
+
+
+def _resolve(openapi_schema, prop):
+    """A property with its allOf/$ref (how Cog writes choices) folded in."""
+    merged = dict(prop)
+    for part in prop.get("allOf", []):
+        ref = part.get("$ref", "")
+        if ref.startswith("#/components/schemas/"):
+            merged.update(openapi_schema.get("components", {}).get("schemas", {}).get(ref.rsplit("/", 1)[1], {}))
+    return merged
+
+
+def field_specs(version):
+    """{name: property schema with $refs resolved}, in the schema's x-order."""
+    props = properties(version)
+    ordered = sorted(props.items(), key=lambda item: item[1].get("x-order", 1000))
+    return {name: _resolve(version.openapi_schema, prop) for name, prop in ordered}
+
+
+def validate_input(version, data):
+    """Return the input to run (a seed chosen if the schema has one and none was
+    given) or raise InputError. Nothing outside the schema passes."""
+    if not isinstance(data, dict):
+        raise InputError({"input": ["Input must be a JSON object."]})
+    schema = version.input_schema
+    if not schema:
+        raise InputError({"version": ["This version has no input schema yet; it cannot be run."]})
+    props = field_specs(version)
+    # null means "not given": Cog marks optional fields by leaving them out.
+    cleaned = {key: value for key, value in data.items() if value is not None}
+    errors = {}
+    for key in cleaned:
+        if key not in props:
+            errors.setdefault(key, []).append(
+                f"Unknown field. This version accepts: {', '.join(sorted(props))}."
+            )
+    document = {"$ref": "#/components/schemas/Input", "components": version.openapi_schema.get("components", {})}
+    try:
+        validator = Draft202012Validator(document)
+        found = sorted(validator.iter_errors(cleaned), key=lambda e: list(e.absolute_path))
+    except SchemaError:
+        raise InputError({"version": ["This version's input schema is invalid."]})
+    for error in found:
+        if error.validator == "required":
+            missing = [name for name in error.validator_value if name not in cleaned]
+            for name in missing:
+                errors.setdefault(name, []).append("This field is required.")
+        elif error.validator == "additionalProperties":
+            continue
+        else:
+            field = str(error.absolute_path[0]) if error.absolute_path else "input"
+            errors.setdefault(field, []).append(_message(error))
+    for key, value in cleaned.items():
+        spec = props.get(key, {})
+        if spec.get("format") == "uri" and isinstance(value, str) and not value.startswith(ALLOWED_URI_PREFIXES):
+            errors.setdefault(key, []).append("Give an http(s) URL or a data: URI.")
+    if errors:
+        raise InputError(errors)
+    if "seed" in props and "seed" not in cleaned:
+        cleaned["seed"] = secrets.randbelow(min(MAX_SEED, props["seed"].get("maximum", MAX_SEED)) + 1)
+    return cleaned
+
+
+def _message(error):
+    validator, value = error.validator, error.validator_value
+    if validator == "minimum":
+        return f"Must be at least {value}."
+    if validator == "maximum":
+        return f"Must be at most {value}."
+    if validator == "exclusiveMinimum":
+        return f"Must be more than {value}."
+    if validator == "exclusiveMaximum":
+        return f"Must be less than {value}."
+    if validator == "enum":
+        return f"Must be one of: {', '.join(map(str, value))}."
+    if validator == "type":
+        kind = {"integer": "a whole number", "number": "a number", "string": "text", "boolean": "true or false",
+                "array": "a list", "object": "an object"}.get(value if isinstance(value, str) else "", str(value))
+        return f"Must be {kind}."
+    if validator in ("minLength", "maxLength"):
+        return f"Length must be {'at least' if validator == 'minLength' else 'at most'} {value}."
+    return error.message

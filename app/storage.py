@@ -1,0 +1,124 @@
+"""Copy a prediction's outputs into our storage, at once and exactly once.
+
+Outputs arrive as data: URIs, as files a Cog server uploaded to us
+(--upload-url), or as URLs to download (Replicate deletes its copies after an
+hour). Each is stored with the generation parameters embedded (PNG), a WebP
+thumbnail, its size and content hash.
+"""
+
+import base64
+import binascii
+import hashlib
+import re
+from urllib.parse import unquote_to_bytes, urlsplit
+
+import httpx
+from django.conf import settings
+from django.core import signing
+from django.core.files.base import ContentFile
+from django.db import IntegrityError, transaction
+
+from app import http, images
+from app.backends import BackendError
+from app.models import Output, Upload
+
+UPLOAD_PATH_RE = re.compile(r"/hooks/cog/uploads/(?P<token>[^/]+)/(?P<id>[a-z0-9]+)/")
+EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp", "image/gif": "gif"}
+
+
+def upload_token():
+    return signing.Signer(salt="cog-upload").signature("uploads")
+
+
+def upload_url():
+    """The --upload-url a Cog server started by Lightbox is given."""
+    return f"{settings.SITE_URL}/hooks/cog/uploads/{upload_token()}/"
+
+
+def store_outputs(prediction, output):
+    """Store every file of `output` (a list) that is not stored yet."""
+    stored = set(prediction.outputs.values_list("index", flat=True))
+    for index, item in enumerate(output or []):
+        if index in stored or not isinstance(item, str):
+            continue
+        data, content_type = fetch(item)
+        _save_output(prediction, index, data, content_type)
+        _discard_upload(item)
+
+
+def fetch(item):
+    """Bytes and content type of one output: a data: URI, our upload, or a URL."""
+    if item.startswith("data:"):
+        return _decode_data_uri(item)
+    upload = _upload_for(item)
+    if upload is not None:
+        with upload.file.open("rb") as fh:
+            return fh.read(), upload.content_type
+    if urlsplit(item).scheme not in ("http", "https"):
+        raise BackendError(f"Output {item[:80]!r} is neither a URL nor a data URI.", permanent=True)
+    try:
+        with http.client().stream("GET", item, follow_redirects=True, timeout=60) as response:
+            if response.status_code != 200:
+                raise BackendError(f"Downloading an output answered {response.status_code}.")
+            chunks, size = [], 0
+            for chunk in response.iter_bytes():
+                size += len(chunk)
+                if size > settings.UPLOAD_MAX_BYTES:
+                    raise BackendError("An output is larger than LIGHTBOX_UPLOAD_MAX_BYTES.", permanent=True)
+                chunks.append(chunk)
+            return b"".join(chunks), response.headers.get("content-type", "").split(";")[0]
+    except httpx.HTTPError as exc:
+        raise BackendError(f"Downloading an output {http.describe(exc)}.") from exc
+
+
+def _decode_data_uri(uri):
+    header, _, payload = uri.partition(",")
+    content_type = header[5:].split(";")[0] or "application/octet-stream"
+    try:
+        data = base64.b64decode(payload, validate=False) if ";base64" in header else unquote_to_bytes(payload)
+    except (binascii.Error, ValueError) as exc:
+        raise BackendError("An output data URI is not valid base64.", permanent=True) from exc
+    return data, content_type
+
+
+def _upload_for(url):
+    match = UPLOAD_PATH_RE.search(urlsplit(url).path)
+    if not match or not signing.constant_time_compare(match["token"], upload_token()):
+        return None
+    return Upload.objects.filter(pk=match["id"]).first()
+
+
+def _discard_upload(item):
+    upload = _upload_for(item) if not item.startswith("data:") else None
+    if upload is not None:
+        upload.file.delete(save=False)
+        upload.delete()
+
+
+def _save_output(prediction, index, data, content_type):
+    try:
+        width, height, content_type = images.inspect(data)
+    except ValueError:
+        width = height = None
+    if content_type == "image/png":
+        data = images.embed_png_metadata(data, images.parameters_chunks(prediction))
+    extension = EXTENSIONS.get(content_type, "bin")
+    output = Output(
+        prediction=prediction,
+        index=index,
+        content_type=content_type or "application/octet-stream",
+        width=width,
+        height=height,
+        sha256=hashlib.sha256(data).hexdigest(),
+    )
+    output.file.save(f"{index}.{extension}", ContentFile(data), save=False)
+    if width:
+        output.thumbnail.save(f"{index}.thumb.webp", ContentFile(images.thumbnail(data)), save=False)
+    try:
+        with transaction.atomic():
+            output.save()
+    except IntegrityError:
+        # Another webhook delivery stored this output first; drop our copy.
+        output.file.delete(save=False)
+        if output.thumbnail:
+            output.thumbnail.delete(save=False)

@@ -1,0 +1,283 @@
+"""The /v1 HTTP API: Replicate's, so Replicate's clients work against Lightbox."""
+
+import base64
+import binascii
+import re
+import time
+from datetime import datetime
+from functools import wraps
+
+from django.conf import settings
+from django.db.models import Q
+from django.http import JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from app import api, schema
+from app.models import ApiToken, Model, Prediction, Version
+from app.openapi import document
+
+PAGE_SIZE = 100
+EVENTS = {"start", "output", "logs", "completed"}
+PREFER_WAIT_RE = re.compile(r"(?:^|[,;\s])wait(?:=(\d+))?", re.I)
+
+
+def api_view(*methods):
+    """Bearer-token auth, allowed methods, and RFC 7807 errors for one endpoint."""
+
+    def decorator(view):
+        @csrf_exempt
+        @wraps(view)
+        def wrapped(request, *args, **kwargs):
+            if request.method not in methods:
+                response = api.problem(405, "Method not allowed", f"Use {' or '.join(methods)}.")
+                response["Allow"] = ", ".join(methods)
+                return response
+            scheme, _, raw = request.headers.get("Authorization", "").partition(" ")
+            user = ApiToken.objects.authenticate(raw.strip()) if scheme.lower() in ("bearer", "token") else None
+            if user is None:
+                response = api.problem(
+                    401, "Unauthenticated", "Send an API token as 'Authorization: Bearer <token>'."
+                )
+                response["WWW-Authenticate"] = "Bearer"
+                return response
+            request.user = user
+            return view(request, *args, **kwargs)
+
+        return wrapped
+
+    return decorator
+
+
+def _base(request):
+    return request.build_absolute_uri("/").rstrip("/")
+
+
+def _not_found(what):
+    return api.problem(404, "Not found", f"{what} does not exist or is not yours.")
+
+
+def _get_prediction_for_user(request, prediction_id, owner_only=False):
+    prediction = Prediction.objects.select_related("version__model").filter(pk=prediction_id).first()
+    if prediction is None:
+        return None
+    if prediction.owner_id == request.user.pk:
+        return prediction
+    if owner_only or prediction.visibility == Prediction.Visibility.PRIVATE:
+        return None
+    return prediction
+
+
+def _get_model(owner, name):
+    return Model.objects.filter(owner=owner, name=name).first()
+
+
+# --- Predictions ---------------------------------------------------------------
+
+
+@api_view("GET", "POST")
+def predictions(request):
+    if request.method == "POST":
+        return _create(request, version_ref=None)
+    return _list(request)
+
+
+@api_view("POST")
+def model_predictions(request, owner, name):
+    model = _get_model(owner, name)
+    if model is None or model.latest_version is None:
+        return _not_found(f"Model {owner}/{name}")
+    return _create(request, version_ref=model.latest_version)
+
+
+def _resolve_version(ref):
+    """A version from "id" or "owner/name:id"."""
+    if not isinstance(ref, str) or not ref:
+        return None
+    model_ref, _, version_id = ref.rpartition(":")
+    version = Version.objects.select_related("model").filter(pk=version_id).first()
+    if version is None or (model_ref and model_ref != str(version.model)):
+        return None
+    return version
+
+
+def _create(request, version_ref):
+    try:
+        body = api.parse_json_body(request)
+    except ValueError as exc:
+        return api.problem(400, "Bad request", str(exc))
+    version = version_ref or _resolve_version(body.get("version"))
+    if version is None:
+        if "version" not in body:
+            return api.invalid_input({"version": ["This field is required."]})
+        return api.problem(404, "Version not found", f"No version {body.get('version')!r} in this catalog.")
+    errors = {}
+    webhook = body.get("webhook") or ""
+    if webhook and not (isinstance(webhook, str) and re.match(r"^https?://[^\s/]+", webhook)):
+        errors["webhook"] = ["Give an http(s) URL."]
+    events = body.get("webhook_events_filter") or []
+    if not isinstance(events, list) or not set(events) <= EVENTS:
+        errors["webhook_events_filter"] = [f"A list of: {', '.join(sorted(EVENTS))}."]
+    visibility = body.get("visibility")
+    if visibility is not None and visibility not in Prediction.Visibility.values:
+        errors["visibility"] = [f"One of: {', '.join(Prediction.Visibility.values)}."]
+    if errors:
+        return api.invalid_input(errors)
+    try:
+        prediction = Prediction.start(
+            version,
+            body.get("input", {}),
+            owner=request.user,
+            source=Prediction.Source.API,
+            visibility=visibility,
+            webhook=webhook,
+            webhook_events_filter=events,
+        )
+    except schema.InputError as exc:
+        return api.invalid_input({f"input.{k}" if k not in ("input", "version") else k: v for k, v in exc.errors.items()})
+    wait = _prefer_wait(request)
+    if wait:
+        prediction = _wait_for(prediction, wait)
+    payload = api.prediction_json(prediction, _base(request))
+    if wait and not prediction.is_terminal:
+        # Replicate's clients keep polling only a "starting" prediction.
+        payload["status"] = Prediction.Status.STARTING
+    response = JsonResponse(payload, status=201)
+    response["Location"] = payload["urls"]["get"]
+    return response
+
+
+def _prefer_wait(request):
+    match = PREFER_WAIT_RE.search(request.headers.get("Prefer", ""))
+    if not match:
+        return 0
+    return min(int(match.group(1) or settings.PREFER_WAIT_MAX), settings.PREFER_WAIT_MAX)
+
+
+def _wait_for(prediction, seconds):
+    """Hold the request until the prediction ends (the result arrives on another
+    thread by webhook) or `seconds` pass."""
+    deadline = time.monotonic() + seconds
+    delay = 0.01
+    while time.monotonic() < deadline:
+        status = Prediction.objects.filter(pk=prediction.pk).values_list("status", flat=True).first()
+        if status in Prediction.TERMINAL:
+            break
+        time.sleep(delay)
+        delay = min(delay * 1.5, 0.1)
+    prediction.refresh_from_db()
+    return prediction
+
+
+def _list(request):
+    queryset = Prediction.objects.filter(owner=request.user).select_related("version__model")
+    cursor = request.GET.get("cursor")
+    direction = "next"
+    if cursor:
+        try:
+            direction, created, pk = _decode_cursor(cursor)
+        except ValueError:
+            return api.problem(400, "Bad request", "The cursor is not valid.")
+        if direction == "next":
+            queryset = queryset.filter(Q(created_at__lt=created) | Q(created_at=created, pk__lt=pk))
+        else:
+            queryset = queryset.filter(Q(created_at__gt=created) | Q(created_at=created, pk__gt=pk))
+    if direction == "next":
+        rows = list(queryset.order_by("-created_at", "-pk")[: PAGE_SIZE + 1])
+        has_more, rows = len(rows) > PAGE_SIZE, rows[:PAGE_SIZE]
+        has_next, has_previous = has_more, bool(cursor)
+    else:
+        rows = list(queryset.order_by("created_at", "pk")[: PAGE_SIZE + 1])
+        has_more, rows = len(rows) > PAGE_SIZE, rows[:PAGE_SIZE][::-1]
+        has_next, has_previous = True, has_more
+    _prefetch_outputs(rows)
+    base = _base(request)
+    page_url = base + request.path + "?cursor="
+    return JsonResponse(
+        {
+            "next": page_url + _encode_cursor("next", rows[-1]) if has_next and rows else None,
+            "previous": page_url + _encode_cursor("previous", rows[0]) if has_previous and rows else None,
+            "results": [api.prediction_json(p, base) for p in rows],
+        }
+    )
+
+
+def _prefetch_outputs(rows):
+    from django.db.models import prefetch_related_objects
+
+    prefetch_related_objects(rows, "outputs")
+
+
+def _encode_cursor(direction, prediction):
+    raw = f"{direction}|{prediction.created_at.isoformat()}|{prediction.pk}"
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor):
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        direction, created, pk = raw.split("|")
+        if direction not in ("next", "previous"):
+            raise ValueError
+        return direction, datetime.fromisoformat(created), pk
+    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
+        raise ValueError("bad cursor") from exc
+
+
+@api_view("GET")
+def prediction(request, prediction_id):
+    found = _get_prediction_for_user(request, prediction_id)
+    if found is None:
+        return _not_found(f"Prediction {prediction_id}")
+    return JsonResponse(api.prediction_json(found, _base(request)))
+
+
+@api_view("POST")
+def prediction_cancel(request, prediction_id):
+    found = _get_prediction_for_user(request, prediction_id, owner_only=True)
+    if found is None:
+        return _not_found(f"Prediction {prediction_id}")
+    found.cancel()
+    return JsonResponse(api.prediction_json(found, _base(request)))
+
+
+# --- Models and versions ---------------------------------------------------------
+
+
+@api_view("GET")
+def model(request, owner, name):
+    found = _get_model(owner, name)
+    if found is None:
+        return _not_found(f"Model {owner}/{name}")
+    run_count = Prediction.objects.filter(version__model=found).count()
+    return JsonResponse(api.model_json(found, _base(request), run_count=run_count))
+
+
+@api_view("GET")
+def versions(request, owner, name):
+    found = _get_model(owner, name)
+    if found is None:
+        return _not_found(f"Model {owner}/{name}")
+    return JsonResponse(
+        {"next": None, "previous": None, "results": [api.version_json(v) for v in found.versions.all()]}
+    )
+
+
+@api_view("GET")
+def version(request, owner, name, version_id):
+    found = Version.objects.filter(model__owner=owner, model__name=name, pk=version_id).first()
+    if found is None:
+        return _not_found(f"Version {version_id} of {owner}/{name}")
+    return JsonResponse(api.version_json(found))
+
+
+@api_view("GET")
+def webhook_secret(request):
+    return JsonResponse({"key": api.webhook_secret(request.user)})
+
+
+def openapi(request):
+    return JsonResponse(document(_base(request)))
+
+
+def not_found(request, path=""):
+    return api.problem(404, "Not found", f"No endpoint at {request.path}.")

@@ -1,0 +1,119 @@
+"""Inbound calls from backends: Cog webhooks and uploads, Replicate webhooks."""
+
+import json
+import logging
+
+from django.conf import settings
+from django.core import signing
+from django.core.files.base import ContentFile
+from django.http import FileResponse, HttpResponse, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_http_methods, require_POST
+
+from app import storage
+from app.backends import BackendError, cog, replicate
+from app.models import Prediction, Upload
+from tasks.predictions import finish_prediction
+
+log = logging.getLogger(__name__)
+
+
+def _read_body(request, limit):
+    """The raw body, or None when it is over `limit` (Cog may send data URIs)."""
+    length = int(request.headers.get("Content-Length") or 0)
+    if length > limit:
+        return None
+    body = request.read(limit + 1)
+    return None if len(body) > limit else body
+
+
+def _json(body):
+    try:
+        payload = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return payload if isinstance(payload, dict) else None
+
+
+def _apply(prediction, payload, backend):
+    """Apply an update now, or in a worker when outputs must be downloaded."""
+    try:
+        update = backend.parse_update(payload)
+    except BackendError as exc:
+        return JsonResponse({"detail": str(exc)}, status=400)
+    needs_download = update.status == "succeeded" and any(
+        isinstance(item, str) and not item.startswith("data:") and storage._upload_for(item) is None
+        for item in update.output or []
+    )
+    if needs_download:
+        finish_prediction.delay(prediction.id, payload)
+        return HttpResponse(status=202)
+    try:
+        prediction.apply_update(update)
+    except BackendError as exc:
+        log.warning("prediction %s: storing outputs failed: %s", prediction.id, exc)
+        prediction.fail(f"Could not store the outputs: {exc}")
+    return HttpResponse(status=200)
+
+
+@csrf_exempt
+@require_POST
+def cog_webhook(request, prediction_id, token):
+    if not cog.webhook_token_ok(prediction_id, token):
+        return HttpResponse(status=403)
+    body = _read_body(request, settings.WEBHOOK_MAX_BYTES)
+    if body is None:
+        return HttpResponse("Webhook body too large (LIGHTBOX_WEBHOOK_MAX_BYTES).", status=413)
+    payload = _json(body)
+    if payload is None:
+        return JsonResponse({"detail": "The body is not a JSON object."}, status=400)
+    prediction = Prediction.objects.select_related("version__model").filter(pk=prediction_id).first()
+    if prediction is None:
+        # Deleted meanwhile: say so, so the server stops retrying.
+        return HttpResponse(status=410)
+    return _apply(prediction, payload, cog)
+
+
+@csrf_exempt
+@require_http_methods(["PUT", "GET"])
+def cog_upload(request, token, filename, upload_id=None):
+    """Cog's --upload-url: PUT stores a file until the webhook names it."""
+    if not signing.constant_time_compare(token, storage.upload_token()):
+        return HttpResponse(status=403)
+    if request.method == "GET":
+        upload = Upload.objects.filter(pk=upload_id).first()
+        if upload is None:
+            return HttpResponse(status=404)
+        return FileResponse(upload.file.open("rb"), content_type=upload.content_type)
+    body = _read_body(request, settings.UPLOAD_MAX_BYTES)
+    if body is None:
+        return HttpResponse("Upload too large (LIGHTBOX_UPLOAD_MAX_BYTES).", status=413)
+    upload = Upload(
+        remote_prediction_id=request.headers.get("X-Prediction-Id", "")[:100],
+        content_type=request.headers.get("Content-Type", "")[:100],
+    )
+    upload.file.save(filename[-100:], ContentFile(body), save=True)
+    response = HttpResponse(status=201)
+    response["Location"] = f"{storage.upload_url()}{upload.pk}/{filename}"
+    return response
+
+
+@csrf_exempt
+@require_POST
+def replicate_webhook(request, prediction_id):
+    body = _read_body(request, settings.WEBHOOK_MAX_BYTES)
+    if body is None:
+        return HttpResponse(status=413)
+    try:
+        replicate.verify_webhook(body, request.headers)
+    except BackendError as exc:
+        return JsonResponse({"detail": str(exc)}, status=401)
+    payload = _json(body)
+    if payload is None:
+        return JsonResponse({"detail": "The body is not a JSON object."}, status=400)
+    prediction = Prediction.objects.select_related("version__model").filter(pk=prediction_id).first()
+    if prediction is None:
+        return HttpResponse(status=410)
+    if payload.get("id") and prediction.remote_id and payload["id"] != prediction.remote_id:
+        return JsonResponse({"detail": "The webhook is for another prediction."}, status=400)
+    return _apply(prediction, payload, replicate)

@@ -1,0 +1,25 @@
+"""The Celery app. Settings come from Django's (CELERY_* names)."""
+
+import os
+
+from celery import Celery
+from django.conf import settings
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "app.settings")
+
+app = Celery("lightbox")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks(["tasks"], related_name="predictions")
+
+# The filesystem transport keeps its messages under var/; the folders must exist
+# before the first producer or worker touches them.
+for key in ("data_folder_in", "processed_folder"):
+    if key in settings.CELERY_BROKER_TRANSPORT_OPTIONS:
+        os.makedirs(settings.CELERY_BROKER_TRANSPORT_OPTIONS[key], exist_ok=True)
+
+
+@app.on_after_finalize.connect
+def _schedule(sender, **kwargs):
+    from tasks.predictions import reconcile
+
+    sender.add_periodic_task(settings.RECONCILE_INTERVAL, reconcile.s(), name="reconcile predictions")

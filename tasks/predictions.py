@@ -1,0 +1,184 @@
+"""Prediction tasks: thin, ids in, idempotent.
+
+A worker hands a prediction to its backend and returns; progress and the result
+come back as webhooks to the web process (or by polling, for Replicate without
+a public SITE_URL). So a worker is never tied up while a model runs, and a
+worker that dies after the hand-off loses nothing. The database is the source
+of truth: `reconcile` (beat) re-sends what the broker lost and ends what a
+backend forgot.
+"""
+
+import json
+import logging
+import random
+from datetime import timedelta
+
+import httpx
+from celery import shared_task
+from django.conf import settings
+from django.db.models import F, Q
+from django.utils import timezone
+
+from app import backends, http
+from app.backends import BackendError, Busy
+from app.models import Prediction
+
+log = logging.getLogger(__name__)
+
+# A transient failure (server down, 5xx, garbage) is retried this many times,
+# with backoff, before the prediction fails with the backend's error.
+SUBMIT_RETRIES = 5
+# How many times a prediction is handed to a backend again after the backend
+# lost it (a restarted Cog server).
+MAX_DISPATCHES = 3
+
+
+def _load(prediction_id):
+    prediction = Prediction.objects.select_related("version__model").filter(pk=prediction_id).first()
+    if prediction is None or prediction.is_terminal:
+        return None
+    return prediction
+
+
+def _backoff(attempt, base=0.25, cap=10.0):
+    return min(cap, base * 2**attempt) * (0.5 + random.random() / 2)
+
+
+@shared_task(bind=True, max_retries=None)
+def run_prediction(self, prediction_id, failures=0):
+    """Hand a prediction to its backend. A busy backend queues it; it never fails it."""
+    prediction = _load(prediction_id)
+    if prediction is None or prediction.dispatched_at:
+        return
+    Prediction.objects.filter(pk=prediction.pk).update(attempted_at=timezone.now())
+    backend = backends.for_version(prediction.version)
+    try:
+        remote_id = backend.submit(prediction)
+    except Busy:
+        # Another prediction holds the slot: wait our turn, as long as it takes.
+        raise self.retry(countdown=_backoff(min(self.request.retries, 4), base=0.05, cap=1.0))
+    except BackendError as exc:
+        if exc.permanent or failures >= SUBMIT_RETRIES:
+            prediction.fail(str(exc))
+            return
+        raise self.retry(args=[prediction_id, failures + 1], countdown=_backoff(failures))
+    if not prediction.mark_dispatched(remote_id):
+        # Canceled while we were handing it over: stop it there too.
+        prediction.remote_id = remote_id
+        prediction.dispatched_at = timezone.now()
+        backend.cancel(prediction)
+        return
+    if prediction.version.backend == "replicate" and not backends.replicate.use_webhooks():
+        poll_prediction.apply_async([prediction_id], countdown=settings.REPLICATE_POLL_INTERVAL)
+
+
+@shared_task(bind=True, max_retries=None)
+def poll_prediction(self, prediction_id, failures=0):
+    """Follow a Replicate prediction when its webhooks cannot reach us."""
+    prediction = _load(prediction_id)
+    if prediction is None:
+        return
+    try:
+        update = backends.replicate.poll(prediction)
+        prediction.apply_update(update)
+    except BackendError as exc:
+        if exc.permanent or failures >= SUBMIT_RETRIES:
+            prediction.fail(str(exc))
+            return
+        raise self.retry(args=[prediction_id, failures + 1], countdown=_backoff(failures))
+    if not prediction.is_terminal:
+        raise self.retry(countdown=settings.REPLICATE_POLL_INTERVAL)
+
+
+@shared_task(bind=True, max_retries=SUBMIT_RETRIES)
+def finish_prediction(self, prediction_id, payload):
+    """Apply a terminal webhook whose outputs must be downloaded (off the web thread)."""
+    prediction = _load(prediction_id)
+    if prediction is None:
+        return
+    backend = backends.for_version(prediction.version)
+    try:
+        prediction.apply_update(backend.parse_update(payload))
+    except BackendError as exc:
+        if exc.permanent or self.request.retries >= SUBMIT_RETRIES:
+            prediction.fail(f"Could not store the outputs: {exc}")
+            return
+        raise self.retry(countdown=_backoff(self.request.retries))
+
+
+@shared_task
+def reconcile():
+    """Make sure every prediction ends, whatever the broker or a backend lost."""
+    now = timezone.now()
+    deadline = now - timedelta(seconds=settings.DISPATCH_DEADLINE)
+    # Queued but never handed over (the message was lost with a worker).
+    for prediction_id in Prediction.objects.filter(
+        status=Prediction.Status.STARTING, dispatched_at__isnull=True
+    ).filter(Q(attempted_at__lt=deadline) | Q(attempted_at__isnull=True, created_at__lt=deadline)).values_list(
+        "pk", flat=True
+    )[:500]:
+        Prediction.objects.filter(pk=prediction_id).update(attempted_at=now)
+        run_prediction.delay(prediction_id)
+    # Handed over but quiet: ask the backend again, or end it.
+    for prediction in Prediction.objects.active().filter(
+        dispatched_at__isnull=False, heard_at__lt=deadline
+    ).select_related("version")[:500]:
+        _recheck(prediction, now)
+
+
+def _recheck(prediction, now):
+    version = prediction.version
+    if prediction.heard_at < now - timedelta(seconds=version.timeout):
+        prediction.fail(
+            f"The model server stopped answering: nothing heard for {version.timeout} seconds, "
+            "so the prediction was stopped."
+        )
+        return
+    if version.backend == "replicate":
+        try:
+            prediction.apply_update(backends.replicate.poll(prediction))
+        except BackendError as exc:
+            log.warning("reconcile: polling %s failed: %s", prediction.id, exc)
+        return
+    # Cog has no GET for a prediction. A PUT with the same id answers the state
+    # of a prediction it is running, and starts it again if it forgot it
+    # (a restarted server, a dropped completion webhook).
+    if prediction.dispatch_attempts >= MAX_DISPATCHES:
+        prediction.fail("The model server lost this prediction several times; giving up.")
+        return
+    try:
+        backends.cog.submit(prediction)
+    except Busy:
+        # Busy with another prediction: ours is lost there. Queue it again.
+        Prediction.objects.filter(pk=prediction.pk, status__in=Prediction.ACTIVE).update(dispatched_at=None)
+        run_prediction.delay(prediction.id)
+        return
+    except BackendError as exc:
+        log.warning("reconcile: model server for %s: %s", prediction.id, exc)
+        return
+    Prediction.objects.filter(pk=prediction.pk).update(
+        heard_at=now, dispatch_attempts=F("dispatch_attempts") + 1
+    )
+
+
+@shared_task(bind=True, max_retries=None)
+def send_webhook(self, prediction_id, event):
+    """POST the prediction to its caller's webhook, signed as Replicate signs."""
+    from app.api import prediction_json, webhook_headers
+
+    prediction = Prediction.objects.select_related("version__model", "owner").filter(pk=prediction_id).first()
+    if prediction is None or not prediction.webhook:
+        return
+    body = json.dumps(prediction_json(prediction))
+    try:
+        response = http.client().post(
+            prediction.webhook,
+            content=body,
+            headers={"Content-Type": "application/json", **webhook_headers(prediction, body)},
+        )
+        ok = response.status_code < 300
+    except httpx.HTTPError:
+        ok = False
+    # Like Replicate, only the terminal webhook is retried.
+    if not ok and event == "completed" and self.request.retries < settings.WEBHOOK_RETRIES:
+        raise self.retry(countdown=_backoff(self.request.retries, base=1.0, cap=60))

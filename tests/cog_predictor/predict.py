@@ -1,0 +1,48 @@
+"""A fast, deterministic Cog predictor that stands in for a diffusion model in tests.
+
+It draws a flat image whose colour comes from the prompt and seed, logs one
+"step k/N" line per step like diffusers does, and can be told to misbehave.
+"""
+
+import hashlib
+import os
+import tempfile
+import time
+
+from cog import BasePredictor, Input, Path
+from PIL import Image
+
+
+class Predictor(BasePredictor):
+    def setup(self) -> None:
+        self.step_delay = float(os.environ.get("TEST_PREDICTOR_STEP_DELAY", "0"))
+
+    def predict(
+        self,
+        prompt: str = Input(description="What to draw."),
+        negative_prompt: str = Input(description="What not to draw.", default=""),
+        width: int = Input(description="Width in pixels.", default=64, ge=16, le=1024),
+        height: int = Input(description="Height in pixels.", default=64, ge=16, le=1024),
+        num_outputs: int = Input(description="How many images.", default=1, ge=1, le=4),
+        num_inference_steps: int = Input(description="Denoising steps.", default=4, ge=1, le=100),
+        guidance_scale: float = Input(description="Guidance.", default=7.5, ge=0, le=20),
+        scheduler: str = Input(
+            description="Scheduler.", default="K_EULER", choices=["DDIM", "K_EULER", "PNDM"]
+        ),
+        seed: int = Input(description="Random seed.", default=None),
+        step_delay: float = Input(description="Seconds per step (tests).", default=0.0, ge=0, le=10),
+        fail: str = Input(description="Raise this error (tests).", default=""),
+    ) -> list[Path]:
+        for step in range(1, num_inference_steps + 1):
+            time.sleep(step_delay or self.step_delay)
+            print(f"step {step}/{num_inference_steps}", flush=True)
+        if fail:
+            raise RuntimeError(fail)
+        outputs = []
+        for index in range(num_outputs):
+            digest = hashlib.sha256(f"{prompt}|{seed}|{index}".encode()).digest()
+            image = Image.new("RGB", (width, height), tuple(digest[:3]))
+            path = Path(tempfile.mkdtemp()) / f"out-{index}.png"
+            image.save(path)
+            outputs.append(path)
+        return outputs

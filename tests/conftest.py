@@ -1,0 +1,249 @@
+"""Real components for the tests: the database, a live web server, a Celery
+worker on the configured broker, a Cog HTTP server running a tiny predictor,
+and a stand-in for Replicate's cloud shaped like its documented API."""
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+COG_PREDICTOR_DIR = ROOT / "tests" / "cog_predictor"
+VENV_BIN = Path(sys.executable).parent
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until(predicate, timeout=30.0, interval=0.05, message="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = predicate()
+        if result:
+            return result
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+
+
+class CogServer:
+    """A real Cog HTTP server (cog from PyPI) running a predictor directory."""
+
+    def __init__(self, directory, upload_url=None, env=None):
+        self.directory = directory
+        self.upload_url = upload_url
+        self.env = env or {}
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process = None
+        self.log_path = ROOT / "var" / "test" / f"cog-{self.port}.log"
+
+    def start(self):
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        env = {
+            **os.environ,
+            "PATH": f"{VENV_BIN}:{os.environ['PATH']}",
+            "PORT": str(self.port),
+            "COG_PREDICT_TYPE_STUB": "predict.py:Predictor",
+            **self.env,
+        }
+        command = [sys.executable, "-m", "cog.server.http", "--host", "127.0.0.1"]
+        if self.upload_url:
+            command += ["--upload-url", self.upload_url]
+        self.process = subprocess.Popen(
+            command, cwd=self.directory, env=env, stdout=open(self.log_path, "ab"), stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        wait_until(self.ready, timeout=60, message=f"Cog server on {self.url}")
+        return self
+
+    def ready(self):
+        if self.process.poll() is not None:
+            raise AssertionError(f"Cog server exited: {self.log_path.read_text()[-2000:]}")
+        try:
+            return httpx.get(self.url + "/health-check", timeout=1).json().get("status") == "READY"
+        except (httpx.HTTPError, ValueError):
+            return False
+
+    def stop(self):
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+
+
+class Worker:
+    """A real Celery worker process on the configured broker and test database."""
+
+    def __init__(self, env):
+        self.env = env
+        self.process = None
+        self.log_path = ROOT / "var" / "test" / f"worker-{time.monotonic_ns()}.log"
+
+    def start(self):
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self.process = subprocess.Popen(
+            [str(VENV_BIN / "celery"), "-A", "tasks", "worker", "--concurrency", "2", "--pool", "threads",
+             "--loglevel", "INFO", "--without-mingle", "--without-gossip", "--without-heartbeat"],
+            cwd=ROOT, env=self.env, stdout=open(self.log_path, "ab"), stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        wait_until(lambda: "ready." in self.log_path.read_text(), timeout=60, message="Celery worker")
+        return self
+
+    def kill(self):
+        """SIGKILL, as when the machine runs out of memory."""
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+    def stop(self):
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+@pytest.fixture(scope="session")
+def site(live_server):
+    """The live web server; backends send webhooks and uploads to it."""
+    from django.conf import settings
+
+    settings.SITE_URL = live_server.url
+    return live_server
+
+
+@pytest.fixture(scope="session")
+def replicate_cloud():
+    from tests.fakes.replicate_cloud import FakeReplicate
+
+    fake = FakeReplicate()
+    fake.start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture(scope="session")
+def worker_env(site, django_db_setup, django_db_blocker, replicate_cloud):
+    from django.conf import settings
+    from django.db import connection
+
+    env = {
+        **os.environ,
+        "PATH": f"{VENV_BIN}:{os.environ['PATH']}",
+        "SITE_URL": site.url,
+        "SECRET_KEY": settings.SECRET_KEY,
+        "REPLICATE_API_URL": replicate_cloud.url + "/v1",
+        "REPLICATE_API_TOKEN": replicate_cloud.token,
+        "REPLICATE_WEBHOOK_SECRET": replicate_cloud.webhook_secret,
+        "LIGHTBOX_REPLICATE_WEBHOOKS": "off",
+        "LIGHTBOX_REPLICATE_POLL_INTERVAL": "0.2",
+        "LIGHTBOX_HTTP_TIMEOUT": "3",
+    }
+    db = connection.settings_dict
+    if db["ENGINE"].endswith("sqlite3"):
+        env["DATABASE_URL"] = f"sqlite:///{db['NAME']}"
+    else:
+        env["DATABASE_URL"] = (
+            f"postgres://{db['USER'] or ''}{':' + db['PASSWORD'] if db['PASSWORD'] else ''}@"
+            f"{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+        )
+    return env
+
+
+@pytest.fixture(scope="session")
+def worker(worker_env, replicate_settings):
+    worker = Worker(worker_env).start()
+    yield worker
+    worker.stop()
+
+
+@pytest.fixture(scope="session")
+def replicate_settings(replicate_cloud):
+    """Point this process at the stand-in for Replicate's cloud too."""
+    from django.conf import settings
+
+    settings.REPLICATE_API_URL = replicate_cloud.url + "/v1"
+    settings.REPLICATE_API_TOKEN = replicate_cloud.token
+    settings.REPLICATE_WEBHOOK_SECRET = replicate_cloud.webhook_secret
+    settings.REPLICATE_USE_WEBHOOKS = "off"
+    return settings
+
+
+@pytest.fixture(scope="session")
+def cog_server(site):
+    from app import storage
+
+    server = CogServer(COG_PREDICTOR_DIR, upload_url=storage.upload_url()).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def cog_version(transactional_db, cog_server):
+    from app import catalog
+
+    version = catalog.import_version(cog_server.url, "local/test-model")
+    version.refresh_availability(max_age=0)
+    return version
+
+
+@pytest.fixture
+def alice(transactional_db):
+    from django.contrib.auth import get_user_model
+
+    return get_user_model().objects.create_user("alice", "alice@example.com", "correct horse battery")
+
+
+@pytest.fixture
+def bob(transactional_db):
+    from django.contrib.auth import get_user_model
+
+    return get_user_model().objects.create_user("bob", "bob@example.com", "correct horse battery")
+
+
+@pytest.fixture
+def alice_token(alice):
+    from app.models import ApiToken
+
+    return ApiToken.issue(alice)[1]
+
+
+@pytest.fixture
+def api(site, alice_token):
+    """An HTTP client for /v1 on the live server, signed in as alice."""
+    with httpx.Client(
+        base_url=site.url, headers={"Authorization": f"Bearer {alice_token}"}, timeout=70
+    ) as client:
+        yield client
+
+
+def wait_for_status(prediction_id, statuses=("succeeded", "failed", "canceled"), timeout=30):
+    from app.models import Prediction
+
+    def done():
+        prediction = Prediction.objects.get(pk=prediction_id)
+        return prediction if prediction.status in statuses else None
+
+    return wait_until(done, timeout=timeout, message=f"prediction {prediction_id} to reach {statuses}")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _clean_test_var():
+    shutil.rmtree(ROOT / "var" / "test" / "broker", ignore_errors=True)
+    yield
