@@ -185,6 +185,9 @@ class Prediction(models.Model):
     # The caller's webhook (API), and which events it wants.
     webhook = models.URLField(max_length=1000, blank=True, default="")
     webhook_events_filter = models.JSONField(default=list, blank=True)
+    # When the last non-terminal event went to the caller's webhook; logs and
+    # output events are throttled to one per WEBHOOK_THROTTLE, as Replicate does.
+    webhook_sent_at = models.DateTimeField(null=True, blank=True)
 
     objects = PredictionQuerySet.as_manager()
 
@@ -313,9 +316,19 @@ class Prediction(models.Model):
                 completed_at=timezone.now(),
                 predict_time=update.predict_time,
             )
+        was_starting = self.status == self.Status.STARTING
         changed = self._transition(**changes)
         if changed and update.status in self.TERMINAL:
             self.on_terminal()
+        elif changed:
+            events = []
+            if was_starting and self.status == self.Status.PROCESSING:
+                events.append("start")
+            if "logs" in changes and changes["logs"]:
+                events.append("logs")
+            if "output" in changes:
+                events.append("output")
+            self.notify(events)
         return changed
 
     def fail(self, error):
@@ -344,11 +357,26 @@ class Prediction(models.Model):
 
             transaction.on_commit(lambda: send_webhook.delay(self.id, "completed"))
 
+    def notify(self, events):
+        """Send the caller's webhook for non-terminal events (not retried)."""
+        events = [event for event in events if self.webhook and self.wants_event(event)]
+        if not events:
+            return
+        now = timezone.now()
+        throttled = self.webhook_sent_at and (now - self.webhook_sent_at) < WEBHOOK_THROTTLE
+        if throttled and "start" not in events:
+            return
+        Prediction.objects.filter(pk=self.pk).update(webhook_sent_at=now)
+        from tasks.predictions import send_webhook
+
+        transaction.on_commit(lambda: send_webhook.delay(self.id, events[0]))
+
     def wants_event(self, event):
         return not self.webhook_events_filter or event in self.webhook_events_filter
 
 
 _STEP_RE = re.compile(r"step (\d+)/(\d+)")
+WEBHOOK_THROTTLE = timedelta(milliseconds=500)
 
 
 def output_upload_to(instance, filename):

@@ -1,0 +1,46 @@
+# Lightbox. `make run` starts everything on embedded defaults; `make test` runs the suite.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PORT ?= 8000
+# Local models to serve besides the tiny ones, e.g. LIGHTBOX_LOCAL_MODELS="sd-turbo sdxl-turbo"
+LIGHTBOX_LOCAL_MODELS ?=
+EXTRAS ?= inference,dev
+
+.PHONY: run test install migrate procfile schema tiny-models clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+# torch comes first and pinned: a bare "torch" requirement would pull a multi-GB CUDA build.
+$(VENV)/.installed-$(EXTRAS): pyproject.toml | $(BIN)/python
+	case ",$(EXTRAS)," in *,inference,*) $(BIN)/pip install -q torch==2.13.0 ;; esac
+	$(BIN)/pip install -q -e ".[$(EXTRAS)]"
+	touch $@
+
+install: $(VENV)/.installed-$(EXTRAS)
+
+migrate: install
+	$(BIN)/python manage.py migrate --noinput -v0
+	$(BIN)/python manage.py collectstatic --noinput -v0
+
+tiny-models: install
+	test -f var/models/tiny-sd/model_index.json || $(BIN)/python -m inference.tiny var/models
+
+# Every process of `make run`: the Procfile plus one Cog server per model in LIGHTBOX_LOCAL_MODELS.
+procfile:
+	mkdir -p var
+	cp Procfile var/Procfile
+	for model in $(LIGHTBOX_LOCAL_MODELS); do echo "$$model: python manage.py serve_model $$model" >> var/Procfile; done
+
+run: migrate tiny-models procfile
+	$(BIN)/python manage.py load_catalog
+	PATH="$(CURDIR)/$(BIN):$$PATH" LIGHTBOX_PORT=$(PORT) SITE_URL=$${SITE_URL:-http://127.0.0.1:$(PORT)} \
+		$(BIN)/honcho start -f var/Procfile -d .
+
+test: install
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf var staticfiles
