@@ -141,7 +141,8 @@ def test_client_reads_models_and_versions_from_the_catalog(client):
     assert client.webhooks.default.secret().key.startswith("whsec_")
 
 
-def test_catalog_holds_the_five_stable_diffusion_models():
+def test_catalog_holds_the_guides_models_that_replicate_hosts():
+    # SD Turbo has no model on Replicate we could confirm; it runs locally only.
     catalog = json.loads(CATALOG_PATH.read_text())
     names = [f"{e['owner']}/{e['name']}" for e in catalog]
     assert names == [
@@ -149,7 +150,6 @@ def test_catalog_holds_the_five_stable_diffusion_models():
         "stability-ai/stable-diffusion",
         "stability-ai/stable-diffusion",
         "fofr/sdxl-turbo",
-        "stability-ai/sd-turbo",
     ]
     for entry in catalog:
         assert set(entry) == {
