@@ -12,7 +12,7 @@ def healthz(request):
     versions = {}
     for version in Version.objects.select_related("model"):
         available = version.refresh_availability(max_age=5)
-        versions[str(version.model)] = (
+        versions[str(version)] = (
             {"available": True} if available else {"available": False, "reason": version.unavailable_reason}
         )
     ok = all(check == "ok" for check in checks.values())
