@@ -55,6 +55,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "app.middleware.ContentSecurityPolicyMiddleware",
 ]
 
 ROOT_URLCONF = "app.urls"
@@ -186,6 +187,28 @@ DEFAULT_WEB_VISIBILITY = os.environ.get("LIGHTBOX_WEB_VISIBILITY", "unlisted")
 DEFAULT_API_VISIBILITY = os.environ.get("LIGHTBOX_API_VISIBILITY", "private")
 
 EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+# SMTP, when EMAIL_BACKEND is django.core.mail.backends.smtp.EmailBackend.
+EMAIL_HOST = os.environ.get("EMAIL_HOST", "localhost")
+EMAIL_PORT = envint("EMAIL_PORT", 25)
+EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = envbool("EMAIL_USE_TLS", "False")
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "Lightbox <lightbox@localhost>")
+
+# Web pages.
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "playground"
+LOGOUT_REDIRECT_URL = "playground"
+# Anyone may browse; running needs an account unless this is on.
+ANONYMOUS_RUNS = envbool("LIGHTBOX_ANONYMOUS_RUNS", "False")
+# No 'unsafe-inline' anywhere (the pages have no inline scripts or styles).
+# Media on another origin (S3) needs its origin added to img-src.
+CONTENT_SECURITY_POLICY = os.environ.get(
+    "LIGHTBOX_CSP",
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob: "
+    + os.environ.get("LIGHTBOX_CSP_IMG_SRC", "")
+    + "; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'self'; object-src 'none'",
+)
 
 LOGGING = {
     "version": 1,
