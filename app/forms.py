@@ -49,10 +49,11 @@ def _field_for(name, spec, required=False, help_text=""):
         return forms.ChoiceField(label=label, required=required, choices=choices, help_text=help_text)
     if kind == "integer":
         return forms.IntegerField(label=label, required=required, help_text=help_text,
-                                  widget=forms.NumberInput(attrs={"inputmode": "numeric"}))
+                                  widget=forms.NumberInput(attrs={"inputmode": "numeric", "placeholder": "default"}))
     if kind == "number":
         return forms.FloatField(label=label, required=required, help_text=help_text,
-                                widget=forms.NumberInput(attrs={"step": "any", "inputmode": "decimal"}))
+                                widget=forms.NumberInput(attrs={"step": "any", "inputmode": "decimal",
+                                                                "placeholder": "default"}))
     if kind == "boolean":
         choices = [("", "Model default"), ("true", "Yes"), ("false", "No")]
         return forms.TypedChoiceField(label=label, required=False, choices=choices, help_text=help_text,
@@ -97,7 +98,6 @@ def advanced_name(version, field):
 
 
 class PlaygroundForm(forms.Form):
-    label_suffix = ""
     publish = forms.BooleanField(
         label="Publish to the gallery", required=False,
         help_text="Otherwise the comparison is unlisted: only people with its link can see it.",

@@ -1,7 +1,6 @@
 """The prediction page (/p/<id>): a shareable result, and the owner's actions on it."""
 
 import json
-import pprint
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -57,11 +56,12 @@ def snippets(prediction, base):
         '  -H "Prefer: wait" \\\n'
         f"  -d '{payload}'"
     )
+    fields = "".join(f"        {key!r}: {value!r},\n" for key, value in body["input"].items())
     python = (
         "import os\n\nimport replicate  # pip install replicate\n\n"
         f'client = replicate.Client(api_token=os.environ["LIGHTBOX_API_TOKEN"], base_url="{base}")\n'
         f"output = client.run(\n    {prediction.version.ref!r},\n"
-        f"    input={pprint.pformat(body['input'], indent=4, sort_dicts=False, width=88)},\n)\n"
+        f"    input={{\n{fields}    }},\n)\n"
         "print(output)"
     )
     return curl, python
