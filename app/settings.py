@@ -46,6 +46,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First, so that it times (and counts the queries of) everything below.
+    "app.middleware.ServerTimingMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -199,6 +201,8 @@ DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "Lightbox <lightbox@lo
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "playground"
 LOGOUT_REDIRECT_URL = "playground"
+# A Server-Timing header with the view's time and SQL query count (benchmarks).
+SERVER_TIMING = envbool("LIGHTBOX_SERVER_TIMING", "False")
 # Anyone may browse; running needs an account unless this is on.
 ANONYMOUS_RUNS = envbool("LIGHTBOX_ANONYMOUS_RUNS", "False")
 # No 'unsafe-inline' anywhere (the pages have no inline scripts or styles).
