@@ -11,6 +11,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from app import pagination
 from app.forms import DeleteAccountForm, SignupForm, TokenForm, VisibilityForm
 from app.models import ApiToken
+from app.views.gallery import TILE_FIELDS, with_tiles
 
 PAGE_SIZE = 24
 
@@ -34,10 +35,8 @@ def _get_token_for_user(request, token_id):
 
 @login_required
 def profile(request):
-    predictions = (
-        request.user.predictions.select_related("version__model").prefetch_related("outputs")
-    )
-    page = pagination.paginate(predictions, request.GET.get("cursor"), PAGE_SIZE)
+    page = pagination.paginate(request.user.predictions.only(*TILE_FIELDS), request.GET.get("cursor"), PAGE_SIZE)
+    with_tiles(page.items)
     context = {
         "tokens": request.user.api_tokens.filter(revoked_at__isnull=True).order_by("-created_at"),
         "token_form": TokenForm(),

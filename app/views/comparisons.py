@@ -35,7 +35,8 @@ def attach_changes(prediction, comparison):
 
 def _predictions(comparison):
     predictions = list(
-        comparison.predictions.select_related("version__model").prefetch_related("outputs").order_by("created_at")
+        comparison.predictions.select_related("version__model").defer("version__openapi_schema")
+        .prefetch_related("outputs").order_by("created_at")
     )
     return [attach_changes(prediction, comparison) for prediction in predictions]
 
@@ -65,7 +66,7 @@ def comparison(request, comparison_id):
     context.update(
         predictions=predictions,
         active=any(not prediction.is_terminal for prediction in predictions),
-        other_versions=[v for v in Version.objects.select_related("model") if v.id not in shown],
+        other_versions=[v for v in Version.objects.select_related("model").defer("openapi_schema") if v.id not in shown],
         can_run=can_run(request.user),
         visibility_form=VisibilityForm(initial={"visibility": comparison.visibility}),
     )

@@ -9,7 +9,7 @@ from django.views.decorators.http import require_GET
 from django.views.decorators.vary import vary_on_headers
 
 from app import pagination
-from app.models import Model, Prediction, Version
+from app.models import Model, Output, Prediction, Version
 
 PAGE_SIZE = 24
 STATUS_CHOICES = [("succeeded", "Succeeded"), ("any", "Any status"), ("processing", "Running"),
@@ -28,8 +28,32 @@ def _filters(request):
     }
 
 
+# What a tile shows (templates/_thumb.html); a prediction's logs and a
+# version's schema can be many kilobytes each, so they are not read.
+TILE_FIELDS = ("id", "version_id", "owner_id", "input", "status", "visibility", "created_at", "predict_time")
+
+
+def with_tiles(predictions, versions=None):
+    """Give each prediction of a page its version (with its model) and its first
+    output, in two queries whatever the page size, and without joining the
+    catalog into the page's query (it is a handful of rows, often loaded anyway)."""
+    if versions is None:
+        versions = Version.objects.select_related("model").defer("openapi_schema").filter(
+            pk__in={prediction.version_id for prediction in predictions}
+        )
+    by_id = {version.id: version for version in versions}
+    firsts = Output.objects.filter(prediction__in=[prediction.pk for prediction in predictions], index=0).only(
+        "id", "prediction_id", "index", "file", "thumbnail", "width", "height", "rating"
+    )
+    first_of = {output.prediction_id: output for output in firsts}
+    for prediction in predictions:
+        prediction.version = by_id[prediction.version_id]
+        prediction.tile_output = first_of.get(prediction.pk)
+    return predictions
+
+
 def _filtered(request, filters):
-    queryset = Prediction.objects.select_related("version__model").prefetch_related("outputs")
+    queryset = Prediction.objects.only(*TILE_FIELDS)
     queryset = queryset.filter(owner=request.user) if filters["mine"] else queryset.public()
     if filters["status"] == "processing":
         queryset = queryset.active()
@@ -61,6 +85,10 @@ def _page_url(filters, cursor):
 def gallery(request):
     filters = _filters(request)
     page = pagination.paginate(_filtered(request, filters), request.GET.get("cursor"), PAGE_SIZE)
+    versions = list(
+        Version.objects.select_related("model").defer("openapi_schema").order_by("model__owner", "model__name", "-created_at")
+    )
+    with_tiles(page.items, versions)
     context = {
         "page": page,
         "filters": filters,
@@ -68,11 +96,12 @@ def gallery(request):
         "previous_url": _page_url(filters, page.previous_cursor) if page.previous_cursor else "",
         "first_url": _page_url(filters, None),
     }
-    if request.htmx and request.GET.get("cursor") and request.htmx.target != "results":
+    # Going back to a pushed URL asks for the whole page again (history restore).
+    partial = request.htmx and not request.htmx.history_restore_request
+    if partial and request.GET.get("cursor") and request.htmx.target != "results":
         return TemplateResponse(request, "gallery.html#more", {**context, "oob_pager": True})
-    if request.htmx and request.htmx.target == "results":
+    if partial and request.htmx.target == "results":
         return TemplateResponse(request, "gallery.html#results", context)
-    versions = list(Version.objects.select_related("model").order_by("model__owner", "model__name", "-created_at"))
     context.update(
         versions=versions,
         models=list(dict.fromkeys(version.model for version in versions)),
@@ -98,7 +127,7 @@ def median(values):
 def _version_stats(model):
     """Per version: how many predictions, and the median predict time of the succeeded ones."""
     versions = list(
-        model.versions.annotate(
+        model.versions.defer("openapi_schema").annotate(
             prediction_count=Count("predictions"),
             timed_count=Count(
                 "predictions",
@@ -121,8 +150,9 @@ def _version_stats(model):
 def model(request, owner, name):
     found = get_object_or_404(Model, owner=owner, name=name)
     recent = list(
-        Prediction.objects.public().for_model(found).filter(status=Prediction.Status.SUCCEEDED)
-        .select_related("version__model").prefetch_related("outputs")[:12]
+        Prediction.objects.public().for_model(found).filter(status=Prediction.Status.SUCCEEDED).only(*TILE_FIELDS)[:12]
     )
-    context = {"model": found, "versions": _version_stats(found), "recent": recent}
+    versions = _version_stats(found)
+    with_tiles(recent, versions)
+    context = {"model": found, "versions": versions, "recent": recent}
     return TemplateResponse(request, "model.html", context)

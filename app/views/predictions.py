@@ -21,7 +21,8 @@ SNIPPET_STRING_MAX = 200
 def _get_prediction_for_user(request, prediction_id, owner_only=False):
     """The prediction if `request.user` may see it (or act on it: `owner_only`); else 404."""
     prediction = get_object_or_404(
-        Prediction.objects.select_related("version__model", "comparison").prefetch_related("outputs"),
+        Prediction.objects.select_related("version__model", "comparison").defer("version__openapi_schema")
+        .prefetch_related("outputs"),
         pk=prediction_id,
     )
     if request.user.is_authenticated and prediction.owner_id == request.user.pk:
@@ -88,7 +89,8 @@ def prediction(request, prediction_id):
         curl=curl,
         python=python,
         share_url=request.build_absolute_uri(),
-        og_image=base + outputs[0].file.url if outputs else "",
+        # Chat apps preview the image: only a safe one.
+        og_image=base + outputs[0].file.url if outputs and outputs[0].rating == "safe" else "",
         visibility_form=VisibilityForm(initial={"visibility": prediction.visibility}),
     )
     return TemplateResponse(request, "prediction.html", context)

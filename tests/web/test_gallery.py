@@ -119,3 +119,18 @@ def test_the_models_page_lists_the_catalog(client, sd_version):
 
 def test_an_unknown_model_is_404(client, transactional_db):
     assert client.get("/models/nobody/nothing").status_code == 404
+
+
+def test_moderated_images_are_hidden_or_blurred(client, alice, sd_version):
+    blocked = make_prediction(sd_version, owner=alice, prompt="blocked fox")
+    blocked.outputs.update(rating="blocked")
+    nsfw = make_prediction(sd_version, owner=alice, prompt="nsfw fox")
+    nsfw.outputs.update(rating="nsfw")
+
+    html = client.get("/gallery").content.decode()
+
+    assert "Hidden by moderation" in html
+    assert html.count('class="nsfw"') == 1
+    assert blocked.outputs.get().thumbnail.url not in html
+    page = client.get(f"/p/{nsfw.id}").content.decode()
+    assert "may not be safe for work" in page and 'property="og:image"' not in page
