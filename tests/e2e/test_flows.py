@@ -124,3 +124,71 @@ def test_without_javascript_the_pages_work_by_reloading(site, worker, two_versio
         expect(page.locator("article.card img")).to_have_count(1)
     finally:
         context.close()
+
+
+def test_paint_a_mask_on_an_uploaded_image(site, worker, cog_server, new_page, tmp_path):
+    """Inpainting input: an image upload and a mask painted on it in the browser."""
+    import base64
+    import copy
+    import io
+
+    from PIL import Image
+
+    from app import catalog
+
+    source = catalog.import_version(cog_server.url, "local/tiny-sd")
+    schema = copy.deepcopy(source.openapi_schema)
+    props = schema["components"]["schemas"]["Input"]["properties"]
+    props["image"] = {"type": "string", "format": "uri", "title": "Image", "x-order": 20,
+                      "description": "Input image for img2img or inpainting."}
+    props["mask"] = {"type": "string", "format": "uri", "title": "Mask", "x-order": 21,
+                     "description": "White areas are redrawn."}
+    version = catalog.add_version("local", "tiny-inpaint", "cog", cog_server.url, schema, source.cog_version)
+    version.refresh_availability(max_age=0)
+    picture = tmp_path / "harbour.png"
+    Image.new("RGB", (200, 100), (30, 90, 160)).save(picture)
+
+    page = new_page()
+    sign_up(page, site.url, "hana")
+    page.goto(f"{site.url}/?version={version.id}")
+    page.get_by_label("Prompt", exact=True).fill("a boat in the harbour")
+    page.get_by_text("Image to image and inpainting").click()
+    page.get_by_label("Image", exact=True).set_input_files(str(picture))
+    canvas = page.get_by_label("Mask painter: drag to paint the area to redraw")
+    expect(canvas).to_be_visible()
+    canvas.scroll_into_view_if_needed()
+    box = canvas.bounding_box()
+    page.mouse.move(box["x"] + box["width"] * 0.2, box["y"] + box["height"] * 0.5)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.4, box["y"] + box["height"] * 0.5, steps=8)
+    page.mouse.up()
+    page.get_by_role("button", name="Run 1 model").click()
+    page.wait_for_url(re.compile(r"/c/[a-z0-9]+$"))
+    expect(page.locator("article.card [data-status]")).to_have_text("Succeeded", timeout=30_000)
+
+    given = Prediction.objects.get().input
+    assert given["image"].startswith("data:image/png;base64,")
+    mask = Image.open(io.BytesIO(base64.b64decode(given["mask"].split(",", 1)[1]))).convert("L")
+    assert mask.size == (200, 100)
+    assert mask.getpixel((60, 50)) == 255  # painted
+    assert mask.getpixel((190, 10)) == 0  # left alone
+
+
+def test_the_gallery_loads_more_as_one_scrolls(site, new_page, transactional_db):
+    from tests.web.conftest import SCHEMA, make_prediction, make_version
+
+    version = make_version("local", "tiny-sd", SCHEMA)
+    for index in range(30):
+        make_prediction(version, prompt=f"tile number {index:02}")
+    page = new_page()
+    page.goto(site.url + "/gallery")
+    expect(page.locator(".tile")).to_have_count(24)
+    expect(page.get_by_role("link", name="Older →")).to_be_visible()
+
+    page.locator(".grid-more").scroll_into_view_if_needed()
+
+    expect(page.locator(".tile")).to_have_count(30)
+    expect(page.locator(".tile-prompt").last).to_have_text("tile number 00")
+    # The links under the grid follow: nothing older, a way back to the newest.
+    expect(page.get_by_role("link", name="Older →")).to_have_count(0)
+    expect(page.get_by_role("link", name="Newest")).to_be_visible()
