@@ -63,7 +63,10 @@ def comparison(request, comparison_id):
             raise Http404("No such card")
         return card_response(request, prediction, context=context)
     shown = {prediction.version_id for prediction in predictions}
+    safe = [o for p in predictions for o in p.outputs.all() if o.rating == "safe"]
     context.update(
+        # The first safe image previews the link in chat apps.
+        og_image=request.build_absolute_uri(safe[0].file.url) if safe else "",
         predictions=predictions,
         active=any(not prediction.is_terminal for prediction in predictions),
         other_versions=[v for v in Version.objects.select_related("model").defer("openapi_schema") if v.id not in shown],

@@ -133,3 +133,13 @@ def test_the_page_runs_a_constant_number_of_queries(client_alice, alice, sd_vers
     with django_assert_max_num_queries(6):
         response = client_alice.get(f"/c/{comparison.id}")
     assert response.content.decode().count("<article") == count
+
+
+def test_a_shared_link_previews_its_first_image(client, alice, sd_version):
+    comparison = Comparison.objects.create(owner=alice, input={"prompt": "a harbour"}, seed=1)
+    prediction = make_prediction(sd_version, owner=alice, comparison=comparison)
+
+    html = client.get(f"/c/{comparison.id}").content.decode()
+
+    assert f'<meta property="og:image" content="http://testserver{prediction.outputs.get().file.url}">' in html
+    assert '<meta property="og:title" content="a harbour">' in html
