@@ -192,3 +192,27 @@ def test_the_gallery_loads_more_as_one_scrolls(site, new_page, transactional_db)
     # The links under the grid follow: nothing older, a way back to the newest.
     expect(page.get_by_role("link", name="Older →")).to_have_count(0)
     expect(page.get_by_role("link", name="Newest")).to_be_visible()
+
+
+def test_a_comparison_runs_from_the_keyboard_alone(site, worker, two_versions, new_page):
+    page = new_page()
+    sign_up(page, site.url, "ivan")
+    page.keyboard.press("Tab")
+    expect(page.get_by_role("link", name="Skip to content")).to_be_focused()
+    page.keyboard.press("Enter")
+    for _ in range(60):  # through the model checkboxes to the prompt
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.name") == "prompt":
+            break
+    page.keyboard.type("a keyboard-only lighthouse")
+    for _ in range(60):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.textContent.trim()") == "Run 2 models":
+            break
+    # Focus is visible where it is.
+    outline = page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
+    assert outline != "none", outline
+    page.keyboard.press("Enter")
+    page.wait_for_url(re.compile(r"/c/[a-z0-9]+$"))
+    expect(page.get_by_role("heading", level=1)).to_have_text("a keyboard-only lighthouse")
+    expect(page.locator("article.card [data-status]")).to_have_text(["Succeeded", "Succeeded"], timeout=30_000)
