@@ -116,6 +116,8 @@ class PlaygroundForm(forms.Form):
             description = _description(having[0], name)
             help_text = " ".join(filter(None, [description, _defaults_text(name, self.versions)]))
             self.fields[name] = _field_for(name, spec, required=(name == "prompt"), help_text=help_text)
+            if name == "seed":
+                self.fields[name].widget.attrs["placeholder"] = "random, the same for all"
             self.common_names.append(name)
         self.advanced = []
         for version in self.versions:
