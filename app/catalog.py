@@ -45,7 +45,8 @@ def add_version(owner, name, backend, location, openapi_schema=None, cog_version
         model.description = description
         model.save(update_fields=["description"])
     version_id = version_id or cog_version_id(location, openapi_schema)
-    defaults = {"model": model, "backend": backend, "location": location, "cog_version": cog_version}
+    defaults = {"model": model, "backend": backend, "location": location, "cog_version": cog_version,
+                "timeout": settings.PREDICTION_TIMEOUT}
     if openapi_schema:
         defaults["openapi_schema"] = openapi_schema
     if created_at:

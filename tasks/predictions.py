@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from app import backends, http
 from app.backends import BackendError, Busy
-from app.models import Prediction
+from app.models import Prediction, Upload
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +31,7 @@ SUBMIT_RETRIES = 5
 # How many times a prediction is handed to a backend again after the backend
 # lost it (a restarted Cog server).
 MAX_DISPATCHES = 3
+UPLOAD_TTL = timedelta(days=1)
 
 
 def _load(prediction_id):
@@ -124,6 +125,10 @@ def reconcile():
         dispatched_at__isnull=False, heard_at__lt=deadline
     ).select_related("version")[:500]:
         _recheck(prediction, now)
+    # Files a Cog server uploaded for a prediction that never completed.
+    for upload in Upload.objects.filter(created_at__lt=now - UPLOAD_TTL)[:500]:
+        upload.file.delete(save=False)
+        upload.delete()
 
 
 def _recheck(prediction, now):
