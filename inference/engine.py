@@ -141,7 +141,8 @@ class Engine:
         # and back on every call; bfloat16 has float32's range and does not
         # overflow, so keep it there once.
         if (
-            self.vae.dtype == torch.float16
+            family.xl  # only the SDXL pipelines upcast
+            and self.vae.dtype == torch.float16
             and getattr(self.vae.config, "force_upcast", False)
             and os.environ.get("LIGHTBOX_VAE_DTYPE", "bfloat16") == "bfloat16"
             and (self.device.type != "cuda" or torch.cuda.is_bf16_supported())

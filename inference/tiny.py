@@ -14,6 +14,9 @@ from pathlib import Path
 
 SEED = 0
 VOCAB_SIZE = 1000
+MERGES = [("a", "n"), ("t", "h"), ("th", "e</w>"), ("an", "d</w>"), ("o", "n</w>")]
+BOS_ID = 2 * 256 + len(MERGES)
+EOS_ID = BOS_ID + 1
 
 
 def _byte_chars() -> list[str]:
@@ -39,12 +42,12 @@ def write_tokenizer(folder: Path) -> None:
         vocab[c] = len(vocab)
     for c in chars:
         vocab[c + "</w>"] = len(vocab)
-    merges = [("a", "n"), ("t", "h"), ("th", "e</w>"), ("an", "d</w>"), ("o", "n</w>")]
+    merges = MERGES
     for a, b in merges:
         vocab[a + b] = len(vocab)
     for special in ("<|startoftext|>", "<|endoftext|>"):
         vocab[special] = len(vocab)
-    assert len(vocab) < VOCAB_SIZE
+    assert vocab["<|startoftext|>"] == BOS_ID and vocab["<|endoftext|>"] == EOS_ID
     (folder / "vocab.json").write_text(json.dumps(vocab))
     (folder / "merges.txt").write_text(
         "#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges)
@@ -84,10 +87,12 @@ def _tokenizer(tmp: Path):
 def _text_config(**overrides):
     from transformers import CLIPTextConfig
 
+    # The ids of <|startoftext|> and <|endoftext|> in write_tokenizer's vocab:
+    # the pooled text embedding is read at the first end-of-text token.
     values = dict(
-        bos_token_id=VOCAB_SIZE - 2,
-        eos_token_id=VOCAB_SIZE - 1,
-        pad_token_id=VOCAB_SIZE - 1,
+        bos_token_id=BOS_ID,
+        eos_token_id=EOS_ID,
+        pad_token_id=EOS_ID,
         hidden_size=32,
         intermediate_size=37,
         num_attention_heads=4,
