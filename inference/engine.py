@@ -133,6 +133,7 @@ class Engine:
         self.scheduler_config = dict(pipe.scheduler.config)
         self.safety_checker = getattr(pipe, "safety_checker", None)
         self.pipes = {}
+        self.schedulers = {}
         self.loras = OrderedDict()  # lora reference -> adapter name
         self.lora_count = 0
         self.vae = pipe.vae
@@ -385,7 +386,9 @@ class Engine:
             call["controlnet_conditioning_scale"] = controlnet_conditioning_scale
 
         pipe = self.pipeline(mode, control)
-        pipe.scheduler = make_scheduler(scheduler, self.scheduler_config)
+        if scheduler not in self.schedulers:
+            self.schedulers[scheduler] = make_scheduler(scheduler, self.scheduler_config)
+        pipe.scheduler = self.schedulers[scheduler]
         self.use_lora(lora, lora_scale)
 
         def progress(p, i, t, tensors):

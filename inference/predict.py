@@ -9,7 +9,6 @@ are named as on Replicate's Stable Diffusion models.
 import inspect
 import os
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
 from typing import Optional
 
 from cog import BaseRunner, Input, Path
@@ -18,8 +17,6 @@ from inference import families, images, weights
 
 FAMILY = families.from_environment()
 MODEL_ID = os.environ.get("MODEL_ID", "")
-
-_png_pool = ThreadPoolExecutor(max_workers=4)
 
 
 class Predictor(BaseRunner):
@@ -106,7 +103,8 @@ class Predictor(BaseRunner):
         )
         folder = tempfile.mkdtemp(prefix="lightbox-")
         paths = [os.path.join(folder, f"out-{i}.png") for i in range(len(outputs))]
-        list(_png_pool.map(lambda pair: images.save_png(*pair, self.png_level), zip(outputs, paths)))
+        for image, path in zip(outputs, paths):
+            images.save_png(image, path, self.png_level)
         return [Path(p) for p in paths]
 
 
