@@ -276,7 +276,15 @@ class Engine:
             latents = latents * std / config.scaling_factor + mean
         else:
             latents = latents / config.scaling_factor
-        decoded = vae.decode(latents, return_dict=False)[0]
+        upcast = vae.dtype == torch.float16 and self.family.xl and getattr(config, "force_upcast", False)
+        if upcast:  # LIGHTBOX_VAE_DTYPE other than bfloat16: diffusers' way, float32 for the decode
+            vae.to(torch.float32)
+            latents = latents.float()
+        try:
+            decoded = vae.decode(latents, return_dict=False)[0]
+        finally:
+            if upcast:
+                vae.to(torch.float16)
         flags = [False] * decoded.shape[0]
         if check_safety and self.safety_checker is not None:
             # The pipelines skip it for latent output; run the base pipe's own.
