@@ -244,6 +244,15 @@ def wait_for_status(prediction_id, statuses=("succeeded", "failed", "canceled"),
 
 
 @pytest.fixture(scope="session", autouse=True)
+def _fast_password_hashing():
+    """alice and bob get passwords in every test: the production hasher's
+    million iterations cost about a second each on these machines."""
+    from django.conf import settings
+
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(scope="session", autouse=True)
 def _clean_test_var():
     from django.conf import settings
 
