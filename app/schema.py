@@ -72,14 +72,22 @@ def validate_input(version, data):
             field = str(error.absolute_path[0]) if error.absolute_path else "input"
             errors.setdefault(field, []).append(_message(error))
     for key, value in cleaned.items():
-        spec = props.get(key, {})
-        if spec.get("format") == "uri" and isinstance(value, str) and not value.startswith(ALLOWED_URI_PREFIXES):
+        if _has_local_file(props.get(key, {}), value):
             errors.setdefault(key, []).append("Give an http(s) URL or a data: URI.")
     if errors:
         raise InputError(errors)
     if "seed" in props and "seed" not in cleaned:
         cleaned["seed"] = secrets.randbelow(min(MAX_SEED, props["seed"].get("maximum", MAX_SEED)) + 1)
     return cleaned
+
+
+def _has_local_file(spec, value):
+    """A file input (a uri string, or a list of them as Cog writes list[Path])
+    naming anything but an http(s) URL or a data: URI: the model server would
+    read a local path or file: URL from its own disk."""
+    if spec.get("type") == "array" and isinstance(value, list):
+        return any(_has_local_file(spec.get("items", {}), item) for item in value)
+    return spec.get("format") == "uri" and isinstance(value, str) and not value.startswith(ALLOWED_URI_PREFIXES)
 
 
 def _message(error):
