@@ -42,6 +42,9 @@ def api_view(*methods):
                 response["WWW-Authenticate"] = "Bearer"
                 return response
             request.user = user
+            if any("\x00" in value for value in kwargs.values()):
+                # Names nothing, and PostgreSQL refuses a NUL in a query (a 500).
+                return api.problem(404, "Not found", f"No endpoint at {request.path}.")
             return view(request, *args, **kwargs)
 
         return wrapped
@@ -92,7 +95,7 @@ def model_predictions(request, owner, name):
 
 def _resolve_version(ref):
     """A version from "id" or "owner/name:id"."""
-    if not isinstance(ref, str) or not ref:
+    if not isinstance(ref, str) or not ref or "\x00" in ref:
         return None
     model_ref, _, version_id = ref.rpartition(":")
     version = Version.objects.select_related("model").filter(pk=version_id).first()
