@@ -72,6 +72,19 @@ def webhook_token_ok(prediction_id, token):
 
 def submit(prediction):
     """Start the prediction on the server without waiting for it to finish."""
+    _put(prediction)
+    return prediction.id
+
+
+def resubmit(prediction):
+    """Hand a prediction over again, as PUT allows: True when the server was
+    still running it (it answers the running state), False when it had
+    forgotten it (restarted, or finished and the webhook was lost) and has
+    started it anew (it answers "starting")."""
+    return _put(prediction).get("status") not in (None, "starting")
+
+
+def _put(prediction):
     body = {
         "id": prediction.id,
         "input": prediction.input,
@@ -98,7 +111,7 @@ def submit(prediction):
         raise BackendError("The model server answered with something that is not JSON.") from exc
     if not isinstance(payload, dict):
         raise BackendError("The model server answered with something that is not a prediction.")
-    return prediction.id
+    return payload
 
 
 def cancel(prediction):
