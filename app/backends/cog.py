@@ -147,7 +147,12 @@ def parse_update(payload):
 def _plain_error(error):
     if error in (None, ""):
         return None
-    return error if isinstance(error, str) else json.dumps(error)
+    error = error if isinstance(error, str) else json.dumps(error)
+    if error.lower().startswith("worker crashed"):
+        # coglet's words when its predictor process dies: a crash, running out
+        # of memory, or the server being stopped. "Worker" would read as ours.
+        return f"The model server crashed or was restarted while running this prediction (Cog: {error})."
+    return error
 
 
 def _detail(response):
