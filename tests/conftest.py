@@ -259,7 +259,7 @@ def _clean_test_var():
     shutil.rmtree(ROOT / "var" / "test" / "broker", ignore_errors=True)
     # The Celery app made these folders when it was imported; publishing (before
     # any worker starts, which would make them again) needs them.
-    for key in ("data_folder_in", "processed_folder"):
+    for key in ("data_folder_in", "processed_folder", "control_folder"):
         if key in settings.CELERY_BROKER_TRANSPORT_OPTIONS:
             os.makedirs(settings.CELERY_BROKER_TRANSPORT_OPTIONS[key], exist_ok=True)
     yield

@@ -149,7 +149,7 @@ PRODUCER = """
 import sys
 from kombu import Connection
 transport, folder, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
-options = {"data_folder_in": folder, "data_folder_out": folder}
+options = {"data_folder_in": folder, "data_folder_out": folder, "control_folder": folder + "/control"}
 with Connection("filesystem://", transport=transport, transport_options=options) as connection:
     queue = connection.SimpleQueue("race")
     for i in range(count):
@@ -165,7 +165,8 @@ def test_a_worker_never_reads_a_half_written_message_from_the_embedded_broker(tm
     producer = subprocess.Popen(
         [sys.executable, "-c", PRODUCER, settings.CELERY_BROKER_TRANSPORT, str(tmp_path), str(count)], cwd=ROOT
     )
-    options = {"data_folder_in": str(tmp_path), "data_folder_out": str(tmp_path), "polling_interval": 0.001}
+    options = {"data_folder_in": str(tmp_path), "data_folder_out": str(tmp_path),
+               "control_folder": str(tmp_path / "control"), "polling_interval": 0.001}
     try:
         with Connection("filesystem://", transport=settings.CELERY_BROKER_TRANSPORT,
                         transport_options=options) as connection:
