@@ -229,7 +229,9 @@ class Prediction(models.Model):
                 webhook_events_filter=list(webhook_events_filter),
                 comparison=comparison,
             )
-            transaction.on_commit(lambda: run_prediction.delay(prediction.id))
+            # robust: with the broker down the prediction is saved all the
+            # same, and the reconciler sends it once the broker is back.
+            transaction.on_commit(lambda: run_prediction.delay(prediction.id), robust=True)
         return prediction
 
     @property

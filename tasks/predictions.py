@@ -134,6 +134,8 @@ def reconcile():
 def _recheck(prediction, now):
     version = prediction.version
     if prediction.heard_at < now - timedelta(seconds=version.timeout):
+        # A hung model holds the server's only slot: free it.
+        backends.for_version(version).cancel(prediction)
         prediction.fail(
             f"The model server stopped answering: nothing heard for {version.timeout} seconds, "
             "so the prediction was stopped."
