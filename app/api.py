@@ -125,7 +125,7 @@ def webhook_headers(prediction, body):
     return {"webhook-id": message_id, "webhook-timestamp": str(timestamp), "webhook-signature": signature}
 
 
-def parse_json_body(request, limit=None):
+def parse_json_body(request):
     """The request's JSON object, or raise ValueError with a reason."""
     raw = request.body
     if not raw:
@@ -133,7 +133,7 @@ def parse_json_body(request, limit=None):
     try:
         payload = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
-        raise ValueError("The request body is not valid JSON.")
+        raise ValueError("The request body is not valid JSON.") from None
     if not isinstance(payload, dict):
         raise ValueError("The request body must be a JSON object.")
     return payload

@@ -309,7 +309,9 @@ class Prediction(models.Model):
                 webhook_events_filter=list(webhook_events_filter),
                 comparison=comparison,
             )
-            transaction.on_commit(lambda: run_prediction.delay(prediction.id))
+            # robust: with the broker down the prediction is saved all the
+            # same, and the reconciler sends it once the broker is back.
+            transaction.on_commit(lambda: run_prediction.delay(prediction.id), robust=True)
         return prediction
 
     @property
@@ -376,8 +378,9 @@ class Prediction(models.Model):
         if self.is_terminal:
             return False
         changes = {"heard_at": timezone.now()}
-        if update.logs is not None and len(update.logs) >= len(self.logs):
-            changes["logs"] = update.logs
+        logs = _printable(update.logs)
+        if logs is not None and len(logs) >= len(self.logs):
+            changes["logs"] = logs
         if update.status == self.Status.PROCESSING or update.status in self.TERMINAL:
             if not self.started_at:
                 changes["started_at"] = timezone.now()
@@ -392,7 +395,7 @@ class Prediction(models.Model):
                 storage.store_outputs(self, update.output)
             changes.update(
                 status=update.status,
-                error=update.error or "",
+                error=_printable(update.error) or "",
                 completed_at=timezone.now(),
                 predict_time=update.predict_time,
             )
@@ -453,6 +456,12 @@ class Prediction(models.Model):
 
     def wants_event(self, event):
         return not self.webhook_events_filter or event in self.webhook_events_filter
+
+
+def _printable(text):
+    """A model's logs or error as we can store them: PostgreSQL refuses NUL
+    characters in text, and a model may print anything."""
+    return text.replace("\x00", "") if text else text
 
 
 _STEP_RE = re.compile(r"step (\d+)/(\d+)")

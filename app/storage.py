@@ -50,7 +50,7 @@ def fetch(item):
     """Bytes and content type of one output: a data: URI, our upload, or a URL."""
     if item.startswith("data:"):
         return _decode_data_uri(item)
-    upload = _upload_for(item)
+    upload = upload_for(item)
     if upload is not None:
         with upload.file.open("rb") as fh:
             return fh.read(), upload.content_type
@@ -81,7 +81,8 @@ def _decode_data_uri(uri):
     return data, content_type
 
 
-def _upload_for(url):
+def upload_for(url):
+    """The Upload a URL names, if it is one of ours."""
     match = UPLOAD_PATH_RE.search(urlsplit(url).path)
     if not match or not signing.constant_time_compare(match["token"], upload_token()):
         return None
@@ -89,7 +90,7 @@ def _upload_for(url):
 
 
 def _discard_upload(item):
-    upload = _upload_for(item) if not item.startswith("data:") else None
+    upload = upload_for(item) if not item.startswith("data:") else None
     if upload is not None:
         upload.file.delete(save=False)
         upload.delete()

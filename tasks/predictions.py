@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from app import backends, http
 from app.backends import BackendError, Busy
-from app.models import Prediction
+from app.models import Prediction, Upload
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +31,7 @@ SUBMIT_RETRIES = 5
 # How many times a prediction is handed to a backend again after the backend
 # lost it (a restarted Cog server).
 MAX_DISPATCHES = 3
+UPLOAD_TTL = timedelta(days=1)
 
 
 def _load(prediction_id):
@@ -124,11 +125,17 @@ def reconcile():
         dispatched_at__isnull=False, heard_at__lt=deadline
     ).select_related("version")[:500]:
         _recheck(prediction, now)
+    # Files a Cog server uploaded for a prediction that never completed.
+    for upload in Upload.objects.filter(created_at__lt=now - UPLOAD_TTL)[:500]:
+        upload.file.delete(save=False)
+        upload.delete()
 
 
 def _recheck(prediction, now):
     version = prediction.version
     if prediction.heard_at < now - timedelta(seconds=version.timeout):
+        # A hung model holds the server's only slot: free it.
+        backends.for_version(version).cancel(prediction)
         prediction.fail(
             f"The model server stopped answering: nothing heard for {version.timeout} seconds, "
             "so the prediction was stopped."
@@ -147,7 +154,7 @@ def _recheck(prediction, now):
         prediction.fail("The model server lost this prediction several times; giving up.")
         return
     try:
-        backends.cog.submit(prediction)
+        still_running = backends.cog.resubmit(prediction)
     except Busy:
         # Busy with another prediction: ours is lost there. Queue it again.
         Prediction.objects.filter(pk=prediction.pk, status__in=Prediction.ACTIVE).update(dispatched_at=None)
@@ -155,6 +162,10 @@ def _recheck(prediction, now):
         return
     except BackendError as exc:
         log.warning("reconcile: model server for %s: %s", prediction.id, exc)
+        return
+    if still_running:
+        # Only quiet (a long step, a model that logs nothing): not lost, and
+        # not heard from either, so the version's timeout still applies.
         return
     Prediction.objects.filter(pk=prediction.pk).update(
         heard_at=now, dispatch_attempts=F("dispatch_attempts") + 1
