@@ -194,7 +194,8 @@ class PredictionQuerySet(models.QuerySet):
 
     def search(self, text):
         """Predictions whose prompt matches `text`: PostgreSQL full-text search
-        (the expression of the index in migration 0003), a plain match elsewhere."""
+        (on the stored, indexed prompt_search column of migration 0003, which
+        the model does not declare: SQLite has no tsvector), a plain match elsewhere."""
         from django.db import connection
 
         if connection.vendor == "postgresql":
@@ -202,8 +203,7 @@ class PredictionQuerySet(models.QuerySet):
 
             return self.filter(
                 RawSQL(
-                    "to_tsvector('english', coalesce(app_prediction.input ->> 'prompt', ''))"
-                    " @@ websearch_to_tsquery('english', %s)",
+                    "app_prediction.prompt_search @@ websearch_to_tsquery('english', %s)",
                     [text],
                     output_field=models.BooleanField(),
                 )

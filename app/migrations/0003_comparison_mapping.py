@@ -3,22 +3,32 @@
 from django.conf import settings
 from django.db import migrations, models
 
-# The gallery's prompt search (PredictionQuerySet.search) on PostgreSQL: the
-# same expression as the query, so the planner uses this index.
-PROMPT_SEARCH_INDEX = (
-    "CREATE INDEX IF NOT EXISTS prediction_prompt_search ON app_prediction "
-    "USING gin (to_tsvector('english', coalesce(input ->> 'prompt', '')))"
-)
+# The gallery's prompt search (PredictionQuerySet.search) on PostgreSQL: a
+# stored tsvector of the prompt and a GIN index on it. Stored, not an index on
+# the expression: when the planner walks the created_at index instead (common
+# words), it then reads the vector rather than parsing every prompt again, which
+# took a second for a rare word over 100,000 predictions.
+PROMPT_SEARCH = [
+    "ALTER TABLE app_prediction ADD COLUMN IF NOT EXISTS prompt_search tsvector GENERATED ALWAYS AS "
+    "(to_tsvector('english', coalesce(input ->> 'prompt', ''))) STORED",
+    "CREATE INDEX IF NOT EXISTS prediction_prompt_search ON app_prediction USING gin (prompt_search)",
+]
+DROP_PROMPT_SEARCH = [
+    "DROP INDEX IF EXISTS prediction_prompt_search",
+    "ALTER TABLE app_prediction DROP COLUMN IF EXISTS prompt_search",
+]
 
 
 def create_search_index(apps, schema_editor):
     if schema_editor.connection.vendor == "postgresql":
-        schema_editor.execute(PROMPT_SEARCH_INDEX)
+        for statement in PROMPT_SEARCH:
+            schema_editor.execute(statement)
 
 
 def drop_search_index(apps, schema_editor):
     if schema_editor.connection.vendor == "postgresql":
-        schema_editor.execute("DROP INDEX IF EXISTS prediction_prompt_search")
+        for statement in DROP_PROMPT_SEARCH:
+            schema_editor.execute(statement)
 
 
 class Migration(migrations.Migration):

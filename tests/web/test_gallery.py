@@ -33,6 +33,18 @@ def test_search_finds_a_prompt(client, alice, sd_version):
     assert prompts(client.get("/gallery", {"q": "lighthouse"})) == ["a lighthouse at dusk"]
 
 
+def test_search_on_postgresql_is_full_text(client, alice, sd_version):
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("full-text search is PostgreSQL's; SQLite matches the text as typed")
+    make_prediction(sd_version, owner=alice, prompt="Two red foxes running in the snow")
+    make_prediction(sd_version, owner=alice, prompt="a lighthouse")
+
+    assert prompts(client.get("/gallery", {"q": "fox run"})) == ["Two red foxes running in the snow"]
+    assert prompts(client.get("/gallery", {"q": "fox -snow"})) == []
+
+
 def test_filters_by_model_version_and_status(client, alice, sd_version):
     turbo = make_version("local", "sd-turbo", turbo_schema())
     make_prediction(sd_version, owner=alice, prompt="sd fox")
