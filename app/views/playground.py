@@ -35,8 +35,20 @@ def default_versions(versions):
     return available[:2]
 
 
+# How old the playground lets a version's availability be. `make run` loads the
+# catalog before its model servers start; a check also reads the schema of a
+# version catalogued while its server was down.
+AVAILABILITY_MAX_AGE = 30
+
+
 def _all_versions():
     return list(Version.objects.select_related("model").order_by("model__owner", "model__name", "-created_at"))
+
+
+def _with_fresh_availability(versions):
+    for version in versions:
+        version.refresh_availability(max_age=AVAILABILITY_MAX_AGE)
+    return versions
 
 
 def _remix_source(request):
@@ -76,7 +88,7 @@ def _render(request, versions, chosen, form, status=200):
 @require_GET
 @vary_on_headers("HX-Request")
 def playground(request):
-    versions = _all_versions()
+    versions = _with_fresh_availability(_all_versions())
     by_id = {version.id: version for version in versions}
     remix = _remix_source(request)
     if remix:

@@ -129,3 +129,17 @@ def test_remix_loads_a_comparisons_input_into_the_form(client_alice, alice, sd_v
     assert 'name="num_inference_steps" value="9"' in html
     assert 'name="seed" value="5"' in html
     assert html.count("checked") == 2
+
+
+def test_stale_availability_is_checked_again(client, sd_version, turbo_version):
+    # As after `make run`: the catalog was loaded before its model servers started.
+    Version = type(sd_version)
+    Version.objects.filter(pk=turbo_version.pk).update(available=True, checked_at=None)
+
+    html = client.get("/").content.decode()
+
+    turbo_version.refresh_from_db()
+    assert not turbo_version.available and "could not connect" in turbo_version.unavailable_reason
+    assert html.count("offline") == 1
+    # Only the available one is chosen by default.
+    assert html.count("checked") == 1
