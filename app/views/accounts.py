@@ -4,6 +4,7 @@ deleting one's account. Log in/out and password reset are Django's own views."""
 from django.contrib import messages
 from django.contrib.auth import login, logout
 from django.contrib.auth.decorators import login_required
+from django.db.models import Count
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.views.decorators.http import require_http_methods, require_POST
@@ -42,7 +43,7 @@ def profile(request):
         "token_form": TokenForm(),
         "new_token": request.session.pop("new_token", None),
         "page": page,
-        "comparisons": request.user.comparisons.order_by("-created_at")[:50],
+        "comparisons": request.user.comparisons.annotate(model_count=Count("predictions")).order_by("-created_at")[:50],
         "visibility_choices": VisibilityForm.base_fields["visibility"].choices,
     }
     return TemplateResponse(request, "accounts/profile.html", context)

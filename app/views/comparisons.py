@@ -5,6 +5,7 @@ from django.contrib.auth.decorators import login_required
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseStopPolling
 
@@ -31,6 +32,14 @@ def attach_changes(prediction, comparison):
     prediction.adjusted = [change for change in changes if change["kind"] != "default"]
     prediction.defaulted = [change for change in changes if change["kind"] == "default"]
     return prediction
+
+
+def next_url(request, default):
+    """Where to go after an action: the form's own page when it says so."""
+    target = request.POST.get("next", "")
+    if target and url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
+        return target
+    return default
 
 
 def _predictions(comparison):
@@ -131,7 +140,7 @@ def comparison_visibility(request, comparison_id):
     if form.is_valid():
         comparison.set_visibility(form.cleaned_data["visibility"])
         messages.success(request, f"Now {Prediction.Visibility(comparison.visibility).label.lower()}.")
-    return redirect(comparison)
+    return redirect(next_url(request, comparison.get_absolute_url()))
 
 
 @login_required

@@ -97,3 +97,32 @@ def test_delete_the_account_with_everything_in_it(client_alice, alice, sd_versio
     assert not get_user_model().objects.filter(username="alice").exists()
     assert not Prediction.objects.exists()
     assert not os.path.exists(path)
+
+
+def test_the_profile_changes_a_comparisons_visibility(client_alice, alice, sd_version):
+    from app.models import Comparison
+
+    comparison = Comparison.objects.create(owner=alice, input={"prompt": "my comparison"}, seed=1)
+    make_prediction(sd_version, owner=alice, comparison=comparison, visibility="unlisted")
+    assert "my comparison" in client_alice.get("/account/").content.decode()
+
+    response = client_alice.post(f"/c/{comparison.id}/visibility", {"visibility": "private", "next": "/account/"})
+
+    assert response["Location"] == "/account/"
+    comparison.refresh_from_db()
+    assert comparison.visibility == "private"
+    assert comparison.predictions.get().visibility == "private"
+
+
+@pytest.mark.parametrize("count", [1, 8])
+def test_the_profile_runs_a_constant_number_of_queries(client_alice, alice, sd_version, django_assert_max_num_queries,
+                                                       count):
+    from app.models import Comparison
+
+    for index in range(count):
+        comparison = Comparison.objects.create(owner=alice, input={"prompt": f"comparison {index}"}, seed=1)
+        make_prediction(sd_version, owner=alice, comparison=comparison)
+
+    with django_assert_max_num_queries(9):
+        html = client_alice.get("/account/").content.decode()
+    assert html.count("comparison-visibility-") == 2 * count  # label and select
