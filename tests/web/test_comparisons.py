@@ -54,7 +54,7 @@ def test_a_choice_a_version_does_not_offer_is_replaced(sd_version):
     assert by_field(changes)["scheduler"]["kind"] == "replaced"
 
 
-def test_a_comparison_runs_every_version_with_the_same_seed(sd_version, turbo_version, alice):
+def test_a_comparison_runs_every_version_with_the_same_seed(sd_version, turbo_version, alice, queued):
     comparison = Comparison.start([sd_version, turbo_version], {"prompt": "a fox", "num_inference_steps": 8},
                                   owner=alice)
 
@@ -64,6 +64,7 @@ def test_a_comparison_runs_every_version_with_the_same_seed(sd_version, turbo_ve
     assert [p.input["num_inference_steps"] for p in predictions] == [8, 1]
     assert all(p.source == "web" and p.visibility == "unlisted" and p.owner == alice for p in predictions)
     assert comparison.changes[turbo_version.id][0]["field"] == "num_inference_steps"
+    assert sorted(queued) == sorted(p.id for p in predictions)  # each queued once, after commit
 
 
 def test_a_given_seed_is_used_by_all(sd_version, turbo_version):
