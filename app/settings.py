@@ -5,6 +5,7 @@ Celery filesystem transport and media files, all under var/.
 """
 
 import os
+from decimal import Decimal
 from pathlib import Path
 
 import dj_database_url
@@ -20,6 +21,12 @@ def envint(name, default):
 
 def envfloat(name, default):
     return float(os.environ.get(name, default))
+
+
+def envlimit(name, default, kind=int):
+    """A limit: a number, or no limit when set to "" or "none"."""
+    value = os.environ.get(name, default).strip().lower()
+    return None if value in ("", "none") else kind(value)
 
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -182,6 +189,33 @@ HTTP_TIMEOUT = envfloat("LIGHTBOX_HTTP_TIMEOUT", 10)
 # Visibility defaults (DESIGN.md): web runs unlisted, API runs private.
 DEFAULT_WEB_VISIBILITY = os.environ.get("LIGHTBOX_WEB_VISIBILITY", "unlisted")
 DEFAULT_API_VISIBILITY = os.environ.get("LIGHTBOX_API_VISIBILITY", "private")
+
+# --- Moderation, content safety, limits, network safety (README: Moderation) ---
+# Distinct signed-in reporters that hide a public or unlisted item until a
+# moderator reviews it (anonymous reports only reach the queue).
+REPORT_THRESHOLD = envint("LIGHTBOX_REPORT_THRESHOLD", 3)
+# Per-user limits for users in no group with limits (GroupLimits in the admin).
+RATE_LIMIT_PER_MINUTE = envlimit("LIGHTBOX_RATE_LIMIT_PER_MINUTE", "60")
+DAILY_QUOTA = envlimit("LIGHTBOX_DAILY_QUOTA", "1000")
+MAX_CONCURRENT = envlimit("LIGHTBOX_MAX_CONCURRENT", "10")
+# USD a month on versions that run on the site's REPLICATE_API_TOKEN.
+USER_MONTHLY_SPEND_CAP = envlimit("LIGHTBOX_USER_MONTHLY_SPEND_CAP", "10", Decimal)
+SITE_MONTHLY_SPEND_CAP = envlimit("LIGHTBOX_SITE_MONTHLY_SPEND_CAP", "100", Decimal)
+# Price per second of Replicate versions with no price of their own (USD;
+# Replicate's Nvidia L40S rate when this was written), and the predict time a
+# cost estimate assumes for a version that has not run yet.
+REPLICATE_PRICE_PER_SECOND = Decimal(os.environ.get("LIGHTBOX_REPLICATE_PRICE_PER_SECOND", "0.000975"))
+COST_ESTIMATE_SECONDS = envfloat("LIGHTBOX_COST_ESTIMATE_SECONDS", 10)
+# Hosts, addresses and networks outbound requests for users (webhooks, image
+# URLs) may reach although they are private, e.g. "nas.lan,192.168.1.0/24".
+NETWORK_ALLOWLIST = os.environ.get("LIGHTBOX_NETWORK_ALLOWLIST", "")
+# Signed media URLs the API hands out stay valid this many seconds.
+MEDIA_URL_TTL = envint("LIGHTBOX_MEDIA_URL_TTL", 3600)
+# Request bodies (the API's JSON, forms) and uploaded images.
+DATA_UPLOAD_MAX_MEMORY_SIZE = envint("LIGHTBOX_MAX_REQUEST_BYTES", 16 * 1024 * 1024)
+UPLOAD_IMAGE_MAX_BYTES = envint("LIGHTBOX_UPLOAD_IMAGE_MAX_BYTES", 16 * 1024 * 1024)
+UPLOAD_MAX_PIXELS = envint("LIGHTBOX_UPLOAD_MAX_PIXELS", 4096 * 4096)
+UPLOAD_FORMATS = tuple(os.environ.get("LIGHTBOX_UPLOAD_FORMATS", "PNG,JPEG,WEBP").upper().split(","))
 
 EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 
