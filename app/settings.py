@@ -54,6 +54,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "app.security.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -118,7 +119,7 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "/static/"
-STATICFILES_DIRS = [BASE_DIR / "static"]
+STATICFILES_DIRS = [path for path in [BASE_DIR / "static"] if path.is_dir()]
 STATIC_ROOT = BASE_DIR / "staticfiles"
 MEDIA_URL = "/media/"
 MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", VAR_DIR / "media"))
@@ -216,6 +217,31 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = envint("LIGHTBOX_MAX_REQUEST_BYTES", 16 * 1024 * 1
 UPLOAD_IMAGE_MAX_BYTES = envint("LIGHTBOX_UPLOAD_IMAGE_MAX_BYTES", 16 * 1024 * 1024)
 UPLOAD_MAX_PIXELS = envint("LIGHTBOX_UPLOAD_MAX_PIXELS", 4096 * 4096)
 UPLOAD_FORMATS = tuple(os.environ.get("LIGHTBOX_UPLOAD_FORMATS", "PNG,JPEG,WEBP").upper().split(","))
+
+# --- Security headers (app.security; `manage.py check --deploy` clean) ---
+# No inline script or style, nothing from other origins.
+CONTENT_SECURITY_POLICY = os.environ.get(
+    "LIGHTBOX_CSP",
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+    "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; "
+    "frame-ancestors 'none'",
+)
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SESSION_COOKIE_HTTPONLY = True
+# Served over HTTPS (directly or behind a proxy that says so in
+# X-Forwarded-Proto): secure cookies, redirects to https and HSTS.
+HTTPS = envbool("LIGHTBOX_HTTPS", "False")
+if HTTPS:
+    SECURE_SSL_REDIRECT = True
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+    SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = envint("LIGHTBOX_HSTS_SECONDS", 31536000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = envbool("LIGHTBOX_HSTS_SUBDOMAINS", "True")
+    SECURE_HSTS_PRELOAD = envbool("LIGHTBOX_HSTS_PRELOAD", "True")
+if envbool("LIGHTBOX_BEHIND_PROXY", "False"):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
 EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 
