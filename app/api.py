@@ -166,4 +166,17 @@ def parse_json_body(request, limit=None):
         raise ValueError("The request body is not valid JSON.")
     if not isinstance(payload, dict):
         raise ValueError("The request body must be a JSON object.")
+    if _has_nul(payload):
+        # PostgreSQL cannot store it (in JSON or text); no model needs it.
+        raise ValueError("Text in the request may not contain NUL characters (\\u0000).")
     return payload
+
+
+def _has_nul(value):
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(item) for item in value)
+    return False

@@ -126,6 +126,8 @@ def _create(request, version_ref):
     webhook = body.get("webhook") or ""
     if webhook and not (isinstance(webhook, str) and re.match(r"^https?://[^\s/]+", webhook)):
         errors["webhook"] = ["Give an http(s) URL."]
+    elif webhook and len(webhook) > Prediction._meta.get_field("webhook").max_length:
+        errors["webhook"] = ["The URL is too long (at most 1000 characters)."]
     elif webhook:
         try:
             netguard.check_url(webhook)
