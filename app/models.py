@@ -301,12 +301,13 @@ class Prediction(Moderated):
         """Validate `input` against the version's schema, save the prediction and
         queue it once the transaction commits. Raises schema.InputError, and
         saves nothing, when the input or the version cannot run."""
-        from app import limits, moderation, netguard, schema
+        from app import limits, moderation, netguard, schema, uploads
         from tasks.predictions import run_prediction
 
         cleaned = schema.validate_input(version, input)
         moderation.check_input(version, cleaned, owner)
         netguard.check_input_urls(version, cleaned)
+        cleaned = uploads.clean_input_images(version, cleaned)
         if not version.refresh_availability():
             raise schema.InputError({"version": [f"{version.model} is unavailable: {version.unavailable_reason}"]})
         if visibility is None:

@@ -195,12 +195,19 @@ def check_input_urls(version, cleaned):
 
 def inline_urls(version, data):
     """`data` with every http(s) URI fetched here, through the guard, and given
-    as a data: URI, so the model server never requests a user's URL."""
+    as a data: URI (images re-encoded, app.uploads), so the model server never
+    requests a user's URL."""
+    from app.uploads import UploadRejected, clean_image_bytes_for_model
+
     inlined = {key: (list(value) if isinstance(value, list) else value) for key, value in data.items()}
     for name, index, value in uri_fields(version, data):
         if not value.startswith(("http://", "https://")):
             continue
         content, content_type = fetch(value, settings.UPLOAD_MAX_BYTES)
+        try:
+            content, content_type = clean_image_bytes_for_model(content, content_type)
+        except UploadRejected as exc:
+            raise UnsafeURL(f"The image at {value[:100]}: {exc}") from exc
         uri = f"data:{content_type or 'application/octet-stream'};base64,{base64.b64encode(content).decode()}"
         if index is None:
             inlined[name] = uri

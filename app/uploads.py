@@ -6,10 +6,17 @@ from the header before any pixel is decoded, so a decompression bomb (a small
 file that inflates to gigapixels) is refused cheaply; the pixels are then
 re-encoded into a fresh file, which drops metadata, trailing data and
 anything else a crafted file may carry.
+
+The same goes for images on their way to a model: data: URIs in a
+prediction's input (Prediction.start) and images fetched from users' URLs
+for our Cog servers (app.netguard.inline_urls).
 """
 
+import base64
+import binascii
 import io
 from dataclasses import dataclass
+from urllib.parse import unquote_to_bytes
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -84,3 +91,43 @@ def clean_upload(uploaded_file):
     except UploadRejected as exc:
         raise ValidationError(str(exc)) from exc
     return cleaned.as_file()
+
+
+def _data_uri(cleaned):
+    return f"data:{cleaned.content_type};base64,{base64.b64encode(cleaned.data).decode()}"
+
+
+def clean_image_bytes_for_model(data, content_type):
+    """Image bytes on their way to a model server, re-encoded; other files as they are."""
+    if not (content_type or "").startswith("image/"):
+        return data, content_type
+    cleaned = clean_image(data)
+    return cleaned.data, cleaned.content_type
+
+
+def clean_input_images(version, data):
+    """`data` with every image given as a data: URI checked and re-encoded, as
+    an upload is; raises schema.InputError naming the field."""
+    from app.netguard import uri_fields
+    from app.schema import InputError
+
+    cleaned_input = {key: (list(value) if isinstance(value, list) else value) for key, value in data.items()}
+    errors = {}
+    for name, index, value in uri_fields(version, data):
+        header, _, payload = value.partition(",")
+        if not header.startswith("data:image/"):
+            continue
+        try:
+            raw = base64.b64decode(payload, validate=True) if ";base64" in header else unquote_to_bytes(payload)
+            uri = _data_uri(clean_image(raw))
+        except (binascii.Error, ValueError) as exc:
+            message = str(exc) if isinstance(exc, UploadRejected) else "The data: URI is not valid base64."
+            errors.setdefault(name, []).append(message)
+            continue
+        if index is None:
+            cleaned_input[name] = uri
+        else:
+            cleaned_input[name][index] = uri
+    if errors:
+        raise InputError(errors)
+    return cleaned_input

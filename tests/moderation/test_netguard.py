@@ -28,7 +28,7 @@ def _png():
 class Server:
     """A small HTTP server on a loopback address: serves a PNG, or redirects."""
 
-    def __init__(self, host="127.0.0.1", redirect_to=None):
+    def __init__(self, host="127.0.0.1", redirect_to=None, body=None):
         self.requests = []
         server = self
 
@@ -40,12 +40,12 @@ class Server:
                     self.send_header("Location", redirect_to)
                     self.end_headers()
                     return
-                body = _png()
+                content = body or _png()
                 self.send_response(200)
                 self.send_header("Content-Type", "image/png")
-                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Content-Length", str(len(content)))
                 self.end_headers()
-                self.wfile.write(body)
+                self.wfile.write(content)
 
             do_POST = do_GET
 
@@ -126,7 +126,33 @@ def test_only_http_and_data_uris_are_accepted_for_files(version, alice):
         with pytest.raises(schema.InputError) as refused:
             Prediction.start(version, {"prompt": "x", "image": value}, owner=alice)
         assert "http(s) URL or a data: URI" in refused.value.errors["image"][0]
-    Prediction.start(version, {"prompt": "x", "image": "data:image/png;base64,iVBORw0KGgo="}, owner=alice)
+    Prediction.start(version, {"prompt": "x", "image": _data_uri(_png())}, owner=alice)
+
+
+def test_images_given_as_data_uris_are_checked_and_re_encoded(version, alice):
+    from tests.moderation.test_uploads import _png_bomb
+
+    with pytest.raises(schema.InputError) as refused:
+        Prediction.start(version, {"prompt": "x", "image": _data_uri(_png_bomb())}, owner=alice)
+    assert "pixels" in refused.value.errors["image"][0]
+    with pytest.raises(schema.InputError) as refused:
+        Prediction.start(version, {"prompt": "x", "image": "data:image/png;base64,@@@"}, owner=alice)
+    assert "base64" in refused.value.errors["image"][0]
+
+    given = _data_uri(_png() + b"trailing bytes")
+    prediction = Prediction.start(version, {"prompt": "x", "image": given}, owner=alice)
+    assert prediction.input["image"].startswith("data:image/png;base64,") and prediction.input["image"] != given
+
+
+def test_images_fetched_for_a_model_server_are_checked_too(version):
+    from tests.moderation.test_uploads import _png_bomb
+
+    bombs = Server("127.0.0.1", body=_png_bomb())
+    try:
+        with pytest.raises(netguard.UnsafeURL, match="pixels"):
+            netguard.inline_urls(version, {"prompt": "x", "image": bombs.url})
+    finally:
+        bombs.close()
 
 
 def test_an_image_url_inside_is_refused_when_the_prediction_is_created(site, version, api, inside):
@@ -172,6 +198,12 @@ def test_the_cog_server_gets_image_urls_as_data_uris_fetched_through_the_guard(w
     assert prediction.input["image"] == images.url  # what the user gave is kept
     [(path, headers)] = images.requests  # fetched once, by Lightbox, not by the model server
     assert headers["User-Agent"] == "Lightbox/0.1"
+
+
+def _data_uri(data):
+    import base64
+
+    return "data:image/png;base64," + base64.b64encode(data).decode()
 
 
 def _resolver(table):
