@@ -12,7 +12,6 @@ thumbnail to anyone who may see the item. Blocked images are gone.
 import mimetypes
 
 from django.core.files.storage import default_storage
-from django.db.models import Q
 from django.http import FileResponse, Http404, HttpResponse
 from django.views.decorators.http import require_GET
 
@@ -58,17 +57,17 @@ def _serve(request, path, signed):
 
 
 def _output_for(path):
-    """The output a stored path belongs to, and which of its files it is."""
-    output = (
-        Output.objects.select_related("prediction")
-        .filter(Q(file=path) | Q(thumbnail=path) | Q(blurred_thumbnail=path))
-        .first()
-    )
-    if output is None:
+    """The output a stored path belongs to, and which of its files it is.
+    Paths are outputs/<2 chars>/<prediction id>/<file> (output_upload_to)."""
+    parts = path.split("/")
+    if len(parts) != 4:
         return None, None
-    if output.file.name == path:
-        return output, "file"
-    return output, "thumbnail" if output.thumbnail.name == path else "blurred"
+    for output in Output.objects.select_related("prediction").filter(prediction_id=parts[2]):
+        for kind, field in (("file", output.file), ("thumbnail", output.thumbnail),
+                            ("blurred", output.blurred_thumbnail)):
+            if field and field.name == path:
+                return output, kind
+    return None, None
 
 
 def _refusal(user, output, kind):

@@ -165,3 +165,23 @@ def test_moderators_edit_the_prompt_blocklist(moderator, staff):
     response = login(Client(), moderator).post(add, {"term": "forbidden words", "note": "test"})
     assert response.status_code == 302
     assert BlockedTerm.objects.get().term == "forbidden words"
+
+
+def test_the_comparison_queue_and_hiding_a_comparison_with_its_predictions(make_prediction, alice, bob, moderator):
+    from app.models import Comparison
+
+    comparison = Comparison.objects.create(owner=alice, visibility="public")
+    predictions = [make_prediction(owner=alice, comparison=comparison) for _ in range(2)]
+    Report.file(comparison, "violence", reporter=bob)
+    client = login(Client(), moderator)
+    queue = reverse("admin:app_comparisonreview_changelist")
+
+    response = client.get(queue)
+    assert [c.pk for c in response.context["cl"].result_list] == [comparison.pk]
+    assert predictions[0].outputs.get().thumbnail.url.encode() in response.content
+
+    _act(client, queue, "hide", [comparison], "gore")
+    assert Comparison.objects.get().is_hidden
+    assert all(p.is_hidden for p in Prediction.objects.all())
+    assert Report.objects.get().state == "actioned"
+    assert ModerationAction.objects.get().comparison == comparison

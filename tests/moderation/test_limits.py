@@ -135,3 +135,17 @@ def test_the_api_answers_refusals_as_problems_with_the_fitting_status(site, vers
     Prediction.objects.update(created_at=timezone.now() - timedelta(minutes=2))
     capped = api.post("/v1/predictions", json={"version": replicate_version.id, "input": INPUT})
     assert capped.status_code == 402 and "spend" in capped.json()["title"].lower()
+
+
+@override_settings(DATA_UPLOAD_MAX_MEMORY_SIZE=1000)
+def test_a_body_over_the_limit_answers_413(version, alice):
+    from django.test import Client
+
+    from app.models import ApiToken
+
+    token = ApiToken.issue(alice)[1]
+    body = '{"version": "%s", "input": {"prompt": "%s"}}' % (version.id, "x" * 2000)
+    response = Client().post("/v1/predictions", body, content_type="application/json",
+                             headers={"Authorization": f"Bearer {token}"})
+
+    assert response.status_code == 413 and "LIGHTBOX_MAX_REQUEST_BYTES" in response.json()["detail"]

@@ -110,3 +110,13 @@ def test_signed_urls_expire(make_prediction, alice):
     old = storage.signed_url(output.file, now=time.time() - 3600)
 
     assert Client().get(old).status_code == 403
+
+
+def test_files_that_belong_to_no_output_are_not_served(make_prediction, alice):
+    from django.core.files.base import ContentFile
+
+    prediction = make_prediction(owner=alice)
+    stray = storage.default_storage.save(f"outputs/{prediction.id[:2]}/{prediction.id}/stray.png", ContentFile(b"x"))
+
+    assert _status(alice, f"/media/{stray}") == 404
+    assert _status(alice, "/media/outputs/../secret") == 404
