@@ -23,6 +23,7 @@ from datetime import timezone as dt_timezone
 from decimal import Decimal
 
 from django.conf import settings
+from django.db import connection
 from django.db.models import Avg, Sum
 from django.utils import timezone
 
@@ -108,7 +109,10 @@ def admit(owner, versions):
     shared = sum((cost for cost, v in zip(costs, versions) if v.backend == "replicate"), Decimal(0))
     now = timezone.now()
     if owner is not None:
-        get_user_model().objects.select_for_update().filter(pk=owner.pk).first()
+        if connection.in_atomic_block:
+            # Serialises one user's concurrent starts (SQLite's IMMEDIATE
+            # transactions already do; PostgreSQL needs the row lock).
+            get_user_model().objects.select_for_update().filter(pk=owner.pk).first()
         ban = Ban.objects.filter(user=owner).first()
         if ban is not None:
             raise RunRefused(

@@ -149,3 +149,31 @@ def test_a_body_over_the_limit_answers_413(version, alice):
                              headers={"Authorization": f"Bearer {token}"})
 
     assert response.status_code == 413 and "LIGHTBOX_MAX_REQUEST_BYTES" in response.json()["detail"]
+
+
+@override_settings(MAX_CONCURRENT=1)
+def test_simultaneous_requests_cannot_both_pass_a_limit(version, alice):
+    import threading
+
+    from django.db import connection
+
+    barrier, results = threading.Barrier(4), []
+
+    def start():
+        try:
+            barrier.wait()
+            Prediction.start(version, INPUT, owner=alice)
+            results.append("started")
+        except RunRefused:
+            results.append("refused")
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=start) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert sorted(results) == ["refused", "refused", "refused", "started"]
+    assert Prediction.objects.count() == 1

@@ -14,7 +14,7 @@ from PIL import Image
 
 from app import netguard, schema
 from app.models import Prediction
-from tests.conftest import wait_for_status, wait_until
+from tests.conftest import wait_for_status
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
