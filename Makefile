@@ -7,7 +7,7 @@ PORT ?= 8000
 LIGHTBOX_LOCAL_MODELS ?=
 EXTRAS ?= inference,dev
 
-.PHONY: run test install migrate procfile schema tiny-models clean
+.PHONY: run test install migrate procfile schema tiny-models bench-gpu bench-gpu-tiny clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,17 @@ run: migrate tiny-models procfile
 	$(BIN)/python manage.py load_catalog
 	PATH="$(CURDIR)/$(BIN):$$PATH" LIGHTBOX_PORT=$(PORT) SITE_URL=$${SITE_URL:-http://127.0.0.1:$(PORT)} \
 		$(BIN)/honcho start -f var/Procfile -d .
+
+# The local server's input schema, for `cog build` (each server writes its own family's at start).
+schema: install
+	$(BIN)/python -m inference.schema .cog/openapi_schema.json
+
+# On a GPU machine (see bench/README-gpu.md); bench-gpu-tiny runs the same code on a CPU.
+bench-gpu:
+	$(BIN)/python bench/gpu_predictor.py --compile sd-turbo-4,sdxl-30
+
+bench-gpu-tiny: install
+	$(BIN)/python bench/gpu_predictor.py --tiny --runs 1
 
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -146,7 +146,7 @@ class BodyTooLarge(ValueError):
     pass
 
 
-def parse_json_body(request, limit=None):
+def parse_json_body(request):
     """The request's JSON object, or raise ValueError with a reason
     (BodyTooLarge past DATA_UPLOAD_MAX_MEMORY_SIZE)."""
     from django.core.exceptions import RequestDataTooBig
@@ -157,26 +157,13 @@ def parse_json_body(request, limit=None):
         raise BodyTooLarge(
             f"The request body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes "
             "(LIGHTBOX_MAX_REQUEST_BYTES); give large images as http(s) URLs."
-        )
+        ) from None
     if not raw:
         return {}
     try:
         payload = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
-        raise ValueError("The request body is not valid JSON.")
+        raise ValueError("The request body is not valid JSON.") from None
     if not isinstance(payload, dict):
         raise ValueError("The request body must be a JSON object.")
-    if _has_nul(payload):
-        # PostgreSQL cannot store it (in JSON or text); no model needs it.
-        raise ValueError("Text in the request may not contain NUL characters (\\u0000).")
     return payload
-
-
-def _has_nul(value):
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_has_nul(item) for item in value)
-    return False

@@ -14,10 +14,15 @@ from app.models import Model, Version
 
 REPLICATE_CATALOG = Path(__file__).parent / "catalog_data" / "replicate.json"
 
-# name -> (port, description, hub id served). Ports from 5100 up (DESIGN.md).
+# name -> (port, description, what the server loads[, family]). Ports from 5100
+# up (DESIGN.md); tiny models are written to var/models by `python -m
+# inference.tiny` and take Turbo defaults (1-4 steps), so a CPU answers in
+# about a second.
 LOCAL_MODELS = {
-    "tiny-sd": (5101, "Tiny random-weight SD 1.5-shaped pipeline: a smoke test that always runs, no download.", None),
-    "tiny-sdxl": (5102, "Tiny random-weight SDXL-shaped pipeline: a smoke test that always runs, no download.", None),
+    "tiny-sd": (5101, "Tiny random-weight SD-shaped pipeline: a smoke test that always runs, no download.",
+                "var/models/tiny-sd", "sd-turbo"),
+    "tiny-sdxl": (5102, "Tiny random-weight SDXL-shaped pipeline: a smoke test that always runs, no download.",
+                  "var/models/tiny-sdxl", "sdxl-turbo"),
     "sd-turbo": (5103, "SD Turbo, served by Lightbox's own Cog server.", "stabilityai/sd-turbo"),
     "sdxl-turbo": (5104, "SDXL Turbo, served by Lightbox's own Cog server.", "stabilityai/sdxl-turbo"),
     "sd-1.5": (5105, "Stable Diffusion 1.5, served by Lightbox's own Cog server.",
@@ -90,7 +95,7 @@ def load_default():
                     created_at=entry.get("created_at"),
                 )
             )
-    for name, (_, description, _) in LOCAL_MODELS.items():
+    for name, (_, description, *_) in LOCAL_MODELS.items():
         location = local_url(name)
         try:
             schema, cog_version = backends.cog.fetch_schema(location)

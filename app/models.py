@@ -328,7 +328,9 @@ class Prediction(Moderated):
                 comparison=comparison,
                 cost=cost,
             )
-            transaction.on_commit(lambda: run_prediction.delay(prediction.id))
+            # robust: with the broker down the prediction is saved all the
+            # same, and the reconciler sends it once the broker is back.
+            transaction.on_commit(lambda: run_prediction.delay(prediction.id), robust=True)
         return prediction
 
     @property
@@ -395,8 +397,9 @@ class Prediction(Moderated):
         if self.is_terminal:
             return False
         changes = {"heard_at": timezone.now()}
-        if update.logs is not None and len(update.logs) >= len(self.logs):
-            changes["logs"] = update.logs
+        logs = _printable(update.logs)
+        if logs is not None and len(logs) >= len(self.logs):
+            changes["logs"] = logs
         if update.status == self.Status.PROCESSING or update.status in self.TERMINAL:
             if not self.started_at:
                 changes["started_at"] = timezone.now()
@@ -411,7 +414,7 @@ class Prediction(Moderated):
                 storage.store_outputs(self, update.output, logs=update.logs or self.logs)
             changes.update(
                 status=update.status,
-                error=update.error or "",
+                error=_printable(update.error) or "",
                 completed_at=timezone.now(),
                 predict_time=update.predict_time,
             )
@@ -476,6 +479,12 @@ class Prediction(Moderated):
 
     def wants_event(self, event):
         return not self.webhook_events_filter or event in self.webhook_events_filter
+
+
+def _printable(text):
+    """A model's logs or error as we can store them: PostgreSQL refuses NUL
+    characters in text, and a model may print anything."""
+    return text.replace("\x00", "") if text else text
 
 
 _STEP_RE = re.compile(r"step (\d+)/(\d+)")

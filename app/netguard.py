@@ -73,8 +73,8 @@ def resolve(host, port=443):
     host = host.strip("[]")
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (OSError, UnicodeError) as exc:
-        raise UnsafeURL(f"The host {host} could not be found.") from exc
+    except (OSError, UnicodeError, ValueError) as exc:  # ValueError: a NUL in the name
+        raise UnsafeURL(f"The host {host!r} could not be found.") from exc
     addresses = list(dict.fromkeys(info[4][0] for info in infos))
     if _allowed_host(host):
         return addresses

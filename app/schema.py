@@ -72,14 +72,35 @@ def validate_input(version, data):
             field = str(error.absolute_path[0]) if error.absolute_path else "input"
             errors.setdefault(field, []).append(_message(error))
     for key, value in cleaned.items():
-        spec = props.get(key, {})
-        if spec.get("format") == "uri" and isinstance(value, str) and not value.startswith(ALLOWED_URI_PREFIXES):
+        if _has_local_file(props.get(key, {}), value):
             errors.setdefault(key, []).append("Give an http(s) URL or a data: URI.")
+        if _has_nul(value):
+            errors.setdefault(key, []).append("Text may not contain NUL characters (U+0000).")
     if errors:
         raise InputError(errors)
     if "seed" in props and "seed" not in cleaned:
         cleaned["seed"] = secrets.randbelow(min(MAX_SEED, props["seed"].get("maximum", MAX_SEED)) + 1)
     return cleaned
+
+
+def _has_local_file(spec, value):
+    """A file input (a uri string, or a list of them as Cog writes list[Path])
+    naming anything but an http(s) URL or a data: URI: the model server would
+    read a local path or file: URL from its own disk."""
+    if spec.get("type") == "array" and isinstance(value, list):
+        return any(_has_local_file(spec.get("items", {}), item) for item in value)
+    return spec.get("format") == "uri" and isinstance(value, str) and not value.startswith(ALLOWED_URI_PREFIXES)
+
+
+def _has_nul(value):
+    """PostgreSQL cannot store U+0000 in JSON or text, and no model wants one."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, list):
+        return any(_has_nul(item) for item in value)
+    if isinstance(value, dict):
+        return any(_has_nul(key) or _has_nul(item) for key, item in value.items())
+    return False
 
 
 def _message(error):

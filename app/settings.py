@@ -146,10 +146,14 @@ UPLOAD_MAX_BYTES = envint("LIGHTBOX_UPLOAD_MAX_BYTES", 32 * 1024 * 1024)
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "filesystem://")
 BROKER_DIR = VAR_DIR / "broker"
 if CELERY_BROKER_URL.startswith("filesystem://"):
+    # kombu's, with messages written atomically (tasks/broker.py says why).
+    CELERY_BROKER_TRANSPORT = "tasks.broker:Transport"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(BROKER_DIR / "queue"),
         "data_folder_out": str(BROKER_DIR / "queue"),
         "processed_folder": str(BROKER_DIR / "processed"),
+        # Exchange tables; kombu's default is "control" in the current folder.
+        "control_folder": str(BROKER_DIR / "control"),
         "store_processed": False,
         "polling_interval": 0.05,
     }

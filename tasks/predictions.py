@@ -134,6 +134,8 @@ def reconcile():
 def _recheck(prediction, now):
     version = prediction.version
     if prediction.heard_at < now - timedelta(seconds=version.timeout):
+        # A hung model holds the server's only slot: free it.
+        backends.for_version(version).cancel(prediction)
         prediction.fail(
             f"The model server stopped answering: nothing heard for {version.timeout} seconds, "
             "so the prediction was stopped."
@@ -152,7 +154,7 @@ def _recheck(prediction, now):
         prediction.fail("The model server lost this prediction several times; giving up.")
         return
     try:
-        backends.cog.submit(prediction)
+        still_running = backends.cog.resubmit(prediction)
     except Busy:
         # Busy with another prediction: ours is lost there. Queue it again.
         Prediction.objects.filter(pk=prediction.pk, status__in=Prediction.ACTIVE).update(dispatched_at=None)
@@ -160,6 +162,10 @@ def _recheck(prediction, now):
         return
     except BackendError as exc:
         log.warning("reconcile: model server for %s: %s", prediction.id, exc)
+        return
+    if still_running:
+        # Only quiet (a long step, a model that logs nothing): not lost, and
+        # not heard from either, so the version's timeout still applies.
         return
     Prediction.objects.filter(pk=prediction.pk).update(
         heard_at=now, dispatch_attempts=F("dispatch_attempts") + 1

@@ -244,6 +244,22 @@ def wait_for_status(prediction_id, statuses=("succeeded", "failed", "canceled"),
 
 
 @pytest.fixture(scope="session", autouse=True)
+def _fast_password_hashing():
+    """alice and bob get passwords in every test: the production hasher's
+    million iterations cost about a second each on these machines."""
+    from django.conf import settings
+
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(scope="session", autouse=True)
 def _clean_test_var():
+    from django.conf import settings
+
     shutil.rmtree(ROOT / "var" / "test" / "broker", ignore_errors=True)
+    # The Celery app made these folders when it was imported; publishing (before
+    # any worker starts, which would make them again) needs them.
+    for key in ("data_folder_in", "processed_folder", "control_folder"):
+        if key in settings.CELERY_BROKER_TRANSPORT_OPTIONS:
+            os.makedirs(settings.CELERY_BROKER_TRANSPORT_OPTIONS[key], exist_ok=True)
     yield

@@ -72,6 +72,19 @@ def webhook_token_ok(prediction_id, token):
 
 def submit(prediction):
     """Start the prediction on the server without waiting for it to finish."""
+    _put(prediction)
+    return prediction.id
+
+
+def resubmit(prediction):
+    """Hand a prediction over again, as PUT allows: True when the server was
+    still running it (it answers the running state), False when it had
+    forgotten it (restarted, or finished and the webhook was lost) and has
+    started it anew (it answers "starting")."""
+    return _put(prediction).get("status") not in (None, "starting")
+
+
+def _put(prediction):
     from app import netguard
 
     try:
@@ -106,7 +119,7 @@ def submit(prediction):
         raise BackendError("The model server answered with something that is not JSON.") from exc
     if not isinstance(payload, dict):
         raise BackendError("The model server answered with something that is not a prediction.")
-    return prediction.id
+    return payload
 
 
 def cancel(prediction):
@@ -142,7 +155,12 @@ def parse_update(payload):
 def _plain_error(error):
     if error in (None, ""):
         return None
-    return error if isinstance(error, str) else json.dumps(error)
+    error = error if isinstance(error, str) else json.dumps(error)
+    if error.lower().startswith("worker crashed"):
+        # coglet's words when its predictor process dies: a crash, running out
+        # of memory, or the server being stopped. "Worker" would read as ours.
+        return f"The model server crashed or was restarted while running this prediction (Cog: {error})."
+    return error
 
 
 def _detail(response):

@@ -20,6 +20,7 @@ from app.openapi import document
 PAGE_SIZE = 100
 EVENTS = {"start", "output", "logs", "completed"}
 PREFER_WAIT_RE = re.compile(r"(?:^|[,;\s])wait(?:=(\d+))?", re.I)
+CURSOR_ID_RE = re.compile(r"[a-z0-9]{1,32}")
 
 
 def api_view(*methods):
@@ -42,6 +43,9 @@ def api_view(*methods):
                 response["WWW-Authenticate"] = "Bearer"
                 return response
             request.user = user
+            if any("\x00" in value for value in kwargs.values()):
+                # Names nothing, and PostgreSQL refuses a NUL in a query (a 500).
+                return api.problem(404, "Not found", f"No endpoint at {request.path}.")
             return view(request, *args, **kwargs)
 
         return wrapped
@@ -101,7 +105,7 @@ def model_predictions(request, owner, name):
 
 def _resolve_version(ref):
     """A version from "id" or "owner/name:id"."""
-    if not isinstance(ref, str) or not ref:
+    if not isinstance(ref, str) or not ref or "\x00" in ref:
         return None
     model_ref, _, version_id = ref.rpartition(":")
     version = Version.objects.select_related("model").filter(pk=version_id).first()
@@ -237,9 +241,12 @@ def _decode_cursor(cursor):
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         direction, created, pk = raw.split("|")
-        if direction not in ("next", "previous"):
+        created = datetime.fromisoformat(created)
+        # Only what _encode_cursor writes: anything else (a NUL byte, which
+        # PostgreSQL refuses with an error, a naive time) is a bad request.
+        if direction not in ("next", "previous") or created.tzinfo is None or not CURSOR_ID_RE.fullmatch(pk):
             raise ValueError
-        return direction, datetime.fromisoformat(created), pk
+        return direction, created, pk
     except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
         raise ValueError("bad cursor") from exc
 

@@ -4,7 +4,6 @@ import json
 
 import httpx
 import pytest
-from django.conf import settings
 
 from app import backends, catalog
 from app.models import Prediction
