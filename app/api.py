@@ -30,14 +30,15 @@ def prediction_json(prediction, base=None):
         metrics["predict_time"] = prediction.predict_time
     if prediction.total_time is not None:
         metrics["total_time"] = prediction.total_time
-    return {
+    outputs = list(prediction.outputs.all())
+    payload = {
         "id": prediction.id,
         "model": str(prediction.version.model),
         "version": prediction.version_id,
         "input": prediction.input,
         "logs": prediction.logs,
-        "output": output_urls(prediction, base),
-        "data_removed": False,
+        "output": output_urls(prediction, base, outputs),
+        "data_removed": any(output.rating == output.Rating.BLOCKED for output in outputs),
         "error": prediction.error or None,
         "status": prediction.status,
         "created_at": _iso(prediction.created_at),
@@ -52,14 +53,22 @@ def prediction_json(prediction, base=None):
             "web": base + f"/p/{prediction.id}",
         },
     }
+    if prediction.is_hidden:
+        # Only its owner and moderators get a hidden prediction at all.
+        payload["moderation"] = {"hidden": True, "reason": prediction.hidden_reason}
+    return payload
 
 
-def output_urls(prediction, base):
-    """Our stored copies, once stored; None while nothing is."""
-    outputs = list(prediction.outputs.all())
+def output_urls(prediction, base, outputs=None):
+    """Signed URLs of our stored copies (they work in the owner's client without
+    a session; app.storage.signed_url), once stored; None while nothing is.
+    Images moderators removed are left out."""
+    from app.storage import signed_url
+
+    outputs = list(prediction.outputs.all()) if outputs is None else outputs
     if not outputs:
         return None
-    return [absolute(output.file.url, base) for output in outputs]
+    return [absolute(signed_url(output.file), base) for output in outputs if output.rating != output.Rating.BLOCKED]
 
 
 def version_json(version):
@@ -96,6 +105,14 @@ def problem(status, title, detail, **extra):
     return JsonResponse(body, status=status, content_type="application/problem+json")
 
 
+def refused(exc):
+    """The problem response for a limits.RunRefused."""
+    response = problem(exc.status, exc.title, exc.detail)
+    if exc.retry_after:
+        response["Retry-After"] = str(exc.retry_after)
+    return response
+
+
 def invalid_input(errors):
     """422 with one entry per field, as Replicate reports invalid input."""
     fields = [{"field": field, "description": " ".join(messages)} for field, messages in errors.items()]
@@ -125,9 +142,22 @@ def webhook_headers(prediction, body):
     return {"webhook-id": message_id, "webhook-timestamp": str(timestamp), "webhook-signature": signature}
 
 
+class BodyTooLarge(ValueError):
+    pass
+
+
 def parse_json_body(request):
-    """The request's JSON object, or raise ValueError with a reason."""
-    raw = request.body
+    """The request's JSON object, or raise ValueError with a reason
+    (BodyTooLarge past DATA_UPLOAD_MAX_MEMORY_SIZE)."""
+    from django.core.exceptions import RequestDataTooBig
+
+    try:
+        raw = request.body
+    except RequestDataTooBig:
+        raise BodyTooLarge(
+            f"The request body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes "
+            "(LIGHTBOX_MAX_REQUEST_BYTES); give large images as http(s) URLs."
+        ) from None
     if not raw:
         return {}
     try:

@@ -85,3 +85,19 @@ def thumbnail(data, width=THUMBNAIL_WIDTH):
         # instead of ~24 KB, so a gallery page of 24 stays well under 600 KB.
         image.save(buffer, "WEBP", quality=75, method=6)
         return buffer.getvalue()
+
+
+def blurred_thumbnail(data, width=THUMBNAIL_WIDTH):
+    """A WebP in which nothing can be made out: shrunk to a few pixels across,
+    blurred, and scaled back up. Made on the server, so the explicit pixels
+    never reach a browser that should not have them."""
+    from PIL import ImageFilter
+
+    with Image.open(io.BytesIO(data)) as image:
+        image = image.convert("RGB")
+        height = max(1, round(image.height * width / image.width))
+        tiny = image.resize((12, max(1, round(12 * image.height / image.width))), Image.BILINEAR)
+        blurred = tiny.resize((width, height), Image.BILINEAR).filter(ImageFilter.GaussianBlur(width / 24))
+        buffer = io.BytesIO()
+        blurred.save(buffer, "WEBP", quality=60)
+        return buffer.getvalue()

@@ -10,11 +10,14 @@ import hashlib
 import re
 import secrets
 from datetime import timedelta
+from decimal import Decimal
 
 from django.conf import settings
 from django.db import models, transaction
 from django.urls import reverse
 from django.utils import timezone
+
+from app.moderation import is_moderator
 
 
 def new_id():
@@ -63,6 +66,9 @@ class Version(models.Model):
     available = models.BooleanField(default=False)
     unavailable_reason = models.TextField(blank=True)
     checked_at = models.DateTimeField(null=True, blank=True)
+    # What a second of prediction time costs (USD). Empty: Replicate versions
+    # use LIGHTBOX_REPLICATE_PRICE_PER_SECOND, our own Cog servers are free.
+    price_per_second = models.DecimalField(max_digits=12, decimal_places=8, null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
@@ -77,6 +83,14 @@ class Version(models.Model):
     @property
     def input_schema(self):
         return self.openapi_schema.get("components", {}).get("schemas", {}).get("Input", {})
+
+    @property
+    def effective_price_per_second(self):
+        if self.price_per_second is not None:
+            return self.price_per_second
+        if self.backend == self.Backend.REPLICATE:
+            return settings.REPLICATE_PRICE_PER_SECOND
+        return Decimal(0)
 
     def set_availability(self, available, reason=""):
         self.available = available
@@ -103,16 +117,77 @@ class Version(models.Model):
         return self.available
 
 
-class ComparisonQuerySet(models.QuerySet):
+class ModeratedQuerySet(models.QuerySet):
+    """Filters every page, list and API response must use (app.moderation).
+
+    `public()` is the gallery; `visible_to(user)` is a listing that includes the
+    user's own items; `accessible_to(user)` is what a user may open by its link.
+    Hidden items show only to their owner (with the reason) and moderators.
+    """
+
+    def hidden(self):
+        return self.filter(hidden_at__isnull=False)
+
+    def not_hidden(self):
+        return self.filter(hidden_at__isnull=True)
+
+    def public(self):
+        return self.filter(visibility="public", hidden_at__isnull=True)
+
     def visible_to(self, user):
-        """What `user` may open: anything shared by link, and their own."""
-        shared = ~models.Q(visibility="private")
+        if not user.is_authenticated:
+            return self.public()
+        listed = models.Q(visibility="public", hidden_at__isnull=True) | models.Q(owner=user)
+        if is_moderator(user):
+            listed |= models.Q(visibility="public")
+        return self.filter(listed)
+
+    def accessible_to(self, user):
+        if is_moderator(user):
+            return self.all()
+        shared = models.Q(hidden_at__isnull=True) & ~models.Q(visibility="private")
         if user.is_authenticated:
             return self.filter(shared | models.Q(owner=user))
         return self.filter(shared)
 
 
-class Comparison(models.Model):
+class Moderated(models.Model):
+    """Something others can see, so something moderators can hide: hidden, it
+    leaves every listing and its share links answer 410, until a moderator
+    reviews it. Its owner still sees it, with the reason."""
+
+    hidden_at = models.DateTimeField(null=True, blank=True)
+    hidden_reason = models.CharField(max_length=500, blank=True, default="")
+
+    class Meta:
+        abstract = True
+
+    @property
+    def is_hidden(self):
+        return self.hidden_at is not None
+
+    def hide(self, reason):
+        # A plain UPDATE: hiding is independent of the prediction's status
+        # transitions, which save only their own fields.
+        self.hidden_at, self.hidden_reason = timezone.now(), reason[:500]
+        type(self).objects.filter(pk=self.pk).update(hidden_at=self.hidden_at, hidden_reason=self.hidden_reason)
+
+    def unhide(self):
+        self.hidden_at, self.hidden_reason = None, ""
+        type(self).objects.filter(pk=self.pk).update(hidden_at=None, hidden_reason="")
+
+    def can_be_seen_by(self, user):
+        """May `user` open this item by its link? (Hidden ones: see `is_hidden`.)"""
+        if user.is_authenticated and (self.owner_id == user.pk or is_moderator(user)):
+            return True
+        return self.visibility != "private" and not self.is_hidden
+
+
+class ComparisonQuerySet(ModeratedQuerySet):
+    pass
+
+
+class Comparison(Moderated):
     """One request fanned out to several versions: the input as the user gave
     it, one seed for all, and per version the changes the mapping made to fit
     that version's schema (app.comparisons)."""
@@ -176,25 +251,28 @@ class Comparison(models.Model):
     def is_terminal(self):
         return all(prediction.is_terminal for prediction in self.predictions.all())
 
+    def hide(self, reason):
+        """Hide the comparison and its predictions (they show the same images)."""
+        super().hide(reason)
+        for prediction in self.predictions.not_hidden():
+            prediction.hide(reason)
 
-class PredictionQuerySet(models.QuerySet):
+    def unhide(self):
+        super().unhide()
+        for prediction in self.predictions.hidden():
+            prediction.unhide()
+
+
+class PredictionQuerySet(ModeratedQuerySet):
     def active(self):
         return self.filter(status__in=Prediction.ACTIVE)
-
-    def public(self):
-        return self.filter(visibility=Prediction.Visibility.PUBLIC)
-
-    def visible_to(self, user):
-        if user.is_authenticated:
-            return self.filter(models.Q(visibility=Prediction.Visibility.PUBLIC) | models.Q(owner=user))
-        return self.public()
 
     def for_model(self, model):
         return self.filter(version__model=model)
 
     def search(self, text):
         """Predictions whose prompt matches `text`: PostgreSQL full-text search
-        (on the stored, indexed prompt_search column of migration 0003, which
+        (on the stored, indexed prompt_search column of migration 0004, which
         the model does not declare: SQLite has no tsvector), a plain match elsewhere."""
         from django.db import connection
 
@@ -211,7 +289,7 @@ class PredictionQuerySet(models.QuerySet):
         return self.filter(input__prompt__icontains=text)
 
 
-class Prediction(models.Model):
+class Prediction(Moderated):
     class Status(models.TextChoices):
         STARTING = "starting"
         PROCESSING = "processing"
@@ -268,11 +346,15 @@ class Prediction(models.Model):
     # When the last non-terminal event went to the caller's webhook; logs and
     # output events are throttled to one per WEBHOOK_THROTTLE, as Replicate does.
     webhook_sent_at = models.DateTimeField(null=True, blank=True)
+    # USD: estimated when it starts (app.limits), settled from the predict time
+    # when it ends. Monthly spend caps add these up.
+    cost = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
 
     objects = PredictionQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at"]
+        permissions = [("disable_safety_checker", "Can turn off a model's safety checker")]
         indexes = [
             models.Index(fields=["status", "created_at"], name="prediction_status_created"),
             models.Index(fields=["owner", "-created_at"], name="prediction_owner_created"),
@@ -288,10 +370,13 @@ class Prediction(models.Model):
         """Validate `input` against the version's schema, save the prediction and
         queue it once the transaction commits. Raises schema.InputError, and
         saves nothing, when the input or the version cannot run."""
-        from app import schema
+        from app import limits, moderation, netguard, schema, uploads
         from tasks.predictions import run_prediction
 
         cleaned = schema.validate_input(version, input)
+        moderation.check_input(version, cleaned, owner)
+        netguard.check_input_urls(version, cleaned)
+        cleaned = uploads.clean_input_images(version, cleaned)
         if not version.refresh_availability():
             raise schema.InputError({"version": [f"{version.model} is unavailable: {version.unavailable_reason}"]})
         if visibility is None:
@@ -299,6 +384,8 @@ class Prediction(models.Model):
                 settings.DEFAULT_WEB_VISIBILITY if source == cls.Source.WEB else settings.DEFAULT_API_VISIBILITY
             )
         with transaction.atomic():
+            # Inside the transaction, so two requests cannot both pass a limit.
+            [cost] = limits.admit(owner, [version])
             prediction = cls.objects.create(
                 version=version,
                 input=cleaned,
@@ -308,6 +395,7 @@ class Prediction(models.Model):
                 webhook=webhook,
                 webhook_events_filter=list(webhook_events_filter),
                 comparison=comparison,
+                cost=cost,
             )
             # robust: with the broker down the prediction is saved all the
             # same, and the reconciler sends it once the broker is back.
@@ -392,7 +480,7 @@ class Prediction(models.Model):
             if update.status == self.Status.SUCCEEDED:
                 from app import storage
 
-                storage.store_outputs(self, update.output)
+                storage.store_outputs(self, update.output, logs=update.logs or self.logs)
             changes.update(
                 status=update.status,
                 error=_printable(update.error) or "",
@@ -434,7 +522,11 @@ class Prediction(models.Model):
         return changed
 
     def on_terminal(self):
-        """Tell the caller's webhook; runs once, after the terminal commit."""
+        """Settle the cost and tell the caller's webhook; runs once, after the
+        terminal commit."""
+        from app import limits
+
+        limits.settle_cost(self)
         if self.webhook and self.wants_event("completed"):
             from tasks.predictions import send_webhook
 
@@ -487,6 +579,9 @@ class Output(models.Model):
     height = models.PositiveIntegerField(null=True, blank=True)
     sha256 = models.CharField(max_length=64)
     rating = models.CharField(max_length=10, choices=Rating.choices, default=Rating.SAFE)
+    # For nsfw outputs: the only picture of it anonymous visitors and users who
+    # did not opt in ever get (made on the server, app.images.blurred_thumbnail).
+    blurred_thumbnail = models.FileField(upload_to=output_upload_to, max_length=300, blank=True)
 
     class Meta:
         ordering = ["prediction", "index"]
@@ -494,6 +589,44 @@ class Output(models.Model):
 
     def __str__(self):
         return f"{self.prediction_id}/{self.index}"
+
+    def mark_nsfw(self):
+        """Rate it nsfw and make its blurred thumbnail."""
+        if self.rating != self.Rating.SAFE:
+            return False
+        from app import storage
+
+        storage.save_blurred_thumbnail(self)
+        self.rating = self.Rating.NSFW
+        self.save(update_fields=["rating", "blurred_thumbnail"])
+        return True
+
+    def block(self):
+        """Delete the image files for good; the row stays (rating blocked, hash kept)."""
+        for field in (self.file, self.thumbnail, self.blurred_thumbnail):
+            if field:
+                field.delete(save=False)
+        self.rating = self.Rating.BLOCKED
+        self.save(update_fields=["rating", "file", "thumbnail", "blurred_thumbnail"])
+
+    def shows_explicit_to(self, user):
+        """Whether `user` gets this image itself, rather than its blurred thumbnail."""
+        from app import moderation
+
+        if self.rating == self.Rating.SAFE:
+            return True
+        if self.rating == self.Rating.BLOCKED or not user.is_authenticated:
+            return False
+        return self.prediction.owner_id == user.pk or is_moderator(user) or moderation.shows_nsfw(user)
+
+    def thumbnail_for(self, user):
+        """The thumbnail a listing shows `user`: blurred for nsfw unless they may
+        see it, None once blocked."""
+        if self.rating == self.Rating.BLOCKED:
+            return None
+        if self.shows_explicit_to(user):
+            return self.thumbnail or None
+        return self.blurred_thumbnail or None
 
 
 class Upload(models.Model):
@@ -550,3 +683,185 @@ class ApiToken(models.Model):
     def revoke(self):
         self.revoked_at = timezone.now()
         self.save(update_fields=["revoked_at"])
+
+
+# --- Moderation, content safety and limits (app.moderation, app.limits) ----------
+
+
+class Report(models.Model):
+    """Someone's report of a prediction or a comparison. Reports from distinct
+    signed-in users hide a shared item at REPORT_THRESHOLD; anonymous ones
+    only reach the review queue."""
+
+    class Reason(models.TextChoices):
+        SEXUAL = "sexual", "Sexual content"
+        VIOLENCE = "violence", "Violence"
+        ILLEGAL = "illegal", "Illegal content"
+        SPAM = "spam", "Spam"
+        OTHER = "other", "Other"
+
+    class State(models.TextChoices):
+        OPEN = "open", "Open"
+        DISMISSED = "dismissed", "Dismissed (item approved)"
+        ACTIONED = "actioned", "Acted on"
+
+    prediction = models.ForeignKey(
+        Prediction, null=True, blank=True, on_delete=models.CASCADE, related_name="reports"
+    )
+    comparison = models.ForeignKey(
+        Comparison, null=True, blank=True, on_delete=models.CASCADE, related_name="reports"
+    )
+    reporter = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="reports_made"
+    )
+    reason = models.CharField(max_length=10, choices=Reason.choices)
+    text = models.TextField(blank=True, max_length=2000)
+    created_at = models.DateTimeField(default=timezone.now)
+    state = models.CharField(max_length=10, choices=State.choices, default=State.OPEN)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(prediction__isnull=False, comparison__isnull=True)
+                | models.Q(prediction__isnull=True, comparison__isnull=False),
+                name="report_one_target",
+            )
+        ]
+        indexes = [models.Index(fields=["state", "-created_at"], name="report_state_created")]
+
+    def __str__(self):
+        return f"{self.get_reason_display()} report on {self.target}"
+
+    @property
+    def target(self):
+        return self.prediction or self.comparison
+
+    @classmethod
+    def file(cls, target, reason, text="", reporter=None):
+        """Report `target` (a Prediction or Comparison); hides it when enough
+        distinct signed-in users have. Returns the report."""
+        from app import moderation
+
+        return moderation.file_report(target, reason, text, reporter)
+
+
+class ModerationAction(models.Model):
+    """The audit trail: every moderation action, who took it, when and why.
+    `moderator` is empty when the site acted by itself (reports reaching the
+    threshold)."""
+
+    class Kind(models.TextChoices):
+        APPROVE = "approve", "Approved (reports dismissed)"
+        HIDE = "hide", "Hidden"
+        AUTO_HIDE = "auto_hide", "Hidden by reports"
+        UNHIDE = "unhide", "Shown again"
+        MARK_NSFW = "mark_nsfw", "Marked NSFW"
+        DELETE_OUTPUTS = "delete_outputs", "Outputs deleted"
+        BAN = "ban", "User banned"
+        UNBAN = "unban", "Ban lifted"
+
+    created_at = models.DateTimeField(default=timezone.now)
+    moderator = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    reason = models.TextField(blank=True)
+    prediction = models.ForeignKey(
+        Prediction, null=True, blank=True, on_delete=models.SET_NULL, related_name="moderation_actions"
+    )
+    comparison = models.ForeignKey(
+        Comparison, null=True, blank=True, on_delete=models.SET_NULL, related_name="moderation_actions"
+    )
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="moderation_history"
+    )
+    # What was acted on, in words: it outlives deleted rows.
+    target = models.CharField(max_length=200)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self):
+        return f"{self.get_kind_display()}: {self.target}"
+
+
+class Ban(models.Model):
+    """A banned user's runs are refused and their shared items hidden."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="ban")
+    reason = models.TextField()
+    created_at = models.DateTimeField(default=timezone.now)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    def __str__(self):
+        return f"{self.user} (banned)"
+
+
+class BlockedTerm(models.Model):
+    """A word or phrase no prompt may contain (whole words, any case)."""
+
+    term = models.CharField(max_length=200, unique=True)
+    note = models.CharField(max_length=200, blank=True, help_text="Why it is blocked (moderators only).")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["term"]
+
+    def __str__(self):
+        return self.term
+
+
+class GroupLimits(models.Model):
+    """Limits for the members of a group. A member of several groups gets the
+    most generous of each; users in no group with limits get the LIGHTBOX_*
+    defaults. An empty field means no limit."""
+
+    group = models.OneToOneField("auth.Group", on_delete=models.CASCADE, related_name="limits")
+    predictions_per_minute = models.PositiveIntegerField(null=True, blank=True)
+    predictions_per_day = models.PositiveIntegerField(null=True, blank=True)
+    concurrent_predictions = models.PositiveIntegerField(null=True, blank=True)
+    monthly_spend = models.DecimalField(
+        max_digits=10, decimal_places=2, null=True, blank=True,
+        help_text="USD a member may spend a month on versions that run on the site's Replicate token.",
+    )
+
+    class Meta:
+        verbose_name_plural = "group limits"
+
+    def __str__(self):
+        return f"Limits of {self.group}"
+
+
+class ContentPreference(models.Model):
+    """What a signed-in user chose to see: NSFW images unblurred (opt-in)."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="content_preference")
+    show_nsfw = models.BooleanField(default=False)
+
+    def __str__(self):
+        return f"{self.user}: {'shows' if self.show_nsfw else 'blurs'} NSFW"
+
+
+class PredictionReview(Prediction):
+    """The review queue of predictions with open reports (the admin)."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "reported prediction"
+        verbose_name_plural = "review queue: predictions"
+
+
+class ComparisonReview(Comparison):
+    """The review queue of comparisons with open reports (the admin)."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "reported comparison"
+        verbose_name_plural = "review queue: comparisons"

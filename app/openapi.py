@@ -21,6 +21,14 @@ def _op(summary, operation_id, ok, *, body=None, params=(), wait=False, ok_statu
         operation["requestBody"] = {"required": True, "content": {"application/json": {"schema": body}}}
         operation["responses"]["400"] = PROBLEM
         operation["responses"]["422"] = PROBLEM
+        # Refusals (app.limits): spend caps, a suspended account, body size, rate and quotas.
+        for status in ("402", "403", "413", "429"):
+            operation["responses"][status] = PROBLEM
+    return operation
+
+
+def _gone(operation):
+    operation["responses"]["410"] = PROBLEM  # hidden by moderators
     return operation
 
 
@@ -52,7 +60,7 @@ def document(base_url):
                 ),
             },
             "/v1/predictions/{prediction_id}": {
-                "get": _op("Get a prediction", "predictions.get", prediction, params=["prediction_id"])
+                "get": _gone(_op("Get a prediction", "predictions.get", prediction, params=["prediction_id"]))
             },
             "/v1/predictions/{prediction_id}/cancel": {
                 "post": _op("Cancel a prediction", "predictions.cancel", prediction, params=["prediction_id"])
@@ -170,6 +178,11 @@ def document(base_url):
                                 "cancel": {"type": "string"},
                                 "web": {"type": "string"},
                             },
+                        },
+                        "moderation": {
+                            "type": "object",
+                            "description": "Only on a hidden prediction (its owner and moderators see it).",
+                            "properties": {"hidden": {"type": "boolean"}, "reason": {"type": "string"}},
                         },
                     },
                 },

@@ -5,6 +5,7 @@ Celery filesystem transport and media files, all under var/.
 """
 
 import os
+from decimal import Decimal
 from pathlib import Path
 
 import dj_database_url
@@ -20,6 +21,12 @@ def envint(name, default):
 
 def envfloat(name, default):
     return float(os.environ.get(name, default))
+
+
+def envlimit(name, default, kind=int):
+    """A limit: a number, or no limit when set to "" or "none"."""
+    value = os.environ.get(name, default).strip().lower()
+    return None if value in ("", "none") else kind(value)
 
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -49,6 +56,7 @@ MIDDLEWARE = [
     # First, so that it times (and counts the queries of) everything below.
     "app.middleware.ServerTimingMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "app.security.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -57,7 +65,6 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
-    "app.middleware.ContentSecurityPolicyMiddleware",
 ]
 
 ROOT_URLCONF = "app.urls"
@@ -114,7 +121,7 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "/static/"
-STATICFILES_DIRS = [BASE_DIR / "static"]
+STATICFILES_DIRS = [path for path in [BASE_DIR / "static"] if path.is_dir()]
 STATIC_ROOT = BASE_DIR / "staticfiles"
 MEDIA_URL = "/media/"
 MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", VAR_DIR / "media"))
@@ -190,6 +197,58 @@ HTTP_TIMEOUT = envfloat("LIGHTBOX_HTTP_TIMEOUT", 10)
 DEFAULT_WEB_VISIBILITY = os.environ.get("LIGHTBOX_WEB_VISIBILITY", "unlisted")
 DEFAULT_API_VISIBILITY = os.environ.get("LIGHTBOX_API_VISIBILITY", "private")
 
+# --- Moderation, content safety, limits, network safety (README: Moderation) ---
+# Distinct signed-in reporters that hide a public or unlisted item until a
+# moderator reviews it (anonymous reports only reach the queue).
+REPORT_THRESHOLD = envint("LIGHTBOX_REPORT_THRESHOLD", 3)
+# Per-user limits for users in no group with limits (GroupLimits in the admin).
+RATE_LIMIT_PER_MINUTE = envlimit("LIGHTBOX_RATE_LIMIT_PER_MINUTE", "60")
+DAILY_QUOTA = envlimit("LIGHTBOX_DAILY_QUOTA", "1000")
+MAX_CONCURRENT = envlimit("LIGHTBOX_MAX_CONCURRENT", "10")
+# USD a month on versions that run on the site's REPLICATE_API_TOKEN.
+USER_MONTHLY_SPEND_CAP = envlimit("LIGHTBOX_USER_MONTHLY_SPEND_CAP", "10", Decimal)
+SITE_MONTHLY_SPEND_CAP = envlimit("LIGHTBOX_SITE_MONTHLY_SPEND_CAP", "100", Decimal)
+# Price per second of Replicate versions with no price of their own (USD;
+# Replicate's Nvidia L40S rate when this was written), and the predict time a
+# cost estimate assumes for a version that has not run yet.
+REPLICATE_PRICE_PER_SECOND = Decimal(os.environ.get("LIGHTBOX_REPLICATE_PRICE_PER_SECOND", "0.000975"))
+COST_ESTIMATE_SECONDS = envfloat("LIGHTBOX_COST_ESTIMATE_SECONDS", 10)
+# Hosts, addresses and networks outbound requests for users (webhooks, image
+# URLs) may reach although they are private, e.g. "nas.lan,192.168.1.0/24".
+NETWORK_ALLOWLIST = os.environ.get("LIGHTBOX_NETWORK_ALLOWLIST", "")
+# Signed media URLs the API hands out stay valid this many seconds.
+MEDIA_URL_TTL = envint("LIGHTBOX_MEDIA_URL_TTL", 3600)
+# Request bodies (the API's JSON, forms) and uploaded images.
+DATA_UPLOAD_MAX_MEMORY_SIZE = envint("LIGHTBOX_MAX_REQUEST_BYTES", 16 * 1024 * 1024)
+UPLOAD_IMAGE_MAX_BYTES = envint("LIGHTBOX_UPLOAD_IMAGE_MAX_BYTES", 16 * 1024 * 1024)
+UPLOAD_MAX_PIXELS = envint("LIGHTBOX_UPLOAD_MAX_PIXELS", 4096 * 4096)
+UPLOAD_FORMATS = tuple(os.environ.get("LIGHTBOX_UPLOAD_FORMATS", "PNG,JPEG,WEBP").upper().split(","))
+
+# --- Security headers (app.security; `manage.py check --deploy` clean) ---
+# No inline script or style, nothing from other origins.
+CONTENT_SECURITY_POLICY = os.environ.get(
+    "LIGHTBOX_CSP",
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+    "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; "
+    "frame-ancestors 'none'",
+)
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SESSION_COOKIE_HTTPONLY = True
+# Served over HTTPS (directly or behind a proxy that says so in
+# X-Forwarded-Proto): secure cookies, redirects to https and HSTS.
+HTTPS = envbool("LIGHTBOX_HTTPS", "False")
+if HTTPS:
+    SECURE_SSL_REDIRECT = True
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+    SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = envint("LIGHTBOX_HSTS_SECONDS", 31536000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = envbool("LIGHTBOX_HSTS_SUBDOMAINS", "True")
+    SECURE_HSTS_PRELOAD = envbool("LIGHTBOX_HSTS_PRELOAD", "True")
+if envbool("LIGHTBOX_BEHIND_PROXY", "False"):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
 EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 # SMTP, when EMAIL_BACKEND is django.core.mail.backends.smtp.EmailBackend.
 EMAIL_HOST = os.environ.get("EMAIL_HOST", "localhost")
@@ -207,14 +266,6 @@ LOGOUT_REDIRECT_URL = "playground"
 SERVER_TIMING = envbool("LIGHTBOX_SERVER_TIMING", "False")
 # Anyone may browse; running needs an account unless this is on.
 ANONYMOUS_RUNS = envbool("LIGHTBOX_ANONYMOUS_RUNS", "False")
-# No 'unsafe-inline' anywhere (the pages have no inline scripts or styles).
-# Media on another origin (S3) needs its origin added to img-src.
-CONTENT_SECURITY_POLICY = os.environ.get(
-    "LIGHTBOX_CSP",
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob: "
-    + os.environ.get("LIGHTBOX_CSP_IMG_SRC", "")
-    + "; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'self'; object-src 'none'",
-)
 
 LOGGING = {
     "version": 1,

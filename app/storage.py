@@ -10,13 +10,16 @@ import base64
 import binascii
 import hashlib
 import re
+import time
 from urllib.parse import unquote_to_bytes, urlsplit
 
 import httpx
 from django.conf import settings
 from django.core import signing
 from django.core.files.base import ContentFile
+from django.core.files.storage import FileSystemStorage, default_storage
 from django.db import IntegrityError, transaction
+from django.urls import reverse
 
 from app import http, images
 from app.backends import BackendError
@@ -35,14 +38,20 @@ def upload_url():
     return f"{settings.SITE_URL}/hooks/cog/uploads/{upload_token()}/"
 
 
-def store_outputs(prediction, output):
-    """Store every file of `output` (a list) that is not stored yet."""
+def store_outputs(prediction, output, logs=None):
+    """Store every file of `output` (a list) that is not stored yet. Outputs
+    the model's safety checker flagged in `logs` are rated nsfw
+    (app.moderation.nsfw_flags)."""
+    from app.moderation import nsfw_flags
+
+    flags = nsfw_flags(logs)
     stored = set(prediction.outputs.values_list("index", flat=True))
     for index, item in enumerate(output or []):
         if index in stored or not isinstance(item, str):
             continue
         data, content_type = fetch(item)
-        _save_output(prediction, index, data, content_type)
+        nsfw = index < len(flags) and flags[index]
+        _save_output(prediction, index, data, content_type, Output.Rating.NSFW if nsfw else Output.Rating.SAFE)
         _discard_upload(item)
 
 
@@ -96,7 +105,7 @@ def _discard_upload(item):
         upload.delete()
 
 
-def _save_output(prediction, index, data, content_type):
+def _save_output(prediction, index, data, content_type, rating=Output.Rating.SAFE):
     try:
         width, height, content_type = images.inspect(data)
     except ValueError:
@@ -111,15 +120,64 @@ def _save_output(prediction, index, data, content_type):
         width=width,
         height=height,
         sha256=hashlib.sha256(data).hexdigest(),
+        rating=rating,
     )
     output.file.save(f"{index}.{extension}", ContentFile(data), save=False)
     if width:
         output.thumbnail.save(f"{index}.thumb.webp", ContentFile(images.thumbnail(data)), save=False)
+        if rating == Output.Rating.NSFW:
+            output.blurred_thumbnail.save(
+                f"{index}.blurred.webp", ContentFile(images.blurred_thumbnail(data)), save=False
+            )
     try:
         with transaction.atomic():
             output.save()
     except IntegrityError:
         # Another webhook delivery stored this output first; drop our copy.
-        output.file.delete(save=False)
-        if output.thumbnail:
-            output.thumbnail.delete(save=False)
+        for field in (output.file, output.thumbnail, output.blurred_thumbnail):
+            if field:
+                field.delete(save=False)
+
+
+def save_blurred_thumbnail(output):
+    """Make the blurred thumbnail of a stored output (not saved to the row)."""
+    if output.blurred_thumbnail or not output.file:
+        return
+    with output.file.open("rb") as fh:
+        data = fh.read()
+    try:
+        blurred = images.blurred_thumbnail(data)
+    except Exception:  # not an image Pillow reads: nothing to show, blurred or not
+        return
+    output.blurred_thumbnail.save(f"{output.index}.blurred.webp", ContentFile(blurred), save=False)
+
+
+# --- Media URLs ----------------------------------------------------------------------
+# Media of items that are not public to everyone is served through a
+# permission check (app.views.media). A signed URL is the permission itself:
+# the API hands them to the owner's client (Replicate's clients download the
+# outputs from the URLs in the prediction), valid MEDIA_URL_TTL seconds, as
+# Replicate's own output URLs are. With object storage (S3), the storage's own
+# expiring presigned URLs play that part: keep the bucket private.
+
+MEDIA_SIGNER_SALT = "lightbox-media"
+
+
+def signed_url(field_file, now=None):
+    """A URL of a stored file that works without a session until it expires."""
+    if not isinstance(default_storage, FileSystemStorage):
+        return field_file.url
+    # Expiry rounded up to ten minutes, so the same file keeps one URL for a
+    # while and browsers can cache it.
+    expires = (int((now or time.time()) + settings.MEDIA_URL_TTL) // 600 + 1) * 600
+    signature = signing.Signer(salt=MEDIA_SIGNER_SALT).signature(f"{field_file.name}|{expires}")
+    return reverse("signed-media", args=[f"{expires}.{signature}", field_file.name])
+
+
+def check_signed_path(token, path, now=None):
+    """Is `token` ("<expires>.<signature>") valid for `path` now?"""
+    expires, _, signature = token.partition(".")
+    if not expires.isdigit() or int(expires) < (now or time.time()):
+        return False
+    expected = signing.Signer(salt=MEDIA_SIGNER_SALT).signature(f"{path}|{expires}")
+    return signing.constant_time_compare(expected, signature)

@@ -57,4 +57,7 @@ urlpatterns = page_patterns + [
     path("healthz", health.healthz, name="healthz"),
     path("admin/", admin.site.urls),
     re_path(r"^media/(?P<path>.+)$", media.serve_media, name="media"),
+    # Signed, expiring media URLs (the API's outputs); outside /media/, which
+    # test live servers serve without asking Django.
+    re_path(r"^files/(?P<token>[^/]+)/(?P<path>outputs/.+)$", media.serve_signed_media, name="signed-media"),
 ]

@@ -7,6 +7,7 @@ a VAE that diffusers would upcast to float32 on every call can stay in
 bfloat16 instead.
 """
 
+import json
 import math
 import os
 import time
@@ -287,9 +288,11 @@ class Engine:
                 vae.to(torch.float16)
         flags = [False] * decoded.shape[0]
         if check_safety and self.safety_checker is not None:
-            # The pipelines skip it for latent output; run the base pipe's own.
-            decoded, nsfw = self.base.run_safety_checker(decoded, self.device, self.base.unet.dtype)
-            flags = list(nsfw or flags)
+            # The pipelines skip it for latent output; run the base pipe's own,
+            # but keep the pixels it would black out: Lightbox stores flagged
+            # images rated nsfw and shows them only to those who opt in.
+            _, nsfw = self.base.run_safety_checker(decoded.clone(), self.device, self.base.unet.dtype)
+            flags = [bool(flag) for flag in (nsfw or flags)]
         pixels = ((decoded.float() / 2 + 0.5).clamp(0, 1) * 255).round().to(torch.uint8)
         return pixels.permute(0, 2, 3, 1).cpu().numpy(), flags
 
@@ -408,15 +411,13 @@ class Engine:
             latents = pipe(callback_on_step_end=progress, **call).images
             pixels, nsfw = self.decode(latents, check_safety=not disable_safety_checker)
 
+        if any(nsfw):
+            # One flag per output, in the line Lightbox reads (app/moderation.py).
+            print("nsfw_content_detected: " + json.dumps(nsfw), flush=True)
         outputs = []
-        for i, array in enumerate(pixels):
-            if nsfw[i]:
-                print(f"output {i} was flagged by the safety checker and dropped")
-                continue
+        for array in pixels:
             out = Image.fromarray(array)
             if original is not None:
                 out = images.composite(original, out, keep)
             outputs.append(out)
-        if not outputs:
-            raise RuntimeError("NSFW content detected. Try running it again, or try a different prompt.")
         return outputs

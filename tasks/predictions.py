@@ -19,7 +19,7 @@ from django.conf import settings
 from django.db.models import F, Q
 from django.utils import timezone
 
-from app import backends, http
+from app import backends, http, netguard
 from app.backends import BackendError, Busy
 from app.models import Prediction, Upload
 
@@ -180,9 +180,16 @@ def send_webhook(self, prediction_id, event):
     prediction = Prediction.objects.select_related("version__model", "owner").filter(pk=prediction_id).first()
     if prediction is None or not prediction.webhook:
         return
+    try:
+        netguard.check_url(prediction.webhook)
+    except netguard.UnsafeURL as exc:
+        # Checked when the prediction was created; its host has moved inside since.
+        log.warning("webhook of %s not sent: %s", prediction_id, exc)
+        return
     body = json.dumps(prediction_json(prediction))
     try:
-        response = http.client().post(
+        # The guarded client checks the address it connects to (DNS rebinding).
+        response = netguard.client().post(
             prediction.webhook,
             content=body,
             headers={"Content-Type": "application/json", **webhook_headers(prediction, body)},

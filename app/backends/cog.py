@@ -85,9 +85,17 @@ def resubmit(prediction):
 
 
 def _put(prediction):
+    from app import netguard
+
+    try:
+        # The server gets users' image URLs as data: URIs fetched through the
+        # guard, so it never requests an inside address itself.
+        model_input = netguard.inline_urls(prediction.version, prediction.input)
+    except netguard.UnsafeURL as exc:
+        raise BackendError(f"Could not use an input URL: {exc}", permanent=True) from exc
     body = {
         "id": prediction.id,
-        "input": prediction.input,
+        "input": model_input,
         "webhook": webhook_url(prediction),
         "webhook_events_filter": EVENTS,
     }

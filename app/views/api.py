@@ -12,8 +12,9 @@ from django.db.models import Q
 from django.http import JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from app import api, schema
+from app import api, limits, netguard, schema
 from app.models import ApiToken, Model, Prediction, Version
+from app.moderation import is_moderator
 from app.openapi import document
 
 PAGE_SIZE = 100
@@ -61,14 +62,23 @@ def _not_found(what):
 
 
 def _get_prediction_for_user(request, prediction_id, owner_only=False):
+    """(prediction, None), or (None, the problem to answer): 404 for what the
+    user may not see, 410 for a shared prediction moderators hid."""
     prediction = Prediction.objects.select_related("version__model").filter(pk=prediction_id).first()
+    missing = _not_found(f"Prediction {prediction_id}")
     if prediction is None:
-        return None
+        return None, missing
     if prediction.owner_id == request.user.pk:
-        return prediction
-    if owner_only or prediction.visibility == Prediction.Visibility.PRIVATE:
-        return None
-    return prediction
+        return prediction, None
+    if owner_only:
+        return None, missing
+    if is_moderator(request.user):
+        return prediction, None
+    if prediction.visibility == Prediction.Visibility.PRIVATE:
+        return None, missing
+    if prediction.is_hidden:
+        return None, api.problem(410, "Gone", "This prediction was hidden by moderators.")
+    return prediction, None
 
 
 def _get_model(owner, name):
@@ -107,6 +117,8 @@ def _resolve_version(ref):
 def _create(request, version_ref):
     try:
         body = api.parse_json_body(request)
+    except api.BodyTooLarge as exc:
+        return api.problem(413, "Request body too large", str(exc))
     except ValueError as exc:
         return api.problem(400, "Bad request", str(exc))
     version = version_ref or _resolve_version(body.get("version"))
@@ -118,6 +130,13 @@ def _create(request, version_ref):
     webhook = body.get("webhook") or ""
     if webhook and not (isinstance(webhook, str) and re.match(r"^https?://[^\s/]+", webhook)):
         errors["webhook"] = ["Give an http(s) URL."]
+    elif webhook and len(webhook) > Prediction._meta.get_field("webhook").max_length:
+        errors["webhook"] = ["The URL is too long (at most 1000 characters)."]
+    elif webhook:
+        try:
+            netguard.check_url(webhook)
+        except netguard.UnsafeURL as exc:
+            errors["webhook"] = [str(exc)]
     events = body.get("webhook_events_filter") or []
     if not isinstance(events, list) or not set(events) <= EVENTS:
         errors["webhook_events_filter"] = [f"A list of: {', '.join(sorted(EVENTS))}."]
@@ -138,6 +157,8 @@ def _create(request, version_ref):
         )
     except schema.InputError as exc:
         return api.invalid_input({f"input.{k}" if k not in ("input", "version") else k: v for k, v in exc.errors.items()})
+    except limits.RunRefused as exc:
+        return api.refused(exc)
     wait = _prefer_wait(request)
     if wait:
         prediction = _wait_for(prediction, wait)
@@ -232,17 +253,17 @@ def _decode_cursor(cursor):
 
 @api_view("GET")
 def prediction(request, prediction_id):
-    found = _get_prediction_for_user(request, prediction_id)
-    if found is None:
-        return _not_found(f"Prediction {prediction_id}")
+    found, refusal = _get_prediction_for_user(request, prediction_id)
+    if refusal:
+        return refusal
     return JsonResponse(api.prediction_json(found, _base(request)))
 
 
 @api_view("POST")
 def prediction_cancel(request, prediction_id):
-    found = _get_prediction_for_user(request, prediction_id, owner_only=True)
-    if found is None:
-        return _not_found(f"Prediction {prediction_id}")
+    found, refusal = _get_prediction_for_user(request, prediction_id, owner_only=True)
+    if refusal:
+        return refusal
     found.cancel()
     return JsonResponse(api.prediction_json(found, _base(request)))
 

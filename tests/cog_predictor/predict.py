@@ -2,6 +2,9 @@
 
 It draws a flat image whose colour comes from the prompt and seed, logs one
 "step k/N" line per step like diffusers does, and can be told to misbehave.
+Its "safety checker" flags the outputs the `nsfw` input names, and reports
+them the way Lightbox reads a checker's verdict (app.moderation): a log line
+`nsfw_content_detected: [...]`, one boolean per output.
 """
 
 import hashlib
@@ -32,7 +35,15 @@ class Predictor(BasePredictor):
         seed: int = Input(description="Random seed.", default=None),
         step_delay: float = Input(description="Seconds per step (tests).", default=0.0, ge=0, le=10),
         fail: str = Input(description="Raise this error (tests).", default=""),
+        image: Path = Input(description="Starting image; its size is reported in the logs (tests).", default=None),
+        nsfw: str = Input(
+            description="Comma-separated output indices the stand-in safety checker flags (tests).", default=""
+        ),
+        disable_safety_checker: bool = Input(description="Turn off the safety checker.", default=False),
     ) -> list[Path]:
+        if image is not None:
+            with Image.open(image) as start:
+                print(f"image {start.width}x{start.height}", flush=True)
         for step in range(1, num_inference_steps + 1):
             time.sleep(step_delay or self.step_delay)
             print(f"step {step}/{num_inference_steps}", flush=True)
@@ -45,4 +56,8 @@ class Predictor(BasePredictor):
             path = Path(tempfile.mkdtemp()) / f"out-{index}.png"
             image.save(path)
             outputs.append(path)
+        flagged = {int(index) for index in nsfw.split(",") if index.strip()}
+        if flagged and not disable_safety_checker:
+            flags = ", ".join("true" if index in flagged else "false" for index in range(num_outputs))
+            print(f"nsfw_content_detected: [{flags}]", flush=True)
         return outputs

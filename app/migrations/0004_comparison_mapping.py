@@ -34,7 +34,7 @@ def drop_search_index(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('app', '0002_webhook_sent_at'),
+        ('app', '0003_moderation'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

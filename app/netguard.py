@@ -1,0 +1,216 @@
+"""Outbound requests to addresses users chose: callers' webhooks and image URLs
+a model will read. Lightbox runs next to its model servers, its database and
+often a LAN, so such a URL must not reach a private, loopback, link-local or
+otherwise non-public address (SSRF).
+
+Checked after DNS, on every connection: the guarded client resolves each
+host itself, refuses it when any address is not public, and connects to the
+address it checked, so a DNS answer that changes between check and use
+(rebinding) or a redirect to an inside address gets nowhere. Hosts, addresses
+and networks in LIGHTBOX_NETWORK_ALLOWLIST (comma separated: "nas.lan",
+"192.168.1.0/24", "127.0.0.1") are allowed anyway, for LAN services and the
+test suite.
+
+Only http(s) (and data: URIs, which need no fetch) go to a backend. Image URLs
+given to one of our Cog servers are fetched here, through the guard, and
+handed to it as data: URIs (`inline_urls`), so the model server never follows
+a user's URL itself; Replicate fetches in its own cloud, so for Replicate
+versions the URL is checked when the prediction is created.
+"""
+
+import base64
+import ipaddress
+import socket
+import threading
+from functools import lru_cache
+from urllib.parse import urlsplit
+
+import httpcore
+import httpx
+from django.conf import settings
+
+from app.schema import InputError
+
+_local = threading.local()
+MAX_REDIRECTS = 5
+
+
+class UnsafeURL(ValueError):
+    """A URL Lightbox will not request, with the reason in words."""
+
+
+@lru_cache(maxsize=8)
+def _allowlist(raw):
+    hosts, networks = set(), []
+    for entry in (item.strip().lower() for item in raw.split(",")):
+        if not entry:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(entry.strip("[]"), strict=False))
+        except ValueError:
+            hosts.add(entry)
+    return frozenset(hosts), tuple(networks)
+
+
+def _allowed_host(host):
+    hosts, _ = _allowlist(settings.NETWORK_ALLOWLIST)
+    return host.lower().rstrip(".") in hosts
+
+
+def _public(address):
+    ip = ipaddress.ip_address(address.split("%")[0])
+    if ip.version == 6 and ip.ipv4_mapped:
+        ip = ip.ipv4_mapped
+    _, networks = _allowlist(settings.NETWORK_ALLOWLIST)
+    if any(ip in network for network in networks):
+        return True
+    return ip.is_global and not ip.is_multicast
+
+
+def resolve(host, port=443):
+    """The addresses `host` connects to, after DNS; UnsafeURL unless all are public
+    (or allowed). Allowed host names are not looked up here."""
+    host = host.strip("[]")
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError, ValueError) as exc:  # ValueError: a NUL in the name
+        raise UnsafeURL(f"The host {host!r} could not be found.") from exc
+    addresses = list(dict.fromkeys(info[4][0] for info in infos))
+    if _allowed_host(host):
+        return addresses
+    blocked = [address for address in addresses if not _public(address)]
+    if blocked or not addresses:
+        raise UnsafeURL(
+            f"{host} resolves to a private or local address ({blocked[0] if blocked else 'none'}); "
+            "Lightbox does not send requests there."
+        )
+    return addresses
+
+
+def check_url(url):
+    """Raise UnsafeURL unless `url` is http(s) to a public host."""
+    if not isinstance(url, str):
+        raise UnsafeURL("Give an http(s) URL.")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise UnsafeURL("The URL is not valid.") from exc
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UnsafeURL("Give an http(s) URL.")
+    resolve(parts.hostname, port or (443 if parts.scheme == "https" else 80))
+
+
+# --- The guarded HTTP client ---------------------------------------------------------
+
+
+class _GuardedBackend(httpcore.SyncBackend):
+    """Resolves and checks every host httpx connects to, and connects to the
+    address it checked."""
+
+    def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):
+        try:
+            addresses = resolve(host, port)
+        except UnsafeURL as exc:
+            raise httpcore.ConnectError(str(exc)) from exc
+        last = None
+        for address in addresses:
+            try:
+                return super().connect_tcp(address, port, timeout, local_address, socket_options)
+            except httpcore.ConnectError as exc:
+                last = exc
+        raise last
+
+
+class GuardedTransport(httpx.HTTPTransport):
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        # httpx has no argument for httpcore's network backend; its pool does.
+        self._pool._network_backend = _GuardedBackend()
+
+
+def client():
+    """A per-thread httpx client that only reaches public addresses (no proxies
+    from the environment, no redirects unless asked per request)."""
+    if getattr(_local, "client", None) is None:
+        timeout = httpx.Timeout(settings.HTTP_TIMEOUT, connect=min(5.0, settings.HTTP_TIMEOUT))
+        _local.client = httpx.Client(
+            transport=GuardedTransport(), timeout=timeout, follow_redirects=False, trust_env=False,
+            max_redirects=MAX_REDIRECTS, headers={"User-Agent": "Lightbox/0.1"},
+        )
+    return _local.client
+
+
+def fetch(url, max_bytes):
+    """(bytes, content type) of `url`, following redirects, each hop checked."""
+    check_url(url)
+    try:
+        with client().stream("GET", url, follow_redirects=True, timeout=30) as response:
+            if response.status_code != 200:
+                raise UnsafeURL(f"Fetching {url[:100]} answered {response.status_code}.")
+            chunks, size = [], 0
+            for chunk in response.iter_bytes():
+                size += len(chunk)
+                if size > max_bytes:
+                    raise UnsafeURL(f"The file at {url[:100]} is larger than {max_bytes} bytes.")
+                chunks.append(chunk)
+            return b"".join(chunks), response.headers.get("content-type", "").split(";")[0].strip()
+    except httpx.HTTPError as exc:
+        raise UnsafeURL(f"Fetching {url[:100]} failed: {exc}") from exc
+
+
+# --- Prediction inputs ---------------------------------------------------------------
+
+
+def uri_fields(version, data):
+    """(field, index or None, value) of every URI a backend would fetch in `data`."""
+    from app.schema import field_specs
+
+    for name, spec in field_specs(version).items():
+        value = data.get(name)
+        if spec.get("format") == "uri" and isinstance(value, str):
+            yield name, None, value
+        elif spec.get("type") == "array" and (spec.get("items") or {}).get("format") == "uri" and isinstance(value, list):
+            for index, item in enumerate(value):
+                if isinstance(item, str):
+                    yield name, index, item
+
+
+def check_input_urls(version, cleaned):
+    """Refuse, per field, URIs a backend must not fetch: anything but http(s)
+    and data:, and http(s) URLs of private or local hosts."""
+    errors = {}
+    for name, _, value in uri_fields(version, cleaned):
+        if value.startswith("data:"):
+            continue
+        try:
+            check_url(value)
+        except UnsafeURL as exc:
+            errors.setdefault(name, []).append(
+                str(exc) if value.startswith(("http://", "https://")) else "Give an http(s) URL or a data: URI."
+            )
+    if errors:
+        raise InputError(errors)
+
+
+def inline_urls(version, data):
+    """`data` with every http(s) URI fetched here, through the guard, and given
+    as a data: URI (images re-encoded, app.uploads), so the model server never
+    requests a user's URL."""
+    from app.uploads import UploadRejected, clean_image_bytes_for_model
+
+    inlined = {key: (list(value) if isinstance(value, list) else value) for key, value in data.items()}
+    for name, index, value in uri_fields(version, data):
+        if not value.startswith(("http://", "https://")):
+            continue
+        content, content_type = fetch(value, settings.UPLOAD_MAX_BYTES)
+        try:
+            content, content_type = clean_image_bytes_for_model(content, content_type)
+        except UploadRejected as exc:
+            raise UnsafeURL(f"The image at {value[:100]}: {exc}") from exc
+        uri = f"data:{content_type or 'application/octet-stream'};base64,{base64.b64encode(content).decode()}"
+        if index is None:
+            inlined[name] = uri
+        else:
+            inlined[name][index] = uri
+    return inlined
