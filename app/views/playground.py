@@ -56,7 +56,7 @@ def _remix_source(request):
     comparison_id = request.GET.get("remix")
     if not comparison_id:
         return None
-    comparison = get_object_or_404(Comparison.objects.visible_to(request.user), pk=comparison_id)
+    comparison = get_object_or_404(Comparison.objects.accessible_to(request.user), pk=comparison_id)
     versions = [p.version for p in comparison.predictions.select_related("version__model").order_by("created_at")]
     initial = dict(comparison.input)
     if comparison.seed is not None:
