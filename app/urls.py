@@ -29,6 +29,7 @@ account_patterns = [
     path("tokens", accounts.token_create, name="token-create"),
     path("tokens/<int:token_id>/revoke", accounts.token_revoke, name="token-revoke"),
     path("delete", accounts.delete_account, name="delete-account"),
+    path("content", accounts.content_preference, name="content-preference"),
     path("", include("django.contrib.auth.urls")),
 ]
 

@@ -11,7 +11,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from app import pagination
 from app.forms import DeleteAccountForm, SignupForm, TokenForm, VisibilityForm
-from app.models import ApiToken
+from app.models import ApiToken, ContentPreference
 from app.views.gallery import TILE_FIELDS, with_tiles
 
 PAGE_SIZE = 24
@@ -45,8 +45,19 @@ def profile(request):
         "page": page,
         "comparisons": request.user.comparisons.annotate(model_count=Count("predictions")).order_by("-created_at")[:50],
         "visibility_choices": VisibilityForm.base_fields["visibility"].choices,
+        "shows_nsfw": ContentPreference.objects.filter(user=request.user, show_nsfw=True).exists(),
     }
     return TemplateResponse(request, "accounts/profile.html", context)
+
+
+@login_required
+@require_POST
+def content_preference(request):
+    """Opt in (or out) of seeing images rated NSFW unblurred."""
+    show = request.POST.get("show_nsfw") == "on"
+    ContentPreference.objects.update_or_create(user=request.user, defaults={"show_nsfw": show})
+    messages.success(request, "NSFW images are shown." if show else "NSFW images are blurred.")
+    return redirect("profile")
 
 
 @login_required

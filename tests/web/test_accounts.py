@@ -126,3 +126,18 @@ def test_the_profile_runs_a_constant_number_of_queries(client_alice, alice, sd_v
     with django_assert_max_num_queries(9):
         html = client_alice.get("/account/").content.decode()
     assert html.count("comparison-visibility-") == 2 * count  # label and select
+
+
+def test_opting_in_shows_nsfw_images_unblurred(client, alice, bob, sd_version):
+    prediction = make_prediction(sd_version, owner=alice, prompt="a daring fox")
+    output = prediction.outputs.get()
+    output.mark_nsfw()
+    output.refresh_from_db()
+    client.force_login(bob)
+    assert output.file.url not in client.get(f"/p/{prediction.id}").content.decode()
+
+    client.post("/account/content", {"show_nsfw": "on"})
+
+    assert output.file.url in client.get(f"/p/{prediction.id}").content.decode()
+    client.post("/account/content", {})
+    assert output.file.url not in client.get(f"/p/{prediction.id}").content.decode()
