@@ -154,6 +154,11 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_ALWAYS_EAGER = envbool("CELERY_TASK_ALWAYS_EAGER", "False")
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+# Celery's Django fixup closes the database connection before and after every
+# task unless told to reuse it, so each dispatch paid a new PostgreSQL
+# connection (~10 ms). Reuse it; tasks/celery.py closes old or broken
+# connections per task as Django does per request (CONN_MAX_AGE).
+CELERY_DB_REUSE_MAX = envint("CELERY_DB_REUSE_MAX", 1000)
 
 # Predictions. A prediction still "starting" with no backend id after
 # DISPATCH_DEADLINE seconds is sent again; one whose backend has said nothing
