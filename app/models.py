@@ -372,7 +372,9 @@ class Output(models.Model):
     rating = models.CharField(max_length=10, choices=Rating.choices, default=Rating.SAFE)
 
     class Meta:
-        ordering = ["prediction", "index"]
+        # By the column: "prediction" would order by Prediction.Meta.ordering,
+        # joining app_prediction into every query for a prediction's outputs.
+        ordering = ["prediction_id", "index"]
         constraints = [models.UniqueConstraint(fields=["prediction", "index"], name="output_prediction_index")]
 
     def __str__(self):
