@@ -57,8 +57,9 @@ def _not_found(what):
 
 
 def _get_prediction_for_user(request, prediction_id, owner_only=False):
-    prediction = Prediction.objects.select_related("version__model").filter(pk=prediction_id).first()
-    if prediction is None:
+    try:
+        prediction = Prediction.objects.select_related("version__model").get(pk=prediction_id)
+    except Prediction.DoesNotExist:
         return None
     if prediction.owner_id == request.user.pk:
         return prediction
@@ -175,7 +176,9 @@ def _wait_for(prediction, seconds):
 
 
 def _list(request):
-    queryset = Prediction.objects.filter(owner=request.user).select_related("version__model")
+    # prefetch, not select_related: a page shares a few versions, and select_related
+    # built (and parsed the schema of) a Version and a Model for each of its 100 rows.
+    queryset = Prediction.objects.filter(owner=request.user).prefetch_related("version__model")
     cursor = request.GET.get("cursor")
     direction = "next"
     if cursor:
