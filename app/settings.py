@@ -138,6 +138,8 @@ UPLOAD_MAX_BYTES = envint("LIGHTBOX_UPLOAD_MAX_BYTES", 32 * 1024 * 1024)
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "filesystem://")
 BROKER_DIR = VAR_DIR / "broker"
 if CELERY_BROKER_URL.startswith("filesystem://"):
+    # kombu's own filesystem transport, writing each message atomically (tasks/broker.py).
+    CELERY_BROKER_TRANSPORT = "tasks.broker:Transport"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(BROKER_DIR / "queue"),
         "data_folder_out": str(BROKER_DIR / "queue"),
