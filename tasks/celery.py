@@ -15,7 +15,7 @@ app.autodiscover_tasks(["tasks"], related_name="predictions")
 
 # The filesystem transport keeps its messages under var/; the folders must exist
 # before the first producer or worker touches them.
-for key in ("data_folder_in", "processed_folder"):
+for key in ("data_folder_in", "processed_folder", "control_folder"):
     if key in settings.CELERY_BROKER_TRANSPORT_OPTIONS:
         os.makedirs(settings.CELERY_BROKER_TRANSPORT_OPTIONS[key], exist_ok=True)
 
