@@ -8,6 +8,7 @@ from datetime import datetime
 from functools import wraps
 
 from django.conf import settings
+from django.db import connection
 from django.db.models import Q
 from django.http import JsonResponse
 from django.views.decorators.csrf import csrf_exempt
@@ -166,13 +167,22 @@ def _wait_for(prediction, seconds):
     started = time.monotonic()
     deadline = started + seconds
     while True:
-        status = Prediction.objects.filter(pk=prediction.pk).values_list("status", flat=True).first()
+        status = _status(prediction.pk)
         now = time.monotonic()
         if status in Prediction.TERMINAL or now >= deadline:
             break
         time.sleep(min(max(0.005, (now - started) / 10), 0.1, deadline - now))
     prediction.refresh_from_db()
     return prediction
+
+
+def _status(prediction_id):
+    """The row's status in plain SQL: it is asked for every few ms while a request
+    waits, and building the ORM query cost ~0.5 ms of CPU each time (0.08 ms so)."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT status FROM {Prediction._meta.db_table} WHERE id = %s", [prediction_id])
+        row = cursor.fetchone()
+    return row[0] if row else None
 
 
 def _list(request):
