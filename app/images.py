@@ -81,7 +81,9 @@ def thumbnail(data, width=THUMBNAIL_WIDTH):
         if image.width > width:
             image = image.resize((width, max(1, round(image.height * width / image.width))), Image.LANCZOS)
         buffer = io.BytesIO()
-        image.save(buffer, "WEBP", quality=80, method=4)
+        # q75 with WebP's slowest, best method: ~18 KB for a detailed 1024² image
+        # instead of ~24 KB, so a gallery page of 24 stays well under 600 KB.
+        image.save(buffer, "WEBP", quality=75, method=6)
         return buffer.getvalue()
 
 

@@ -188,20 +188,68 @@ class ComparisonQuerySet(ModeratedQuerySet):
 
 
 class Comparison(Moderated):
-    """One request fanned out to several versions."""
+    """One request fanned out to several versions: the input as the user gave
+    it, one seed for all, and per version the changes the mapping made to fit
+    that version's schema (app.comparisons)."""
 
     id = models.CharField(primary_key=True, max_length=32, default=new_id, editable=False)
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE, related_name="comparisons"
     )
     input = models.JSONField(default=dict)
+    seed = models.BigIntegerField(null=True, blank=True)
+    # Values of one version's own (advanced) fields: {version id: {field: value}}
+    extra_input = models.JSONField(default=dict, blank=True)
+    # {version id: [{"field", "given", "used", "reason"}, ...]}
+    changes = models.JSONField(default=dict, blank=True)
     visibility = models.CharField(max_length=10, default="unlisted")
     created_at = models.DateTimeField(default=timezone.now)
 
     objects = ComparisonQuerySet.as_manager()
 
+    class Meta:
+        indexes = [models.Index(fields=["owner", "-created_at"], name="comparison_owner_created")]
+
     def __str__(self):
         return self.id
+
+    def get_absolute_url(self):
+        return reverse("comparison", args=[self.id])
+
+    @property
+    def prompt(self):
+        return self.input.get("prompt", "")
+
+    @classmethod
+    def start(cls, versions, input, *, owner=None, visibility=None, seed=None, extra_input=None):
+        """Run `input` on every version (app.comparisons maps it to each one's
+        schema; `extra_input` adds values of one version's own fields). Raises
+        schema.InputError, saving nothing, if any version cannot run."""
+        from app import comparisons
+
+        return comparisons.start(
+            versions, input, owner=owner, visibility=visibility, seed=seed, extra_input=extra_input
+        )
+
+    def add_version(self, version):
+        """Run this comparison's input on one more version, into this comparison."""
+        from app import comparisons
+
+        return comparisons.add_version(self, version)
+
+    def cancel(self):
+        """Cancel every prediction still running; returns how many were."""
+        return sum(1 for prediction in self.predictions.active() if prediction.cancel())
+
+    def set_visibility(self, visibility):
+        """Share (or hide) the comparison and its predictions together."""
+        self.visibility = visibility
+        self.save(update_fields=["visibility"])
+        self.predictions.update(visibility=visibility)
+
+    @property
+    def is_terminal(self):
+        return all(prediction.is_terminal for prediction in self.predictions.all())
 
     def hide(self, reason):
         """Hide the comparison and its predictions (they show the same images)."""
@@ -218,6 +266,27 @@ class Comparison(Moderated):
 class PredictionQuerySet(ModeratedQuerySet):
     def active(self):
         return self.filter(status__in=Prediction.ACTIVE)
+
+    def for_model(self, model):
+        return self.filter(version__model=model)
+
+    def search(self, text):
+        """Predictions whose prompt matches `text`: PostgreSQL full-text search
+        (on the stored, indexed prompt_search column of migration 0003, which
+        the model does not declare: SQLite has no tsvector), a plain match elsewhere."""
+        from django.db import connection
+
+        if connection.vendor == "postgresql":
+            from django.db.models.expressions import RawSQL
+
+            return self.filter(
+                RawSQL(
+                    "app_prediction.prompt_search @@ websearch_to_tsquery('english', %s)",
+                    [text],
+                    output_field=models.BooleanField(),
+                )
+            )
+        return self.filter(input__prompt__icontains=text)
 
 
 class Prediction(Moderated):

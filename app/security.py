@@ -20,3 +20,26 @@ class ContentSecurityPolicyMiddleware:
         if settings.CONTENT_SECURITY_POLICY and "Content-Security-Policy" not in response:
             response["Content-Security-Policy"] = settings.CONTENT_SECURITY_POLICY
         return response
+
+
+class HiddenItem(Exception):
+    """Raised by a page's lookup for an item moderators hid: its share link answers 410."""
+
+    def __init__(self, kind):
+        super().__init__(kind)
+        self.kind = kind
+
+
+class HiddenItemMiddleware:
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        return self.get_response(request)
+
+    def process_exception(self, request, exception):
+        if isinstance(exception, HiddenItem):
+            from django.template.response import TemplateResponse
+
+            return TemplateResponse(request, "gone.html", {"kind": exception.kind}, status=410).render()
+        return None

@@ -53,6 +53,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First, so that it times (and counts the queries of) everything below.
+    "app.middleware.ServerTimingMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "app.security.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -63,6 +65,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "app.security.HiddenItemMiddleware",
 ]
 
 ROOT_URLCONF = "app.urls"
@@ -223,10 +226,13 @@ UPLOAD_MAX_PIXELS = envint("LIGHTBOX_UPLOAD_MAX_PIXELS", 4096 * 4096)
 UPLOAD_FORMATS = tuple(os.environ.get("LIGHTBOX_UPLOAD_FORMATS", "PNG,JPEG,WEBP").upper().split(","))
 
 # --- Security headers (app.security; `manage.py check --deploy` clean) ---
-# No inline script or style, nothing from other origins.
+# No inline script or style, nothing from other origins. Media on another
+# origin (S3) needs that origin in LIGHTBOX_CSP_IMG_SRC.
 CONTENT_SECURITY_POLICY = os.environ.get(
     "LIGHTBOX_CSP",
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob: "
+    + os.environ.get("LIGHTBOX_CSP_IMG_SRC", "")
+    + "; "
     "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; "
     "frame-ancestors 'none'",
 )
@@ -248,6 +254,22 @@ if envbool("LIGHTBOX_BEHIND_PROXY", "False"):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
 EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+# SMTP, when EMAIL_BACKEND is django.core.mail.backends.smtp.EmailBackend.
+EMAIL_HOST = os.environ.get("EMAIL_HOST", "localhost")
+EMAIL_PORT = envint("EMAIL_PORT", 25)
+EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = envbool("EMAIL_USE_TLS", "False")
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "Lightbox <lightbox@localhost>")
+
+# Web pages.
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "playground"
+LOGOUT_REDIRECT_URL = "playground"
+# A Server-Timing header with the view's time and SQL query count (benchmarks).
+SERVER_TIMING = envbool("LIGHTBOX_SERVER_TIMING", "False")
+# Anyone may browse; running needs an account unless this is on.
+ANONYMOUS_RUNS = envbool("LIGHTBOX_ANONYMOUS_RUNS", "False")
 
 LOGGING = {
     "version": 1,

@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path, re_path
 
-from app.views import api, health, hooks, media
+from app.views import accounts, api, comparisons, gallery, health, hooks, media, playground, predictions
 
 api_patterns = [
     path("predictions", api.predictions, name="predictions"),
@@ -23,7 +23,35 @@ hook_patterns = [
     path("replicate/<str:prediction_id>", hooks.replicate_webhook, name="replicate"),
 ]
 
-urlpatterns = [
+account_patterns = [
+    path("signup", accounts.signup, name="signup"),
+    path("", accounts.profile, name="profile"),
+    path("tokens", accounts.token_create, name="token-create"),
+    path("tokens/<int:token_id>/revoke", accounts.token_revoke, name="token-revoke"),
+    path("delete", accounts.delete_account, name="delete-account"),
+    path("", include("django.contrib.auth.urls")),
+]
+
+page_patterns = [
+    path("", playground.playground, name="playground"),
+    path("run", playground.run, name="run"),
+    path("c/<str:comparison_id>", comparisons.comparison, name="comparison"),
+    path("c/<str:comparison_id>/cancel", comparisons.comparison_cancel, name="comparison-cancel"),
+    path("c/<str:comparison_id>/rerun", comparisons.comparison_rerun, name="comparison-rerun"),
+    path("c/<str:comparison_id>/add", comparisons.comparison_add_version, name="comparison-add"),
+    path("c/<str:comparison_id>/delete", comparisons.comparison_delete, name="comparison-delete"),
+    path("c/<str:comparison_id>/visibility", comparisons.comparison_visibility, name="comparison-visibility"),
+    path("p/<str:prediction_id>", predictions.prediction, name="prediction"),
+    path("p/<str:prediction_id>/cancel", predictions.prediction_cancel, name="prediction-cancel"),
+    path("p/<str:prediction_id>/delete", predictions.prediction_delete, name="prediction-delete"),
+    path("p/<str:prediction_id>/visibility", predictions.prediction_visibility, name="prediction-visibility"),
+    path("gallery", gallery.gallery, name="gallery"),
+    path("models", gallery.models, name="models"),
+    path("models/<str:owner>/<str:name>", gallery.model, name="model"),
+    path("account/", include(account_patterns)),
+]
+
+urlpatterns = page_patterns + [
     path("v1/", include((api_patterns, "api"))),
     path("hooks/", include((hook_patterns, "hooks"))),
     path("healthz", health.healthz, name="healthz"),

@@ -1,0 +1,162 @@
+"""The comparison page: one card per version, updated by HTMX polling."""
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import Http404
+from django.shortcuts import get_object_or_404, redirect
+from django.template.response import TemplateResponse
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_GET, require_POST
+from django_htmx.http import HttpResponseStopPolling
+
+from app import schema
+from app.forms import VisibilityForm
+from app.models import Comparison, Prediction, Version
+from app.moderation import is_moderator
+from app.security import HiddenItem
+from app.views.playground import can_run
+
+
+def _get_comparison_for_user(request, comparison_id, owner_only=False):
+    """The comparison if `request.user` may see it (or act on it: `owner_only`); else 404."""
+    comparison = get_object_or_404(Comparison.objects.select_related("owner"), pk=comparison_id)
+    is_owner = request.user.is_authenticated and comparison.owner_id == request.user.pk
+    if is_owner:
+        return comparison
+    if owner_only:
+        raise Http404("No such comparison")
+    if is_moderator(request.user):
+        return comparison
+    if comparison.visibility == Prediction.Visibility.PRIVATE:
+        raise Http404("No such comparison")
+    if comparison.is_hidden:
+        raise HiddenItem("comparison")
+    return comparison
+
+
+def attach_changes(prediction, comparison):
+    """What the mapping changed for this prediction's version, for its card."""
+    changes = comparison.changes.get(prediction.version_id, []) if comparison else []
+    prediction.adjusted = [change for change in changes if change["kind"] != "default"]
+    prediction.defaulted = [change for change in changes if change["kind"] == "default"]
+    return prediction
+
+
+def next_url(request, default):
+    """Where to go after an action: the form's own page when it says so."""
+    target = request.POST.get("next", "")
+    if target and url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
+        return target
+    return default
+
+
+def _predictions(comparison):
+    predictions = list(
+        comparison.predictions.select_related("version__model").defer("version__openapi_schema")
+        .prefetch_related("outputs").order_by("created_at")
+    )
+    return [attach_changes(prediction, comparison) for prediction in predictions]
+
+
+def card_response(request, prediction, template="comparison.html#card", context=None):
+    """One card; the last one a poll gets (286) once the prediction has ended."""
+    response = TemplateResponse(request, template, {"prediction": prediction, **(context or {})})
+    if prediction.is_terminal:
+        response.render()
+        return HttpResponseStopPolling(response.content)
+    return response
+
+
+@require_GET
+def comparison(request, comparison_id):
+    comparison = _get_comparison_for_user(request, comparison_id)
+    predictions = _predictions(comparison)
+    is_owner = request.user.is_authenticated and comparison.owner_id == request.user.pk
+    context = {"comparison": comparison, "is_owner": is_owner}
+    card_id = request.GET.get("card")
+    if request.htmx and card_id:
+        prediction = next((p for p in predictions if p.id == card_id), None)
+        if prediction is None:
+            raise Http404("No such card")
+        return card_response(request, prediction, context=context)
+    shown = {prediction.version_id for prediction in predictions}
+    safe = [o for p in predictions for o in p.outputs.all() if o.rating == "safe"]
+    context.update(
+        # The first safe image previews the link in chat apps.
+        og_image=request.build_absolute_uri(safe[0].file.url) if safe else "",
+        predictions=predictions,
+        active=any(not prediction.is_terminal for prediction in predictions),
+        other_versions=[v for v in Version.objects.select_related("model").defer("openapi_schema") if v.id not in shown],
+        can_run=can_run(request.user),
+        visibility_form=VisibilityForm(initial={"visibility": comparison.visibility}),
+    )
+    return TemplateResponse(request, "comparison.html", context)
+
+
+@login_required
+@require_POST
+def comparison_cancel(request, comparison_id):
+    comparison = _get_comparison_for_user(request, comparison_id, owner_only=True)
+    canceled = comparison.cancel()
+    messages.info(request, f"Canceled {canceled} running prediction{'s' if canceled != 1 else ''}.")
+    return redirect(comparison)
+
+
+@require_POST
+def comparison_rerun(request, comparison_id):
+    """The same input on the same versions, with the same seed or a new one."""
+    comparison = _get_comparison_for_user(request, comparison_id)
+    if not can_run(request.user):
+        return redirect("login")
+    versions = [p.version for p in comparison.predictions.select_related("version__model").order_by("created_at")]
+    seed = comparison.seed if request.POST.get("seed") == "same" else None
+    try:
+        rerun = Comparison.start(
+            versions,
+            comparison.input,
+            owner=request.user if request.user.is_authenticated else None,
+            visibility=comparison.visibility if comparison.owner_id == request.user.pk else None,
+            seed=seed,
+            extra_input=comparison.extra_input,
+        )
+    except schema.InputError as exc:
+        messages.error(request, "Could not rerun: " + "; ".join(f"{k}: {' '.join(v)}" for k, v in exc.errors.items()))
+        return redirect(comparison)
+    return redirect(rerun)
+
+
+@login_required
+@require_POST
+def comparison_add_version(request, comparison_id):
+    comparison = _get_comparison_for_user(request, comparison_id, owner_only=True)
+    version = Version.objects.select_related("model").filter(pk=request.POST.get("version", "")).first()
+    if version is None:
+        messages.error(request, "Pick a version to add.")
+        return redirect(comparison)
+    try:
+        comparison.add_version(version)
+    except schema.InputError as exc:
+        messages.error(request, "Could not add it: " + "; ".join(f"{k}: {' '.join(v)}" for k, v in exc.errors.items()))
+    return redirect(comparison)
+
+
+@login_required
+@require_POST
+def comparison_visibility(request, comparison_id):
+    comparison = _get_comparison_for_user(request, comparison_id, owner_only=True)
+    form = VisibilityForm(request.POST)
+    if form.is_valid():
+        comparison.set_visibility(form.cleaned_data["visibility"])
+        messages.success(request, f"Now {Prediction.Visibility(comparison.visibility).label.lower()}.")
+    return redirect(next_url(request, comparison.get_absolute_url()))
+
+
+@login_required
+@require_POST
+def comparison_delete(request, comparison_id):
+    """Delete the comparison with its predictions and their images."""
+    comparison = _get_comparison_for_user(request, comparison_id, owner_only=True)
+    comparison.cancel()
+    comparison.delete()
+    messages.success(request, "Comparison deleted, with its predictions and images.")
+    return redirect("profile")

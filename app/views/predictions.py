@@ -1,0 +1,138 @@
+"""The prediction page (/p/<id>): a shareable result, and the owner's actions on it."""
+
+import json
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import Http404
+from django.shortcuts import get_object_or_404, redirect
+from django.template.response import TemplateResponse
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_GET, require_POST
+
+from app.api import prediction_json
+from app.forms import VisibilityForm
+from app.models import Prediction
+from app.moderation import is_moderator
+from app.security import HiddenItem
+from app.views.comparisons import attach_changes, card_response
+
+SNIPPET_STRING_MAX = 200
+
+
+def _get_prediction_for_user(request, prediction_id, owner_only=False):
+    """The prediction if `request.user` may see it (or act on it: `owner_only`); else 404."""
+    prediction = get_object_or_404(
+        Prediction.objects.select_related("version__model", "comparison").defer("version__openapi_schema")
+        .prefetch_related("outputs"),
+        pk=prediction_id,
+    )
+    if request.user.is_authenticated and prediction.owner_id == request.user.pk:
+        return prediction
+    if owner_only:
+        raise Http404("No such prediction")
+    if is_moderator(request.user):
+        return prediction
+    if prediction.visibility == Prediction.Visibility.PRIVATE:
+        raise Http404("No such prediction")
+    if prediction.is_hidden:
+        raise HiddenItem("prediction")
+    return prediction
+
+
+def _next_url(request, default):
+    target = request.POST.get("next") or request.GET.get("next") or ""
+    if target and url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
+        return target
+    return default
+
+
+def _short(value):
+    """Input for a snippet: long data URIs cut, so the snippet stays readable."""
+    if isinstance(value, str) and value.startswith("data:") and len(value) > SNIPPET_STRING_MAX:
+        return value[:40] + "…(an image; use your own file or URL)"
+    return value
+
+
+def snippets(prediction, base):
+    """curl and Python that run the same prediction again through /v1."""
+    body = {"version": prediction.version.ref, "input": {k: _short(v) for k, v in prediction.input.items()}}
+    payload = json.dumps(body, indent=2).replace("'", "'\\''")
+    curl = (
+        f"curl -s -X POST {base}/v1/predictions \\\n"
+        '  -H "Authorization: Bearer $LIGHTBOX_API_TOKEN" \\\n'
+        '  -H "Content-Type: application/json" \\\n'
+        '  -H "Prefer: wait" \\\n'
+        f"  -d '{payload}'"
+    )
+    fields = "".join(f"        {key!r}: {value!r},\n" for key, value in body["input"].items())
+    python = (
+        "import os\n\nimport replicate  # pip install replicate\n\n"
+        f'client = replicate.Client(api_token=os.environ["LIGHTBOX_API_TOKEN"], base_url="{base}")\n'
+        f"output = client.run(\n    {prediction.version.ref!r},\n"
+        f"    input={{\n{fields}    }},\n)\n"
+        "print(output)"
+    )
+    return curl, python
+
+
+def input_rows(prediction):
+    return [(key, _short(value)) for key, value in prediction.input.items()]
+
+
+@require_GET
+def prediction(request, prediction_id):
+    prediction = _get_prediction_for_user(request, prediction_id)
+    is_owner = request.user.is_authenticated and prediction.owner_id == request.user.pk
+    context = {"prediction": prediction, "is_owner": is_owner}
+    if request.htmx and request.GET.get("part") == "result":
+        return card_response(request, prediction, template="prediction.html#result", context=context)
+    base = request.build_absolute_uri("/").rstrip("/")
+    curl, python = snippets(prediction, base)
+    outputs = list(prediction.outputs.all())
+    context.update(
+        outputs=outputs,
+        input_rows=input_rows(prediction),
+        api_json=json.dumps(prediction_json(prediction, base), indent=2),
+        curl=curl,
+        python=python,
+        share_url=request.build_absolute_uri(),
+        # Chat apps preview the image: only a safe one.
+        og_image=base + outputs[0].file.url if outputs and outputs[0].rating == "safe" else "",
+        visibility_form=VisibilityForm(initial={"visibility": prediction.visibility}),
+    )
+    return TemplateResponse(request, "prediction.html", context)
+
+
+@login_required
+@require_POST
+def prediction_cancel(request, prediction_id):
+    prediction = _get_prediction_for_user(request, prediction_id, owner_only=True)
+    prediction.cancel()
+    if request.htmx:
+        attach_changes(prediction, prediction.comparison)
+        return card_response(request, prediction, context={"is_owner": True, "comparison": prediction.comparison})
+    return redirect(_next_url(request, prediction.comparison.get_absolute_url() if prediction.comparison else
+                              f"/p/{prediction.id}"))
+
+
+@login_required
+@require_POST
+def prediction_delete(request, prediction_id):
+    prediction = _get_prediction_for_user(request, prediction_id, owner_only=True)
+    prediction.cancel()
+    prediction.delete()
+    messages.success(request, "Prediction deleted, with its images.")
+    return redirect(_next_url(request, "profile"))
+
+
+@login_required
+@require_POST
+def prediction_visibility(request, prediction_id):
+    prediction = _get_prediction_for_user(request, prediction_id, owner_only=True)
+    form = VisibilityForm(request.POST)
+    if form.is_valid():
+        prediction.visibility = form.cleaned_data["visibility"]
+        prediction.save(update_fields=["visibility"])
+        messages.success(request, f"Now {prediction.get_visibility_display().lower()}.")
+    return redirect(_next_url(request, f"/p/{prediction.id}"))

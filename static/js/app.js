@@ -1,0 +1,101 @@
+// Lightbox: small enhancements. Every page works without them.
+"use strict";
+
+// Copy buttons: <button data-copy="element-id" hidden> (shown only when this runs).
+function setUpCopyButtons(root) {
+  root.querySelectorAll("[data-copy]").forEach((button) => {
+    if (!navigator.clipboard || button.dataset.ready) return;
+    button.dataset.ready = "1";
+    button.hidden = false;
+    button.addEventListener("click", async () => {
+      const source = document.getElementById(button.dataset.copy);
+      await navigator.clipboard.writeText(source.innerText.trim());
+      const label = button.textContent;
+      button.textContent = "Copied";
+      setTimeout(() => { button.textContent = label; }, 1500);
+    });
+  });
+}
+
+// Forms with data-confirm ask first.
+document.addEventListener("submit", (event) => {
+  const message = event.target.dataset && event.target.dataset.confirm;
+  if (message && !window.confirm(message)) event.preventDefault();
+}, true);
+
+// The mask painter: paint on the chosen image; white is redrawn. The mask goes
+// into the hidden mask_painted field as a PNG data URI.
+function setUpMaskPainter(root) {
+  const painter = root.querySelector("[data-mask-painter]");
+  const imageInput = root.querySelector("input[type=file][name=image]");
+  const hidden = root.querySelector("input[name=mask_painted]");
+  if (!painter || !imageInput || !hidden || painter.dataset.ready) return;
+  painter.dataset.ready = "1";
+  const canvas = painter.querySelector("canvas");
+  const context = canvas.getContext("2d");
+  const brush = painter.querySelector("[data-mask-brush]");
+  const mask = document.createElement("canvas");
+  const maskContext = mask.getContext("2d");
+  let picture = null;
+  let painting = false;
+  let painted = false;
+
+  function redraw() {
+    context.clearRect(0, 0, canvas.width, canvas.height);
+    context.drawImage(picture, 0, 0);
+    context.globalAlpha = 0.55;
+    context.drawImage(mask, 0, 0);
+    context.globalAlpha = 1;
+  }
+
+  function clear() {
+    maskContext.fillStyle = "#000";
+    maskContext.fillRect(0, 0, mask.width, mask.height);
+    painted = false;
+    hidden.value = "";
+    if (picture) redraw();
+  }
+
+  function paint(event) {
+    const box = canvas.getBoundingClientRect();
+    const scale = canvas.width / box.width;
+    const x = (event.clientX - box.left) * scale;
+    const y = (event.clientY - box.top) * scale;
+    maskContext.fillStyle = "#fff";
+    maskContext.beginPath();
+    maskContext.arc(x, y, (Number(brush.value) / 2) * scale, 0, Math.PI * 2);
+    maskContext.fill();
+    painted = true;
+    redraw();
+  }
+
+  imageInput.addEventListener("change", () => {
+    const file = imageInput.files[0];
+    if (!file) { painter.hidden = true; return; }
+    const url = URL.createObjectURL(file);
+    picture = new Image();
+    picture.onload = () => {
+      canvas.width = mask.width = picture.naturalWidth;
+      canvas.height = mask.height = picture.naturalHeight;
+      clear();
+      painter.hidden = false;
+    };
+    picture.src = url;
+  });
+  canvas.addEventListener("pointerdown", (event) => { painting = true; canvas.setPointerCapture(event.pointerId); paint(event); });
+  canvas.addEventListener("pointermove", (event) => { if (painting) paint(event); });
+  canvas.addEventListener("pointerup", () => {
+    painting = false;
+    if (painted) hidden.value = mask.toDataURL("image/png");
+  });
+  painter.querySelector("[data-mask-clear]").addEventListener("click", clear);
+}
+
+function setUp(root) {
+  setUpCopyButtons(root);
+  setUpMaskPainter(root);
+}
+
+document.addEventListener("DOMContentLoaded", () => setUp(document));
+// The playground's fields are swapped in by htmx when the chosen models change.
+document.addEventListener("htmx:afterSwap", (event) => setUp(event.detail.elt.parentNode || document));

@@ -1,0 +1,145 @@
+"""The comparison page /c/<id>: cards, polling that stops, owner actions."""
+
+import pytest
+
+from app.models import Comparison, Prediction
+from tests.web.conftest import make_prediction
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def comparison(alice, sd_version, turbo_version):
+    return Comparison.start([sd_version, turbo_version], {"prompt": "a red fox", "num_inference_steps": 8},
+                           owner=alice)
+
+
+def test_it_shows_one_card_per_version_with_every_change(client, comparison):
+    response = client.get(f"/c/{comparison.id}")
+
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert html.count('class="card card-starting"') == 2
+    assert "local/tiny-sd" in html and "local/sd-turbo" in html
+    assert "<code>num_inference_steps</code> 8 → 1: above its maximum 4; its default is used" in html
+    assert f"Seed <code>{comparison.seed}</code>" in html
+    # Running cards poll; without JavaScript the page reloads itself.
+    assert html.count("hx-trigger=\"every 1s\"") == 2
+    assert '<noscript><meta http-equiv="refresh" content="3"></noscript>' in html
+
+
+def test_a_card_poll_returns_the_card_and_stops_at_a_terminal_state(client, comparison):
+    prediction = comparison.predictions.first()
+    url = f"/c/{comparison.id}?card={prediction.id}"
+
+    running = client.get(url, headers={"HX-Request": "true"})
+    assert running.status_code == 200
+    assert running.content.decode().lstrip().startswith(f'<article class="card card-starting" id="card-{prediction.id}"')
+
+    Prediction.objects.filter(pk=prediction.pk).update(status="succeeded")
+    done = client.get(url, headers={"HX-Request": "true"})
+    assert done.status_code == 286  # htmx stops polling
+    assert "Succeeded" in done.content.decode() and "hx-trigger" not in done.content.decode()
+
+
+def test_a_private_comparison_is_hidden_from_others(client, bob, comparison):
+    comparison.set_visibility("private")
+    client.force_login(bob)
+
+    assert client.get(f"/c/{comparison.id}").status_code == 404
+
+
+def test_an_unlisted_comparison_opens_by_its_link(client, comparison):
+    assert client.get(f"/c/{comparison.id}").status_code == 200
+
+
+def test_the_owner_cancels_all_running_predictions(client_alice, comparison):
+    response = client_alice.post(f"/c/{comparison.id}/cancel")
+
+    assert response.status_code == 302
+    assert set(comparison.predictions.values_list("status", flat=True)) == {"canceled"}
+
+
+def test_others_cannot_cancel(client, bob, comparison):
+    client.force_login(bob)
+
+    assert client.post(f"/c/{comparison.id}/cancel").status_code == 404
+    assert set(comparison.predictions.values_list("status", flat=True)) == {"starting"}
+
+
+def test_cancel_one_card_with_htmx_returns_the_canceled_card(client_alice, comparison):
+    prediction = comparison.predictions.first()
+
+    response = client_alice.post(f"/p/{prediction.id}/cancel", headers={"HX-Request": "true"})
+
+    assert response.status_code == 286
+    assert "Canceled" in response.content.decode()
+    assert comparison.predictions.filter(status="canceled").count() == 1
+
+
+def test_rerun_with_the_same_seed(client_alice, comparison):
+    response = client_alice.post(f"/c/{comparison.id}/rerun", {"seed": "same"})
+
+    rerun = Comparison.objects.exclude(pk=comparison.pk).get()
+    assert response["Location"] == f"/c/{rerun.id}"
+    assert rerun.seed == comparison.seed and rerun.input == comparison.input
+    assert rerun.predictions.count() == 2
+
+
+def test_rerun_with_a_new_seed(client_alice, comparison):
+    client_alice.post(f"/c/{comparison.id}/rerun", {"seed": "new"})
+
+    rerun = Comparison.objects.exclude(pk=comparison.pk).get()
+    assert rerun.seed != comparison.seed
+
+
+def test_add_a_version_into_the_same_comparison(client_alice, alice, sd_version, turbo_version):
+    comparison = Comparison.start([sd_version], {"prompt": "a fox"}, owner=alice)
+
+    client_alice.post(f"/c/{comparison.id}/add", {"version": turbo_version.id})
+
+    assert comparison.predictions.count() == 2
+    assert "local/sd-turbo" in client_alice.get(f"/c/{comparison.id}").content.decode()
+
+
+def test_publish_from_the_page(client_alice, comparison):
+    client_alice.post(f"/c/{comparison.id}/visibility", {"visibility": "public"})
+
+    comparison.refresh_from_db()
+    assert comparison.visibility == "public"
+    assert set(comparison.predictions.values_list("visibility", flat=True)) == {"public"}
+
+
+def test_delete_takes_the_predictions_and_their_files(client_alice, alice, sd_version):
+    comparison = Comparison.objects.create(owner=alice, input={"prompt": "x"}, seed=1)
+    prediction = make_prediction(sd_version, owner=alice, comparison=comparison)
+    path = prediction.outputs.get().file.path
+
+    client_alice.post(f"/c/{comparison.id}/delete")
+
+    assert not Comparison.objects.exists() and not Prediction.objects.exists()
+    import os
+
+    assert not os.path.exists(path)
+
+
+@pytest.mark.parametrize("count", [2, 6])
+def test_the_page_runs_a_constant_number_of_queries(client_alice, alice, sd_version, django_assert_max_num_queries,
+                                                    count):
+    comparison = Comparison.objects.create(owner=alice, input={"prompt": "x"}, seed=1)
+    for _ in range(count):
+        make_prediction(sd_version, owner=alice, comparison=comparison, outputs=2)
+
+    with django_assert_max_num_queries(6):
+        response = client_alice.get(f"/c/{comparison.id}")
+    assert response.content.decode().count("<article") == count
+
+
+def test_a_shared_link_previews_its_first_image(client, alice, sd_version):
+    comparison = Comparison.objects.create(owner=alice, input={"prompt": "a harbour"}, seed=1)
+    prediction = make_prediction(sd_version, owner=alice, comparison=comparison)
+
+    html = client.get(f"/c/{comparison.id}").content.decode()
+
+    assert f'<meta property="og:image" content="http://testserver{prediction.outputs.get().file.url}">' in html
+    assert '<meta property="og:title" content="a harbour">' in html

@@ -1,0 +1,148 @@
+"""The gallery: public predictions, newest first, keyset pages, filters, search."""
+
+import pytest
+
+from app.models import Prediction
+from tests.web.conftest import make_prediction, make_version, turbo_schema
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def prompts(response):
+    return [p.input["prompt"] for p in response.context["page"].items]
+
+
+def test_it_lists_only_public_succeeded_predictions_newest_first(client, alice, sd_version):
+    make_prediction(sd_version, owner=alice, prompt="old fox")
+    make_prediction(sd_version, owner=alice, prompt="hidden fox", visibility="unlisted")
+    make_prediction(sd_version, owner=alice, prompt="private fox", visibility="private")
+    make_prediction(sd_version, owner=alice, prompt="failed fox", status="failed")
+    make_prediction(sd_version, owner=alice, prompt="new fox")
+
+    response = client.get("/gallery")
+
+    assert prompts(response) == ["new fox", "old fox"]
+    html = response.content.decode()
+    assert 'loading="lazy"' in html and ".thumb.webp" in html and ".png" not in html.split("<main")[1]
+
+
+def test_search_finds_a_prompt(client, alice, sd_version):
+    make_prediction(sd_version, owner=alice, prompt="a lighthouse at dusk")
+    make_prediction(sd_version, owner=alice, prompt="a red fox")
+
+    assert prompts(client.get("/gallery", {"q": "lighthouse"})) == ["a lighthouse at dusk"]
+
+
+def test_search_on_postgresql_is_full_text(client, alice, sd_version):
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("full-text search is PostgreSQL's; SQLite matches the text as typed")
+    make_prediction(sd_version, owner=alice, prompt="Two red foxes running in the snow")
+    make_prediction(sd_version, owner=alice, prompt="a lighthouse")
+
+    assert prompts(client.get("/gallery", {"q": "fox run"})) == ["Two red foxes running in the snow"]
+    assert prompts(client.get("/gallery", {"q": "fox -snow"})) == []
+
+
+def test_filters_by_model_version_and_status(client, alice, sd_version):
+    turbo = make_version("local", "sd-turbo", turbo_schema())
+    make_prediction(sd_version, owner=alice, prompt="sd fox")
+    make_prediction(turbo, owner=alice, prompt="turbo fox")
+    make_prediction(turbo, owner=alice, prompt="canceled fox", status="canceled")
+
+    assert prompts(client.get("/gallery", {"model": "local/sd-turbo"})) == ["turbo fox"]
+    assert prompts(client.get("/gallery", {"version": sd_version.id})) == ["sd fox"]
+    assert prompts(client.get("/gallery", {"status": "canceled"})) == ["canceled fox"]
+    assert len(prompts(client.get("/gallery", {"status": "any"}))) == 3
+
+
+def test_mine_shows_all_of_mine_and_none_of_theirs(client_alice, alice, bob, sd_version):
+    make_prediction(sd_version, owner=alice, prompt="my unlisted fox", visibility="unlisted")
+    make_prediction(sd_version, owner=bob, prompt="bob's public fox")
+
+    assert prompts(client_alice.get("/gallery", {"mine": "1"})) == ["my unlisted fox"]
+
+
+def test_keyset_pages_walk_forward_and_back(client, alice, sd_version):
+    for index in range(30):
+        make_prediction(sd_version, owner=alice, prompt=f"fox {index:02}", outputs=0 if index % 2 else 1)
+
+    first = client.get("/gallery")
+    assert prompts(first) == [f"fox {i:02}" for i in range(29, 5, -1)]
+    next_url = first.context["next_url"]
+    second = client.get("/gallery" + next_url)
+    assert prompts(second) == [f"fox {i:02}" for i in range(5, -1, -1)]
+    assert second.context["next_url"] == ""
+    back = client.get("/gallery" + second.context["previous_url"])
+    assert prompts(back) == prompts(first)
+    # Real links under the grid, and infinite scroll on the last tile.
+    html = first.content.decode()
+    assert 'rel="next"' in html and 'hx-trigger="revealed"' in html
+
+
+def test_infinite_scroll_gets_the_next_tiles_and_the_pager(client, alice, sd_version):
+    for index in range(26):
+        make_prediction(sd_version, owner=alice, prompt=f"fox {index:02}", outputs=0)
+    next_url = client.get("/gallery").context["next_url"]
+
+    response = client.get("/gallery" + next_url, headers={"HX-Request": "true"})
+
+    html = response.content.decode()
+    assert "<html" not in html and html.count('class="tile"') == 2
+    assert 'hx-swap-oob="true"' in html
+
+
+@pytest.mark.parametrize("count", [3, 30])
+def test_the_page_runs_a_constant_number_of_queries_and_no_count(client_alice, alice, sd_version,
+                                                                 django_assert_max_num_queries, count):
+    for index in range(count):
+        make_prediction(sd_version, owner=alice, prompt=f"fox {index}")
+
+    with django_assert_max_num_queries(6) as captured:
+        response = client_alice.get("/gallery", {"q": "fox"})
+    assert len(response.context["page"].items) == min(count, 24)
+    assert not any("COUNT(" in query["sql"].upper() for query in captured.captured_queries)
+
+
+def test_bad_cursor_gives_the_first_page(client, alice, sd_version):
+    make_prediction(sd_version, owner=alice, prompt="fox")
+
+    assert prompts(client.get("/gallery", {"cursor": "not-a-cursor"})) == ["fox"]
+
+
+def test_the_model_page_lists_versions_with_counts_and_median_predict_time(client, alice, sd_version):
+    for seconds in (1.0, 3.0, 2.0, 10.0):
+        prediction = make_prediction(sd_version, owner=alice)
+        Prediction.objects.filter(pk=prediction.pk).update(predict_time=seconds)
+    make_prediction(sd_version, owner=alice, status="failed")
+
+    response = client.get("/models/local/tiny-sd")
+
+    [version] = response.context["versions"]
+    assert version.prediction_count == 5
+    assert version.median_predict_time == 2.5
+    assert "2.50 s" in response.content.decode()
+
+
+def test_the_models_page_lists_the_catalog(client, sd_version):
+    assert "local/tiny-sd" in client.get("/models").content.decode()
+
+
+def test_an_unknown_model_is_404(client, transactional_db):
+    assert client.get("/models/nobody/nothing").status_code == 404
+
+
+def test_moderated_images_are_hidden_or_blurred(client, alice, sd_version):
+    blocked = make_prediction(sd_version, owner=alice, prompt="blocked fox")
+    blocked.outputs.update(rating="blocked")
+    nsfw = make_prediction(sd_version, owner=alice, prompt="nsfw fox")
+    nsfw.outputs.update(rating="nsfw")
+
+    html = client.get("/gallery").content.decode()
+
+    assert "Hidden by moderation" in html
+    assert html.count('class="nsfw"') == 1
+    assert blocked.outputs.get().thumbnail.url not in html
+    page = client.get(f"/p/{nsfw.id}").content.decode()
+    assert "may not be safe for work" in page and 'property="og:image"' not in page

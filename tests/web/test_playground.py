@@ -1,0 +1,145 @@
+"""The playground at /: a form built from the chosen versions' schemas."""
+
+import base64
+
+import pytest
+from django.test import override_settings
+
+from app.models import Comparison
+from tests.web.conftest import png_bytes
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_it_builds_the_common_fields_once_from_the_schemas(client, sd_version, turbo_version):
+    response = client.get("/", {"version": [sd_version.id, turbo_version.id]})
+
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert html.count('name="prompt"') == 1
+    assert html.count('name="width"') == 1
+    # Each field's description is its help, with every version's default.
+    assert "Width in pixels." in html
+    assert "tiny-sd: default 64, 16–1024; sd-turbo: default 512, 16–1024" in html
+    # A version's own fields go under "advanced" for it.
+    assert f'name="{sd_version.id[:12]}-step_delay"' in html
+    assert "Advanced: local/sd-turbo" in html
+
+
+def test_a_field_only_some_versions_have_is_shown_and_says_so(client, sd_version, turbo_version):
+    response = client.get("/", {"version": [sd_version.id, turbo_version.id]})
+
+    assert "sd-turbo: not an input" in response.content.decode()  # negative_prompt, scheduler
+
+
+def test_the_fields_region_alone_for_htmx(client, sd_version):
+    response = client.get("/", {"version": sd_version.id}, headers={"HX-Request": "true", "HX-Target": "fields"})
+
+    html = response.content.decode()
+    assert html.lstrip().startswith('<div id="fields"')
+    assert "<html" not in html
+
+
+def test_anonymous_visitors_are_asked_to_log_in_to_run(client, sd_version):
+    page = client.get("/")
+    assert "to run models" in page.content.decode()
+
+    response = client.post("/run", {"version": sd_version.id, "prompt": "a fox"})
+
+    assert response.status_code == 302 and response["Location"].startswith("/account/login/")
+    assert not Comparison.objects.exists()
+
+
+@override_settings(ANONYMOUS_RUNS=True)
+def test_a_setting_allows_anonymous_runs(client, sd_version):
+    response = client.post("/run", {"version": sd_version.id, "prompt": "a fox"})
+
+    comparison = Comparison.objects.get()
+    assert response["Location"] == f"/c/{comparison.id}"
+    assert comparison.owner is None
+
+
+def test_run_creates_a_comparison_with_one_prediction_per_version(client_alice, alice, sd_version, turbo_version):
+    response = client_alice.post(
+        "/run",
+        {"version": [sd_version.id, turbo_version.id], "prompt": "a red fox", "num_inference_steps": "12",
+         "seed": "77", f"{sd_version.id[:12]}-step_delay": "0.5"},
+    )
+
+    comparison = Comparison.objects.get()
+    assert response.status_code == 302 and response["Location"] == f"/c/{comparison.id}"
+    predictions = {p.version_id: p for p in comparison.predictions.all()}
+    assert predictions[sd_version.id].input == {
+        "prompt": "a red fox", "num_inference_steps": 12, "seed": 77, "step_delay": 0.5, "negative_prompt": "",
+        "width": 64, "height": 64, "guidance_scale": 7.5, "scheduler": "K_EULER", "num_outputs": 1,
+    }
+    assert predictions[turbo_version.id].input["num_inference_steps"] == 1
+    assert "step_delay" not in predictions[turbo_version.id].input
+    assert comparison.visibility == "unlisted"
+
+
+def test_publish_makes_the_comparison_public(client_alice, sd_version):
+    client_alice.post("/run", {"version": sd_version.id, "prompt": "a fox", "publish": "on"})
+
+    comparison = Comparison.objects.get()
+    assert comparison.visibility == "public"
+    assert comparison.predictions.get().visibility == "public"
+
+
+def test_an_uploaded_image_goes_in_as_a_data_uri(client_alice, sd_version):
+    props = sd_version.openapi_schema["components"]["schemas"]["Input"]["properties"]
+    props["image"] = {"type": "string", "format": "uri", "title": "Image", "description": "Input image.", "x-order": 9}
+    sd_version.save()
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    upload = SimpleUploadedFile("in.png", png_bytes(), content_type="image/png")
+    client_alice.post("/run", {"version": sd_version.id, "prompt": "a fox", "image": upload})
+
+    image = Comparison.objects.get().predictions.get().input["image"]
+    assert image.startswith("data:image/png;base64,")
+    assert base64.b64decode(image.split(",", 1)[1]) == png_bytes()
+
+
+def test_errors_are_shown_per_model_and_nothing_runs(client_alice, sd_version):
+    response = client_alice.post("/run", {"version": sd_version.id, "prompt": ""})
+
+    assert response.status_code == 400
+    assert "This field is required." in response.content.decode()
+    assert not Comparison.objects.exists()
+
+
+def test_an_unavailable_version_is_reported_by_name(client_alice, sd_version, turbo_version):
+    turbo_version.available = False
+    turbo_version.unavailable_reason = "The model server is still starting."
+    turbo_version.save()
+
+    response = client_alice.post("/run", {"version": [sd_version.id, turbo_version.id], "prompt": "a fox"})
+
+    assert "local/sd-turbo: unavailable: The model server is still starting." in response.content.decode()
+    assert not Comparison.objects.exists()
+
+
+def test_remix_loads_a_comparisons_input_into_the_form(client_alice, alice, sd_version, turbo_version):
+    comparison = Comparison.start([sd_version, turbo_version], {"prompt": "a blue heron", "num_inference_steps": 9},
+                                  owner=alice, seed=5)
+
+    html = client_alice.get("/", {"remix": comparison.id}).content.decode()
+
+    assert "a blue heron</textarea>" in html
+    assert 'name="num_inference_steps" value="9"' in html
+    assert 'name="seed" value="5"' in html
+    assert html.count("checked") == 2
+
+
+def test_stale_availability_is_checked_again(client, sd_version, turbo_version):
+    # As after `make run`: the catalog was loaded before its model servers started.
+    Version = type(sd_version)
+    Version.objects.filter(pk=turbo_version.pk).update(available=True, checked_at=None)
+
+    html = client.get("/").content.decode()
+
+    turbo_version.refresh_from_db()
+    assert not turbo_version.available and "could not connect" in turbo_version.unavailable_reason
+    assert html.count("offline") == 1
+    # Only the available one is chosen by default.
+    assert html.count("checked") == 1

@@ -1,0 +1,89 @@
+"""The prediction page /p/<id>: image, input, API JSON, snippets, share tags."""
+
+import os
+
+import pytest
+
+from app.models import Output, Prediction
+from tests.web.conftest import make_prediction
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_it_shows_the_image_input_snippets_and_share_tags(client, alice, sd_version):
+    prediction = make_prediction(sd_version, owner=alice, prompt="a red fox in the snow", visibility="unlisted")
+    output = prediction.outputs.get()
+
+    html = client.get(f"/p/{prediction.id}").content.decode()
+
+    assert f'src="{output.file.url}"' in html
+    assert f'download="lightbox-{prediction.id}-0.png"' in html
+    assert '<th scope="row">seed</th><td>42</td>' in html
+    assert f"/v1/predictions" in html and "Prefer: wait" in html
+    assert f"client.run(\n    &#x27;{sd_version.ref}&#x27;" in html
+    assert "&quot;status&quot;: &quot;succeeded&quot;" in html  # the API JSON
+    assert f'<meta property="og:image" content="http://testserver{output.file.url}">' in html
+    assert '<meta name="twitter:card" content="summary_large_image">' in html
+    assert '<meta property="og:title" content="a red fox in the snow">' in html
+    assert "step 4/4" in html
+
+
+def test_a_private_prediction_is_only_for_its_owner(client, alice, bob, sd_version):
+    prediction = make_prediction(sd_version, owner=alice, visibility="private")
+
+    assert client.get(f"/p/{prediction.id}").status_code == 404
+    client.force_login(bob)
+    assert client.get(f"/p/{prediction.id}").status_code == 404
+    client.force_login(alice)
+    assert client.get(f"/p/{prediction.id}").status_code == 200
+
+
+def test_a_running_prediction_polls_and_the_poll_stops_when_it_ends(client, alice, sd_version):
+    prediction = make_prediction(sd_version, owner=alice, status="processing")
+
+    page = client.get(f"/p/{prediction.id}").content.decode()
+    assert 'hx-trigger="every 1s"' in page
+
+    Prediction.objects.filter(pk=prediction.pk).update(status="failed", error="out of memory")
+    response = client.get(f"/p/{prediction.id}?part=result", headers={"HX-Request": "true"})
+    assert response.status_code == 286
+    assert "out of memory" in response.content.decode()
+
+
+def test_the_owner_deletes_it_with_its_files(client_alice, alice, sd_version):
+    prediction = make_prediction(sd_version, owner=alice, outputs=2)
+    paths = [p for o in prediction.outputs.all() for p in (o.file.path, o.thumbnail.path)]
+    assert all(os.path.exists(path) for path in paths)
+
+    response = client_alice.post(f"/p/{prediction.id}/delete")
+
+    assert response.status_code == 302
+    assert not Prediction.objects.exists() and not Output.objects.exists()
+    assert not any(os.path.exists(path) for path in paths)
+
+
+def test_others_cannot_delete_or_change_it(client, bob, alice, sd_version):
+    prediction = make_prediction(sd_version, owner=alice)
+    client.force_login(bob)
+
+    assert client.post(f"/p/{prediction.id}/delete").status_code == 404
+    assert client.post(f"/p/{prediction.id}/visibility", {"visibility": "private"}).status_code == 404
+    assert Prediction.objects.get().visibility == "public"
+
+
+def test_the_owner_changes_its_visibility(client_alice, alice, sd_version):
+    prediction = make_prediction(sd_version, owner=alice, visibility="unlisted")
+
+    client_alice.post(f"/p/{prediction.id}/visibility", {"visibility": "public"})
+
+    assert Prediction.objects.get().visibility == "public"
+
+
+@pytest.mark.parametrize("outputs", [1, 4])
+def test_the_page_runs_a_constant_number_of_queries(client_alice, alice, sd_version, django_assert_max_num_queries,
+                                                    outputs):
+    prediction = make_prediction(sd_version, owner=alice, outputs=outputs)
+
+    with django_assert_max_num_queries(5):
+        response = client_alice.get(f"/p/{prediction.id}")
+    assert response.content.decode().count('class="output"') == outputs
