@@ -65,9 +65,11 @@ def _not_found(what):
 def _get_prediction_for_user(request, prediction_id, owner_only=False):
     """(prediction, None), or (None, the problem to answer): 404 for what the
     user may not see, 410 for a shared prediction moderators hid."""
-    prediction = Prediction.objects.select_related("version__model").filter(pk=prediction_id).first()
     missing = _not_found(f"Prediction {prediction_id}")
-    if prediction is None:
+    try:
+        # get(), not first(): a unique lookup needs no ORDER BY.
+        prediction = Prediction.objects.select_related("version__model").get(pk=prediction_id)
+    except Prediction.DoesNotExist:
         return None, missing
     if prediction.owner_id == request.user.pk:
         return prediction, None
