@@ -30,6 +30,25 @@ class HiddenItem(Exception):
         self.kind = kind
 
 
+def check_page_access(request, item, kind, owner_only=False):
+    """`item` (a prediction or comparison) if `request.user` may open it, or act
+    on it with `owner_only`; else Http404, or HiddenItem (410) for a shared
+    item moderators hid. Owners and moderators see hidden items."""
+    from django.http import Http404
+
+    from app.moderation import is_moderator
+
+    user = request.user
+    if user.is_authenticated and item.owner_id == user.pk:
+        return item
+    moderator = not owner_only and is_moderator(user)
+    if owner_only or (item.visibility == "private" and not moderator):
+        raise Http404(f"No such {kind}")
+    if item.is_hidden and not moderator:
+        raise HiddenItem(kind)
+    return item
+
+
 class HiddenItemMiddleware:
     def __init__(self, get_response):
         self.get_response = get_response

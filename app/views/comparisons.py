@@ -12,26 +12,14 @@ from django_htmx.http import HttpResponseStopPolling
 from app import schema
 from app.forms import VisibilityForm
 from app.models import Comparison, Prediction, Version
-from app.moderation import is_moderator
-from app.security import HiddenItem
+from app.security import check_page_access
 from app.views.playground import can_run
 
 
 def _get_comparison_for_user(request, comparison_id, owner_only=False):
     """The comparison if `request.user` may see it (or act on it: `owner_only`); else 404."""
     comparison = get_object_or_404(Comparison.objects.select_related("owner"), pk=comparison_id)
-    is_owner = request.user.is_authenticated and comparison.owner_id == request.user.pk
-    if is_owner:
-        return comparison
-    if owner_only:
-        raise Http404("No such comparison")
-    if is_moderator(request.user):
-        return comparison
-    if comparison.visibility == Prediction.Visibility.PRIVATE:
-        raise Http404("No such comparison")
-    if comparison.is_hidden:
-        raise HiddenItem("comparison")
-    return comparison
+    return check_page_access(request, comparison, "comparison", owner_only)
 
 
 def attach_changes(prediction, comparison):

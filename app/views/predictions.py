@@ -4,7 +4,6 @@ import json
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -13,8 +12,7 @@ from django.views.decorators.http import require_GET, require_POST
 from app.api import prediction_json
 from app.forms import VisibilityForm
 from app.models import Prediction
-from app.moderation import is_moderator
-from app.security import HiddenItem
+from app.security import check_page_access
 from app.views.comparisons import attach_changes, card_response
 
 SNIPPET_STRING_MAX = 200
@@ -27,17 +25,7 @@ def _get_prediction_for_user(request, prediction_id, owner_only=False):
         .prefetch_related("outputs"),
         pk=prediction_id,
     )
-    if request.user.is_authenticated and prediction.owner_id == request.user.pk:
-        return prediction
-    if owner_only:
-        raise Http404("No such prediction")
-    if is_moderator(request.user):
-        return prediction
-    if prediction.visibility == Prediction.Visibility.PRIVATE:
-        raise Http404("No such prediction")
-    if prediction.is_hidden:
-        raise HiddenItem("prediction")
-    return prediction
+    return check_page_access(request, prediction, "prediction", owner_only)
 
 
 def _next_url(request, default):
