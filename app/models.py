@@ -272,7 +272,7 @@ class PredictionQuerySet(ModeratedQuerySet):
 
     def search(self, text):
         """Predictions whose prompt matches `text`: PostgreSQL full-text search
-        (on the stored, indexed prompt_search column of migration 0003, which
+        (on the stored, indexed prompt_search column of migration 0004, which
         the model does not declare: SQLite has no tsvector), a plain match elsewhere."""
         from django.db import connection
 

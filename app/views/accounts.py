@@ -37,7 +37,7 @@ def _get_token_for_user(request, token_id):
 @login_required
 def profile(request):
     page = pagination.paginate(request.user.predictions.only(*TILE_FIELDS), request.GET.get("cursor"), PAGE_SIZE)
-    with_tiles(page.items)
+    with_tiles(page.items, request.user)
     context = {
         "tokens": request.user.api_tokens.filter(revoked_at__isnull=True).order_by("-created_at"),
         "token_form": TokenForm(),

@@ -11,15 +11,32 @@ from django_htmx.http import HttpResponseStopPolling
 
 from app import schema
 from app.forms import VisibilityForm
-from app.models import Comparison, Prediction, Version
-from app.security import check_page_access
+from app.models import Comparison, Output, Prediction, Version
 from app.views.playground import can_run
 
 
+class Gone(Exception):
+    """Moderators hid it: its share link answers 410 (app.moderation)."""
+
+
+def gone_response(request):
+    return TemplateResponse(request, "410.html", status=410)
+
+
 def _get_comparison_for_user(request, comparison_id, owner_only=False):
-    """The comparison if `request.user` may see it (or act on it: `owner_only`); else 404."""
+    """The comparison if `request.user` may see it (or act on it: `owner_only`);
+    else 404, or Gone when moderators hid it."""
     comparison = get_object_or_404(Comparison.objects.select_related("owner"), pk=comparison_id)
-    return check_page_access(request, comparison, "comparison", owner_only)
+    is_owner = request.user.is_authenticated and comparison.owner_id == request.user.pk
+    if is_owner:
+        return comparison
+    if owner_only:
+        raise Http404("No such comparison")
+    if not comparison.can_be_seen_by(request.user):
+        if comparison.is_hidden and comparison.visibility != Prediction.Visibility.PRIVATE:
+            raise Gone()
+        raise Http404("No such comparison")
+    return comparison
 
 
 def attach_changes(prediction, comparison):
@@ -38,12 +55,16 @@ def next_url(request, default):
     return default
 
 
-def _predictions(comparison):
+def _predictions(comparison, user):
     predictions = list(
         comparison.predictions.select_related("version__model").defer("version__openapi_schema")
         .prefetch_related("outputs").order_by("created_at")
     )
-    return [attach_changes(prediction, comparison) for prediction in predictions]
+    for prediction in predictions:
+        attach_changes(prediction, comparison)
+        for output in prediction.outputs.all():
+            output.shown = output.shows_explicit_to(user)
+    return predictions
 
 
 def card_response(request, prediction, template="comparison.html#card", context=None):
@@ -57,8 +78,11 @@ def card_response(request, prediction, template="comparison.html#card", context=
 
 @require_GET
 def comparison(request, comparison_id):
-    comparison = _get_comparison_for_user(request, comparison_id)
-    predictions = _predictions(comparison)
+    try:
+        comparison = _get_comparison_for_user(request, comparison_id)
+    except Gone:
+        return gone_response(request)
+    predictions = _predictions(comparison, request.user)
     is_owner = request.user.is_authenticated and comparison.owner_id == request.user.pk
     context = {"comparison": comparison, "is_owner": is_owner}
     card_id = request.GET.get("card")
@@ -68,7 +92,7 @@ def comparison(request, comparison_id):
             raise Http404("No such card")
         return card_response(request, prediction, context=context)
     shown = {prediction.version_id for prediction in predictions}
-    safe = [o for p in predictions for o in p.outputs.all() if o.rating == "safe"]
+    safe = [o for p in predictions for o in p.outputs.all() if o.rating == Output.Rating.SAFE]
     context.update(
         # The first safe image previews the link in chat apps.
         og_image=request.build_absolute_uri(safe[0].file.url) if safe else "",
@@ -93,7 +117,10 @@ def comparison_cancel(request, comparison_id):
 @require_POST
 def comparison_rerun(request, comparison_id):
     """The same input on the same versions, with the same seed or a new one."""
-    comparison = _get_comparison_for_user(request, comparison_id)
+    try:
+        comparison = _get_comparison_for_user(request, comparison_id)
+    except Gone:
+        return gone_response(request)
     if not can_run(request.user):
         return redirect("login")
     versions = [p.version for p in comparison.predictions.select_related("version__model").order_by("created_at")]

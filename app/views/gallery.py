@@ -33,22 +33,27 @@ def _filters(request):
 TILE_FIELDS = ("id", "version_id", "owner_id", "input", "status", "visibility", "created_at", "predict_time")
 
 
-def with_tiles(predictions, versions=None):
-    """Give each prediction of a page its version (with its model) and its first
-    output, in two queries whatever the page size, and without joining the
-    catalog into the page's query (it is a handful of rows, often loaded anyway)."""
+def with_tiles(predictions, user, versions=None):
+    """Give each prediction of a page its version (with its model), its first
+    output and the thumbnail `user` gets of it (blurred when nsfw, none when
+    blocked: Output.thumbnail_for), in two queries whatever the page size, and
+    without joining the catalog into the page's query (a handful of rows, often
+    loaded anyway)."""
     if versions is None:
         versions = Version.objects.select_related("model").defer("openapi_schema").filter(
             pk__in={prediction.version_id for prediction in predictions}
         )
     by_id = {version.id: version for version in versions}
     firsts = Output.objects.filter(prediction__in=[prediction.pk for prediction in predictions], index=0).only(
-        "id", "prediction_id", "index", "file", "thumbnail", "width", "height", "rating"
+        "id", "prediction_id", "index", "file", "thumbnail", "blurred_thumbnail", "width", "height", "rating"
     )
     first_of = {output.prediction_id: output for output in firsts}
     for prediction in predictions:
         prediction.version = by_id[prediction.version_id]
-        prediction.tile_output = first_of.get(prediction.pk)
+        output = prediction.tile_output = first_of.get(prediction.pk)
+        if output is not None:
+            output.prediction = prediction
+        prediction.tile_thumbnail = output.thumbnail_for(user) if output is not None else None
     return predictions
 
 
@@ -88,7 +93,7 @@ def gallery(request):
     versions = list(
         Version.objects.select_related("model").defer("openapi_schema").order_by("model__owner", "model__name", "-created_at")
     )
-    with_tiles(page.items, versions)
+    with_tiles(page.items, request.user, versions)
     context = {
         "page": page,
         "filters": filters,
@@ -153,6 +158,6 @@ def model(request, owner, name):
         Prediction.objects.public().for_model(found).filter(status=Prediction.Status.SUCCEEDED).only(*TILE_FIELDS)[:12]
     )
     versions = _version_stats(found)
-    with_tiles(recent, versions)
+    with_tiles(recent, request.user, versions)
     context = {"model": found, "versions": versions, "recent": recent}
     return TemplateResponse(request, "model.html", context)

@@ -4,6 +4,7 @@ import json
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -12,20 +13,35 @@ from django.views.decorators.http import require_GET, require_POST
 from app.api import prediction_json
 from app.forms import VisibilityForm
 from app.models import Prediction
-from app.security import check_page_access
-from app.views.comparisons import attach_changes, card_response
+from app.views.comparisons import Gone, attach_changes, card_response, gone_response
 
 SNIPPET_STRING_MAX = 200
 
 
 def _get_prediction_for_user(request, prediction_id, owner_only=False):
-    """The prediction if `request.user` may see it (or act on it: `owner_only`); else 404."""
+    """The prediction if `request.user` may see it (or act on it: `owner_only`);
+    else 404, or Gone when moderators hid it."""
     prediction = get_object_or_404(
         Prediction.objects.select_related("version__model", "comparison").defer("version__openapi_schema")
         .prefetch_related("outputs"),
         pk=prediction_id,
     )
-    return check_page_access(request, prediction, "prediction", owner_only)
+    if request.user.is_authenticated and prediction.owner_id == request.user.pk:
+        return prediction
+    if owner_only:
+        raise Http404("No such prediction")
+    if not prediction.can_be_seen_by(request.user):
+        if prediction.is_hidden and prediction.visibility != Prediction.Visibility.PRIVATE:
+            raise Gone()
+        raise Http404("No such prediction")
+    return prediction
+
+
+def with_shown_outputs(prediction, user):
+    """Mark each output with what `user` gets: the image, or (nsfw) its blurred thumbnail."""
+    for output in prediction.outputs.all():
+        output.shown = output.shows_explicit_to(user)
+    return prediction
 
 
 def _next_url(request, default):
@@ -70,7 +86,10 @@ def input_rows(prediction):
 
 @require_GET
 def prediction(request, prediction_id):
-    prediction = _get_prediction_for_user(request, prediction_id)
+    try:
+        prediction = with_shown_outputs(_get_prediction_for_user(request, prediction_id), request.user)
+    except Gone:
+        return gone_response(request)
     is_owner = request.user.is_authenticated and prediction.owner_id == request.user.pk
     context = {"prediction": prediction, "is_owner": is_owner}
     if request.htmx and request.GET.get("part") == "result":
@@ -99,6 +118,7 @@ def prediction_cancel(request, prediction_id):
     prediction.cancel()
     if request.htmx:
         attach_changes(prediction, prediction.comparison)
+        with_shown_outputs(prediction, request.user)
         return card_response(request, prediction, context={"is_owner": True, "comparison": prediction.comparison})
     return redirect(_next_url(request, prediction.comparison.get_absolute_url() if prediction.comparison else
                               f"/p/{prediction.id}"))

@@ -133,16 +133,34 @@ def test_an_unknown_model_is_404(client, transactional_db):
     assert client.get("/models/nobody/nothing").status_code == 404
 
 
-def test_moderated_images_are_hidden_or_blurred(client, alice, sd_version):
-    blocked = make_prediction(sd_version, owner=alice, prompt="blocked fox")
-    blocked.outputs.update(rating="blocked")
+def test_moderated_images_are_blurred_or_removed(client, alice, sd_version):
+    removed = make_prediction(sd_version, owner=alice, prompt="blocked fox")
+    removed.outputs.get().block()
     nsfw = make_prediction(sd_version, owner=alice, prompt="nsfw fox")
-    nsfw.outputs.update(rating="nsfw")
+    output = nsfw.outputs.get()
+    output.mark_nsfw()
+    output.refresh_from_db()
 
     html = client.get("/gallery").content.decode()
 
-    assert "Hidden by moderation" in html
-    assert html.count('class="nsfw"') == 1
-    assert blocked.outputs.get().thumbnail.url not in html
+    assert "Removed by moderators" in html
+    assert output.blurred_thumbnail.url in html and output.thumbnail.url not in html
     page = client.get(f"/p/{nsfw.id}").content.decode()
-    assert "may not be safe for work" in page and 'property="og:image"' not in page
+    assert output.blurred_thumbnail.url in page and output.file.url not in page
+    assert 'property="og:image"' not in page
+    # Its owner sees it.
+    client.force_login(alice)
+    assert output.thumbnail.url in client.get("/gallery").content.decode()
+    assert output.file.url in client.get(f"/p/{nsfw.id}").content.decode()
+
+
+def test_hidden_predictions_leave_the_gallery_and_their_links_answer_gone(client, alice, bob, sd_version):
+    prediction = make_prediction(sd_version, owner=alice, prompt="reported fox")
+    prediction.hide("Reported as spam")
+
+    assert prompts(client.get("/gallery")) == []
+    response = client.get(f"/p/{prediction.id}")
+    assert response.status_code == 410 and "Hidden by moderators" in response.content.decode()
+    client.force_login(alice)
+    page = client.get(f"/p/{prediction.id}")
+    assert page.status_code == 200 and "Hidden by moderators: Reported as spam" in page.content.decode()
