@@ -7,7 +7,7 @@ PORT ?= 8000
 LIGHTBOX_LOCAL_MODELS ?=
 EXTRAS ?= inference,dev
 
-.PHONY: run test install migrate procfile schema tiny-models bench-gpu bench-gpu-tiny clean
+.PHONY: run test install browser migrate procfile schema tiny-models bench-gpu bench-gpu-tiny clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,7 +19,16 @@ $(VENV)/.installed-$(EXTRAS): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e ".[$(EXTRAS)]"
 	touch $@
 
-install: $(VENV)/.installed-$(EXTRAS)
+install: $(VENV)/.installed-$(EXTRAS) node_modules/.package-lock.json
+
+# axe-core, for the browser tests' accessibility checks.
+node_modules/.package-lock.json: package.json package-lock.json
+	npm ci --silent --no-audit --no-fund
+
+# The browser tests drive Debian's Chromium (Playwright's own download cannot run here).
+browser:
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } \
+		|| echo "Install Chromium (apt-get install chromium) to run the browser tests."
 
 migrate: install
 	$(BIN)/python manage.py migrate --noinput -v0
@@ -50,7 +59,7 @@ bench-gpu:
 bench-gpu-tiny: install
 	$(BIN)/python bench/gpu_predictor.py --tiny --runs 1
 
-test: install
+test: install browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 clean:

@@ -1,4 +1,4 @@
-"""Request timing for benchmarks. (The Content-Security-Policy is app.security's.)"""
+"""Request timing for benchmarks (the CSP lives in app.security)."""
 
 from django.conf import settings
 

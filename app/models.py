@@ -584,7 +584,9 @@ class Output(models.Model):
     blurred_thumbnail = models.FileField(upload_to=output_upload_to, max_length=300, blank=True)
 
     class Meta:
-        ordering = ["prediction", "index"]
+        # By the column: "prediction" would order by Prediction.Meta.ordering,
+        # joining app_prediction into every query for a prediction's outputs.
+        ordering = ["prediction_id", "index"]
         constraints = [models.UniqueConstraint(fields=["prediction", "index"], name="output_prediction_index")]
 
     def __str__(self):
@@ -643,10 +645,12 @@ class ApiTokenQuerySet(models.QuerySet):
     def authenticate(self, raw):
         if not raw:
             return None
-        token = (
-            self.filter(key_hash=ApiToken.hash(raw), revoked_at__isnull=True).select_related("user").first()
-        )
-        if token is None or not token.user.is_active:
+        try:
+            # get(), not first(): key_hash is unique, and first() would add an ORDER BY to every API request.
+            token = self.select_related("user").get(key_hash=ApiToken.hash(raw), revoked_at__isnull=True)
+        except ApiToken.DoesNotExist:
+            return None
+        if not token.user.is_active:
             return None
         if not token.last_used_at or timezone.now() - token.last_used_at > timedelta(minutes=5):
             ApiToken.objects.filter(pk=token.pk).update(last_used_at=timezone.now())

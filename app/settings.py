@@ -225,10 +225,13 @@ UPLOAD_MAX_PIXELS = envint("LIGHTBOX_UPLOAD_MAX_PIXELS", 4096 * 4096)
 UPLOAD_FORMATS = tuple(os.environ.get("LIGHTBOX_UPLOAD_FORMATS", "PNG,JPEG,WEBP").upper().split(","))
 
 # --- Security headers (app.security; `manage.py check --deploy` clean) ---
-# No inline script or style, nothing from other origins.
+# No inline script or style, nothing from other origins. Media on another
+# origin (S3) needs that origin in LIGHTBOX_CSP_IMG_SRC.
 CONTENT_SECURITY_POLICY = os.environ.get(
     "LIGHTBOX_CSP",
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob: "
+    + os.environ.get("LIGHTBOX_CSP_IMG_SRC", "")
+    + "; "
     "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; "
     "frame-ancestors 'none'",
 )

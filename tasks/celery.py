@@ -3,7 +3,9 @@
 import os
 
 from celery import Celery
+from celery.signals import task_postrun, task_prerun
 from django.conf import settings
+from django.db import close_old_connections
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "app.settings")
 
@@ -23,3 +25,11 @@ def _schedule(sender, **kwargs):
     from tasks.predictions import reconcile
 
     sender.add_periodic_task(settings.RECONCILE_INTERVAL, reconcile.s(), name="reconcile predictions")
+
+
+@task_prerun.connect
+@task_postrun.connect
+def _close_old_connections(**kwargs):
+    """Drop connections past CONN_MAX_AGE or broken, as Django does around each
+    request; the others are reused (CELERY_DB_REUSE_MAX)."""
+    close_old_connections()

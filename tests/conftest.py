@@ -20,6 +20,31 @@ COG_PREDICTOR_DIR = ROOT / "tests" / "cog_predictor"
 VENV_BIN = Path(sys.executable).parent
 
 
+def _retry_flush_on_deadlock():
+    """Transactional tests end with a TRUNCATE of every table while the shared
+    worker (or a webhook from a Cog server) may still be updating a row of the
+    test that just ended; PostgreSQL then picks one of the two as a deadlock
+    victim. The row's work is moot once the test is over: retry the flush."""
+    from django.db.backends.base.operations import BaseDatabaseOperations
+    from django.db.utils import OperationalError
+
+    original = BaseDatabaseOperations.execute_sql_flush
+
+    def execute_sql_flush(self, sql_list):
+        for attempt in range(5):
+            try:
+                return original(self, sql_list)
+            except OperationalError as exc:
+                if "deadlock" not in str(exc) or attempt == 4:
+                    raise
+                time.sleep(0.2 * (attempt + 1))
+
+    BaseDatabaseOperations.execute_sql_flush = execute_sql_flush
+
+
+_retry_flush_on_deadlock()
+
+
 def free_port():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

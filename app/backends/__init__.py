@@ -25,6 +25,27 @@ class Update:
     remote_id: str = ""
 
 
+STATUSES = ("starting", "processing", "succeeded", "failed", "canceled")
+
+
+def update_from_payload(payload, kind, extra_statuses=()):
+    """The fields Cog and Replicate predictions share, as an Update (its error
+    is each backend's to put in words)."""
+    if not isinstance(payload, dict) or payload.get("status") not in STATUSES + extra_statuses:
+        raise BackendError(f"The payload is not a {kind} prediction.", permanent=True)
+    metrics = payload.get("metrics")
+    output = payload.get("output")
+    if output is not None and not isinstance(output, list):
+        output = [output]
+    return Update(
+        status=payload["status"],
+        output=output,
+        logs=payload["logs"] if isinstance(payload.get("logs"), str) else None,
+        predict_time=metrics.get("predict_time") if isinstance(metrics, dict) else None,
+        remote_id=str(payload.get("id") or ""),
+    )
+
+
 class BackendError(Exception):
     """A backend refused or failed. `permanent` says retrying will not help."""
 

@@ -14,7 +14,7 @@ from django.conf import settings
 from django.urls import reverse
 
 from app import http
-from app.backends import BackendError, Busy, Update
+from app.backends import BackendError, Busy, update_from_payload
 
 EVENTS = ["start", "output", "logs", "completed"]
 
@@ -131,25 +131,9 @@ def cancel(prediction):
 
 
 def parse_update(payload):
-    if not isinstance(payload, dict) or payload.get("status") not in (
-        "starting",
-        "processing",
-        "succeeded",
-        "failed",
-        "canceled",
-    ):
-        raise BackendError("The webhook is not a Cog prediction.", permanent=True)
-    metrics = payload.get("metrics") or {}
-    output = payload.get("output")
-    if output is not None and not isinstance(output, list):
-        output = [output]
-    return Update(
-        status=payload["status"],
-        output=output,
-        logs=payload.get("logs") if isinstance(payload.get("logs"), str) else None,
-        error=_plain_error(payload.get("error")),
-        predict_time=metrics.get("predict_time") if isinstance(metrics, dict) else None,
-    )
+    update = update_from_payload(payload, "Cog")
+    update.error = _plain_error(payload.get("error"))
+    return update
 
 
 def _plain_error(error):

@@ -17,7 +17,7 @@ from django.urls import reverse
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from app import http
-from app.backends import BackendError, Update
+from app.backends import BackendError, update_from_payload
 
 EVENTS = ["start", "output", "logs", "completed"]
 NSFW_ERROR = (
@@ -123,31 +123,14 @@ def cancel(prediction):
 
 
 def parse_update(payload):
-    if not isinstance(payload, dict) or payload.get("status") not in (
-        "starting",
-        "processing",
-        "succeeded",
-        "failed",
-        "canceled",
-        "aborted",
-    ):
-        raise BackendError("The payload is not a Replicate prediction.", permanent=True)
-    status = "canceled" if payload["status"] == "aborted" else payload["status"]
+    update = update_from_payload(payload, "Replicate", extra_statuses=("aborted",))
+    if update.status == "aborted":  # canceled before it started
+        update.status = "canceled"
     error = payload.get("error")
     if error and "nsfw" in str(error).lower():
         error = NSFW_ERROR
-    output = payload.get("output")
-    if output is not None and not isinstance(output, list):
-        output = [output]
-    metrics = payload.get("metrics") or {}
-    return Update(
-        status=status,
-        output=output,
-        logs=payload.get("logs") if isinstance(payload.get("logs"), str) else None,
-        error=str(error) if error else None,
-        predict_time=metrics.get("predict_time") if isinstance(metrics, dict) else None,
-        remote_id=payload.get("id", ""),
-    )
+    update.error = str(error) if error else None
+    return update
 
 
 @lru_cache(maxsize=1)

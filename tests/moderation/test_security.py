@@ -33,6 +33,9 @@ def test_check_deploy_is_clean_under_production_settings(tmp_path):
         "SITE_URL": "https://lightbox.example.com",
         "LIGHTBOX_VAR_DIR": str(tmp_path),
     }
+    # The browser tests allow Django's ORM inside Playwright's event loop; a
+    # deployment never sets that.
+    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
     result = subprocess.run(
         [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,

@@ -34,7 +34,7 @@ def drop_search_index(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('app', '0003_moderation'),
+        ('app', '0004_output_ordering_by_column'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

@@ -1,0 +1,499 @@
+"""Shared pieces of the benchmarks: real components started as child processes
+(Cog server, gunicorn, Celery worker), environments for the two configurations,
+and the Django-side setup steps.
+
+The benchmark scripts never import Django themselves: each configuration needs
+its own settings (database, broker), so everything Django-side runs in a child
+process started with that configuration's environment:
+
+    python bench/harness.py setup-dispatch --cog-url URL   -> JSON on stdout
+    python bench/harness.py timings < ids                  -> JSON on stdout
+    python bench/harness.py seed --count 10000 ...         -> JSON on stdout
+"""
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV_BIN = Path(sys.executable).parent
+COG_PREDICTOR_DIR = ROOT / "tests" / "cog_predictor"
+DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/lightbox_bench"
+DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/5"
+DEFAULT_VAR_DIR = ROOT / "var" / "bench"
+# Settings the embedded configuration must not inherit from the caller's shell.
+CONFIG_VARS = ("DATABASE_URL", "CELERY_BROKER_URL", "MEDIA_ROOT", "SITE_URL", "PORT", "LIGHTBOX_VAR_DIR",
+               "DJANGO_SETTINGS_MODULE", "AWS_STORAGE_BUCKET_NAME")
+
+
+def stop_children_on_sigterm():
+    """Turn SIGTERM (e.g. from `timeout`) into SystemExit, so the `finally`
+    blocks stop the components: they run in their own sessions and would
+    outlive the benchmark otherwise."""
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+
+
+def check_interpreter():
+    """The components are started from this interpreter's venv (cog, gunicorn, celery)."""
+    missing = [name for name in ("gunicorn", "celery") if not (VENV_BIN / name).exists()]
+    try:
+        import cog  # noqa: F401
+    except ImportError:
+        missing.append("cog")
+    if missing:
+        sys.exit(
+            f"{sys.executable} lacks {', '.join(missing)}: run the benchmark with the project's venv, "
+            f"e.g. .venv/bin/python {sys.argv[0]} (pip install -e '.[dev]')"
+        )
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until(predicate, timeout=60.0, interval=0.05, message="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(interval)
+    raise RuntimeError(f"timed out after {timeout:.0f}s waiting for {message}")
+
+
+def config_env(config, var_dir, site_port, database_url=DEFAULT_DATABASE_URL, broker_url=DEFAULT_BROKER_URL):
+    """The environment of every process of one configuration.
+
+    "postgres": PostgreSQL + Redis. "embedded": no DATABASE_URL and no
+    CELERY_BROKER_URL, so SQLite and the filesystem transport under var/.
+    Both get their own LIGHTBOX_VAR_DIR and the web server's SITE_URL
+    (Cog webhooks and uploads go there)."""
+    env = {key: value for key, value in os.environ.items() if key not in CONFIG_VARS}
+    env.update(
+        PATH=f"{VENV_BIN}:{os.environ.get('PATH', '')}",
+        LIGHTBOX_VAR_DIR=str(var_dir),
+        SITE_URL=f"http://127.0.0.1:{site_port}",
+        PYTHONPATH=str(ROOT),
+    )
+    if config == "postgres":
+        env.update(DATABASE_URL=database_url, CELERY_BROKER_URL=broker_url)
+    elif config != "embedded":
+        raise ValueError(config)
+    return env
+
+
+class Process:
+    """A child process in its own session, logging to a file.
+
+    Web, worker and the Django steps run in the configuration's var dir (the
+    code comes from PYTHONPATH), so nothing they write relative to the working
+    directory lands in the checkout."""
+
+    def __init__(self, name, command, env, log_dir, cwd=ROOT):
+        self.name = name
+        self.command = command
+        self.env = env
+        self.cwd = cwd
+        self.log_path = Path(log_dir) / f"{name}.log"
+        self.process = None
+
+    def start(self):
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self.log = open(self.log_path, "ab")
+        self.process = subprocess.Popen(
+            self.command, cwd=self.cwd, env=self.env, stdout=self.log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        return self
+
+    def check_alive(self):
+        if self.process.poll() is not None:
+            raise RuntimeError(f"{self.name} exited ({self.process.returncode}): {self.tail()}")
+
+    def tail(self, size=3000):
+        try:
+            return self.log_path.read_text(errors="replace")[-size:]
+        except OSError:
+            return ""
+
+    def cpu_seconds(self):
+        """CPU time used so far by this process and its children (its session)."""
+        return session_cpu_seconds(self.process.pid)
+
+    def stop(self):
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        if self.process:
+            self.log.close()
+
+
+def session_cpu_seconds(sid):
+    """User + system CPU seconds of the live processes of session `sid`."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        # After the command: state ppid pgrp session ... utime(12) stime(13)
+        if int(fields[3]) == sid:
+            total += int(fields[11]) + int(fields[12])
+    return total / ticks
+
+
+def pid_cpu_seconds(pids):
+    """{pid: user + system CPU seconds} of the given processes still alive."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        out[pid] = (int(fields[11]) + int(fields[12])) / ticks
+    return out
+
+
+class PostgresCpu:
+    """CPU time the benchmark database's backends use between start() and
+    seconds(): backends opened meanwhile count whole, closed ones are lost
+    (gunicorn's threads keep theirs for CONN_MAX_AGE, 60 s)."""
+
+    def __init__(self, database_url):
+        self.database_url = database_url
+        self.before = pid_cpu_seconds(postgres_backends(database_url))
+
+    def seconds(self):
+        after = pid_cpu_seconds(postgres_backends(self.database_url))
+        return sum(cpu - self.before.get(pid, 0) for pid, cpu in after.items())
+
+
+def postgres_backends(database_url):
+    """PIDs of the PostgreSQL backends connected to the database of `database_url`
+    (the server runs on this machine, so their CPU time can be read)."""
+    import psycopg
+    from urllib.parse import urlsplit
+
+    name = urlsplit(database_url).path.lstrip("/")
+    with psycopg.connect(database_url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
+        rows = conn.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s", [name]).fetchall()
+    return [row[0] for row in rows]
+
+
+def _get_json(url, timeout=1.0):
+    import httpx
+
+    try:
+        return httpx.get(url, timeout=timeout).json()
+    except (httpx.HTTPError, ValueError):
+        return None
+
+
+def cog_server(port, env, log_dir, upload_url=None, name="cog"):
+    """The Cog HTTP server on tests/cog_predictor (the instant predictor)."""
+    command = [sys.executable, "-m", "cog.server.http", "--host", "127.0.0.1"]
+    if upload_url:
+        command += ["--upload-url", upload_url]
+    server = Process(
+        name, command, {**env, "PORT": str(port), "COG_PREDICT_TYPE_STUB": "predict.py:Predictor"}, log_dir,
+        cwd=COG_PREDICTOR_DIR,
+    ).start()
+
+    def ready():
+        server.check_alive()
+        return (_get_json(f"http://127.0.0.1:{port}/health-check") or {}).get("status") == "READY"
+
+    wait_until(ready, timeout=90, message=f"Cog server on port {port}")
+    return server
+
+
+def gunicorn(port, env, log_dir, workers=2, threads=8, extra=()):
+    """The web process as DESIGN.md runs it: gthread, >= 8 threads, timeout > 60 s."""
+    command = [
+        str(VENV_BIN / "gunicorn"), "app.wsgi", "--bind", f"127.0.0.1:{port}", "--worker-class", "gthread",
+        "--workers", str(workers), "--threads", str(threads), "--timeout", "90", *extra,
+    ]
+    web = Process("web", command, env, log_dir, cwd=env["LIGHTBOX_VAR_DIR"]).start()
+
+    def ready():
+        web.check_alive()
+        import httpx
+
+        try:
+            return httpx.get(f"http://127.0.0.1:{port}/v1/openapi.json", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    wait_until(ready, timeout=60, message=f"gunicorn on port {port}")
+    return web
+
+
+def celery_worker(env, log_dir, pool="threads", concurrency=2):
+    command = [
+        str(VENV_BIN / "celery"), "-A", "tasks", "worker", "--pool", pool, "--concurrency", str(concurrency),
+        "--loglevel", "INFO", "--without-mingle", "--without-gossip", "--without-heartbeat",
+    ]
+    worker = Process("worker", command, env, log_dir, cwd=env["LIGHTBOX_VAR_DIR"]).start()
+
+    def ready():
+        worker.check_alive()
+        return "ready." in worker.tail(100_000)
+
+    wait_until(ready, timeout=60, message="Celery worker")
+    return worker
+
+
+def manage(env, *args):
+    subprocess.run([sys.executable, str(ROOT / "manage.py"), *args], cwd=env["LIGHTBOX_VAR_DIR"], env=env, check=True,
+                   stdout=subprocess.DEVNULL)
+
+
+def django_step(env, *args, stdin=None):
+    """Run one of this module's Django-side subcommands; return its JSON."""
+    result = subprocess.run(
+        [sys.executable, str(Path(__file__)), *args], cwd=env["LIGHTBOX_VAR_DIR"], env=env, input=stdin, capture_output=True,
+        text=True,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"harness {args[0]} failed:\n{result.stderr[-3000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def reset_var_dir(var_dir):
+    shutil.rmtree(var_dir, ignore_errors=True)
+    Path(var_dir).mkdir(parents=True, exist_ok=True)
+
+
+def reset_postgres(database_url):
+    """Drop and recreate the benchmark's database, so every run starts equal."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(database_url)
+    name = parts.path.lstrip("/")
+    base = ["-h", parts.hostname or "127.0.0.1", "-p", str(parts.port or 5432), "-U", parts.username or "postgres"]
+    subprocess.run(["dropdb", *base, "--if-exists", "--force", name], check=True)
+    subprocess.run(["createdb", *base, name], check=True)
+
+
+def reset_redis(broker_url):
+    import redis
+
+    redis.Redis.from_url(broker_url).flushdb()
+
+
+class CpuMeter:
+    """Whole-machine load while a phase runs (other people share this machine)."""
+
+    def __init__(self):
+        self.start = self._read()
+        self.load_start = os.getloadavg()[0]
+
+    @staticmethod
+    def _read():
+        with open("/proc/stat") as fh:
+            values = [int(v) for v in fh.readline().split()[1:]]
+        idle = values[3] + values[4]
+        return sum(values), idle
+
+    def summary(self):
+        total, idle = self._read()
+        busy = 1 - (idle - self.start[1]) / max(1, total - self.start[0])
+        return {"cpu_busy": round(busy, 3), "loadavg_start": self.load_start, "loadavg_end": os.getloadavg()[0]}
+
+
+def percentile(values, q):
+    """Nearest-rank percentile (q in 0..100) of a non-empty list."""
+    ordered = sorted(values)
+    rank = max(1, -(-len(ordered) * q // 100))
+    return ordered[int(rank) - 1]
+
+
+def print_table(headers, rows):
+    widths = [max(len(str(h)), *(len(str(r[i])) for r in rows)) for i, h in enumerate(headers)]
+    line = "  ".join(f"{{:>{w}}}" for w in widths)
+    print(line.format(*headers))
+    print(line.format(*("-" * w for w in widths)))
+    for row in rows:
+        print(line.format(*row))
+
+
+# --- Django-side steps (run in a child process with one configuration's env) ---
+
+
+def _django():
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "app.settings")
+    sys.path.insert(0, str(ROOT))
+    import django
+
+    django.setup()
+
+
+def _user(username):
+    from django.contrib.auth import get_user_model
+
+    user, _ = get_user_model().objects.get_or_create(username=username)
+    return user
+
+
+def step_setup_dispatch(args):
+    _django()
+    from app import catalog
+    from app.models import ApiToken
+
+    user = _user("bench")
+    _, token = ApiToken.issue(user, name="dispatch benchmark")
+    version = catalog.import_version(args.cog_url, args.model)
+    version.refresh_availability(max_age=0)
+    if not version.available:
+        raise SystemExit(f"version not available: {version.unavailable_reason}")
+    print(json.dumps({"token": token, "version": version.id, "ref": version.ref}))
+
+
+def step_upload_url(args):
+    _django()
+    from app import storage
+
+    print(json.dumps({"upload_url": storage.upload_url()}))
+
+
+def step_timings(args):
+    """Server-side timestamps of the given predictions (ids on stdin)."""
+    _django()
+    from app.models import Prediction
+
+    ids = sys.stdin.read().split()
+    rows = Prediction.objects.filter(pk__in=ids).values(
+        "id", "status", "created_at", "attempted_at", "dispatched_at", "started_at", "completed_at", "predict_time"
+    )
+    out = {}
+    for row in rows:
+        out[row["id"]] = {
+            key: (value.timestamp() if hasattr(value, "timestamp") else value) for key, value in row.items()
+        }
+    print(json.dumps(out))
+
+
+def step_seed(args):
+    """`count` succeeded predictions with `outputs` Outputs each, all owned by a
+    fresh user whose token the load generator uses."""
+    _django()
+    import random
+    from datetime import timedelta
+
+    from django.db import transaction
+    from django.utils import timezone
+
+    from app import catalog
+    from app.models import ApiToken, Output, Prediction
+
+    from django.contrib.auth import get_user_model
+
+    get_user_model().objects.filter(username="bench-api").delete()
+    user = _user("bench-api")
+    _, token = ApiToken.issue(user, name="throughput benchmark")
+    schema = json.loads((COG_PREDICTOR_DIR / ".cog" / "openapi_schema.json").read_text())
+    # Never run: the predictions are created as already finished.
+    version = catalog.add_version("local", "bench-api", "cog", "http://127.0.0.1:9", schema, "0.23.1")
+    rng = random.Random(1)
+    now = timezone.now()
+    predictions, outputs = [], []
+    for i in range(args.count):
+        created = now - timedelta(seconds=args.count - i)
+        inp = {
+            "prompt": f"a lighthouse at dusk, oil painting, number {i}", "negative_prompt": "blurry",
+            "width": 512, "height": 512, "num_outputs": args.outputs, "num_inference_steps": 4,
+            "guidance_scale": 7.5, "scheduler": "K_EULER", "seed": rng.randrange(2**32),
+        }
+        p = Prediction(
+            version=version, owner=user, input=inp, status=Prediction.Status.SUCCEEDED,
+            logs="".join(f"step {k}/4\n" for k in range(1, 5)), created_at=created,
+            started_at=created + timedelta(milliseconds=20), completed_at=created + timedelta(milliseconds=900),
+            predict_time=0.85, remote_id="", dispatched_at=created, heard_at=created,
+        )
+        p.remote_id = p.id
+        predictions.append(p)
+        for index in range(args.outputs):
+            base = f"outputs/{p.id[:2]}/{p.id}/"
+            outputs.append(Output(
+                prediction=p, index=index, file=base + f"{index}.png", thumbnail=base + f"{index}.thumb.webp",
+                width=512, height=512, sha256=f"{rng.getrandbits(256):064x}",
+            ))
+    with transaction.atomic():
+        Prediction.objects.bulk_create(predictions, batch_size=2000)
+        Output.objects.bulk_create(outputs, batch_size=2000)
+    from django.db import connection
+
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE")
+    own = sorted(predictions, key=lambda p: (p.created_at, p.id), reverse=True)
+    # Cursors of list pages all through the user's predictions, as the API makes them.
+    from app.views.api import PAGE_SIZE, _encode_cursor
+
+    cursors = [""] + [_encode_cursor("next", own[k - 1]) for k in range(PAGE_SIZE, len(own), PAGE_SIZE)]
+    Path(args.ids_file).write_text("\n".join(p.id for p in own) + "\n")
+    Path(args.cursors_file).write_text("\n".join(cursors) + "\n")
+    print(json.dumps({
+        "token": token, "predictions": Prediction.objects.count(), "outputs": Output.objects.count(),
+        "pages": len(cursors), "queries": _queries_per_request(token, own[len(own) // 2].id, cursors[1]),
+    }))
+
+
+def _queries_per_request(token, prediction_id, cursor):
+    """The SQL each endpoint runs (Django test client, same settings)."""
+    from django.db import connection
+    from django.test import Client
+    from django.test.utils import CaptureQueriesContext
+
+    client = Client(HTTP_AUTHORIZATION=f"Bearer {token}")
+    out = {}
+    for name, path in (("get", f"/v1/predictions/{prediction_id}"), ("list", "/v1/predictions"),
+                       ("list_cursor", f"/v1/predictions?cursor={cursor}")):
+        client.get(path)
+        with CaptureQueriesContext(connection) as queries:
+            response = client.get(path)
+        assert response.status_code == 200, (path, response.status_code, response.content[:300])
+        out[name] = {"queries": len(queries), "sql": [q["sql"][:160] for q in queries],
+                     "bytes": len(response.content)}
+    return out
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="step", required=True)
+    p = sub.add_parser("setup-dispatch")
+    p.add_argument("--cog-url", required=True)
+    p.add_argument("--model", default="local/bench")
+    sub.add_parser("upload-url")
+    sub.add_parser("timings")
+    p = sub.add_parser("seed")
+    p.add_argument("--count", type=int, default=10_000)
+    p.add_argument("--outputs", type=int, default=1)
+    p.add_argument("--ids-file", required=True)
+    p.add_argument("--cursors-file", required=True)
+    args = parser.parse_args()
+    steps = {"setup-dispatch": step_setup_dispatch, "upload-url": step_upload_url, "timings": step_timings,
+             "seed": step_seed}
+    steps[args.step](args)
+
+
+if __name__ == "__main__":
+    main()
