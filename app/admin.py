@@ -240,17 +240,9 @@ class PredictionAdmin(ModeratorOnly, admin.ModelAdmin):
         return obj.is_hidden
 
 
-@admin.register(PredictionReview)
-class PredictionReviewAdmin(PredictionAdmin):
-    """The review queue: predictions with open reports, most reported and newest first."""
-
-    list_select_related = False
-
-    list_display = ["id", "thumbnails", "prompt", "open_reports", "reasons", "last_reported", "owner", "model",
-                    "visibility", "hidden"]
-    list_filter = [("version__model", admin.RelatedOnlyFieldListFilter),
-                   ("owner", admin.RelatedOnlyFieldListFilter), "visibility"]
-    date_hierarchy = None
+class ReviewQueue:
+    """The review queue of a moderated model: items with open reports, most
+    reported and then most recently reported first."""
 
     def get_queryset(self, request):
         return _review_queue(self, request)
@@ -265,6 +257,20 @@ class PredictionReviewAdmin(PredictionAdmin):
     @admin.display(description="Last reported", ordering="last_reported")
     def last_reported(self, obj):
         return obj.last_reported
+
+
+@admin.register(PredictionReview)
+class PredictionReviewAdmin(ReviewQueue, PredictionAdmin):
+    """The review queue: predictions with open reports, most reported and newest first."""
+
+    list_select_related = False
+
+    list_display = ["id", "thumbnails", "prompt", "open_reports", "reasons", "last_reported", "owner", "model",
+                    "visibility", "hidden"]
+    list_filter = [("version__model", admin.RelatedOnlyFieldListFilter),
+                   ("owner", admin.RelatedOnlyFieldListFilter), "visibility"]
+    date_hierarchy = None
+
 
     @admin.display(description="Reasons")
     def reasons(self, obj):
@@ -302,22 +308,9 @@ class ComparisonAdmin(ModeratorOnly, admin.ModelAdmin):
 
 
 @admin.register(ComparisonReview)
-class ComparisonReviewAdmin(ComparisonAdmin):
+class ComparisonReviewAdmin(ReviewQueue, ComparisonAdmin):
     list_display = ["id", "thumbnails", "prompt", "open_reports", "last_reported", "owner", "visibility", "hidden"]
 
-    def get_queryset(self, request):
-        return _review_queue(self, request)
-
-    def get_ordering(self, request):
-        return ["-open_reports", "-last_reported"]
-
-    @admin.display(description="Open reports", ordering="open_reports")
-    def open_reports(self, obj):
-        return obj.open_reports
-
-    @admin.display(description="Last reported", ordering="last_reported")
-    def last_reported(self, obj):
-        return obj.last_reported
 
 
 @admin.register(Report)
