@@ -24,14 +24,15 @@ def absolute(url, base=None):
     return (base or settings.SITE_URL) + url
 
 
-def prediction_json(prediction, base=None):
+def prediction_json(prediction, base=None, outputs=None):
+    """A prediction as /v1 shows it; `outputs`, its Outputs when the caller has them."""
     base = base or settings.SITE_URL
     metrics = {}
     if prediction.predict_time is not None:
         metrics["predict_time"] = prediction.predict_time
     if prediction.total_time is not None:
         metrics["total_time"] = prediction.total_time
-    outputs = list(prediction.outputs.all())
+    outputs = list(prediction.outputs.all()) if outputs is None else outputs
     payload = {
         "id": prediction.id,
         "model": str(prediction.version.model),
@@ -58,6 +59,32 @@ def prediction_json(prediction, base=None):
         # Only its owner and moderators get a hidden prediction at all.
         payload["moderation"] = {"hidden": True, "reason": prediction.hidden_reason}
     return payload
+
+
+def outputs_of(prediction):
+    """A prediction's Outputs, by a query compiled once (app.prepared)."""
+    return _prepared_outputs().all(prediction.pk)
+
+
+def outputs_by_prediction(predictions):
+    """{prediction id: its Outputs} for a page of predictions, in one query.
+
+    prefetch_related("outputs") gives the same, but builds a related manager
+    and a queryset for each prediction: ~0.1 ms each, 10 ms on a page of 100."""
+    from app.models import Output
+
+    grouped = {prediction.pk: [] for prediction in predictions}
+    for output in Output.objects.filter(prediction_id__in=list(grouped)):
+        grouped[output.prediction_id].append(output)
+    return grouped
+
+
+@functools.cache
+def _prepared_outputs():
+    from app.models import Output
+    from app.prepared import Prepared
+
+    return Prepared(lambda prediction_id: Output.objects.filter(prediction_id=prediction_id))
 
 
 @functools.cache

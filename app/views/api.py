@@ -17,6 +17,7 @@ from app import api, limits, netguard, schema
 from app.models import ApiToken, Model, Prediction, Version
 from app.moderation import is_moderator
 from app.openapi import document
+from app.prepared import Prepared
 
 PAGE_SIZE = 100
 EVENTS = {"start", "output", "logs", "completed"}
@@ -66,10 +67,8 @@ def _get_prediction_for_user(request, prediction_id, owner_only=False):
     """(prediction, None), or (None, the problem to answer): 404 for what the
     user may not see, 410 for a shared prediction moderators hid."""
     missing = _not_found(f"Prediction {prediction_id}")
-    try:
-        # get(), not first(): a unique lookup needs no ORDER BY.
-        prediction = Prediction.objects.select_related("version__model").get(pk=prediction_id)
-    except Prediction.DoesNotExist:
+    prediction = PREDICTION.first(prediction_id)
+    if prediction is None:
         return None, missing
     if prediction.owner_id == request.user.pk:
         return prediction, None
@@ -82,6 +81,10 @@ def _get_prediction_for_user(request, prediction_id, owner_only=False):
     if prediction.is_hidden:
         return None, api.problem(410, "Gone", "This prediction was hidden by moderators.")
     return prediction, None
+
+
+# The hottest query of the API (app.prepared says why compiled once).
+PREDICTION = Prepared(lambda pk: Prediction.objects.select_related("version__model").filter(pk=pk))
 
 
 def _get_model(owner, name):
@@ -234,22 +237,16 @@ def _list(request):
         rows = list(queryset.order_by("created_at", "pk")[: PAGE_SIZE + 1])
         has_more, rows = len(rows) > PAGE_SIZE, rows[:PAGE_SIZE][::-1]
         has_next, has_previous = True, has_more
-    _prefetch_outputs(rows)
+    outputs = api.outputs_by_prediction(rows)
     base = _base(request)
     page_url = base + request.path + "?cursor="
     return JsonResponse(
         {
             "next": page_url + _encode_cursor("next", rows[-1]) if has_next and rows else None,
             "previous": page_url + _encode_cursor("previous", rows[0]) if has_previous and rows else None,
-            "results": [api.prediction_json(p, base) for p in rows],
+            "results": [api.prediction_json(p, base, outputs[p.pk]) for p in rows],
         }
     )
-
-
-def _prefetch_outputs(rows):
-    from django.db.models import prefetch_related_objects
-
-    prefetch_related_objects(rows, "outputs")
 
 
 def _encode_cursor(direction, prediction):
@@ -276,7 +273,7 @@ def prediction(request, prediction_id):
     found, refusal = _get_prediction_for_user(request, prediction_id)
     if refusal:
         return refusal
-    return JsonResponse(api.prediction_json(found, _base(request)))
+    return JsonResponse(api.prediction_json(found, _base(request), outputs=api.outputs_of(found)))
 
 
 @api_view("POST")
