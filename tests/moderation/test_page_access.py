@@ -1,0 +1,110 @@
+"""Who sees what on the pages: anonymous, the owner, another user, a moderator
+and plain staff, against public, unlisted, private and hidden items. A private
+or hidden item shows to its owner and moderators only, in no listing or search
+result for anyone else, and never in a link preview (Open Graph) that a chat
+app could fetch without signing in. (The API and stored images:
+test_authorization.py.)"""
+
+import re
+
+import pytest
+from django.test import Client
+
+from app.models import Comparison
+
+from .conftest import login
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+STATES = ["public", "unlisted", "private", "hidden"]
+ROLES = ["anonymous", "owner", "other", "moderator", "staff"]
+SHARED = {"public": 200, "unlisted": 200, "private": 404, "hidden": 410}
+EVERYTHING = {state: 200 for state in STATES}
+# The item's own page, /p/<id> and /c/<id>.
+PAGE = {"anonymous": SHARED, "owner": EVERYTHING, "other": SHARED, "moderator": EVERYTHING, "staff": SHARED}
+OG_IMAGE = re.compile(r'<meta property="og:image" content="([^"]+)"')
+
+
+@pytest.fixture
+def people(alice, bob, moderator, staff):
+    return {"anonymous": None, "owner": alice, "other": bob, "moderator": moderator, "staff": staff}
+
+
+@pytest.fixture
+def items(make_prediction, alice):
+    """Per state, a comparison and its prediction, each with a word of its own in the prompt."""
+    made = {}
+    for state in STATES:
+        visibility = "unlisted" if state == "hidden" else state
+        comparison = Comparison.objects.create(owner=alice, visibility=visibility, input={"prompt": f"a quokka, {state}zz"})
+        prediction = make_prediction(owner=alice, visibility=visibility, comparison=comparison)
+        prediction.input = {"prompt": f"a quokka on a beach, {state}zz", "seed": 1}
+        prediction.save(update_fields=["input"])
+        if state == "hidden":
+            comparison.hide("Hidden by a moderator: test")
+        made[state] = (prediction, comparison)
+    return made
+
+
+def _client(person):
+    return login(Client(), person) if person else Client()
+
+
+def _shown(body, items):
+    """The states whose prediction (or comparison) a page mentions."""
+    return {state for state, (prediction, comparison) in items.items() if prediction.id in body or comparison.id in body}
+
+
+def test_each_item_page(people, items):
+    for role in ROLES:
+        client = _client(people[role])
+        for state, (prediction, comparison) in items.items():
+            for url in (f"/p/{prediction.id}", f"/c/{comparison.id}"):
+                response = client.get(url)
+                assert response.status_code == PAGE[role][state], (role, state, url)
+                body = response.content.decode()
+                if response.status_code != 200:
+                    # The refusal names nothing of the item.
+                    assert f"{state}zz" not in body and not OG_IMAGE.search(body), (role, state, url)
+
+
+def test_listings_and_search_show_only_what_is_public(people, items):
+    listings = ["/gallery", "/gallery?status=any", "/gallery?q=quokka", "/models/local/idle-model"]
+    listings += [f"/gallery?q={state}zz" for state in STATES]
+    for role in ROLES:
+        client = _client(people[role])
+        for url in listings:
+            response = client.get(url)
+            assert response.status_code == 200, (role, url)
+            assert _shown(response.content.decode(), items) <= {"public"}, (role, url)
+        assert "public" in _shown(client.get("/gallery?q=quokka").content.decode(), items), role
+
+
+def test_only_the_owner_lists_their_own_items(people, items):
+    for role in ROLES:
+        body = _client(people[role]).get("/gallery?mine=1&status=any").content.decode()
+        # Signed out, "mine" is the public gallery.
+        expected = {"owner": set(STATES), "anonymous": {"public"}}.get(role, set())
+        assert _shown(body, items) == expected, role
+
+
+def test_link_previews_only_for_what_anyone_may_open(people, items):
+    """A chat app fetches a shared link's preview image without signing in: a
+    page shows one only when that fetch would succeed, and never for a private
+    item, even to its owner."""
+    anonymous = Client()
+    for role in ROLES:
+        client = _client(people[role])
+        for state, (prediction, comparison) in items.items():
+            for url in (f"/p/{prediction.id}", f"/c/{comparison.id}"):
+                response = client.get(url)
+                if response.status_code != 200:
+                    continue
+                previews = OG_IMAGE.findall(response.content.decode())
+                if state == "private":
+                    assert previews == [], (role, url)
+                elif state in ("public", "unlisted"):
+                    assert previews, (role, state, url)
+                for image in previews:
+                    expected = 410 if state == "hidden" else 200
+                    assert anonymous.get(image.removeprefix("http://testserver")).status_code == expected, (role, url)
