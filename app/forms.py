@@ -14,7 +14,7 @@ from django.contrib.auth.forms import UserCreationForm
 
 from app import images, schema
 from app.comparisons import COMMON_FIELDS
-from app.models import Prediction
+from app.models import Prediction, Report
 
 MAX_IMAGE_BYTES = 10 * 1024 * 1024
 TEXTAREA_FIELDS = ("prompt", "negative_prompt")
@@ -196,6 +196,23 @@ class TokenForm(forms.Form):
 
 class VisibilityForm(forms.Form):
     visibility = forms.ChoiceField(choices=Prediction.Visibility.choices)
+
+
+class ReportForm(forms.Form):
+    reason = forms.ChoiceField(
+        label="What is wrong with it?", choices=Report.Reason.choices, widget=forms.RadioSelect,
+        error_messages={"required": "Choose a reason."},
+    )
+    text = forms.CharField(
+        label="Details", required=False, max_length=1000, widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="Optional, except for “Other”. Moderators read it; the owner does not.",
+    )
+
+    def clean(self):
+        cleaned = super().clean()
+        if cleaned.get("reason") == Report.Reason.OTHER and not cleaned.get("text") and "text" not in self.errors:
+            self.add_error("text", "Say what is wrong when you choose “Other”.")
+        return cleaned
 
 
 class DeleteAccountForm(forms.Form):

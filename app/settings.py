@@ -107,6 +107,15 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     DATABASES["default"]["CONN_MAX_AGE"] = 0
     VAR_DIR.mkdir(parents=True, exist_ok=True)
 
+# The cache counts anonymous reports. The default is per process: with several
+# web processes (gunicorn --workers) give them one Redis, e.g.
+# LIGHTBOX_CACHE_URL=redis://127.0.0.1:6379/1, or each counts on its own.
+CACHE_URL = os.environ.get("LIGHTBOX_CACHE_URL", "")
+if CACHE_URL:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL}}
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -201,6 +210,9 @@ DEFAULT_API_VISIBILITY = os.environ.get("LIGHTBOX_API_VISIBILITY", "private")
 # Distinct signed-in reporters that hide a public or unlisted item until a
 # moderator reviews it (anonymous reports only reach the queue).
 REPORT_THRESHOLD = envint("LIGHTBOX_REPORT_THRESHOLD", 3)
+# Reports without an account, per client address (an IPv6 /64) and hour;
+# "none" sets no limit. Counted in the cache (CACHES below).
+ANONYMOUS_REPORTS_PER_HOUR = envlimit("LIGHTBOX_ANONYMOUS_REPORTS_PER_HOUR", "5")
 # Per-user limits for users in no group with limits (GroupLimits in the admin).
 RATE_LIMIT_PER_MINUTE = envlimit("LIGHTBOX_RATE_LIMIT_PER_MINUTE", "60")
 DAILY_QUOTA = envlimit("LIGHTBOX_DAILY_QUOTA", "1000")
@@ -249,7 +261,10 @@ if HTTPS:
     SECURE_HSTS_SECONDS = envint("LIGHTBOX_HSTS_SECONDS", 31536000)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = envbool("LIGHTBOX_HSTS_SUBDOMAINS", "True")
     SECURE_HSTS_PRELOAD = envbool("LIGHTBOX_HSTS_PRELOAD", "True")
-if envbool("LIGHTBOX_BEHIND_PROXY", "False"):
+# Behind a proxy, the client's address is the last one in X-Forwarded-For
+# (the one the proxy added), not REMOTE_ADDR.
+BEHIND_PROXY = envbool("LIGHTBOX_BEHIND_PROXY", "False")
+if BEHIND_PROXY:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
 EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")

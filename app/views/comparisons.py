@@ -6,12 +6,13 @@ from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.utils.http import url_has_allowed_host_and_scheme
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseStopPolling
 
 from app import schema
 from app.forms import VisibilityForm
 from app.models import Comparison, Output, Prediction, Version
+from app.views import reports
 from app.views.playground import can_run
 
 
@@ -101,8 +102,19 @@ def comparison(request, comparison_id):
         other_versions=[v for v in Version.objects.select_related("model").defer("openapi_schema") if v.id not in shown],
         can_run=can_run(request.user),
         visibility_form=VisibilityForm(initial={"visibility": comparison.visibility}),
+        **reports.report_context(request.user, comparison),
     )
     return TemplateResponse(request, "comparison.html", context)
+
+
+@require_http_methods(["GET", "POST"])
+def comparison_report(request, comparison_id):
+    """Anyone who can see it may report it (app.views.reports)."""
+    try:
+        comparison = _get_comparison_for_user(request, comparison_id)
+    except Gone:
+        return gone_response(request)
+    return reports.report(request, comparison)
 
 
 @login_required

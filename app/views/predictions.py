@@ -8,11 +8,12 @@ from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.utils.http import url_has_allowed_host_and_scheme
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from app.api import prediction_json
 from app.forms import VisibilityForm
 from app.models import Prediction
+from app.views import reports
 from app.views.comparisons import Gone, attach_changes, card_response, gone_response
 
 SNIPPET_STRING_MAX = 200
@@ -107,8 +108,19 @@ def prediction(request, prediction_id):
         # Chat apps preview the image: only a safe one.
         og_image=base + outputs[0].file.url if outputs and outputs[0].rating == "safe" else "",
         visibility_form=VisibilityForm(initial={"visibility": prediction.visibility}),
+        **reports.report_context(request.user, prediction),
     )
     return TemplateResponse(request, "prediction.html", context)
+
+
+@require_http_methods(["GET", "POST"])
+def prediction_report(request, prediction_id):
+    """Anyone who can see it may report it (app.views.reports)."""
+    try:
+        prediction = _get_prediction_for_user(request, prediction_id)
+    except Gone:
+        return gone_response(request)
+    return reports.report(request, prediction)
 
 
 @login_required

@@ -23,6 +23,15 @@ document.addEventListener("submit", (event) => {
   if (message && !window.confirm(message)) event.preventDefault();
 }, true);
 
+// Escape closes an open report form (a <details>) and puts focus back on its summary.
+document.addEventListener("keydown", (event) => {
+  if (event.key !== "Escape" || !(event.target instanceof Element)) return;
+  const details = event.target.closest("details.report-details[open]");
+  if (!details) return;
+  details.open = false;
+  details.querySelector("summary").focus();
+});
+
 // The mask painter: paint on the chosen image; white is redrawn. The mask goes
 // into the hidden mask_painted field as a PNG data URI.
 function setUpMaskPainter(root) {

@@ -216,3 +216,73 @@ def test_a_comparison_runs_from_the_keyboard_alone(site, worker, two_versions, n
     page.wait_for_url(re.compile(r"/c/[a-z0-9]+$"))
     expect(page.get_by_role("heading", level=1)).to_have_text("a keyboard-only lighthouse")
     expect(page.locator("article.card [data-status]")).to_have_text(["Succeeded", "Succeeded"], timeout=30_000)
+
+
+def test_report_a_prediction_from_the_keyboard(site, new_page, transactional_db):
+    """A visitor reports someone's prediction: the form opens from a disclosure,
+    a missing detail is pointed out by the field, the thanks replace the form."""
+    from django.contrib.auth import get_user_model
+
+    from app.models import Report
+    from tests.e2e.conftest import PASSWORD, PHONE, axe_violations, log_in, screenshot
+    from tests.web.conftest import SCHEMA, make_prediction, make_version
+
+    owner = get_user_model().objects.create_user("olga", "olga@example.com", PASSWORD)
+    reporter = get_user_model().objects.create_user("pavel", "pavel@example.com", PASSWORD)
+    version = make_version("local", "tiny-sd", SCHEMA)
+    prediction = make_prediction(version, owner=owner, prompt="a harbour at night, fireworks")
+    comparison = Comparison.objects.create(owner=owner, seed=42, input={"prompt": "a harbour at night, fireworks"})
+    make_prediction(version, owner=owner, prompt="a harbour at night, fireworks", comparison=comparison)
+
+    page = new_page()
+    log_in(page, site.url, "pavel")
+    page.goto(f"{site.url}/p/{prediction.id}")
+    summary = page.locator("summary", has_text="Report")
+    summary.focus()
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("group", name="What is wrong with it?")).to_be_visible()
+    page.keyboard.press("Tab")
+    expect(page.get_by_label("Sexual content")).to_be_focused()
+    for _ in range(4):
+        page.keyboard.press("ArrowDown")
+    expect(page.get_by_label("Other")).to_be_checked()
+    page.keyboard.press("Tab")
+    page.keyboard.press("Tab")  # past the details to the button
+    expect(page.get_by_role("button", name="Send report")).to_be_focused()
+    page.keyboard.press("Enter")
+
+    expect(page.get_by_role("alert")).to_contain_text("Your report was not sent.")
+    expect(page.get_by_text("Say what is wrong when you choose “Other”.")).to_be_visible()
+    assert axe_violations(page) == []
+    page.evaluate("window.scrollTo(0, 0)")  # the sticky top bar at the top of the full-page shot
+    screenshot(page, "report-error-desktop")
+    page.get_by_label("Details").fill("The fireworks spell out a phone number: advertising.")
+    page.get_by_role("button", name="Send report").click()
+
+    thanks = page.get_by_role("status")
+    expect(thanks).to_have_text("Thanks, moderators will review it.")
+    expect(thanks).to_be_focused()
+    page.evaluate("window.scrollTo(0, 0)")
+    screenshot(page, "report-sent-desktop")
+    report = Report.objects.get()
+    assert (report.prediction_id, report.reporter, report.reason) == (prediction.id, reporter, "other")
+    assert report.text == "The fireworks spell out a phone number: advertising."
+
+    # On a phone, in dark mode, without an account: the comparison's form fits.
+    phone = new_page(viewport=PHONE, color_scheme="dark")
+    phone.goto(f"{site.url}/c/{comparison.id}")
+    phone.locator("summary", has_text="Report").click()
+    phone.get_by_label("Spam").focus()
+    phone.keyboard.press("Escape")  # closes it again
+    expect(phone.get_by_label("Spam")).to_be_hidden()
+    expect(phone.locator("summary", has_text="Report")).to_be_focused()
+    phone.locator("summary", has_text="Report").click()
+    phone.get_by_label("Spam").check()
+    expect(phone.get_by_role("button", name="Send report")).to_be_visible()
+    assert phone.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    assert axe_violations(phone) == []
+    screenshot(phone, "report-form-phone")
+    phone.get_by_role("button", name="Send report").click()
+    expect(phone.get_by_role("status")).to_have_text("Thanks, moderators will review it.")
+    assert Report.objects.filter(comparison=comparison, reporter=None, reason="spam").exists()
+    assert page.csp_violations == [] and phone.csp_violations == []
