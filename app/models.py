@@ -17,6 +17,7 @@ from django.db import models, transaction
 from django.urls import reverse
 from django.utils import timezone
 
+from app import waits
 from app.moderation import is_moderator
 from app.prepared import Prepared
 
@@ -446,6 +447,8 @@ class Prediction(Moderated):
             for field, value in changes.items():
                 setattr(row, field, value)
             row.save(update_fields=list(changes))
+            if row.is_terminal:
+                waits.ended(row.pk)
         self.refresh_from_db()
         return True
 

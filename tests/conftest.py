@@ -145,6 +145,16 @@ class Worker:
 
 
 @pytest.fixture(scope="session")
+def django_db_setup(django_db_setup):
+    """pytest-django's, and then, before it drops the test database, the
+    connection app.waits keeps LISTENing on it is closed."""
+    yield
+    from app import waits
+
+    waits.LISTENER.stop()
+
+
+@pytest.fixture(scope="session")
 def site(live_server):
     """The live web server; backends send webhooks and uploads to it."""
     from django.conf import settings

@@ -3,7 +3,6 @@
 import base64
 import binascii
 import re
-import time
 from datetime import datetime
 from functools import wraps
 
@@ -13,7 +12,7 @@ from django.db.models import Q
 from django.http import JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from app import api, limits, netguard, schema
+from app import api, limits, netguard, schema, waits
 from app.models import ApiToken, Model, Prediction, Version
 from app.moderation import is_moderator
 from app.openapi import document
@@ -186,21 +185,8 @@ def _prefer_wait(request):
 
 def _wait_for(prediction, seconds):
     """Hold the request until the prediction ends (the result arrives on another
-    thread by webhook) or `seconds` pass.
-
-    The webhook may land in another web process, so this polls the row: every
-    5 ms at first, then every tenth of the time waited so far (at most 0.1 s).
-    The answer so comes within ~10% of the prediction's own time, and a long
-    wait costs no more queries than a fixed 0.1 s poll. (A backoff from 10 ms
-    by 1.5x overslept a 100 ms prediction by up to 50 ms.)"""
-    started = time.monotonic()
-    deadline = started + seconds
-    while True:
-        status = _status(prediction.pk)
-        now = time.monotonic()
-        if status in Prediction.TERMINAL or now >= deadline:
-            break
-        time.sleep(min(max(0.005, (now - started) / 10), 0.1, deadline - now))
+    thread or process, by webhook) or `seconds` pass (app.waits)."""
+    waits.wait(prediction.pk, seconds, lambda: _status(prediction.pk) in Prediction.TERMINAL)
     prediction.refresh_from_db()
     return prediction
 

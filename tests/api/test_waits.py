@@ -1,0 +1,72 @@
+"""app.waits: a request waiting for a prediction (`Prefer: wait`) wakes when the
+prediction ends in another thread or process, by PostgreSQL's NOTIFY, and not
+only when it next looks at the row."""
+
+import threading
+import time
+
+import pytest
+from django.db import connection, connections
+
+from app import catalog, waits
+from app.models import Prediction
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def running(alice):
+    version = catalog.add_version("local", "waits", "cog", "http://127.0.0.1:9", {}, "0.23.1")
+    return Prediction.objects.create(version=version, owner=alice, input={"prompt": "x"}, status="processing")
+
+
+def _ended(prediction_id):
+    return Prediction.objects.filter(pk=prediction_id).values_list("status", flat=True).get() in Prediction.TERMINAL
+
+
+def _end_later(prediction_id, seconds):
+    def end():
+        time.sleep(seconds)
+        try:
+            Prediction.objects.get(pk=prediction_id).fail("Ended by the test")
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=end)
+    thread.start()
+    return thread
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="NOTIFY is PostgreSQL's; elsewhere waiting polls")
+def test_a_notice_wakes_the_wait(running, monkeypatch):
+    # Looking at the row only once a minute: only the notice can end this wait soon.
+    monkeypatch.setattr(waits, "LISTENED_POLL", 60)
+    waits.LISTENER.subscribe("warm-up")
+    deadline = time.monotonic() + 10
+    while not waits.LISTENER.heard_everything_since(time.monotonic()) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    ender = _end_later(running.pk, 0.3)
+    started = time.monotonic()
+    waits.wait(running.pk, 30, lambda: _ended(running.pk))
+    ender.join()
+    assert _ended(running.pk)
+    assert time.monotonic() - started < 10
+
+
+def test_without_notices_the_row_still_ends_the_wait(running, monkeypatch):
+    # As on SQLite, or while the listener is down.
+    monkeypatch.setattr(waits.LISTENER, "heard_everything_since", lambda moment: False)
+    monkeypatch.setattr(waits, "ended", lambda prediction_id, using=None: None)
+    ender = _end_later(running.pk, 0.3)
+    started = time.monotonic()
+    waits.wait(running.pk, 30, lambda: _ended(running.pk))
+    ender.join()
+    assert _ended(running.pk)
+    assert time.monotonic() - started < 10
+
+
+def test_the_wait_gives_up_after_its_seconds(running):
+    started = time.monotonic()
+    waits.wait(running.pk, 0.3, lambda: _ended(running.pk))
+    assert 0.3 <= time.monotonic() - started < 5
+    assert not _ended(running.pk)
