@@ -4,11 +4,13 @@ The defaults run on a fresh checkout with nothing else installed: SQLite, the
 Celery filesystem transport and media files, all under var/.
 """
 
+import ipaddress
 import os
 from decimal import Decimal
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 
 def envbool(name, default="False"):
@@ -169,6 +171,29 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_ALWAYS_EAGER = envbool("CELERY_TASK_ALWAYS_EAGER", "False")
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
+# The cache holds the throttles' counters (app.throttle), so it must be one
+# that every web process shares (not Django's per-process LocMem default):
+# Redis when there is one (REDIS_URL, else a redis:// broker), else a table of
+# the database, created by `migrate` (app.apps).
+REDIS_URL = os.environ.get("REDIS_URL", "")
+if not REDIS_URL and CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+    REDIS_URL = CELERY_BROKER_URL
+if REDIS_URL:
+    CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL,
+                    "KEY_PREFIX": "lightbox"},
+    }
+else:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+            "LOCATION": "lightbox_cache",
+            # Culling at Django's default of 300 entries would let a burst of
+            # new counters erase the ones that block someone.
+            "OPTIONS": {"MAX_ENTRIES": 100_000},
+        }
+    }
+
 # Predictions. A prediction still "starting" with no backend id after
 # DISPATCH_DEADLINE seconds is sent again; one whose backend has said nothing
 # for its version's timeout is failed.
@@ -269,6 +294,18 @@ LOGOUT_REDIRECT_URL = "playground"
 SERVER_TIMING = envbool("LIGHTBOX_SERVER_TIMING", "False")
 # Anyone may browse; running needs an account unless this is on.
 ANONYMOUS_RUNS = envbool("LIGHTBOX_ANONYMOUS_RUNS", "False")
+
+# --- Accounts and throttles (app.throttle; README: Configuration) ---
+# Reverse proxies (addresses or networks, e.g. "127.0.0.1,10.0.0.0/8") whose
+# X-Forwarded-For is believed. Empty: the client is REMOTE_ADDR, whatever the
+# header says, since anyone can send it.
+TRUSTED_PROXIES = [entry.strip() for entry in os.environ.get("LIGHTBOX_TRUSTED_PROXIES", "").split(",")
+                   if entry.strip()]
+for _proxy in TRUSTED_PROXIES:
+    try:
+        ipaddress.ip_network(_proxy, strict=False)
+    except ValueError:
+        raise ImproperlyConfigured(f"LIGHTBOX_TRUSTED_PROXIES: {_proxy!r} is not an address or a network.")
 
 LOGGING = {
     "version": 1,
