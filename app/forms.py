@@ -7,6 +7,7 @@ check types here; the comparison mapping fits each value to each version.
 """
 
 import base64
+from urllib.parse import parse_qs, urlsplit
 
 from django import forms
 from django.contrib.auth import get_user_model
@@ -14,7 +15,7 @@ from django.contrib.auth.forms import UserCreationForm
 
 from app import images, schema
 from app.comparisons import COMMON_FIELDS
-from app.models import Prediction
+from app.models import Invite, Prediction
 
 MAX_IMAGE_BYTES = 10 * 1024 * 1024
 TEXTAREA_FIELDS = ("prompt", "negative_prompt")
@@ -183,11 +184,40 @@ class PlaygroundForm(forms.Form):
 
 
 class SignupForm(UserCreationForm):
+    """With `needs_invite` (LIGHTBOX_SIGNUP=invite), also an invite code; the
+    view claims it in the transaction that saves the user (Invite.claim)."""
+
+    invite = forms.CharField(
+        label="Invite code", max_length=200,
+        help_text="From the invitation you were sent; its link fills it in.",
+    )
     email = forms.EmailField(required=True, help_text="For resetting your password.")
+
+    field_order = ["invite", "username", "email", "password1", "password2"]
 
     class Meta(UserCreationForm.Meta):
         model = get_user_model()
         fields = ("username", "email")
+
+    def __init__(self, *args, needs_invite=False, **kwargs):
+        super().__init__(*args, **kwargs)
+        if not needs_invite:
+            del self.fields["invite"]
+
+    def clean_invite(self):
+        code = invite_code(self.cleaned_data["invite"])
+        problem = Invite.problem_with(Invite.objects.filter(code=code).first())
+        if problem:
+            raise forms.ValidationError(problem, code="invalid_invite")
+        return code
+
+
+def invite_code(text):
+    """The code in what was typed: the code, or the whole sign-up link pasted."""
+    text = text.strip()
+    if "invite=" in text:
+        text = parse_qs(urlsplit(text).query).get("invite", [text])[0]
+    return text.strip()
 
 
 class TokenForm(forms.Form):

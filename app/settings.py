@@ -82,6 +82,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "app.context_processors.accounts",
             ],
         },
     },
@@ -296,6 +297,11 @@ SERVER_TIMING = envbool("LIGHTBOX_SERVER_TIMING", "False")
 ANONYMOUS_RUNS = envbool("LIGHTBOX_ANONYMOUS_RUNS", "False")
 
 # --- Accounts and throttles (app.throttle; README: Configuration) ---
+# Who may create an account: anyone ("open"), people with an invite code from
+# staff ("invite": admin, or `manage.py create_invite`), nobody ("closed").
+SIGNUP = os.environ.get("LIGHTBOX_SIGNUP", "open").strip().lower()
+if SIGNUP not in ("open", "invite", "closed"):
+    raise ImproperlyConfigured(f"LIGHTBOX_SIGNUP is {SIGNUP!r}: it must be open, invite or closed.")
 # Reverse proxies (addresses or networks, e.g. "127.0.0.1,10.0.0.0/8") whose
 # X-Forwarded-For is believed. Empty: the client is REMOTE_ADDR, whatever the
 # header says, since anyone can send it.
