@@ -11,6 +11,7 @@ the trail.
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.admin.helpers import ActionForm
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin
@@ -18,6 +19,7 @@ from django.db.models import Count, Exists, Max, OuterRef, Q
 from django.utils.html import format_html, format_html_join
 
 from app import moderation
+from app.forms import LoginForm
 from app.models import (
     ApiToken,
     Ban,
@@ -37,6 +39,14 @@ from app.models import (
 
 admin.site.site_header = "Lightbox administration"
 OPEN = Q(reports__state=Report.State.OPEN)
+
+
+class AdminLoginForm(LoginForm, AdminAuthenticationForm):
+    """The admin's log-in form, throttled with the same counts as the site's
+    (app.forms.LoginForm): another door must not mean more attempts."""
+
+
+admin.site.login_form = AdminLoginForm
 
 
 class ReasonActionForm(ActionForm):

@@ -11,9 +11,9 @@ from urllib.parse import parse_qs, urlsplit
 
 from django import forms
 from django.contrib.auth import get_user_model
-from django.contrib.auth.forms import UserCreationForm
+from django.contrib.auth.forms import AuthenticationForm, PasswordResetForm, UserCreationForm
 
-from app import images, schema
+from app import images, schema, throttle
 from app.comparisons import COMMON_FIELDS
 from app.models import Invite, Prediction
 
@@ -218,6 +218,62 @@ def invite_code(text):
     if "invite=" in text:
         text = parse_qs(urlsplit(text).query).get("invite", [text])[0]
     return text.strip()
+
+
+class LoginForm(AuthenticationForm):
+    """Django's log-in form, throttled per username and per client address
+    (app.throttle). Every attempt counts until one succeeds, which clears the
+    username's count, so an unknown username gets the same answers as a real
+    one. Once refused, `retry_after` says in how many seconds to try again."""
+
+    retry_after = None
+
+    def clean(self):
+        username, password = self.cleaned_data.get("username"), self.cleaned_data.get("password")
+        if username is None or not password:
+            return super().clean()
+        username, address = username.strip().lower(), throttle.client_ip(self.request)
+        by_username, by_ip = throttle.login_by_username(), throttle.login_by_ip()
+        wait = by_username.hit(username)
+        if wait is None:
+            wait = by_ip.hit(address)
+            if wait is not None:
+                by_username.release(username)
+        if wait is not None:
+            self.retry_after = wait
+            raise forms.ValidationError(
+                f"Too many failed log-in attempts. Try again {throttle.wait_text(wait)}.", code="throttled"
+            )
+        cleaned = super().clean()
+        by_username.clear(username)
+        by_ip.release(address)
+        return cleaned
+
+
+class PasswordResetRequestForm(PasswordResetForm):
+    """Django's password-reset form, throttled per email address and per
+    client address (app.throttle), whether or not an account has the address."""
+
+    retry_after = None
+
+    def __init__(self, *args, request=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.request = request
+
+    def clean_email(self):
+        email = self.cleaned_data["email"]
+        by_email, by_ip = throttle.password_reset_by_email(), throttle.password_reset_by_ip()
+        wait = by_email.hit(email.strip().lower())
+        if wait is None:
+            wait = by_ip.hit(throttle.client_ip(self.request))
+            if wait is not None:
+                by_email.release(email.strip().lower())
+        if wait is not None:
+            self.retry_after = wait
+            raise forms.ValidationError(
+                f"Too many password reset requests. Try again {throttle.wait_text(wait)}.", code="throttled"
+            )
+        return email
 
 
 class TokenForm(forms.Form):

@@ -302,6 +302,14 @@ ANONYMOUS_RUNS = envbool("LIGHTBOX_ANONYMOUS_RUNS", "False")
 SIGNUP = os.environ.get("LIGHTBOX_SIGNUP", "open").strip().lower()
 if SIGNUP not in ("open", "invite", "closed"):
     raise ImproperlyConfigured(f"LIGHTBOX_SIGNUP is {SIGNUP!r}: it must be open, invite or closed.")
+# Log-in attempts per username, and per client address, in LOGIN_WINDOW
+# seconds from the first; a successful log-in clears the username's count.
+LOGIN_ATTEMPTS = envlimit("LIGHTBOX_LOGIN_ATTEMPTS", "5")
+LOGIN_ATTEMPTS_PER_IP = envlimit("LIGHTBOX_LOGIN_ATTEMPTS_PER_IP", "20")
+LOGIN_WINDOW = envint("LIGHTBOX_LOGIN_WINDOW", 15 * 60)
+# Password-reset emails an hour, per address asked for and per client address.
+PASSWORD_RESETS = envlimit("LIGHTBOX_PASSWORD_RESETS", "3")
+PASSWORD_RESETS_PER_IP = envlimit("LIGHTBOX_PASSWORD_RESETS_PER_IP", "10")
 # Reverse proxies (addresses or networks, e.g. "127.0.0.1,10.0.0.0/8") whose
 # X-Forwarded-For is believed. Empty: the client is REMOTE_ADDR, whatever the
 # header says, since anyone can send it.

@@ -1,5 +1,6 @@
-"""Throttles for what has no row to count. Each counts hits per key (a
-client address, a username, an email address) in Django's cache, in a
+"""Throttles for what has no row to count: log-in attempts, password-reset
+requests and the runs of visitors without an account. Each counts hits per
+key (a client address, a username, an email address) in Django's cache, in a
 window that starts with the first hit; past the limit it answers how many
 seconds are left until the window ends.
 
@@ -134,4 +135,20 @@ class Throttle:
         # incr keeps the expiry on Redis; the database cache resets it.
         cache.touch(counter, remaining)
         return total
+
+
+def login_by_username():
+    return Throttle("login-user", settings.LOGIN_ATTEMPTS, settings.LOGIN_WINDOW)
+
+
+def login_by_ip():
+    return Throttle("login-ip", settings.LOGIN_ATTEMPTS_PER_IP, settings.LOGIN_WINDOW)
+
+
+def password_reset_by_email():
+    return Throttle("reset-email", settings.PASSWORD_RESETS, HOUR)
+
+
+def password_reset_by_ip():
+    return Throttle("reset-ip", settings.PASSWORD_RESETS_PER_IP, HOUR)
 

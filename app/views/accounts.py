@@ -1,10 +1,11 @@
 """Sign up (open, by invite or closed: LIGHTBOX_SIGNUP), the profile (API
 tokens, one's own predictions and comparisons), deleting one's account. Log
-in/out and password reset are Django's own views."""
+in/out and password reset are Django's own views, with throttled forms."""
 
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login, logout
+from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
@@ -16,6 +17,8 @@ from django.views.decorators.http import require_http_methods, require_POST
 from app import pagination
 from app.forms import (
     DeleteAccountForm,
+    LoginForm,
+    PasswordResetRequestForm,
     SignupForm,
     TokenForm,
     VisibilityForm,
@@ -63,6 +66,31 @@ def _create_account(form):
         if invite is not None:
             invite.use(user)
     return user
+
+
+def _refused_if_throttled(response, form):
+    """A form its throttle refused answers 429 with Retry-After."""
+    if form.retry_after:
+        response.status_code = 429
+        response["Retry-After"] = str(form.retry_after)
+    return response
+
+
+class LoginView(auth_views.LoginView):
+    authentication_form = LoginForm
+
+    def form_invalid(self, form):
+        return _refused_if_throttled(super().form_invalid(form), form)
+
+
+class PasswordResetView(auth_views.PasswordResetView):
+    form_class = PasswordResetRequestForm
+
+    def get_form_kwargs(self):
+        return {**super().get_form_kwargs(), "request": self.request}
+
+    def form_invalid(self, form):
+        return _refused_if_throttled(super().form_invalid(form), form)
 
 
 def _get_token_for_user(request, token_id):

@@ -312,3 +312,108 @@ def test_create_invite_prints_sign_up_links(transactional_db):
         assert link == invite.signup_url and "/account/signup?invite=" in link
         assert invite.expires_at is not None and invite.note == "workshop"
 
+
+# --- Log-in and password-reset throttling -------------------------------------------
+
+WRONG = "not the password"
+
+
+def _log_in(client, username, password):
+    return client.post("/account/login/", {"username": username, "password": password})
+
+
+def _errors(response):
+    return re.findall(r'<div class="form-errors" role="alert"><ul><li>([^<]+)</li>', response.content.decode())
+
+
+def test_log_ins_are_refused_after_n_failures_even_with_the_right_password(client, alice, settings):
+    settings.LOGIN_ATTEMPTS = 3
+    for _ in range(3):
+        assert _log_in(client, "alice", WRONG).status_code == 200
+
+    refused = _log_in(client, "alice", "correct horse battery")
+
+    assert refused.status_code == 429
+    assert _errors(refused) == ["Too many failed log-in attempts. Try again in 15 minutes."]
+    assert 1 <= int(refused["Retry-After"]) <= 15 * 60
+    assert "Log out" not in client.get("/").content.decode()
+
+
+def test_an_unknown_username_gets_the_same_answers(client, alice, settings):
+    settings.LOGIN_ATTEMPTS = 2
+    answers = {}
+    for username in ("alice", "nobody"):
+        answers[username] = [
+            (response.status_code, _errors(response))
+            for response in (_log_in(client, username, WRONG) for _ in range(3))
+        ]
+
+    assert answers["alice"] == answers["nobody"]
+    assert [status for status, _ in answers["nobody"]] == [200, 200, 429]
+
+
+def test_a_successful_log_in_clears_the_usernames_count(client, alice, settings):
+    settings.LOGIN_ATTEMPTS = 2
+    _log_in(client, "alice", WRONG)
+    assert _log_in(client, "alice", "correct horse battery").status_code == 302
+    client.post("/account/logout/")
+
+    assert [_log_in(client, "alice", WRONG).status_code for _ in range(3)] == [200, 200, 429]
+
+
+def test_the_username_count_ignores_case(client, alice, settings):
+    settings.LOGIN_ATTEMPTS = 2
+    _log_in(client, "alice", WRONG)
+    _log_in(client, "ALICE", WRONG)
+
+    assert _log_in(client, "Alice", WRONG).status_code == 429
+
+
+def test_one_address_trying_many_usernames_is_refused(alice, settings):
+    from django.test import Client
+
+    settings.LOGIN_ATTEMPTS_PER_IP = 3
+    attacker, elsewhere = Client(REMOTE_ADDR="203.0.113.7"), Client(REMOTE_ADDR="198.51.100.2")
+    statuses = [_log_in(attacker, name, WRONG).status_code for name in ("a", "b", "c", "d")]
+
+    assert statuses == [200, 200, 200, 429]
+    assert _log_in(elsewhere, "alice", "correct horse battery").status_code == 302
+
+
+def test_log_in_works_again_once_the_window_has_passed(client, alice, settings):
+    import time
+
+    # 2 s: the database cache keeps expiry times in whole seconds.
+    settings.LOGIN_ATTEMPTS, settings.LOGIN_WINDOW = 1, 2
+    _log_in(client, "alice", WRONG)
+    refused = _log_in(client, "alice", "correct horse battery")
+    assert refused.status_code == 429 and re.search(r"Try again in [12] seconds?\.", _errors(refused)[0])
+
+    time.sleep(2.5)
+
+    assert _log_in(client, "alice", "correct horse battery").status_code == 302
+
+
+def test_the_admin_log_in_shares_the_count(client, admin_user, settings):
+    settings.LOGIN_ATTEMPTS = 2
+    _log_in(client, "admin", WRONG)
+    client.post("/admin/login/", {"username": "admin", "password": WRONG})
+
+    refused = client.post("/admin/login/", {"username": "admin", "password": "password"})
+
+    assert "Too many failed log-in attempts." in refused.content.decode()
+    assert _log_in(client, "admin", "password").status_code == 429
+
+
+def test_password_reset_requests_are_throttled_per_address(client, alice, settings):
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    settings.PASSWORD_RESETS = 2
+    for email in ("alice@example.com", "nobody@example.com"):
+        statuses = [client.post("/account/password_reset/", {"email": email}).status_code for _ in range(2)]
+        refused = client.post("/account/password_reset/", {"email": email})
+
+        assert statuses == [302, 302] and refused.status_code == 429
+        assert 'id="id_email_error">Too many password reset requests. Try again in 60 minutes.' in (
+            refused.content.decode())
+        assert int(refused["Retry-After"]) > 3000
+    assert len(mail.outbox) == 2  # alice's two; none for the unknown address
