@@ -310,6 +310,9 @@ LOGIN_WINDOW = envint("LIGHTBOX_LOGIN_WINDOW", 15 * 60)
 # Password-reset emails an hour, per address asked for and per client address.
 PASSWORD_RESETS = envlimit("LIGHTBOX_PASSWORD_RESETS", "3")
 PASSWORD_RESETS_PER_IP = envlimit("LIGHTBOX_PASSWORD_RESETS_PER_IP", "10")
+# Predictions an hour that visitors without an account may start from one
+# client address (with LIGHTBOX_ANONYMOUS_RUNS on).
+ANONYMOUS_PREDICTIONS_PER_HOUR = envlimit("LIGHTBOX_ANONYMOUS_PREDICTIONS_PER_HOUR", "20")
 # Reverse proxies (addresses or networks, e.g. "127.0.0.1,10.0.0.0/8") whose
 # X-Forwarded-For is believed. Empty: the client is REMOTE_ADDR, whatever the
 # header says, since anyone can send it.

@@ -152,3 +152,6 @@ def password_reset_by_email():
 def password_reset_by_ip():
     return Throttle("reset-ip", settings.PASSWORD_RESETS_PER_IP, HOUR)
 
+
+def visitor_runs():
+    return Throttle("visitor-runs", settings.ANONYMOUS_PREDICTIONS_PER_HOUR, HOUR)
