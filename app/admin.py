@@ -11,6 +11,7 @@ the trail.
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.admin.helpers import ActionForm
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin
@@ -18,6 +19,7 @@ from django.db.models import Count, Exists, Max, OuterRef, Q
 from django.utils.html import format_html, format_html_join
 
 from app import moderation
+from app.forms import LoginForm
 from app.models import (
     ApiToken,
     Ban,
@@ -25,6 +27,7 @@ from app.models import (
     Comparison,
     ComparisonReview,
     GroupLimits,
+    Invite,
     Model,
     ModerationAction,
     Output,
@@ -36,6 +39,14 @@ from app.models import (
 
 admin.site.site_header = "Lightbox administration"
 OPEN = Q(reports__state=Report.State.OPEN)
+
+
+class AdminLoginForm(LoginForm, AdminAuthenticationForm):
+    """The admin's log-in form, throttled with the same counts as the site's
+    (app.forms.LoginForm): another door must not mean more attempts."""
+
+
+admin.site.login_form = AdminLoginForm
 
 
 class ReasonActionForm(ActionForm):
@@ -460,3 +471,37 @@ class ApiTokenAdmin(admin.ModelAdmin):
     def revoke(self, request, queryset):
         for token in queryset.filter(revoked_at__isnull=True):
             token.revoke()
+
+
+@admin.register(Invite)
+class InviteAdmin(admin.ModelAdmin):
+    """Invite codes for LIGHTBOX_SIGNUP=invite: staff add one (a note and an
+    optional expiry) and send its sign-up link. Deleting an unused one revokes it."""
+
+    list_display = ["code", "state", "note", "signup_link", "created_by", "created_at", "expires_at", "used_by",
+                    "used_at"]
+    list_select_related = ["created_by", "used_by"]
+    search_fields = ["code", "note", "used_by__username"]
+    fields = ["signup_link", "note", "expires_at", "created_by", "created_at", "used_by", "used_at"]
+    readonly_fields = ["signup_link", "created_by", "created_at", "used_by", "used_at"]
+
+    def save_model(self, request, obj, form, change):
+        if not change:
+            obj.created_by = request.user
+        super().save_model(request, obj, form, change)
+
+    def response_add(self, request, obj, post_url_continue=None):
+        self.message_user(request, format_html("Send this sign-up link: {}", obj.signup_url), messages.SUCCESS)
+        return super().response_add(request, obj, post_url_continue)
+
+    @admin.display(description="Sign-up link")
+    def signup_link(self, obj):
+        if obj is None or obj.pk is None:
+            return "Shown once the invite is saved."
+        return format_html('<a href="{0}">{0}</a>', obj.signup_url)
+
+    @admin.display(description="State")
+    def state(self, obj):
+        if obj.used_at:
+            return "used"
+        return "expired" if obj.is_expired else "open"

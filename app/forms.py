@@ -7,14 +7,15 @@ check types here; the comparison mapping fits each value to each version.
 """
 
 import base64
+from urllib.parse import parse_qs, urlsplit
 
 from django import forms
 from django.contrib.auth import get_user_model
-from django.contrib.auth.forms import UserCreationForm
+from django.contrib.auth.forms import AuthenticationForm, PasswordResetForm, UserCreationForm
 
-from app import images, schema
+from app import images, schema, throttle
 from app.comparisons import COMMON_FIELDS
-from app.models import Prediction, Report
+from app.models import Invite, Prediction, Report
 
 MAX_IMAGE_BYTES = 10 * 1024 * 1024
 TEXTAREA_FIELDS = ("prompt", "negative_prompt")
@@ -183,11 +184,96 @@ class PlaygroundForm(forms.Form):
 
 
 class SignupForm(UserCreationForm):
+    """With `needs_invite` (LIGHTBOX_SIGNUP=invite), also an invite code; the
+    view claims it in the transaction that saves the user (Invite.claim)."""
+
+    invite = forms.CharField(
+        label="Invite code", max_length=200,
+        help_text="From the invitation you were sent; its link fills it in.",
+    )
     email = forms.EmailField(required=True, help_text="For resetting your password.")
+
+    field_order = ["invite", "username", "email", "password1", "password2"]
 
     class Meta(UserCreationForm.Meta):
         model = get_user_model()
         fields = ("username", "email")
+
+    def __init__(self, *args, needs_invite=False, **kwargs):
+        super().__init__(*args, **kwargs)
+        if not needs_invite:
+            del self.fields["invite"]
+
+    def clean_invite(self):
+        code = invite_code(self.cleaned_data["invite"])
+        problem = Invite.problem_with(Invite.objects.filter(code=code).first())
+        if problem:
+            raise forms.ValidationError(problem, code="invalid_invite")
+        return code
+
+
+def invite_code(text):
+    """The code in what was typed: the code, or the whole sign-up link pasted."""
+    text = text.strip()
+    if "invite=" in text:
+        text = parse_qs(urlsplit(text).query).get("invite", [text])[0]
+    return text.strip()
+
+
+class LoginForm(AuthenticationForm):
+    """Django's log-in form, throttled per username and per client address
+    (app.throttle). Every attempt counts until one succeeds, which clears the
+    username's count, so an unknown username gets the same answers as a real
+    one. Once refused, `retry_after` says in how many seconds to try again."""
+
+    retry_after = None
+
+    def clean(self):
+        username, password = self.cleaned_data.get("username"), self.cleaned_data.get("password")
+        if username is None or not password:
+            return super().clean()
+        username, address = username.strip().lower(), throttle.client_ip(self.request)
+        by_username, by_ip = throttle.login_by_username(), throttle.login_by_ip()
+        wait = by_username.hit(username)
+        if wait is None:
+            wait = by_ip.hit(address)
+            if wait is not None:
+                by_username.release(username)
+        if wait is not None:
+            self.retry_after = wait
+            raise forms.ValidationError(
+                f"Too many failed log-in attempts. Try again {throttle.wait_text(wait)}.", code="throttled"
+            )
+        cleaned = super().clean()
+        by_username.clear(username)
+        by_ip.release(address)
+        return cleaned
+
+
+class PasswordResetRequestForm(PasswordResetForm):
+    """Django's password-reset form, throttled per email address and per
+    client address (app.throttle), whether or not an account has the address."""
+
+    retry_after = None
+
+    def __init__(self, *args, request=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.request = request
+
+    def clean_email(self):
+        email = self.cleaned_data["email"]
+        by_email, by_ip = throttle.password_reset_by_email(), throttle.password_reset_by_ip()
+        wait = by_email.hit(email.strip().lower())
+        if wait is None:
+            wait = by_ip.hit(throttle.client_ip(self.request))
+            if wait is not None:
+                by_email.release(email.strip().lower())
+        if wait is not None:
+            self.retry_after = wait
+            raise forms.ValidationError(
+                f"Too many password reset requests. Try again {throttle.wait_text(wait)}.", code="throttled"
+            )
+        return email
 
 
 class TokenForm(forms.Form):

@@ -5,7 +5,9 @@ reset at 00:00 UTC), predictions running at once, and USD a month on versions
 that run on the site's shared REPLICATE_API_TOKEN; and a site-wide monthly
 spend cap on those versions. Limits come from the user's groups (GroupLimits,
 edited in the admin; the most generous wins) or the LIGHTBOX_* defaults.
-Superusers have none. A banned user may not run anything.
+Superusers have none. A banned user may not run anything. Visitors without
+an account (LIGHTBOX_ANONYMOUS_RUNS) may start so many predictions an hour from
+one client address (admit_visitor; counted in the cache, app.throttle).
 
 Costs: a version's price per second times the expected predict time (the
 average of its last runs) is the estimate saved on a new prediction; when it
@@ -166,6 +168,35 @@ def admit(owner, versions):
                 status=402, title="Site spend cap reached",
             )
     return costs
+
+
+def admit_visitor(address, count):
+    """Count `count` predictions a visitor without an account starts from
+    `address` (throttle.client_ip); raises RunRefused past
+    LIGHTBOX_ANONYMOUS_PREDICTIONS_PER_HOUR. Give them back with
+    release_visitor if the run does not start after all."""
+    from app import throttle
+
+    allowed = settings.ANONYMOUS_PREDICTIONS_PER_HOUR
+    if allowed is not None and count > allowed:
+        raise RunRefused(
+            f"Without an account you can start {allowed} predictions an hour. Pick fewer models, or log in.",
+            title="Rate limit reached",
+        )
+    wait = throttle.visitor_runs().hit(address, count)
+    if wait is not None:
+        raise RunRefused(
+            f"Without an account you can start {allowed} predictions an hour from one address. "
+            f"Try again {throttle.wait_text(wait)}, or log in.",
+            title="Rate limit reached",
+            retry_after=wait,
+        )
+
+
+def release_visitor(address, count):
+    from app import throttle
+
+    throttle.visitor_runs().release(address, count)
 
 
 def month_start(now=None):

@@ -13,9 +13,11 @@ from datetime import timedelta
 from decimal import Decimal
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models, transaction
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.http import urlencode
 
 from app import waits
 from app.moderation import is_moderator
@@ -693,6 +695,79 @@ class ApiToken(models.Model):
 ACTIVE_TOKEN = Prepared(
     lambda key_hash: ApiToken.objects.select_related("user").filter(key_hash=key_hash, revoked_at__isnull=True)
 )
+
+
+def new_invite_code():
+    """128 random bits, URL-safe (22 characters)."""
+    return secrets.token_urlsafe(16)
+
+
+class InviteQuerySet(models.QuerySet):
+    def usable(self):
+        return self.filter(used_at__isnull=True).filter(
+            models.Q(expires_at__isnull=True) | models.Q(expires_at__gt=timezone.now())
+        )
+
+
+class Invite(models.Model):
+    """A single-use code that lets one person sign up while LIGHTBOX_SIGNUP is
+    "invite". Staff make them in the admin or with `manage.py create_invite`
+    and send the sign-up link, which fills the code in."""
+
+    code = models.CharField(max_length=32, unique=True, default=new_invite_code, editable=False)
+    note = models.CharField(max_length=200, blank=True, help_text="Who it is for (staff only).")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField(null=True, blank=True, help_text="Empty: it does not expire.")
+    used_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # Set once, when someone signs up with it; it stays used if they leave.
+    used_at = models.DateTimeField(null=True, blank=True)
+
+    objects = InviteQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return self.code
+
+    @property
+    def signup_url(self):
+        return f"{settings.SITE_URL}{reverse('signup')}?{urlencode({'invite': self.code})}"
+
+    @property
+    def is_expired(self):
+        return self.expires_at is not None and self.expires_at <= timezone.now()
+
+    @classmethod
+    def problem_with(cls, invite):
+        """Why `invite` (an Invite or None) cannot be used, or "" if it can."""
+        if invite is None:
+            return "This invite code is not valid. Check it against the link you were sent."
+        if invite.used_at is not None:
+            return "This invite code has already been used. Ask for a new one."
+        if invite.is_expired:
+            return f"This invite code expired on {invite.expires_at:%Y-%m-%d %H:%M} UTC. Ask for a new one."
+        return ""
+
+    @classmethod
+    def claim(cls, code):
+        """The invite with this code, locked until the transaction ends, so
+        that two people cannot both sign up with it. Raises ValidationError if
+        it cannot be used. Call inside the transaction that saves the user."""
+        invite = cls.objects.select_for_update().filter(code=code).first()
+        problem = cls.problem_with(invite)
+        if problem:
+            raise ValidationError(problem, code="invalid_invite")
+        return invite
+
+    def use(self, user):
+        self.used_by, self.used_at = user, timezone.now()
+        self.save(update_fields=["used_by", "used_at"])
 
 
 # --- Moderation, content safety and limits (app.moderation, app.limits) ----------

@@ -23,7 +23,6 @@ from django.db import transaction
 
 MODERATORS_GROUP = "moderators"
 BAN_HIDE_REASON = "The owner's account is suspended."
-ANONYMOUS_REPORT_WINDOW = 3600  # seconds
 NSFW_LINE_RE = re.compile(r"^nsfw_content_detected:\s*(\[.*\])\s*$", re.M)
 
 
@@ -130,22 +129,13 @@ def file_report(target, reason, text="", reporter=None):
 
 
 def anonymous_report_allowed(address):
-    """Count one report without an account from `address` (a client's network):
+    """Count one report without an account from `address` (throttle.client_ip):
     False once it has sent ANONYMOUS_REPORTS_PER_HOUR in the hour since its
     first. Anonymous reports never hide anything, but each one lands in the
     moderators' queue, so one machine must not be able to flood it."""
-    from django.core.cache import cache
+    from app import throttle
 
-    limit = settings.ANONYMOUS_REPORTS_PER_HOUR
-    if limit is None:
-        return True
-    key = f"lightbox:anonymous-reports:{address}"
-    cache.add(key, 0, timeout=ANONYMOUS_REPORT_WINDOW)
-    try:
-        count = cache.incr(key)
-    except ValueError:  # it expired between add() and incr()
-        cache.set(key, count := 1, timeout=ANONYMOUS_REPORT_WINDOW)
-    return count <= limit
+    return throttle.anonymous_reports().hit(address) is None
 
 
 def open_reporters(target):

@@ -4,11 +4,13 @@ The defaults run on a fresh checkout with nothing else installed: SQLite, the
 Celery filesystem transport and media files, all under var/.
 """
 
+import ipaddress
 import os
 from decimal import Decimal
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 
 def envbool(name, default="False"):
@@ -80,6 +82,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "app.context_processors.accounts",
             ],
         },
     },
@@ -106,15 +109,6 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     DATABASES["default"]["OPTIONS"] = SQLITE_OPTIONS
     DATABASES["default"]["CONN_MAX_AGE"] = 0
     VAR_DIR.mkdir(parents=True, exist_ok=True)
-
-# The cache counts anonymous reports. The default is per process: with several
-# web processes (gunicorn --workers) give them one Redis, e.g.
-# LIGHTBOX_CACHE_URL=redis://127.0.0.1:6379/1, or each counts on its own.
-CACHE_URL = os.environ.get("LIGHTBOX_CACHE_URL", "")
-if CACHE_URL:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL}}
-else:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -177,6 +171,29 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_ALWAYS_EAGER = envbool("CELERY_TASK_ALWAYS_EAGER", "False")
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+
+# The cache holds the throttles' counters (app.throttle), so it must be one
+# that every web process shares (not Django's per-process LocMem default):
+# Redis when there is one (REDIS_URL, else a redis:// broker), else a table of
+# the database, created by `migrate` (app.apps).
+REDIS_URL = os.environ.get("REDIS_URL", "")
+if not REDIS_URL and CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+    REDIS_URL = CELERY_BROKER_URL
+if REDIS_URL:
+    CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL,
+                    "KEY_PREFIX": "lightbox"},
+    }
+else:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+            "LOCATION": "lightbox_cache",
+            # Culling at Django's default of 300 entries would let a burst of
+            # new counters erase the ones that block someone.
+            "OPTIONS": {"MAX_ENTRIES": 100_000},
+        }
+    }
 
 # Predictions. A prediction still "starting" with no backend id after
 # DISPATCH_DEADLINE seconds is sent again; one whose backend has said nothing
@@ -261,8 +278,8 @@ if HTTPS:
     SECURE_HSTS_SECONDS = envint("LIGHTBOX_HSTS_SECONDS", 31536000)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = envbool("LIGHTBOX_HSTS_SUBDOMAINS", "True")
     SECURE_HSTS_PRELOAD = envbool("LIGHTBOX_HSTS_PRELOAD", "True")
-# Behind a proxy, the client's address is the last one in X-Forwarded-For
-# (the one the proxy added), not REMOTE_ADDR.
+# Behind a proxy that terminates HTTPS: trust its X-Forwarded-Proto. (Whose
+# X-Forwarded-For to believe is LIGHTBOX_TRUSTED_PROXIES.)
 BEHIND_PROXY = envbool("LIGHTBOX_BEHIND_PROXY", "False")
 if BEHIND_PROXY:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
@@ -284,6 +301,34 @@ LOGOUT_REDIRECT_URL = "playground"
 SERVER_TIMING = envbool("LIGHTBOX_SERVER_TIMING", "False")
 # Anyone may browse; running needs an account unless this is on.
 ANONYMOUS_RUNS = envbool("LIGHTBOX_ANONYMOUS_RUNS", "False")
+
+# --- Accounts and throttles (app.throttle; README: Configuration) ---
+# Who may create an account: anyone ("open"), people with an invite code from
+# staff ("invite": admin, or `manage.py create_invite`), nobody ("closed").
+SIGNUP = os.environ.get("LIGHTBOX_SIGNUP", "open").strip().lower()
+if SIGNUP not in ("open", "invite", "closed"):
+    raise ImproperlyConfigured(f"LIGHTBOX_SIGNUP is {SIGNUP!r}: it must be open, invite or closed.")
+# Log-in attempts per username, and per client address, in LOGIN_WINDOW
+# seconds from the first; a successful log-in clears the username's count.
+LOGIN_ATTEMPTS = envlimit("LIGHTBOX_LOGIN_ATTEMPTS", "5")
+LOGIN_ATTEMPTS_PER_IP = envlimit("LIGHTBOX_LOGIN_ATTEMPTS_PER_IP", "20")
+LOGIN_WINDOW = envint("LIGHTBOX_LOGIN_WINDOW", 15 * 60)
+# Password-reset emails an hour, per address asked for and per client address.
+PASSWORD_RESETS = envlimit("LIGHTBOX_PASSWORD_RESETS", "3")
+PASSWORD_RESETS_PER_IP = envlimit("LIGHTBOX_PASSWORD_RESETS_PER_IP", "10")
+# Predictions an hour that visitors without an account may start from one
+# client address (with LIGHTBOX_ANONYMOUS_RUNS on).
+ANONYMOUS_PREDICTIONS_PER_HOUR = envlimit("LIGHTBOX_ANONYMOUS_PREDICTIONS_PER_HOUR", "20")
+# Reverse proxies (addresses or networks, e.g. "127.0.0.1,10.0.0.0/8") whose
+# X-Forwarded-For is believed. Empty: the client is REMOTE_ADDR, whatever the
+# header says, since anyone can send it.
+TRUSTED_PROXIES = [entry.strip() for entry in os.environ.get("LIGHTBOX_TRUSTED_PROXIES", "").split(",")
+                   if entry.strip()]
+for _proxy in TRUSTED_PROXIES:
+    try:
+        ipaddress.ip_network(_proxy, strict=False)
+    except ValueError:
+        raise ImproperlyConfigured(f"LIGHTBOX_TRUSTED_PROXIES: {_proxy!r} is not an address or a network.")
 
 LOGGING = {
     "version": 1,

@@ -25,6 +25,9 @@ hook_patterns = [
 
 account_patterns = [
     path("signup", accounts.signup, name="signup"),
+    # Before Django's own (included below): throttled forms.
+    path("login/", accounts.LoginView.as_view(), name="login"),
+    path("password_reset/", accounts.PasswordResetView.as_view(), name="password_reset"),
     path("", accounts.profile, name="profile"),
     path("tokens", accounts.token_create, name="token-create"),
     path("tokens/<int:token_id>/revoke", accounts.token_revoke, name="token-revoke"),

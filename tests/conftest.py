@@ -298,3 +298,14 @@ def _clean_test_var():
         if key in settings.CELERY_BROKER_TRANSPORT_OPTIONS:
             os.makedirs(settings.CELERY_BROKER_TRANSPORT_OPTIONS[key], exist_ok=True)
     yield
+
+
+@pytest.fixture(autouse=True)
+def _throttles_of_its_own(settings):
+    """Each test counts log-ins, resets and visitors' runs afresh (app.throttle):
+    a cache key prefix of its own. Not cache.clear(): on Redis that flushes the
+    broker's database too."""
+    import uuid
+
+    default = settings.CACHES["default"]
+    settings.CACHES = {**settings.CACHES, "default": {**default, "KEY_PREFIX": f"test-{uuid.uuid4().hex[:12]}"}}

@@ -1,17 +1,30 @@
-"""Sign up, the profile (API tokens, one's own predictions and comparisons),
-deleting one's account. Log in/out and password reset are Django's own views."""
+"""Sign up (open, by invite or closed: LIGHTBOX_SIGNUP), the profile (API
+tokens, one's own predictions and comparisons), deleting one's account. Log
+in/out and password reset are Django's own views, with throttled forms."""
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login, logout
+from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
 from django.db.models import Count
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.views.decorators.http import require_http_methods, require_POST
 
 from app import pagination
-from app.forms import DeleteAccountForm, SignupForm, TokenForm, VisibilityForm
-from app.models import ApiToken, ContentPreference
+from app.forms import (
+    DeleteAccountForm,
+    LoginForm,
+    PasswordResetRequestForm,
+    SignupForm,
+    TokenForm,
+    VisibilityForm,
+    invite_code,
+)
+from app.models import ApiToken, ContentPreference, Invite
 from app.views.gallery import TILE_FIELDS, with_tiles
 
 PAGE_SIZE = 24
@@ -21,13 +34,63 @@ PAGE_SIZE = 24
 def signup(request):
     if request.user.is_authenticated:
         return redirect("playground")
-    form = SignupForm(request.POST or None)
+    if settings.SIGNUP == "closed":
+        return TemplateResponse(request, "accounts/signup_closed.html", status=403)
+    needs_invite = settings.SIGNUP == "invite"
+    code = invite_code(request.GET.get("invite", ""))
+    form = SignupForm(request.POST or None, needs_invite=needs_invite, initial={"invite": code})
     if request.method == "POST" and form.is_valid():
+        try:
+            user = _create_account(form)
+        except ValidationError as exc:
+            form.add_error("invite", exc)
+        except IntegrityError:
+            # Someone took the username between the form's check and the save.
+            form.add_error("username", "A user with that username already exists.")
+        else:
+            login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+            messages.success(request, f"Welcome, {user.username}.")
+            return redirect("playground")
+    context = {"form": form, "needs_invite": needs_invite}
+    if needs_invite and code and request.method == "GET":
+        # Said before anyone types a password for a link that cannot work.
+        context["invite_problem"] = Invite.problem_with(Invite.objects.filter(code=code).first())
+    return TemplateResponse(request, "accounts/signup.html", context)
+
+
+def _create_account(form):
+    """Save the user and the use of their invite together, or neither."""
+    with transaction.atomic():
+        invite = Invite.claim(form.cleaned_data["invite"]) if "invite" in form.cleaned_data else None
         user = form.save()
-        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
-        messages.success(request, f"Welcome, {user.username}.")
-        return redirect("playground")
-    return TemplateResponse(request, "accounts/signup.html", {"form": form})
+        if invite is not None:
+            invite.use(user)
+    return user
+
+
+def _refused_if_throttled(response, form):
+    """A form its throttle refused answers 429 with Retry-After."""
+    if form.retry_after:
+        response.status_code = 429
+        response["Retry-After"] = str(form.retry_after)
+    return response
+
+
+class LoginView(auth_views.LoginView):
+    authentication_form = LoginForm
+
+    def form_invalid(self, form):
+        return _refused_if_throttled(super().form_invalid(form), form)
+
+
+class PasswordResetView(auth_views.PasswordResetView):
+    form_class = PasswordResetRequestForm
+
+    def get_form_kwargs(self):
+        return {**super().get_form_kwargs(), "request": self.request}
+
+    def form_invalid(self, form):
+        return _refused_if_throttled(super().form_invalid(form), form)
 
 
 def _get_token_for_user(request, token_id):

@@ -9,11 +9,11 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseStopPolling
 
-from app import schema
+from app import limits, schema
 from app.forms import VisibilityForm
 from app.models import Comparison, Output, Prediction, Version
 from app.views import reports
-from app.views.playground import can_run
+from app.views.playground import can_run, start_comparison
 
 
 class Gone(Exception):
@@ -138,16 +138,19 @@ def comparison_rerun(request, comparison_id):
     versions = [p.version for p in comparison.predictions.select_related("version__model").order_by("created_at")]
     seed = comparison.seed if request.POST.get("seed") == "same" else None
     try:
-        rerun = Comparison.start(
+        rerun = start_comparison(
+            request,
             versions,
             comparison.input,
-            owner=request.user if request.user.is_authenticated else None,
             visibility=comparison.visibility if comparison.owner_id == request.user.pk else None,
             seed=seed,
             extra_input=comparison.extra_input,
         )
     except schema.InputError as exc:
         messages.error(request, "Could not rerun: " + "; ".join(f"{k}: {' '.join(v)}" for k, v in exc.errors.items()))
+        return redirect(comparison)
+    except limits.RunRefused as exc:
+        messages.error(request, f"Could not rerun: {exc.detail}")
         return redirect(comparison)
     return redirect(rerun)
 
@@ -164,6 +167,8 @@ def comparison_add_version(request, comparison_id):
         comparison.add_version(version)
     except schema.InputError as exc:
         messages.error(request, "Could not add it: " + "; ".join(f"{k}: {' '.join(v)}" for k, v in exc.errors.items()))
+    except limits.RunRefused as exc:
+        messages.error(request, f"Could not add it: {exc.detail}")
     return redirect(comparison)
 
 

@@ -7,7 +7,7 @@ from django.template.response import TemplateResponse
 from django.views.decorators.http import require_GET, require_POST
 from django.views.decorators.vary import vary_on_headers
 
-from app import schema
+from app import limits, schema, throttle
 from app.forms import PlaygroundForm, advanced_name
 from app.models import Comparison, Version
 
@@ -18,6 +18,29 @@ TINY_MODELS = ("tiny-sd", "tiny-sdxl")
 
 def can_run(user):
     return user.is_authenticated or settings.ANONYMOUS_RUNS
+
+
+def start_comparison(request, versions, input, **options):
+    """Comparison.start for whoever asks. Visitors without an account are also
+    limited per client address (limits.admit_visitor). Raises
+    schema.InputError or limits.RunRefused, starting nothing."""
+    if request.user.is_authenticated:
+        return Comparison.start(versions, input, owner=request.user, **options)
+    address, count = throttle.client_ip(request), len({version.pk for version in versions})
+    limits.admit_visitor(address, count)
+    try:
+        return Comparison.start(versions, input, owner=None, **options)
+    except Exception:
+        limits.release_visitor(address, count)
+        raise
+
+
+def refused(response, exc):
+    """The page of a refused run: the refusal's status, and when to retry."""
+    response.status_code = exc.status
+    if exc.retry_after:
+        response["Retry-After"] = str(exc.retry_after)
+    return response
 
 
 def default_versions(versions):
@@ -111,10 +134,10 @@ def run(request):
         form.add_error(None, "Pick at least one model version.")
     if form.is_valid():
         try:
-            comparison = Comparison.start(
+            comparison = start_comparison(
+                request,
                 chosen,
                 form.common_input(),
-                owner=request.user if request.user.is_authenticated else None,
                 visibility=form.visibility(),
                 seed=form.cleaned_data.get("seed"),
                 extra_input=form.extra_input(),
@@ -122,6 +145,9 @@ def run(request):
         except schema.InputError as exc:
             for model, messages in exc.errors.items():
                 form.add_error(None, f"{model}: {' '.join(messages)}")
+        except limits.RunRefused as exc:
+            form.add_error(None, exc.detail)
+            return refused(_render(request, versions, chosen, form), exc)
         else:
             return redirect(comparison)
     return _render(request, versions, chosen, form, status=400)

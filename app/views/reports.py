@@ -7,15 +7,13 @@ The views in predictions.py and comparisons.py look the item up the way its
 page does, so reporting what you cannot see answers 404 or 410 as viewing it.
 """
 
-import ipaddress
 
-from django.conf import settings
 from django.contrib import messages
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 
-from app import moderation
+from app import moderation, throttle
 from app.forms import ReportForm
 from app.models import Report
 
@@ -48,7 +46,7 @@ def report(request, target):
     form = context["report_form"] = ReportForm(request.POST, auto_id="report-%s")
     status = 400
     if form.is_valid() and not request.user.is_authenticated:
-        if not moderation.anonymous_report_allowed(client_network(request)):
+        if not moderation.anonymous_report_allowed(throttle.client_ip(request)):
             form.add_error(None, THROTTLED)
             status = 429
     if not form.is_valid():
@@ -74,19 +72,3 @@ def _form_response(request, context, status=200):
     return TemplateResponse(request, "report.html", context, status=status)
 
 
-def client_network(request):
-    """Where a request comes from, for counting: its address, or for IPv6 its
-    /64 (one household or server gets a whole /64)."""
-    address = request.META.get("REMOTE_ADDR", "")
-    forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
-    if settings.BEHIND_PROXY and forwarded:
-        address = forwarded.split(",")[-1].strip()
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return address or "unknown"
-    if ip.version == 6 and ip.ipv4_mapped:
-        return str(ip.ipv4_mapped)
-    if ip.version == 6:
-        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
-    return str(ip)

@@ -141,3 +141,279 @@ def test_opting_in_shows_nsfw_images_unblurred(client, alice, bob, sd_version):
     assert output.file.url in client.get(f"/p/{prediction.id}").content.decode()
     client.post("/account/content", {})
     assert output.file.url not in client.get(f"/p/{prediction.id}").content.decode()
+
+
+# --- Sign-up modes and invites (LIGHTBOX_SIGNUP) -------------------------------------
+
+SIGNUP = {"username": "carol", "email": "carol@example.com",
+          "password1": "a long enough passphrase", "password2": "a long enough passphrase"}
+
+
+def _invite(**fields):
+    from app.models import Invite
+
+    return Invite.objects.create(**fields)
+
+
+def test_closed_sign_up_says_so_and_creates_nothing(client, settings, transactional_db):
+    settings.SIGNUP = "closed"
+
+    page = client.get("/account/signup")
+    posted = client.post("/account/signup", SIGNUP)
+
+    assert page.status_code == 403 and "Sign-up is closed" in page.content.decode()
+    assert "password1" not in page.content.decode()
+    assert posted.status_code == 403
+    assert not get_user_model().objects.exists()
+    assert 'href="/account/signup"' not in client.get("/").content.decode()
+    assert 'href="/account/signup"' not in client.get("/account/login/").content.decode()
+
+
+def test_open_sign_up_needs_no_invite_and_links_to_it(client, transactional_db):
+    assert 'href="/account/signup"' in client.get("/").content.decode()
+    assert 'name="invite"' not in client.get("/account/signup").content.decode()
+
+
+def test_invite_sign_up_needs_a_code(client, settings, transactional_db):
+    settings.SIGNUP = "invite"
+
+    response = client.post("/account/signup", SIGNUP)
+
+    assert response.status_code == 200
+    assert 'id="id_invite_error">This field is required.' in response.content.decode()
+    assert not get_user_model().objects.exists()
+
+
+def test_an_invite_link_fills_in_the_code_and_signs_up_once(client, settings, transactional_db):
+    settings.SIGNUP = "invite"
+    invite = _invite(note="for carol")
+
+    page = client.get(f"/account/signup?invite={invite.code}")
+    assert f'value="{invite.code}"' in page.content.decode()
+
+    response = client.post("/account/signup", {**SIGNUP, "invite": invite.code})
+
+    assert response.status_code == 302
+    invite.refresh_from_db()
+    carol = get_user_model().objects.get(username="carol")
+    assert invite.used_by == carol and invite.used_at is not None
+
+
+@pytest.mark.parametrize("state, message", [
+    ("used", "This invite code has already been used."),
+    ("expired", "This invite code expired on"),
+    ("unknown", "This invite code is not valid."),
+])
+def test_a_bad_invite_code_is_a_field_error_and_creates_nothing(client, settings, alice, state, message):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    settings.SIGNUP = "invite"
+    invite = _invite()
+    if state == "used":
+        invite.use(alice)
+    elif state == "expired":
+        invite.expires_at = timezone.now() - timedelta(minutes=1)
+        invite.save()
+    code = invite.code if state != "unknown" else "not-a-code"
+
+    response = client.post("/account/signup", {**SIGNUP, "invite": code})
+
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert f'id="id_invite_error">{message}' in html
+    assert not get_user_model().objects.filter(username="carol").exists()
+    # The link itself says so before anyone types a password.
+    assert message in client.get(f"/account/signup?invite={code}").content.decode()
+
+
+def test_a_pasted_invite_link_works_as_the_code(client, settings, transactional_db):
+    settings.SIGNUP = "invite"
+    invite = _invite()
+
+    response = client.post("/account/signup", {**SIGNUP, "invite": f"  {invite.signup_url} "})
+
+    assert response.status_code == 302
+    invite.refresh_from_db()
+    assert invite.used_at is not None
+
+
+def test_two_people_racing_for_one_invite_only_one_gets_an_account(settings, transactional_db, monkeypatch):
+    import threading
+
+    from django.db import connection
+    from django.test import Client
+
+    from app.forms import SignupForm
+
+    settings.SIGNUP = "invite"
+    invite = _invite()
+    # Both have the code checked as unused before either saves: the race.
+    barrier = threading.Barrier(2, timeout=10)
+    clean_invite = SignupForm.clean_invite
+
+    def checked_then_wait(form):
+        code = clean_invite(form)
+        barrier.wait()
+        return code
+
+    monkeypatch.setattr(SignupForm, "clean_invite", checked_then_wait)
+    responses = {}
+
+    def sign_up(name):
+        try:
+            responses[name] = Client().post("/account/signup", {
+                **SIGNUP, "username": name, "email": f"{name}@example.com", "invite": invite.code,
+            })
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=sign_up, args=(name,)) for name in ("carol", "dave")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert sorted(response.status_code for response in responses.values()) == [200, 302]
+    loser = next(response for response in responses.values() if response.status_code == 200)
+    assert "This invite code has already been used." in loser.content.decode()
+    [user] = get_user_model().objects.all()
+    invite.refresh_from_db()
+    assert invite.used_by == user
+
+
+def test_staff_create_invites_in_the_admin_and_see_the_link(admin_client, admin_user):
+    from app.models import Invite
+
+    assert "Shown once the invite is saved." in admin_client.get("/admin/app/invite/add/").content.decode()
+    response = admin_client.post("/admin/app/invite/add/", {"note": "for dave", "expires_at_0": "", "expires_at_1": ""})
+
+    assert response.status_code == 302
+    invite = Invite.objects.get()
+    assert invite.created_by == admin_user and invite.note == "for dave"
+    assert f"/account/signup?invite={invite.code}" in admin_client.get("/admin/app/invite/").content.decode()
+    assert invite.signup_url in admin_client.get(response["Location"]).content.decode()  # the message
+
+
+def test_create_invite_prints_sign_up_links(transactional_db):
+    import io
+
+    from django.core.management import call_command
+
+    from app.models import Invite
+
+    out = io.StringIO()
+    call_command("create_invite", "--count", "2", "--days", "7", "--note", "workshop", stdout=out, stderr=io.StringIO())
+
+    links = out.getvalue().split()
+    assert len(links) == 2
+    for link, invite in zip(sorted(links), sorted(Invite.objects.all(), key=lambda i: i.signup_url)):
+        assert link == invite.signup_url and "/account/signup?invite=" in link
+        assert invite.expires_at is not None and invite.note == "workshop"
+
+
+# --- Log-in and password-reset throttling -------------------------------------------
+
+WRONG = "not the password"
+
+
+def _log_in(client, username, password):
+    return client.post("/account/login/", {"username": username, "password": password})
+
+
+def _errors(response):
+    return re.findall(r'<div class="form-errors" role="alert"><ul><li>([^<]+)</li>', response.content.decode())
+
+
+def test_log_ins_are_refused_after_n_failures_even_with_the_right_password(client, alice, settings):
+    settings.LOGIN_ATTEMPTS = 3
+    for _ in range(3):
+        assert _log_in(client, "alice", WRONG).status_code == 200
+
+    refused = _log_in(client, "alice", "correct horse battery")
+
+    assert refused.status_code == 429
+    assert _errors(refused) == ["Too many failed log-in attempts. Try again in 15 minutes."]
+    assert 1 <= int(refused["Retry-After"]) <= 15 * 60
+    assert "Log out" not in client.get("/").content.decode()
+
+
+def test_an_unknown_username_gets_the_same_answers(client, alice, settings):
+    settings.LOGIN_ATTEMPTS = 2
+    answers = {}
+    for username in ("alice", "nobody"):
+        answers[username] = [
+            (response.status_code, _errors(response))
+            for response in (_log_in(client, username, WRONG) for _ in range(3))
+        ]
+
+    assert answers["alice"] == answers["nobody"]
+    assert [status for status, _ in answers["nobody"]] == [200, 200, 429]
+
+
+def test_a_successful_log_in_clears_the_usernames_count(client, alice, settings):
+    settings.LOGIN_ATTEMPTS = 2
+    _log_in(client, "alice", WRONG)
+    assert _log_in(client, "alice", "correct horse battery").status_code == 302
+    client.post("/account/logout/")
+
+    assert [_log_in(client, "alice", WRONG).status_code for _ in range(3)] == [200, 200, 429]
+
+
+def test_the_username_count_ignores_case(client, alice, settings):
+    settings.LOGIN_ATTEMPTS = 2
+    _log_in(client, "alice", WRONG)
+    _log_in(client, "ALICE", WRONG)
+
+    assert _log_in(client, "Alice", WRONG).status_code == 429
+
+
+def test_one_address_trying_many_usernames_is_refused(alice, settings):
+    from django.test import Client
+
+    settings.LOGIN_ATTEMPTS_PER_IP = 3
+    attacker, elsewhere = Client(REMOTE_ADDR="203.0.113.7"), Client(REMOTE_ADDR="198.51.100.2")
+    statuses = [_log_in(attacker, name, WRONG).status_code for name in ("a", "b", "c", "d")]
+
+    assert statuses == [200, 200, 200, 429]
+    assert _log_in(elsewhere, "alice", "correct horse battery").status_code == 302
+
+
+def test_log_in_works_again_once_the_window_has_passed(client, alice, settings):
+    import time
+
+    # 2 s: the database cache keeps expiry times in whole seconds.
+    settings.LOGIN_ATTEMPTS, settings.LOGIN_WINDOW = 1, 2
+    _log_in(client, "alice", WRONG)
+    refused = _log_in(client, "alice", "correct horse battery")
+    assert refused.status_code == 429 and re.search(r"Try again in [12] seconds?\.", _errors(refused)[0])
+
+    time.sleep(2.5)
+
+    assert _log_in(client, "alice", "correct horse battery").status_code == 302
+
+
+def test_the_admin_log_in_shares_the_count(client, admin_user, settings):
+    settings.LOGIN_ATTEMPTS = 2
+    _log_in(client, "admin", WRONG)
+    client.post("/admin/login/", {"username": "admin", "password": WRONG})
+
+    refused = client.post("/admin/login/", {"username": "admin", "password": "password"})
+
+    assert "Too many failed log-in attempts." in refused.content.decode()
+    assert _log_in(client, "admin", "password").status_code == 429
+
+
+def test_password_reset_requests_are_throttled_per_address(client, alice, settings):
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    settings.PASSWORD_RESETS = 2
+    for email in ("alice@example.com", "nobody@example.com"):
+        statuses = [client.post("/account/password_reset/", {"email": email}).status_code for _ in range(2)]
+        refused = client.post("/account/password_reset/", {"email": email})
+
+        assert statuses == [302, 302] and refused.status_code == 429
+        assert 'id="id_email_error">Too many password reset requests. Try again in 60 minutes.' in (
+            refused.content.decode())
+        assert int(refused["Retry-After"]) > 3000
+    assert len(mail.outbox) == 2  # alice's two; none for the unknown address

@@ -225,7 +225,7 @@ def test_without_javascript_the_form_has_a_page_of_its_own(client, alice, sd_ver
 
 def test_behind_a_proxy_the_limit_counts_the_address_the_proxy_saw(client, alice, sd_version, settings):
     settings.ANONYMOUS_REPORTS_PER_HOUR = 1
-    settings.BEHIND_PROXY = True
+    settings.TRUSTED_PROXIES = ["10.0.0.0/8"]
     prediction = make_prediction(sd_version, owner=alice)
     visitor = f"2001:db8:{secrets.token_hex(2)}:{secrets.token_hex(2)}::7"
 
