@@ -49,9 +49,11 @@ def attach_changes(prediction, comparison):
 
 
 def next_url(request, default):
-    """Where to go after an action: the form's own page when it says so."""
-    target = request.POST.get("next", "")
-    if target and url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
+    """Where to go after an action: the form's own page when it says so (a
+    path on this site; anything else, e.g. "0", which redirect() would take for
+    a view name, gets `default`)."""
+    target = request.POST.get("next") or request.GET.get("next") or ""
+    if target.startswith("/") and url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
         return target
     return default
 

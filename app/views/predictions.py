@@ -7,14 +7,13 @@ from django.contrib.auth.decorators import login_required
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
-from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from app.api import prediction_json
 from app.forms import VisibilityForm
 from app.models import Prediction
 from app.views import reports
-from app.views.comparisons import Gone, attach_changes, card_response, gone_response
+from app.views.comparisons import Gone, attach_changes, card_response, gone_response, next_url
 
 SNIPPET_STRING_MAX = 200
 
@@ -43,13 +42,6 @@ def with_shown_outputs(prediction, user):
     for output in prediction.outputs.all():
         output.shown = output.shows_explicit_to(user)
     return prediction
-
-
-def _next_url(request, default):
-    target = request.POST.get("next") or request.GET.get("next") or ""
-    if target and url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
-        return target
-    return default
 
 
 def _short(value):
@@ -132,7 +124,7 @@ def prediction_cancel(request, prediction_id):
         attach_changes(prediction, prediction.comparison)
         with_shown_outputs(prediction, request.user)
         return card_response(request, prediction, context={"is_owner": True, "comparison": prediction.comparison})
-    return redirect(_next_url(request, prediction.comparison.get_absolute_url() if prediction.comparison else
+    return redirect(next_url(request, prediction.comparison.get_absolute_url() if prediction.comparison else
                               f"/p/{prediction.id}"))
 
 
@@ -143,7 +135,7 @@ def prediction_delete(request, prediction_id):
     prediction.cancel()
     prediction.delete()
     messages.success(request, "Prediction deleted, with its images.")
-    return redirect(_next_url(request, "profile"))
+    return redirect(next_url(request, "profile"))
 
 
 @login_required
@@ -155,4 +147,4 @@ def prediction_visibility(request, prediction_id):
         prediction.visibility = form.cleaned_data["visibility"]
         prediction.save(update_fields=["visibility"])
         messages.success(request, f"Now {prediction.get_visibility_display().lower()}.")
-    return redirect(_next_url(request, f"/p/{prediction.id}"))
+    return redirect(next_url(request, f"/p/{prediction.id}"))
