@@ -268,6 +268,15 @@ def wait_for_status(prediction_id, statuses=("succeeded", "failed", "canceled"),
     return wait_until(done, timeout=timeout, message=f"prediction {prediction_id} to reach {statuses}")
 
 
+@pytest.fixture
+def stored_files(transactional_db):
+    """After a fault: `stored_files.assert_intact(prediction, ...)` asserts that
+    no output file was lost or orphaned since the test began (tests/stored_files.py)."""
+    from tests.stored_files import StoredFiles
+
+    return StoredFiles()
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _fast_password_hashing():
     """alice and bob get passwords in every test: the production hasher's
