@@ -1,6 +1,6 @@
-"""A worker killed with SIGKILL, or a Cog server restarted, in the middle of a
-prediction: the database is the source of truth, and every prediction ends,
-with all of its outputs and no stray files."""
+"""A worker killed with SIGKILL, a Cog server restarted, or its completed
+webhook lost, in the middle of a prediction: the database is the source of
+truth, and every prediction ends, with all of its outputs and no stray files."""
 
 import json
 import os
@@ -17,7 +17,7 @@ from app import catalog, storage
 from app.models import Prediction, Version
 from tasks.predictions import reconcile
 from tests.conftest import COG_PREDICTOR_DIR, ROOT, CogServer, Worker, wait_for_status, wait_until
-from tests.engine.broken_cog import BrokenCogServer
+from tests.engine.broken_cog import BrokenCogServer, WebhookDroppingProxy
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -138,6 +138,23 @@ def test_a_model_server_killed_outright_runs_the_prediction_again_once_it_is_bac
     assert prediction.status == "succeeded", prediction.error
     assert prediction.dispatch_attempts == 2
     assert prediction.outputs.count() == 1
+    stored_files.assert_intact(prediction)
+
+
+def test_a_lost_completed_webhook_still_ends_the_prediction_with_its_outputs(worker, cog_server, alice, stored_files):
+    with WebhookDroppingProxy(cog_server.url, drop=1) as proxy:
+        version = catalog.import_version(proxy.url, "local/lossy")
+        prediction = Prediction.start(version, {"prompt": "lost and found", "num_outputs": 2}, owner=alice)
+        wait_until(lambda: proxy.dropped.get(prediction.id), message="the completed webhook to be lost")
+        prediction.refresh_from_db()
+        assert prediction.status == "processing"  # the server finished; the app never heard
+
+        prediction = reconcile_until_ended(prediction.id)
+
+    # The server had forgotten it, so it ran again (same input and seed).
+    assert prediction.status == "succeeded", prediction.error
+    assert prediction.dispatch_attempts == 2
+    assert prediction.outputs.count() == 2
     stored_files.assert_intact(prediction)
 
 
