@@ -469,7 +469,11 @@ class Prediction(Moderated):
         `update` is a backend-neutral dict (see app.backends.Update). Outputs of
         a succeeded update are stored before the status turns terminal.
         """
+        from app import storage
+
         if self.is_terminal:
+            # A run that ended after the prediction did (it was sent again).
+            storage.discard_uploads(self)
             return False
         changes = {"heard_at": timezone.now()}
         logs = _printable(update.logs)
@@ -484,9 +488,10 @@ class Prediction(Moderated):
             changes["output"] = update.output
         if update.status in self.TERMINAL:
             if update.status == self.Status.SUCCEEDED:
-                from app import storage
-
                 storage.store_outputs(self, update.output, logs=update.logs or self.logs)
+            # Before the status turns terminal, so that a terminal prediction
+            # never has stray uploads.
+            storage.discard_uploads(self)
             changes.update(
                 status=update.status,
                 error=_printable(update.error) or "",
@@ -509,6 +514,9 @@ class Prediction(Moderated):
         return changed
 
     def fail(self, error):
+        from app import storage
+
+        storage.discard_uploads(self)
         changed = self._transition(status=self.Status.FAILED, error=error, completed_at=timezone.now())
         if changed:
             self.on_terminal()
@@ -522,6 +530,9 @@ class Prediction(Moderated):
             from app import backends
 
             backends.for_version(self.version).cancel(self)
+        from app import storage
+
+        storage.discard_uploads(self)
         changed = self._transition(status=self.Status.CANCELED, completed_at=timezone.now())
         if changed:
             self.on_terminal()

@@ -107,6 +107,17 @@ def _discard_upload(item):
         upload.delete()
 
 
+def discard_uploads(prediction):
+    """Delete what a Cog server uploaded for a prediction that has ended and
+    no output took: a run whose completed webhook was lost (the prediction ran
+    again and stored the next run's files), or a run that finished after the
+    prediction had ended. Cog names the prediction in each upload."""
+    ids = {prediction.id, prediction.remote_id} - {""}
+    for upload in Upload.objects.filter(remote_prediction_id__in=ids):
+        upload.file.delete(save=False)
+        upload.delete()
+
+
 def _save_output(prediction, index, data, content_type, rating=Output.Rating.SAFE):
     try:
         width, height, content_type = images.inspect(data)

@@ -9,6 +9,8 @@ process started with that configuration's environment:
     python bench/harness.py setup-dispatch --cog-url URL   -> JSON on stdout
     python bench/harness.py timings < ids                  -> JSON on stdout
     python bench/harness.py seed --count 10000 ...         -> JSON on stdout
+    python bench/harness.py setup-faults --cog-url URL --version NAME=URL ...
+    python bench/harness.py audit < {"ids": [...], "before": [...]}
 """
 
 import argparse
@@ -139,6 +141,14 @@ class Process:
         if self.process:
             self.log.close()
 
+    def kill(self):
+        """SIGKILL the whole session, as when the machine runs out of memory."""
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+        if self.process:
+            self.log.close()
+
 
 def session_cpu_seconds(sid):
     """User + system CPU seconds of the live processes of session `sid`."""
@@ -246,12 +256,13 @@ def gunicorn(port, env, log_dir, workers=2, threads=8, extra=()):
     return web
 
 
-def celery_worker(env, log_dir, pool="threads", concurrency=2):
+def celery_worker(env, log_dir, pool="threads", concurrency=2, name="worker"):
+    """A Celery worker; a restarted one needs a new `name` (its log tells when it is ready)."""
     command = [
         str(VENV_BIN / "celery"), "-A", "tasks", "worker", "--pool", pool, "--concurrency", str(concurrency),
         "--loglevel", "INFO", "--without-mingle", "--without-gossip", "--without-heartbeat",
     ]
-    worker = Process("worker", command, env, log_dir, cwd=env["LIGHTBOX_VAR_DIR"]).start()
+    worker = Process(name, command, env, log_dir, cwd=env["LIGHTBOX_VAR_DIR"]).start()
 
     def ready():
         worker.check_alive()
@@ -259,6 +270,19 @@ def celery_worker(env, log_dir, pool="threads", concurrency=2):
 
     wait_until(ready, timeout=60, message="Celery worker")
     return worker
+
+
+def celery_beat(env, log_dir):
+    """Celery beat: it queues the reconciler every LIGHTBOX_RECONCILE_INTERVAL seconds."""
+    command = [str(VENV_BIN / "celery"), "-A", "tasks", "beat", "--loglevel", "INFO"]
+    beat = Process("beat", command, env, log_dir, cwd=env["LIGHTBOX_VAR_DIR"]).start()
+
+    def ready():
+        beat.check_alive()
+        return "beat: Starting..." in beat.tail(100_000)
+
+    wait_until(ready, timeout=60, message="Celery beat")
+    return beat
 
 
 def manage(env, *args):
@@ -291,6 +315,17 @@ def reset_postgres(database_url):
     base = ["-h", parts.hostname or "127.0.0.1", "-p", str(parts.port or 5432), "-U", parts.username or "postgres"]
     subprocess.run(["dropdb", *base, "--if-exists", "--force", name], check=True)
     subprocess.run(["createdb", *base, name], check=True)
+
+
+def create_postgres_if_missing(database_url):
+    """Create the database of `database_url` unless it exists (its data is kept)."""
+    import psycopg
+    from urllib.parse import urlsplit
+
+    name = urlsplit(database_url).path.lstrip("/")
+    with psycopg.connect(database_url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
+            conn.execute(f'CREATE DATABASE "{name}"')
 
 
 def reset_redis(broker_url):
@@ -476,6 +511,40 @@ def _queries_per_request(token, prediction_id, cursor):
     return out
 
 
+def step_setup_faults(args):
+    """A token for the faults benchmark's user, the version of the real Cog
+    server and one version for each stand-in (name=url) in front of it."""
+    _django()
+    from app import catalog
+    from app.models import ApiToken
+
+    user = _user("bench-faults")
+    _, token = ApiToken.issue(user, name="faults benchmark")
+    cog = catalog.import_version(args.cog_url, "local/faults")
+    versions = {"cog": cog.id}
+    for entry in args.version:
+        name, _, url = entry.partition("=")
+        versions[name] = catalog.add_version("local", f"faults-{name}", "cog", url, cog.openapi_schema,
+                                             cog.cog_version).id
+    print(json.dumps({"token": token, "versions": versions}))
+
+
+def step_audit(args):
+    """tests/stored_files.py's check of the given predictions and of the files
+    that appeared since `before` (JSON on stdin); also the files there now and
+    how many times each prediction was handed to its server."""
+    _django()
+    from tests.stored_files import audit, snapshot
+
+    from app.models import Prediction
+
+    request = json.loads(sys.stdin.read())
+    result = audit(request["ids"], frozenset(request["before"]))
+    attempts = dict(Prediction.objects.filter(pk__in=request["ids"]).values_list("id", "dispatch_attempts"))
+    print(json.dumps({"lost": result.lost, "orphaned": result.orphaned, "files": sorted(snapshot()),
+                      "dispatch_attempts": attempts}))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="step", required=True)
@@ -489,9 +558,13 @@ def main():
     p.add_argument("--outputs", type=int, default=1)
     p.add_argument("--ids-file", required=True)
     p.add_argument("--cursors-file", required=True)
+    p = sub.add_parser("setup-faults")
+    p.add_argument("--cog-url", required=True)
+    p.add_argument("--version", action="append", default=[], help="NAME=URL of a stand-in Cog server")
+    sub.add_parser("audit")
     args = parser.parse_args()
     steps = {"setup-dispatch": step_setup_dispatch, "upload-url": step_upload_url, "timings": step_timings,
-             "seed": step_seed}
+             "seed": step_seed, "setup-faults": step_setup_faults, "audit": step_audit}
     steps[args.step](args)
 
 

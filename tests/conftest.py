@@ -278,6 +278,29 @@ def wait_for_status(prediction_id, statuses=("succeeded", "failed", "canceled"),
     return wait_until(done, timeout=timeout, message=f"prediction {prediction_id} to reach {statuses}")
 
 
+@pytest.fixture
+def queued(monkeypatch):
+    """The ids of the predictions a test starts, which are recorded instead of
+    sent to the broker: the session's real worker (started by the end-to-end
+    tests) would take them, run or fail them and settle their cost while the
+    test looks at them, and race the database flush between tests, which
+    deadlocks on PostgreSQL. For tests of what happens before a prediction runs."""
+    from tasks.predictions import run_prediction
+
+    ids = []
+    monkeypatch.setattr(run_prediction, "delay", ids.append)
+    return ids
+
+
+@pytest.fixture
+def stored_files(transactional_db):
+    """After a fault: `stored_files.assert_intact(prediction, ...)` asserts that
+    no output file was lost or orphaned since the test began (tests/stored_files.py)."""
+    from tests.stored_files import StoredFiles
+
+    return StoredFiles()
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _fast_password_hashing():
     """alice and bob get passwords in every test: the production hasher's

@@ -1,15 +1,19 @@
-"""A stand-in for a Cog server that misbehaves on purpose.
+"""A stand-in for a Cog server that misbehaves on purpose, and a proxy that
+makes a real one lose its completed webhooks.
 
 A real Cog server cannot be made to answer 500, garbage or nothing at all, so
 these tests use this small HTTP server instead: its health check says READY
 (so the app accepts the prediction) and its PUT /predictions/{id} answers as
 `mode` says. Every request is recorded.
+
+bench/faults.py uses both too.
 """
 
 import json
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, quote, urlsplit
 
 
 class BrokenCogServer:
@@ -89,3 +93,118 @@ class BrokenCogServer:
 
     def __exit__(self, *exc):
         self.stop()
+
+
+class WebhookDroppingProxy:
+    """A real Cog server behind a proxy that loses its completed webhooks.
+
+    Every request is forwarded to the Cog server at `cog_url`, except that the
+    `webhook` of a prediction is rewritten to pass through this proxy on its
+    way to the app; there, the first `drop` terminal webhooks of each
+    prediction are answered 200 and never forwarded, as a proxy or network
+    that acknowledged and then lost them would. The Cog server does not
+    retry an acknowledged webhook, so the app hears nothing more of that run.
+    """
+
+    TERMINAL = ("succeeded", "failed", "canceled")
+
+    def __init__(self, cog_url, drop=1):
+        import httpx
+
+        self.cog_url = cog_url.rstrip("/")
+        self.drop = drop
+        self.dropped = {}  # prediction id -> terminal webhooks dropped
+        self.forwarded = []  # (prediction id, status) of webhooks passed on
+        self._lock = threading.Lock()
+        self._client = httpx.Client(timeout=30)
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self):
+                self._forward()
+
+            def do_PUT(self):
+                self._forward()
+
+            def do_POST(self):
+                if self.path.startswith("/_webhook?"):
+                    self._webhook()
+                else:
+                    self._forward()
+
+            def _body(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                return self.rfile.read(length) if length else b""
+
+            def _forward(self):
+                body = self._body()
+                if body and self.path.startswith("/predictions"):
+                    payload = json.loads(body)
+                    if payload.get("webhook"):
+                        payload["webhook"] = f"{proxy.url}/_webhook?to={quote(payload['webhook'], safe='')}"
+                        body = json.dumps(payload).encode()
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_HEADERS}
+                try:
+                    response = proxy._client.request(self.command, proxy.cog_url + self.path, content=body,
+                                                     headers=headers)
+                except Exception:
+                    self._answer(502, b"Bad Gateway", "text/plain")
+                    return
+                self._answer(response.status_code, response.content, response.headers.get("content-type", ""))
+
+            def _webhook(self):
+                body = self._body()
+                target = parse_qs(urlsplit(self.path).query)["to"][0]
+                payload = json.loads(body)
+                prediction_id, status = payload.get("id"), payload.get("status")
+                with proxy._lock:
+                    lose = status in proxy.TERMINAL and proxy.dropped.get(prediction_id, 0) < proxy.drop
+                    if lose:
+                        proxy.dropped[prediction_id] = proxy.dropped.get(prediction_id, 0) + 1
+                    else:
+                        proxy.forwarded.append((prediction_id, status))
+                if lose:
+                    self._answer(200, b"", "text/plain")
+                    return
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_HEADERS}
+                try:
+                    response = proxy._client.post(target, content=body, headers=headers)
+                except Exception:
+                    self._answer(502, b"Bad Gateway", "text/plain")
+                    return
+                self._answer(response.status_code, response.content, response.headers.get("content-type", ""))
+
+            def _answer(self, status, body, content_type):
+                self.send_response(status)
+                if content_type:
+                    self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+
+    def start(self):
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+        self._client.close()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+HOP_HEADERS = {"host", "content-length", "connection", "transfer-encoding", "keep-alive"}

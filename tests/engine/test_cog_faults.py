@@ -37,7 +37,7 @@ def broken(request):
 # --- A server that is down or broken: the prediction fails, clearly, in bounded time ---
 
 
-def test_a_model_server_that_went_down_fails_the_prediction_with_a_clear_error(worker, alice):
+def test_a_model_server_that_went_down_fails_the_prediction_with_a_clear_error(worker, alice, stored_files):
     location = f"http://127.0.0.1:{free_port()}"
     version = version_at(location)
     version.set_availability(True)  # it passed its health check a moment ago, then went down
@@ -50,6 +50,7 @@ def test_a_model_server_that_went_down_fails_the_prediction_with_a_clear_error(w
     assert prediction.error == f"The model server at {location} could not connect."
     assert prediction.completed_at and not prediction.dispatched_at
     assert time.monotonic() - started < 30  # five retries with backoff, not forever
+    stored_files.assert_intact(prediction)
 
 
 @pytest.mark.parametrize(
@@ -62,7 +63,7 @@ def test_a_model_server_that_went_down_fails_the_prediction_with_a_clear_error(w
     indirect=["broken"],
     ids=["500", "garbage", "hang"],
 )
-def test_a_broken_model_server_fails_the_prediction_after_bounded_retries(worker, alice, broken, error):
+def test_a_broken_model_server_fails_the_prediction_after_bounded_retries(worker, alice, broken, error, stored_files):
     version = version_at(broken.url)
 
     prediction = Prediction.start(version, {"prompt": "anyone?"}, owner=alice)
@@ -73,6 +74,7 @@ def test_a_broken_model_server_fails_the_prediction_after_bounded_retries(worker
     assert len(broken.puts(prediction.id)) == SUBMIT_RETRIES + 1
     time.sleep(0.5)
     assert len(broken.puts(prediction.id)) == SUBMIT_RETRIES + 1  # and then it stops trying
+    stored_files.assert_intact(prediction)
 
 
 # --- Busy: queue and wait, never fail --------------------------------------------------
@@ -80,7 +82,7 @@ def test_a_broken_model_server_fails_the_prediction_after_bounded_retries(worker
 
 @pytest.mark.parametrize("broken", ["busy"], indirect=True)
 def test_a_model_server_that_stays_busy_keeps_the_prediction_waiting_instead_of_failing_it(
-    worker, cog_server, alice, broken
+    worker, cog_server, alice, broken, stored_files
 ):
     version = version_at(broken.url)
 
@@ -95,9 +97,10 @@ def test_a_model_server_that_stays_busy_keeps_the_prediction_waiting_instead_of_
 
     assert prediction.status == "succeeded", prediction.error
     assert prediction.outputs.count() == 1
+    stored_files.assert_intact(prediction)
 
 
-def test_a_busy_model_server_queues_the_prediction_instead_of_failing_it(worker, cog_version, alice):
+def test_a_busy_model_server_queues_the_prediction_instead_of_failing_it(worker, cog_version, alice, stored_files):
     slow = Prediction.start(cog_version, {"prompt": "slow", "step_delay": 0.4, "num_inference_steps": 5},
                             owner=alice)
     wait_for_status(slow.id, statuses=("processing",))
@@ -119,12 +122,13 @@ def test_a_busy_model_server_queues_the_prediction_instead_of_failing_it(worker,
     assert (slow.status, queued.status) == ("succeeded", "succeeded"), queued.error
     assert queued.dispatch_attempts == 1
     assert queued.outputs.count() == 1
+    stored_files.assert_intact(slow, queued)
 
 
 # --- Cancel, at every stage --------------------------------------------------------
 
 
-def test_a_prediction_canceled_before_a_worker_picks_it_up_never_runs(worker, cog_version, alice):
+def test_a_prediction_canceled_before_a_worker_picks_it_up_never_runs(worker, cog_version, alice, stored_files):
     with transaction.atomic():  # its task is queued only when this commits
         prediction = Prediction.start(cog_version, {"prompt": "never mind"}, owner=alice)
         assert prediction.cancel()
@@ -136,9 +140,12 @@ def test_a_prediction_canceled_before_a_worker_picks_it_up_never_runs(worker, co
     assert prediction.status == "canceled" and prediction.completed_at
     assert prediction.attempted_at is None and prediction.dispatched_at is None  # no worker tried to send it
     assert not prediction.outputs.exists()
+    stored_files.assert_intact(prediction, after)
 
 
-def test_canceling_a_prediction_waiting_for_a_busy_server_means_it_never_runs(worker, cog_version, api):
+def test_canceling_a_prediction_waiting_for_a_busy_server_means_it_never_runs(
+    worker, cog_version, api, stored_files
+):
     slow = api.post("/v1/predictions", json={
         "version": cog_version.id, "input": {"prompt": "hog", "step_delay": 0.4, "num_inference_steps": 5}}).json()
     wait_for_status(slow["id"], statuses=("processing",))
@@ -157,9 +164,10 @@ def test_canceling_a_prediction_waiting_for_a_busy_server_means_it_never_runs(wo
     assert waiting.status == "canceled"
     assert waiting.attempted_at == last_attempt and waiting.dispatched_at is None  # no further try
     assert not waiting.outputs.exists()
+    stored_files.assert_intact(waiting, slow["id"])
 
 
-def test_canceling_a_running_prediction_stops_the_model_server(worker, cog_version, api):
+def test_canceling_a_running_prediction_stops_the_model_server(worker, cog_version, api, stored_files):
     long = api.post("/v1/predictions", json={
         "version": cog_version.id, "input": {"prompt": "forever", "step_delay": 1, "num_inference_steps": 20}}).json()
     wait_for_status(long["id"], statuses=("processing",))
@@ -178,6 +186,7 @@ def test_canceling_a_running_prediction_stops_the_model_server(worker, cog_versi
     long = Prediction.objects.get(pk=long["id"])
     assert long.status == "canceled" and long.error == ""
     assert "step 20/20" not in long.logs
+    stored_files.assert_intact(long, after["id"])
 
 
 def test_canceling_a_finished_prediction_changes_nothing(worker, cog_version, api):

@@ -1,5 +1,6 @@
-"""A worker killed with SIGKILL, or a Cog server restarted, in the middle of a
-prediction: the database is the source of truth, and every prediction ends."""
+"""A worker killed with SIGKILL, a Cog server restarted, or its completed
+webhook lost, in the middle of a prediction: the database is the source of
+truth, and every prediction ends, with all of its outputs and no stray files."""
 
 import json
 import os
@@ -16,7 +17,7 @@ from app import catalog, storage
 from app.models import Prediction, Version
 from tasks.predictions import reconcile
 from tests.conftest import COG_PREDICTOR_DIR, ROOT, CogServer, Worker, wait_for_status, wait_until
-from tests.engine.broken_cog import BrokenCogServer
+from tests.engine.broken_cog import BrokenCogServer, WebhookDroppingProxy
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -48,7 +49,7 @@ def reconcile_until_ended(prediction_id, timeout=45):
     return wait_until(ended, timeout=timeout, interval=0.5, message=f"prediction {prediction_id} to end")
 
 
-def test_a_worker_killed_after_the_hand_off_loses_nothing(killable, cog_version, alice):
+def test_a_worker_killed_after_the_hand_off_loses_nothing(killable, cog_version, alice, stored_files):
     prediction = Prediction.start(cog_version, {"prompt": "survivor", "step_delay": 0.3, "num_inference_steps": 6},
                                   owner=alice)
     wait_until(lambda: Prediction.objects.get(pk=prediction.pk).dispatched_at, message="the hand-off")
@@ -60,10 +61,11 @@ def test_a_worker_killed_after_the_hand_off_loses_nothing(killable, cog_version,
     assert prediction.status == "succeeded", prediction.error
     assert prediction.logs.strip().endswith("step 6/6")
     assert prediction.outputs.count() == 1
+    stored_files.assert_intact(prediction)
 
 
 def test_a_worker_killed_during_the_hand_off_is_replaced_and_the_prediction_still_runs(
-    killable, cog_server, alice
+    killable, cog_server, alice, stored_files
 ):
     with BrokenCogServer("hang") as hanging:
         version = catalog.add_version("local", "handoff", "cog", hanging.url, SCHEMA)
@@ -86,6 +88,7 @@ def test_a_worker_killed_during_the_hand_off_is_replaced_and_the_prediction_stil
     prediction = wait_for_status(prediction.id)
     assert prediction.status == "succeeded", prediction.error
     assert prediction.outputs.count() == 1
+    stored_files.assert_intact(prediction)
 
 
 @pytest.fixture
@@ -104,7 +107,9 @@ def _start_interrupted(server, alice):
     return prediction
 
 
-def test_a_model_server_restarted_mid_prediction_still_ends_the_prediction(worker, own_cog_server, alice):
+def test_a_model_server_restarted_mid_prediction_still_ends_the_prediction(
+    worker, own_cog_server, alice, stored_files
+):
     prediction = _start_interrupted(own_cog_server, alice)
 
     own_cog_server.stop()  # SIGTERM, as a supervisor restarting it sends
@@ -116,9 +121,12 @@ def test_a_model_server_restarted_mid_prediction_still_ends_the_prediction(worke
         assert prediction.error.startswith("The model server crashed or was restarted"), prediction.error
     else:
         assert prediction.status == "succeeded" and prediction.outputs.count() == 1
+    stored_files.assert_intact(prediction)
 
 
-def test_a_model_server_killed_outright_runs_the_prediction_again_once_it_is_back(worker, own_cog_server, alice):
+def test_a_model_server_killed_outright_runs_the_prediction_again_once_it_is_back(
+    worker, own_cog_server, alice, stored_files
+):
     prediction = _start_interrupted(own_cog_server, alice)
 
     os.killpg(own_cog_server.process.pid, signal.SIGKILL)  # no chance to report anything
@@ -130,9 +138,27 @@ def test_a_model_server_killed_outright_runs_the_prediction_again_once_it_is_bac
     assert prediction.status == "succeeded", prediction.error
     assert prediction.dispatch_attempts == 2
     assert prediction.outputs.count() == 1
+    stored_files.assert_intact(prediction)
 
 
-def test_a_long_quiet_step_is_not_mistaken_for_a_lost_prediction(worker, cog_version, alice, settings):
+def test_a_lost_completed_webhook_still_ends_the_prediction_with_its_outputs(worker, cog_server, alice, stored_files):
+    with WebhookDroppingProxy(cog_server.url, drop=1) as proxy:
+        version = catalog.import_version(proxy.url, "local/lossy")
+        prediction = Prediction.start(version, {"prompt": "lost and found", "num_outputs": 2}, owner=alice)
+        wait_until(lambda: proxy.dropped.get(prediction.id), message="the completed webhook to be lost")
+        prediction.refresh_from_db()
+        assert prediction.status == "processing"  # the server finished; the app never heard
+
+        prediction = reconcile_until_ended(prediction.id)
+
+    # The server had forgotten it, so it ran again (same input and seed).
+    assert prediction.status == "succeeded", prediction.error
+    assert prediction.dispatch_attempts == 2
+    assert prediction.outputs.count() == 2
+    stored_files.assert_intact(prediction)
+
+
+def test_a_long_quiet_step_is_not_mistaken_for_a_lost_prediction(worker, cog_version, alice, settings, stored_files):
     settings.DISPATCH_DEADLINE = 0.5  # the reconciler asks the server again after 0.5 s of silence
     prediction = Prediction.start(
         cog_version, {"prompt": "thinking", "step_delay": 4, "num_inference_steps": 1}, owner=alice
@@ -143,6 +169,7 @@ def test_a_long_quiet_step_is_not_mistaken_for_a_lost_prediction(worker, cog_ver
 
     assert prediction.status == "succeeded", prediction.error
     assert prediction.dispatch_attempts == 1  # it was running all along; never sent again
+    stored_files.assert_intact(prediction)
 
 
 PRODUCER = """

@@ -40,7 +40,8 @@ Behaviour copied from Replicate (docs, API reference, observed bodies):
 - Runs: starting -> processing (logs "Using seed: N", "Prompt: ...", then one
   tqdm line per step, "k/N" in each) -> succeeded with output = list of file
   URLs; failed with ``error``; canceled. Data (input, output, logs) is removed
-  ``data_ttl`` s after completion (``data_removed`` true).
+  ``data_ttl`` s after completion (``data_removed`` true). Both TTLs count on
+  ``clock`` (``time.monotonic`` unless a test sets its own).
 - Images are deterministic for (prompt, seed, index) and width x height
   (SDXL img2img takes the size of the input image, a data: or http URL).
   fofr/sdxl-turbo writes JPEGs and fails unless agree_to_research_only, as its
@@ -313,6 +314,7 @@ class _Prediction:
         self.created_at, self.started_at, self.completed_at = _now(), None, None
         self.created_mono = time.monotonic()
         self.started_mono = self.completed_mono = None
+        self.completed_clock = None  # FakeReplicate.clock at completion (data_ttl)
         self.released = threading.Event()
         self.cancel_requested = threading.Event()
         self.last_throttled = {}
@@ -362,10 +364,13 @@ class FakeReplicate:
         webhook_timeout=5.0,
         host="127.0.0.1",
         port=0,
+        clock=time.monotonic,
     ):
         self.token = token or "r8_" + secrets.token_urlsafe(27)
         self.webhook_secret = webhook_secret or "whsec_" + base64.b64encode(os.urandom(32)).decode()
         self.file_ttl, self.data_ttl, self.page_size = file_ttl, data_ttl, page_size
+        # What file_ttl and data_ttl count on; a test can move it by hand.
+        self.clock = clock
         self.official_models = set(official_models)
         self.default_webhook_events = tuple(default_webhook_events)
         self.webhook_throttle, self.webhook_retry_delays = webhook_throttle, tuple(webhook_retry_delays)
@@ -531,7 +536,7 @@ class FakeReplicate:
     # --- predictions ---
 
     def _json(self, p):
-        if p.completed_mono and not p.data_removed and time.monotonic() - p.completed_mono > self.data_ttl:
+        if p.completed_clock is not None and not p.data_removed and self.clock() - p.completed_clock > self.data_ttl:
             p.data_removed, p.input, p.output, p.logs = True, {}, None, None
         return p.to_json(self.api_url, self.url)
 
@@ -615,7 +620,7 @@ class FakeReplicate:
                 token = secrets.token_urlsafe(24)
                 data = render_image(str(values.get("prompt")), seed, i, width, height, fmt)
                 with self._lock:
-                    self._files[token] = (data, f"image/{ext.replace('jpg', 'jpeg')}", time.monotonic() + self.file_ttl)
+                    self._files[token] = (data, f"image/{ext.replace('jpg', 'jpeg')}", self.clock() + self.file_ttl)
                 urls.append(f"{self.url}/files/{token}/out-{i}.{ext}")
             if urls:
                 self._update(p, output=urls, logs=logs, output_ready=True)
@@ -657,6 +662,7 @@ class FakeReplicate:
             if p.status in TERMINAL:
                 return False
             p.status, p.error, p.completed_at, p.completed_mono = status, error, _now(), time.monotonic()
+            p.completed_clock = self.clock()
             p.metrics = {"total_time": round(p.completed_mono - p.created_mono, 6)}
             if p.started_mono:
                 p.metrics["predict_time"] = round(p.completed_mono - p.started_mono, 6)
@@ -1047,7 +1053,7 @@ class _Handler(BaseHTTPRequestHandler):
     def get_file(self, body, query, token, filename):
         with self.fake._lock:
             entry = self.fake._files.get(token)
-            if entry and time.monotonic() > entry[2]:
+            if entry and self.fake.clock() > entry[2]:
                 del self.fake._files[token]
                 entry = None
         if entry is None:

@@ -221,13 +221,19 @@ def test_cancel_of_a_finished_prediction_changes_nothing(fake, api):
 
 
 def test_outputs_expire_and_data_is_removed(fake, api):
+    # The TTLs count on the fake's clock, moved here by hand: on a busy
+    # machine the first download could otherwise come after 0.3 s of real time.
+    now = [1000.0]
+    fake.clock = lambda: now[0]
     fake.file_ttl, fake.data_ttl = 0.3, 0.6
     pid = api.post("/predictions", json={"version": SDXL, "input": SMALL}).json()["id"]
     url = fake.wait_for_status(pid, "succeeded")["output"][0]
     assert httpx.get(url).status_code == 200
-    time.sleep(0.35)
+    now[0] += 0.35
     assert httpx.get(url).status_code == 404
-    time.sleep(0.3)
+    body = api.get(f"/predictions/{pid}").json()
+    assert body["data_removed"] is False and body["output"] == [url]  # the file is gone, not the data yet
+    now[0] += 0.3
     body = api.get(f"/predictions/{pid}").json()
     assert body["data_removed"] is True and body["output"] is None and body["status"] == "succeeded"
 

@@ -14,7 +14,10 @@ from app import limits
 from app.limits import RunRefused
 from app.models import GroupLimits, Prediction
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# What a limit admits or refuses is decided before a prediction runs: none is
+# sent, so the session's worker cannot fail one and settle its cost (to zero,
+# a run that never started) under a spend cap these tests check.
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("queued")]
 INPUT = {"prompt": "a lighthouse"}
 
 

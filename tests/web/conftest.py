@@ -17,16 +17,10 @@ SCHEMA = json.loads((Path(__file__).parent.parent / "cog_predictor" / ".cog" / "
 
 
 @pytest.fixture(autouse=True)
-def queued(monkeypatch):
-    """The ids of the predictions these page tests start, which are not sent to
-    the broker: the session's real worker (started by the end-to-end tests)
-    would take them and race the database flush between tests, which deadlocks
-    on PostgreSQL. What a prediction does once queued is tests/engine's."""
-    from tasks.predictions import run_prediction
-
-    ids = []
-    monkeypatch.setattr(run_prediction, "delay", ids.append)
-    return ids
+def queued(queued):
+    """Every page test records the predictions it starts instead of sending
+    them (tests/conftest.py). What a prediction does once queued is tests/engine's."""
+    return queued
 
 
 def turbo_schema():
