@@ -85,6 +85,10 @@ def config_env(config, var_dir, site_port, database_url=DEFAULT_DATABASE_URL, br
         SITE_URL=f"http://127.0.0.1:{site_port}",
         PYTHONPATH=str(ROOT),
     )
+    # One user sends hundreds of predictions a minute: the per-user limits
+    # would refuse them (429), and they are not what is measured.
+    for name in ("LIGHTBOX_RATE_LIMIT_PER_MINUTE", "LIGHTBOX_DAILY_QUOTA", "LIGHTBOX_MAX_CONCURRENT"):
+        env.setdefault(name, "none")
     if config == "postgres":
         env.update(DATABASE_URL=database_url, CELERY_BROKER_URL=broker_url)
     elif config != "embedded":
