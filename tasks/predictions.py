@@ -180,6 +180,10 @@ def send_webhook(self, prediction_id, event):
     prediction = Prediction.objects.select_related("version__model", "owner").filter(pk=prediction_id).first()
     if prediction is None or not prediction.webhook:
         return
+    if event != "completed" and prediction.is_terminal:
+        # It ended while this waited in the queue: the body would be the
+        # final state, which the completed webhook brings, once and last.
+        return
     try:
         netguard.check_url(prediction.webhook)
     except netguard.UnsafeURL as exc:

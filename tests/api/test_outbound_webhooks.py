@@ -87,3 +87,23 @@ def test_a_failing_receiver_gets_the_completed_webhook_again(worker, cog_version
         assert receiver.payloads()[0] == receiver.payloads()[1]
     finally:
         receiver.server.shutdown()
+
+
+def test_an_event_queued_before_the_end_is_not_sent_after_it(alice, receiver):
+    """A logs or output webhook still in the queue when the prediction ended
+    would carry the final state: only the completed one does, once."""
+    from app import catalog
+    from app.models import Prediction
+    from tasks.predictions import send_webhook
+
+    version = catalog.add_version("local", "hooks", "cog", "http://127.0.0.1:9", {}, "0.23.1")
+    prediction = Prediction.objects.create(
+        version=version, owner=alice, input={"prompt": "x"}, status="processing", webhook=receiver.url
+    )
+    send_webhook.apply(args=[prediction.id, "logs"])
+    # Ended (by a plain UPDATE: fail() would queue its own completed webhook).
+    Prediction.objects.filter(pk=prediction.pk).update(status="failed", error="The model crashed")
+    send_webhook.apply(args=[prediction.id, "output"])
+    send_webhook.apply(args=[prediction.id, "completed"])
+
+    assert [p["status"] for p in receiver.payloads()] == ["processing", "failed"]
