@@ -16,7 +16,49 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, quote, urlsplit
 
 
-class BrokenCogServer:
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def _body(self):
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length else b""
+
+    def _answer(self, status, body, content_type="application/json"):
+        self.send_response(status)
+        if content_type:
+            self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+class _LocalServer:
+    """A threaded HTTP server on a free local port, used as a context manager."""
+
+    def _listen(self, handler):
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+
+    def start(self):
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+class BrokenCogServer(_LocalServer):
     """mode: "500", "garbage", "hang" (never answers), "busy" (409 At capacity)
     or "accept" (202, as Cog does, but nothing ever runs)."""
 
@@ -26,9 +68,7 @@ class BrokenCogServer:
         self._release = threading.Event()
         server = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
+        class Handler(_Handler):
             def do_GET(self):
                 if self.path == "/health-check":
                     self._answer(200, json.dumps({"status": "READY"}).encode())
@@ -55,32 +95,13 @@ class BrokenCogServer:
                 self._answer(200, b"{}")
 
             def _record(self):
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
-                server.requests.append((self.command, self.path, time.monotonic(), body))
+                server.requests.append((self.command, self.path, time.monotonic(), self._body()))
 
-            def _answer(self, status, body, content_type="application/json"):
-                self.send_response(status)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_port}"
-
-    def start(self):
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        return self
+        self._listen(Handler)
 
     def stop(self):
         self._release.set()
-        self.server.shutdown()
-        self.server.server_close()
+        super().stop()
 
     def puts(self, prediction_id=None):
         return [
@@ -88,14 +109,8 @@ class BrokenCogServer:
             if request[0] == "PUT" and (prediction_id is None or request[1].endswith("/" + prediction_id))
         ]
 
-    def __enter__(self):
-        return self.start()
 
-    def __exit__(self, *exc):
-        self.stop()
-
-
-class WebhookDroppingProxy:
+class WebhookDroppingProxy(_LocalServer):
     """A real Cog server behind a proxy that loses its completed webhooks.
 
     Every request is forwarded to the Cog server at `cog_url`, except that the
@@ -119,9 +134,7 @@ class WebhookDroppingProxy:
         self._client = httpx.Client(timeout=30)
         proxy = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
+        class Handler(_Handler):
             def do_GET(self):
                 self._forward()
 
@@ -133,10 +146,6 @@ class WebhookDroppingProxy:
                     self._webhook()
                 else:
                     self._forward()
-
-            def _body(self):
-                length = int(self.headers.get("Content-Length") or 0)
-                return self.rfile.read(length) if length else b""
 
             def _forward(self):
                 body = self._body()
@@ -176,35 +185,11 @@ class WebhookDroppingProxy:
                     return
                 self._answer(response.status_code, response.content, response.headers.get("content-type", ""))
 
-            def _answer(self, status, body, content_type):
-                self.send_response(status)
-                if content_type:
-                    self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_port}"
-
-    def start(self):
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        return self
+        self._listen(Handler)
 
     def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
+        super().stop()
         self._client.close()
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
 
 
 HOP_HEADERS = {"host", "content-length", "connection", "transfer-encoding", "keep-alive"}
