@@ -1,6 +1,38 @@
-"""Request timing for benchmarks (the CSP lives in app.security)."""
+"""Request timing for benchmarks, and refusing what no request of this site
+contains (the CSP lives in app.security)."""
 
 from django.conf import settings
+from django.shortcuts import render
+
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
+class RefuseNulMiddleware:
+    """A NUL character in the path, the query string or a submitted form
+    answers 400. None of this site's URLs or forms has one, and PostgreSQL
+    refuses text with NUL in any query (it raised in views that look up an id
+    or a filter from the request: 500s). Django's form fields already refuse
+    NUL; this covers what views read directly. The API (/v1) and the backends'
+    hooks (/hooks) check their own paths and bodies, and answer as APIs do."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if not request.path.startswith(("/v1/", "/hooks/")) and self._has_nul(request):
+            reason = "The request contains a NUL character, which no address or form of this site has."
+            return render(request, "400.html", {"reason": reason}, status=400)
+        return self.get_response(request)
+
+    @staticmethod
+    def _has_nul(request):
+        if "\x00" in request.path or _has_nul(request.GET):
+            return True
+        return request.method == "POST" and request.content_type in FORM_TYPES and _has_nul(request.POST)
+
+
+def _has_nul(query):
+    return any("\x00" in key or any("\x00" in value for value in values) for key, values in query.lists())
 
 
 class ServerTimingMiddleware:
