@@ -206,6 +206,10 @@ PREDICTION_TIMEOUT = envint("LIGHTBOX_PREDICTION_TIMEOUT", 600)
 REPLICATE_POLL_INTERVAL = envfloat("LIGHTBOX_REPLICATE_POLL_INTERVAL", 1.0)
 WEBHOOK_RETRIES = envint("LIGHTBOX_WEBHOOK_RETRIES", 5)
 PREFER_WAIT_MAX = 60
+# On PostgreSQL, wake a waiting request by NOTIFY when its prediction ends
+# (app.waits). Turn off behind a transaction-pooling PgBouncer, which does not
+# deliver notices; waiting then polls the row.
+WAIT_NOTIFY = envbool("LIGHTBOX_WAIT_NOTIFY", "True")
 
 # Replicate's cloud (versions of kind "replicate" run there).
 REPLICATE_API_TOKEN = os.environ.get("REPLICATE_API_TOKEN", "")

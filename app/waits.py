@@ -11,13 +11,15 @@ the requests waiting for that prediction.
 The row stays the truth: a waiting request still looks at it, often until the
 listener is up, then every LISTENED_POLL seconds in case a notice is lost (the
 listener reconnecting, say). On SQLite there are no notices, and waiting is
-polling alone.
+polling alone; so it is with LIGHTBOX_WAIT_NOTIFY off (for a connection pooler
+that does not pass notices on, such as PgBouncer in transaction mode).
 """
 
 import logging
 import threading
 import time
 
+from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections
 
 log = logging.getLogger(__name__)
@@ -31,7 +33,7 @@ def ended(prediction_id, using=DEFAULT_DB_ALIAS):
     """Tell waiting requests that this prediction ended; call it inside the
     transaction that ends it."""
     connection = connections[using]
-    if connection.vendor == "postgresql":
+    if connection.vendor == "postgresql" and settings.WAIT_NOTIFY:
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_notify(%s, %s)", [CHANNEL, prediction_id])
 
@@ -77,7 +79,8 @@ class Listener:
         event = threading.Event()
         with self._lock:
             self._waiting.setdefault(prediction_id, set()).add(event)
-            if connections[self.using].vendor == "postgresql" and not (self._thread and self._thread.is_alive()):
+            notices = connections[self.using].vendor == "postgresql" and settings.WAIT_NOTIFY
+            if notices and not (self._thread and self._thread.is_alive()):
                 self._stopping = False
                 self._thread = threading.Thread(target=self._run, name="lightbox-waits", daemon=True)
                 self._thread.start()
