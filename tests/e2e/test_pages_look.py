@@ -1,5 +1,6 @@
-"""Every main page at desktop and phone widths: a screenshot for people to look
-at (artifacts/screenshots/, kept by CI) and axe-core's accessibility check."""
+"""Every main page at desktop and phone widths, each in light and dark: a
+screenshot for people to look at (artifacts/screenshots/, kept by CI) and
+axe-core's accessibility check."""
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -11,7 +12,10 @@ from tests.e2e.conftest import DESKTOP, PASSWORD, PHONE, axe_violations, log_in,
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
-LAYOUTS = [("desktop", DESKTOP, "light"), ("phone", PHONE, "dark")]
+LAYOUTS = [
+    ("desktop", DESKTOP, "light"), ("phone", PHONE, "dark"), ("desktop-dark", DESKTOP, "dark"),
+    ("phone-light", PHONE, "light"),
+]
 
 
 @pytest.fixture
@@ -65,7 +69,7 @@ def test_every_main_page_at_desktop_and_phone_widths(site, finished_comparison, 
             if name == "comparison-running":
                 running.cancel()
             # No horizontal scrolling of the page itself on a phone.
-            if layout == "phone":
+            if viewport == PHONE:
                 width = page.evaluate("document.documentElement.scrollWidth")
                 assert width <= viewport["width"], f"{name} is {width}px wide on a phone"
         assert page.csp_violations == []
