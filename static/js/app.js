@@ -33,7 +33,8 @@ document.addEventListener("keydown", (event) => {
 });
 
 // The mask painter: paint on the chosen image; white is redrawn. The mask goes
-// into the hidden mask_painted field as a PNG data URI.
+// into the hidden mask_painted field as a PNG data URI. Each stroke can be
+// undone (the button, or Ctrl/Cmd+Z with the focus in the painter).
 function setUpMaskPainter(root) {
   const painter = root.querySelector("[data-mask-painter]");
   const imageInput = root.querySelector("input[type=file][name=image]");
@@ -45,9 +46,26 @@ function setUpMaskPainter(root) {
   const brush = painter.querySelector("[data-mask-brush]");
   const mask = document.createElement("canvas");
   const maskContext = mask.getContext("2d");
+  const undoButton = painter.querySelector("[data-mask-undo]");
+  const strokes = [];  // the mask before each stroke, and whether it was painted
+  const MAX_UNDO = 30;
   let picture = null;
   let painting = false;
   let painted = false;
+
+  function save() {
+    hidden.value = painted ? mask.toDataURL("image/png") : "";
+    undoButton.disabled = strokes.length === 0;
+  }
+
+  function undo() {
+    const before = strokes.pop();
+    if (!before) return;
+    maskContext.putImageData(before.pixels, 0, 0);
+    painted = before.painted;
+    redraw();
+    save();
+  }
 
   function redraw() {
     context.clearRect(0, 0, canvas.width, canvas.height);
@@ -58,11 +76,17 @@ function setUpMaskPainter(root) {
   }
 
   function clear() {
+    if (painted) remember();
     maskContext.fillStyle = "#000";
     maskContext.fillRect(0, 0, mask.width, mask.height);
     painted = false;
-    hidden.value = "";
     if (picture) redraw();
+    save();
+  }
+
+  function remember() {
+    strokes.push({ pixels: maskContext.getImageData(0, 0, mask.width, mask.height), painted });
+    if (strokes.length > MAX_UNDO) strokes.shift();
   }
 
   function paint(event) {
@@ -86,18 +110,32 @@ function setUpMaskPainter(root) {
     picture.onload = () => {
       canvas.width = mask.width = picture.naturalWidth;
       canvas.height = mask.height = picture.naturalHeight;
+      strokes.length = 0;
+      painted = false;
       clear();
       painter.hidden = false;
     };
     picture.src = url;
   });
-  canvas.addEventListener("pointerdown", (event) => { painting = true; canvas.setPointerCapture(event.pointerId); paint(event); });
+  canvas.addEventListener("pointerdown", (event) => {
+    remember();
+    painting = true;
+    canvas.setPointerCapture(event.pointerId);
+    paint(event);
+  });
   canvas.addEventListener("pointermove", (event) => { if (painting) paint(event); });
   canvas.addEventListener("pointerup", () => {
     painting = false;
-    if (painted) hidden.value = mask.toDataURL("image/png");
+    save();
   });
   painter.querySelector("[data-mask-clear]").addEventListener("click", clear);
+  undoButton.addEventListener("click", undo);
+  painter.addEventListener("keydown", (event) => {
+    if ((event.ctrlKey || event.metaKey) && event.key.toLowerCase() === "z") {
+      event.preventDefault();
+      undo();
+    }
+  });
 }
 
 function setUp(root) {

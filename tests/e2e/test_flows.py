@@ -7,7 +7,7 @@ from playwright.sync_api import expect
 
 from app.models import Comparison, Prediction
 from tests.conftest import wait_for_status
-from tests.e2e.conftest import sign_up
+from tests.e2e.conftest import screenshot, sign_up
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -158,10 +158,21 @@ def test_paint_a_mask_on_an_uploaded_image(site, worker, cog_server, new_page, t
     expect(canvas).to_be_visible()
     canvas.scroll_into_view_if_needed()
     box = canvas.bounding_box()
-    page.mouse.move(box["x"] + box["width"] * 0.2, box["y"] + box["height"] * 0.5)
-    page.mouse.down()
-    page.mouse.move(box["x"] + box["width"] * 0.4, box["y"] + box["height"] * 0.5, steps=8)
-    page.mouse.up()
+
+    def stroke(start, end):
+        page.mouse.move(box["x"] + box["width"] * start, box["y"] + box["height"] * 0.5)
+        page.mouse.down()
+        page.mouse.move(box["x"] + box["width"] * end, box["y"] + box["height"] * 0.5, steps=8)
+        page.mouse.up()
+
+    undo = page.get_by_role("button", name="Undo stroke")
+    expect(undo).to_be_disabled()
+    stroke(0.2, 0.4)
+    stroke(0.7, 0.9)
+    stroke(0.05, 0.1)
+    page.keyboard.press("Control+z")  # the canvas has the focus after a stroke
+    undo.click()  # the second stroke goes too; the first stays
+    screenshot(page, "mask-painter-desktop")
     page.get_by_role("button", name="Run 1 model").click()
     page.wait_for_url(re.compile(r"/c/[a-z0-9]+$"))
     expect(page.locator("article.card [data-status]")).to_have_text("Succeeded", timeout=30_000)
@@ -171,6 +182,8 @@ def test_paint_a_mask_on_an_uploaded_image(site, worker, cog_server, new_page, t
     mask = Image.open(io.BytesIO(base64.b64decode(given["mask"].split(",", 1)[1]))).convert("L")
     assert mask.size == (200, 100)
     assert mask.getpixel((60, 50)) == 255  # painted
+    assert mask.getpixel((160, 50)) == 0  # painted, then undone
+    assert mask.getpixel((15, 50)) == 0  # painted, then undone by Ctrl+Z
     assert mask.getpixel((190, 10)) == 0  # left alone
 
 
