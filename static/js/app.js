@@ -138,9 +138,52 @@ function setUpMaskPainter(root) {
   });
 }
 
+// The full-size view of a prediction's images (a :target overlay that works
+// without JavaScript): with it, "Fit to screen" or a click on the image
+// toggles fitting, the arrow keys go to the previous or next image, and
+// Escape closes it.
+function setUpZoom(root) {
+  const views = [...root.querySelectorAll(".zoom")];
+  views.forEach((view, index) => {
+    if (view.dataset.ready) return;
+    view.dataset.ready = "1";
+    const fit = view.querySelector("[data-zoom-fit]");
+    const toggle = () => {
+      const fitted = view.classList.toggle("fit");
+      fit.textContent = fitted ? "Actual size" : "Fit to screen";
+    };
+    fit.hidden = false;
+    fit.addEventListener("click", toggle);
+    view.querySelector("img").addEventListener("click", toggle);
+    if (views.length > 1) {
+      const tools = view.querySelector(".zoom-tools");
+      const step = (offset, label) => {
+        const link = document.createElement("a");
+        link.href = "#" + views[(index + offset + views.length) % views.length].id;
+        link.textContent = label;
+        link.dataset.zoomStep = String(offset);
+        return link;
+      };
+      tools.prepend(step(-1, "← Previous"), step(1, "Next →"));
+    }
+  });
+}
+
+document.addEventListener("keydown", (event) => {
+  const open = location.hash.startsWith("#zoom-") && document.querySelector(location.hash + ".zoom");
+  if (!open) return;
+  if (event.key === "Escape") {
+    location.hash = "#result";
+  } else if (event.key === "ArrowLeft" || event.key === "ArrowRight") {
+    const link = open.querySelector(`[data-zoom-step="${event.key === "ArrowLeft" ? -1 : 1}"]`);
+    if (link) location.hash = link.getAttribute("href");
+  }
+});
+
 function setUp(root) {
   setUpCopyButtons(root);
   setUpMaskPainter(root);
+  setUpZoom(root);
 }
 
 document.addEventListener("DOMContentLoaded", () => setUp(document));

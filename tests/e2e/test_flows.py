@@ -187,6 +187,31 @@ def test_paint_a_mask_on_an_uploaded_image(site, worker, cog_server, new_page, t
     assert mask.getpixel((190, 10)) == 0  # left alone
 
 
+def test_zoom_into_a_predictions_images(site, new_page, transactional_db):
+    """The full-size view: open, fit to the screen and back, step through the
+    images with the arrow keys, close with Escape."""
+    from tests.web.conftest import SCHEMA, make_prediction, make_version
+
+    prediction = make_prediction(make_version("local", "tiny-sd", SCHEMA), outputs=3)
+    page = new_page()
+    page.goto(f"{site.url}/p/{prediction.id}")
+    page.get_by_role("link", name="Zoom image 1").click()
+    first = page.get_by_role("dialog", name="Image 1, full size")
+    expect(first).to_be_visible()
+    first.get_by_role("button", name="Fit to screen").click()
+    expect(first).to_have_class(re.compile(r"\bfit\b"))
+    expect(first.get_by_role("button", name="Actual size")).to_be_visible()
+    page.screenshot(path="artifacts/screenshots/zoom-desktop.png")  # the overlay fills the window
+    page.keyboard.press("ArrowRight")
+    expect(page.get_by_role("dialog", name="Image 2, full size")).to_be_visible()
+    page.keyboard.press("ArrowLeft")
+    page.keyboard.press("ArrowLeft")  # wraps round to the last
+    expect(page.get_by_role("dialog", name="Image 3, full size")).to_be_visible()
+    page.keyboard.press("Escape")
+    expect(page.get_by_role("dialog")).to_have_count(0)
+    assert page.evaluate("location.hash") == "#result"
+
+
 def test_the_gallery_loads_more_as_one_scrolls(site, new_page, transactional_db):
     from tests.web.conftest import SCHEMA, make_prediction, make_version
 
