@@ -40,7 +40,6 @@ import random
 import re
 import statistics
 import sys
-import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor

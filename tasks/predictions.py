@@ -19,7 +19,7 @@ from django.conf import settings
 from django.db.models import F, Q
 from django.utils import timezone
 
-from app import backends, http, netguard
+from app import backends, netguard
 from app.backends import BackendError, Busy
 from app.models import Prediction, Upload
 

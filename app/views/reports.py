@@ -7,7 +7,6 @@ The views in predictions.py and comparisons.py look the item up the way its
 page does, so reporting what you cannot see answers 404 or 410 as viewing it.
 """
 
-
 from django.contrib import messages
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse

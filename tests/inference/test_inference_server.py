@@ -25,8 +25,6 @@ def test_text_to_image_returns_the_requested_images_and_logs_progress(sd):
 
     assert body["status"] == "succeeded", body
     assert len(body["output"]) == 2
-    from cogserver import decode
-
     assert [decode(uri).size for uri in body["output"]] == [(96, 64), (96, 64)]
     assert re.findall(r"step (\d+)/(\d+)", body["logs"]) == [("1", "3"), ("2", "3"), ("3", "3")]
     assert "Using seed: 7" in body["logs"]
@@ -55,8 +53,6 @@ def test_a_turbo_server_uses_turbo_defaults(sdxl):
     body = sdxl.predict(prompt="a cat")  # no size, steps or guidance given
 
     assert body["status"] == "succeeded", body
-    from cogserver import decode
-
     assert decode(body["output"][0]).size == (512, 512)
     assert re.findall(r"step \d+/\d+", body["logs"]) == ["step 1/1"]
 

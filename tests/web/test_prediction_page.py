@@ -19,7 +19,7 @@ def test_it_shows_the_image_input_snippets_and_share_tags(client, alice, sd_vers
     assert f'src="{output.file.url}"' in html
     assert f'download="lightbox-{prediction.id}-0.png"' in html
     assert '<th scope="row">seed</th><td>42</td>' in html
-    assert f"/v1/predictions" in html and "Prefer: wait" in html
+    assert "/v1/predictions" in html and "Prefer: wait" in html
     assert f"client.run(\n    &#x27;{sd_version.ref}&#x27;" in html
     assert "&quot;status&quot;: &quot;succeeded&quot;" in html  # the API JSON
     assert f'<meta property="og:image" content="http://testserver{output.file.url}">' in html
