@@ -65,18 +65,15 @@ def _not_found(what):
 def _get_prediction_for_user(request, prediction_id, owner_only=False):
     """(prediction, None), or (None, the problem to answer): 404 for what the
     user may not see, 410 for a shared prediction moderators hid."""
-    missing = _not_found(f"Prediction {prediction_id}")
     prediction = PREDICTION.first(prediction_id)
-    if prediction is None:
-        return None, missing
-    if prediction.owner_id == request.user.pk:
+    if prediction is not None and prediction.owner_id == request.user.pk:
         return prediction, None
-    if owner_only:
-        return None, missing
+    if prediction is None or owner_only:
+        return None, _not_found(f"Prediction {prediction_id}")
     if is_moderator(request.user):
         return prediction, None
     if prediction.visibility == Prediction.Visibility.PRIVATE:
-        return None, missing
+        return None, _not_found(f"Prediction {prediction_id}")
     if prediction.is_hidden:
         return None, api.problem(410, "Gone", "This prediction was hidden by moderators.")
     return prediction, None
