@@ -26,12 +26,12 @@ class RefuseNulMiddleware:
 
     @staticmethod
     def _has_nul(request):
-        if "\x00" in request.path or _has_nul(request.GET):
+        if "\x00" in request.path or _nul_in(request.GET):
             return True
-        return request.method == "POST" and request.content_type in FORM_TYPES and _has_nul(request.POST)
+        return request.method == "POST" and request.content_type in FORM_TYPES and _nul_in(request.POST)
 
 
-def _has_nul(query):
+def _nul_in(query):
     return any("\x00" in key or any("\x00" in value for value in values) for key, values in query.lists())
 
 
