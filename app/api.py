@@ -89,7 +89,7 @@ def _prepared_outputs():
 
 @functools.cache
 def _predictions_path(script_prefix):
-    """/v1/predictions, under which each prediction's URLs sit (app/urls.py).
+    """/v1/predictions, under which each prediction's URLs sit (lightbox/urls.py).
 
     reverse() costs ~50 us here, and a list page has 200 of these URLs."""
     return reverse("api:predictions")

@@ -242,7 +242,7 @@ def cog_server(port, env, log_dir, upload_url=None, name="cog"):
 def gunicorn(port, env, log_dir, workers=2, threads=8, extra=()):
     """The web process as DESIGN.md runs it: gthread, >= 8 threads, timeout > 60 s."""
     command = [
-        str(VENV_BIN / "gunicorn"), "app.wsgi", "--bind", f"127.0.0.1:{port}", "--worker-class", "gthread",
+        str(VENV_BIN / "gunicorn"), "lightbox.wsgi", "--bind", f"127.0.0.1:{port}", "--worker-class", "gthread",
         "--workers", str(workers), "--threads", str(threads), "--timeout", "90", *extra,
     ]
     web = Process("web", command, env, log_dir, cwd=env["LIGHTBOX_VAR_DIR"]).start()
@@ -263,7 +263,7 @@ def gunicorn(port, env, log_dir, workers=2, threads=8, extra=()):
 def celery_worker(env, log_dir, pool="threads", concurrency=2, name="worker"):
     """A Celery worker; a restarted one needs a new `name` (its log tells when it is ready)."""
     command = [
-        str(VENV_BIN / "celery"), "-A", "tasks", "worker", "--pool", pool, "--concurrency", str(concurrency),
+        str(VENV_BIN / "celery"), "-A", "lightbox", "worker", "--pool", pool, "--concurrency", str(concurrency),
         "--loglevel", "INFO", "--without-mingle", "--without-gossip", "--without-heartbeat",
     ]
     worker = Process(name, command, env, log_dir, cwd=env["LIGHTBOX_VAR_DIR"]).start()
@@ -278,7 +278,7 @@ def celery_worker(env, log_dir, pool="threads", concurrency=2, name="worker"):
 
 def celery_beat(env, log_dir):
     """Celery beat: it queues the reconciler every LIGHTBOX_RECONCILE_INTERVAL seconds."""
-    command = [str(VENV_BIN / "celery"), "-A", "tasks", "beat", "--loglevel", "INFO"]
+    command = [str(VENV_BIN / "celery"), "-A", "lightbox", "beat", "--loglevel", "INFO"]
     beat = Process("beat", command, env, log_dir, cwd=env["LIGHTBOX_VAR_DIR"]).start()
 
     def ready():
@@ -378,7 +378,7 @@ def print_table(headers, rows):
 
 
 def _django():
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "app.settings")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "lightbox.settings")
     sys.path.insert(0, str(ROOT))
     import django
 

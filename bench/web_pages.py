@@ -74,7 +74,7 @@ def setup_django(args):
     os.environ["DATABASE_URL"] = args.database_url
     os.environ.setdefault("LIGHTBOX_VAR_DIR", str(ROOT / "var" / "bench"))
     os.environ.setdefault("MEDIA_ROOT", str(ROOT / "var" / "bench" / "media"))
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "app.settings")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "lightbox.settings")
     import django
 
     django.setup()
@@ -171,7 +171,7 @@ def populate(count):
 def start_gunicorn(port):
     env = {**os.environ, "LIGHTBOX_SERVER_TIMING": "1", "ALLOWED_HOSTS": "127.0.0.1,localhost"}
     process = subprocess.Popen(
-        [str(Path(sys.executable).parent / "gunicorn"), "app.wsgi", "--bind", f"127.0.0.1:{port}",
+        [str(Path(sys.executable).parent / "gunicorn"), "lightbox.wsgi", "--bind", f"127.0.0.1:{port}",
          "--worker-class", "gthread", "--workers", "2", "--threads", "8", "--timeout", "90", "--log-level", "warning"],
         cwd=ROOT, env=env, start_new_session=True,
     )

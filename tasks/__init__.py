@@ -1,3 +1,1 @@
-from tasks.celery import app
-
-__all__ = ["app"]
+"""Celery tasks: an interface, like the views. The Celery app is lightbox.celery."""

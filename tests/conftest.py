@@ -121,7 +121,7 @@ class Worker:
     def start(self):
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
-            [str(VENV_BIN / "celery"), "-A", "tasks", "worker", "--concurrency", "2", "--pool", "threads",
+            [str(VENV_BIN / "celery"), "-A", "lightbox", "worker", "--concurrency", "2", "--pool", "threads",
              "--loglevel", "INFO", "--without-mingle", "--without-gossip", "--without-heartbeat"],
             cwd=ROOT, env=self.env, stdout=open(self.log_path, "ab"), stderr=subprocess.STDOUT,
             start_new_session=True,

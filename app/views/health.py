@@ -4,7 +4,7 @@ from django.db import connection
 from django.http import JsonResponse
 
 from app.models import Version
-from tasks.celery import app as celery_app
+from lightbox.celery import app as celery_app
 
 
 def healthz(request):

@@ -71,8 +71,8 @@ MIDDLEWARE = [
     "django_htmx.middleware.HtmxMiddleware",
 ]
 
-ROOT_URLCONF = "app.urls"
-WSGI_APPLICATION = "app.wsgi.application"
+ROOT_URLCONF = "lightbox.urls"
+WSGI_APPLICATION = "lightbox.wsgi.application"
 
 TEMPLATES = [
     {

@@ -7,7 +7,7 @@ from celery.signals import task_postrun, task_prerun
 from django.conf import settings
 from django.db import close_old_connections
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "app.settings")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "lightbox.settings")
 
 app = Celery("lightbox")
 app.config_from_object("django.conf:settings", namespace="CELERY")
