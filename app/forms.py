@@ -1,7 +1,7 @@
 """Forms. They only validate; views save (STYLE.md).
 
 The playground form is built from the chosen versions' input schemas: the
-common fields once (app.comparisons.COMMON_FIELDS), each version's own fields
+common fields once (app.services.comparisons.COMMON_FIELDS), each version's own fields
 under "advanced". Ranges differ between versions, so the common fields only
 check types here; the comparison mapping fits each value to each version.
 """
@@ -13,8 +13,8 @@ from django import forms
 from django.contrib.auth import get_user_model
 from django.contrib.auth.forms import AuthenticationForm, PasswordResetForm, UserCreationForm
 
-from app import images, schema, throttle
-from app.comparisons import COMMON_FIELDS
+from app.core import images, schema, throttle
+from app.services.comparisons import COMMON_FIELDS
 from app.models import Invite, Prediction, Report
 
 MAX_IMAGE_BYTES = 10 * 1024 * 1024
@@ -222,7 +222,7 @@ def invite_code(text):
 
 class LoginForm(AuthenticationForm):
     """Django's log-in form, throttled per username and per client address
-    (app.throttle). Every attempt counts until one succeeds, which clears the
+    (app.core.throttle). Every attempt counts until one succeeds, which clears the
     username's count, so an unknown username gets the same answers as a real
     one. Once refused, `retry_after` says in how many seconds to try again."""
 
@@ -252,7 +252,7 @@ class LoginForm(AuthenticationForm):
 
 class PasswordResetRequestForm(PasswordResetForm):
     """Django's password-reset form, throttled per email address and per
-    client address (app.throttle), whether or not an account has the address."""
+    client address (app.core.throttle), whether or not an account has the address."""
 
     retry_after = None
 

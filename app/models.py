@@ -19,9 +19,9 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import urlencode
 
-from app import waits
-from app.moderation import is_moderator
-from app.prepared import Prepared
+from app.core import waits
+from app.services.moderation import is_moderator
+from app.core.prepared import Prepared
 
 
 def new_id():
@@ -106,8 +106,8 @@ class Version(models.Model):
         """Ask the backend whether it can run now, at most every `max_age` seconds."""
         if self.checked_at and (timezone.now() - self.checked_at).total_seconds() < max_age:
             return self.available
-        from app import backends
-        from app.backends import BackendError
+        from app.services import backends
+        from app.services.backends import BackendError
 
         reason = backends.for_version(self).check(self)
         if not reason and not self.openapi_schema:
@@ -122,7 +122,7 @@ class Version(models.Model):
 
 
 class ModeratedQuerySet(models.QuerySet):
-    """Filters every page, list and API response must use (app.moderation).
+    """Filters every page, list and API response must use (app.services.moderation).
 
     `public()` is the gallery; `visible_to(user)` is a listing that includes the
     user's own items; `accessible_to(user)` is what a user may open by its link.
@@ -194,7 +194,7 @@ class ComparisonQuerySet(ModeratedQuerySet):
 class Comparison(Moderated):
     """One request fanned out to several versions: the input as the user gave
     it, one seed for all, and per version the changes the mapping made to fit
-    that version's schema (app.comparisons)."""
+    that version's schema (app.services.comparisons)."""
 
     id = models.CharField(primary_key=True, max_length=32, default=new_id, editable=False)
     owner = models.ForeignKey(
@@ -226,10 +226,10 @@ class Comparison(Moderated):
 
     @classmethod
     def start(cls, versions, input, *, owner=None, visibility=None, seed=None, extra_input=None):
-        """Run `input` on every version (app.comparisons maps it to each one's
+        """Run `input` on every version (app.services.comparisons maps it to each one's
         schema; `extra_input` adds values of one version's own fields). Raises
         schema.InputError, saving nothing, if any version cannot run."""
-        from app import comparisons
+        from app.services import comparisons
 
         return comparisons.start(
             versions, input, owner=owner, visibility=visibility, seed=seed, extra_input=extra_input
@@ -237,7 +237,7 @@ class Comparison(Moderated):
 
     def add_version(self, version):
         """Run this comparison's input on one more version, into this comparison."""
-        from app import comparisons
+        from app.services import comparisons
 
         return comparisons.add_version(self, version)
 
@@ -350,7 +350,7 @@ class Prediction(Moderated):
     # When the last non-terminal event went to the caller's webhook; logs and
     # output events are throttled to one per WEBHOOK_THROTTLE, as Replicate does.
     webhook_sent_at = models.DateTimeField(null=True, blank=True)
-    # USD: estimated when it starts (app.limits), settled from the predict time
+    # USD: estimated when it starts (app.services.limits), settled from the predict time
     # when it ends. Monthly spend caps add these up.
     cost = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
 
@@ -374,7 +374,8 @@ class Prediction(Moderated):
         """Validate `input` against the version's schema, save the prediction and
         queue it once the transaction commits. Raises schema.InputError, and
         saves nothing, when the input or the version cannot run."""
-        from app import limits, moderation, netguard, schema, uploads
+        from app.core import netguard, schema, uploads
+        from app.services import limits, moderation
         from tasks.predictions import run_prediction
 
         cleaned = schema.validate_input(version, input)
@@ -466,10 +467,10 @@ class Prediction(Moderated):
     def apply_update(self, update):
         """Apply a backend's view of this prediction (a webhook or poll).
 
-        `update` is a backend-neutral dict (see app.backends.Update). Outputs of
+        `update` is a backend-neutral dict (see app.services.backends.Update). Outputs of
         a succeeded update are stored before the status turns terminal.
         """
-        from app import storage
+        from app.services import storage
 
         if self.is_terminal:
             # A run that ended after the prediction did (it was sent again).
@@ -514,7 +515,7 @@ class Prediction(Moderated):
         return changed
 
     def fail(self, error):
-        from app import storage
+        from app.services import storage
 
         storage.discard_uploads(self)
         changed = self._transition(status=self.Status.FAILED, error=error, completed_at=timezone.now())
@@ -527,10 +528,10 @@ class Prediction(Moderated):
         if self.is_terminal:
             return False
         if self.dispatched_at:
-            from app import backends
+            from app.services import backends
 
             backends.for_version(self.version).cancel(self)
-        from app import storage
+        from app.services import storage
 
         storage.discard_uploads(self)
         changed = self._transition(status=self.Status.CANCELED, completed_at=timezone.now())
@@ -541,7 +542,7 @@ class Prediction(Moderated):
     def on_terminal(self):
         """Settle the cost and tell the caller's webhook; runs once, after the
         terminal commit."""
-        from app import limits
+        from app.services import limits
 
         limits.settle_cost(self)
         if self.webhook and self.wants_event("completed"):
@@ -597,7 +598,7 @@ class Output(models.Model):
     sha256 = models.CharField(max_length=64)
     rating = models.CharField(max_length=10, choices=Rating.choices, default=Rating.SAFE)
     # For nsfw outputs: the only picture of it anonymous visitors and users who
-    # did not opt in ever get (made on the server, app.images.blurred_thumbnail).
+    # did not opt in ever get (made on the server, app.core.images.blurred_thumbnail).
     blurred_thumbnail = models.FileField(upload_to=output_upload_to, max_length=300, blank=True)
 
     class Meta:
@@ -613,7 +614,7 @@ class Output(models.Model):
         """Rate it nsfw and make its blurred thumbnail."""
         if self.rating != self.Rating.SAFE:
             return False
-        from app import storage
+        from app.services import storage
 
         storage.save_blurred_thumbnail(self)
         self.rating = self.Rating.NSFW
@@ -630,7 +631,7 @@ class Output(models.Model):
 
     def shows_explicit_to(self, user):
         """Whether `user` gets this image itself, rather than its blurred thumbnail."""
-        from app import moderation
+        from app.services import moderation
 
         if self.rating == self.Rating.SAFE:
             return True
@@ -702,7 +703,7 @@ class ApiToken(models.Model):
         self.save(update_fields=["revoked_at"])
 
 
-# Every /v1 request asks for its token (app.prepared says why compiled once).
+# Every /v1 request asks for its token (app.core.prepared says why compiled once).
 ACTIVE_TOKEN = Prepared(
     lambda key_hash: ApiToken.objects.select_related("user").filter(key_hash=key_hash, revoked_at__isnull=True)
 )
@@ -781,7 +782,7 @@ class Invite(models.Model):
         self.save(update_fields=["used_by", "used_at"])
 
 
-# --- Moderation, content safety and limits (app.moderation, app.limits) ----------
+# --- Moderation, content safety and limits (app.services.moderation, app.services.limits) ----------
 
 
 class Report(models.Model):
@@ -841,7 +842,7 @@ class Report(models.Model):
     def file(cls, target, reason, text="", reporter=None):
         """Report `target` (a Prediction or Comparison); hides it when enough
         distinct signed-in users have. Returns the report."""
-        from app import moderation
+        from app.services import moderation
 
         return moderation.file_report(target, reason, text, reporter)
 

@@ -394,7 +394,7 @@ def _user(username):
 
 def step_setup_dispatch(args):
     _django()
-    from app import catalog
+    from app.services import catalog
     from app.models import ApiToken
 
     user = _user("bench")
@@ -408,7 +408,7 @@ def step_setup_dispatch(args):
 
 def step_upload_url(args):
     _django()
-    from app import storage
+    from app.services import storage
 
     print(json.dumps({"upload_url": storage.upload_url()}))
 
@@ -440,7 +440,7 @@ def step_seed(args):
     from django.db import transaction
     from django.utils import timezone
 
-    from app import catalog
+    from app.services import catalog
     from app.models import ApiToken, Output, Prediction
 
     from django.contrib.auth import get_user_model
@@ -519,7 +519,7 @@ def step_setup_faults(args):
     """A token for the faults benchmark's user, the version of the real Cog
     server and one version for each stand-in (name=url) in front of it."""
     _django()
-    from app import catalog
+    from app.services import catalog
     from app.models import ApiToken
 
     user = _user("bench-faults")

@@ -19,7 +19,7 @@ HTML, the stylesheet, the scripts and 24 thumbnails.
 Targets (issue 4): gallery p50 <= 25 ms server time with <= 8 queries; the
 gallery page with its 24 thumbnails under 600 KB.
 
-The thumbnails are made by app.images.thumbnail from a 1024x1024 image with
+The thumbnails are made by app.core.images.thumbnail from a 1024x1024 image with
 the detail of a photograph (fractal noise, not flat colour and not white
 noise): real model outputs vary, so the transfer figure is an estimate.
 """
@@ -111,7 +111,9 @@ def populate(count):
     from django.core.files.storage import default_storage
     from django.utils import timezone
 
-    from app import catalog, images
+    from app.core import images
+
+    from app.services import catalog
     from app.models import Comparison, Output, Prediction
 
     have = Prediction.objects.count()
@@ -241,7 +243,7 @@ def main():
     from app.models import Comparison, Prediction
 
     deep = Prediction.objects.public().filter(status="succeeded").order_by("-created_at")[args.predictions // 2]
-    from app import pagination
+    from app.core import pagination
 
     cursor = pagination.encode("next", deep)
     prediction = Prediction.objects.public().filter(status="succeeded").first()

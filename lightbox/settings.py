@@ -174,7 +174,7 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_ALWAYS_EAGER = envbool("CELERY_TASK_ALWAYS_EAGER", "False")
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
-# The cache holds the throttles' counters (app.throttle), so it must be one
+# The cache holds the throttles' counters (app.core.throttle), so it must be one
 # that every web process shares (not Django's per-process LocMem default):
 # Redis when there is one (REDIS_URL, else a redis:// broker), else a table of
 # the database, created by `migrate` (app.apps).
@@ -207,7 +207,7 @@ REPLICATE_POLL_INTERVAL = envfloat("LIGHTBOX_REPLICATE_POLL_INTERVAL", 1.0)
 WEBHOOK_RETRIES = envint("LIGHTBOX_WEBHOOK_RETRIES", 5)
 PREFER_WAIT_MAX = 60
 # On PostgreSQL, wake a waiting request by NOTIFY when its prediction ends
-# (app.waits). Turn off behind a transaction-pooling PgBouncer, which does not
+# (app.core.waits). Turn off behind a transaction-pooling PgBouncer, which does not
 # deliver notices; waiting then polls the row.
 WAIT_NOTIFY = envbool("LIGHTBOX_WAIT_NOTIFY", "True")
 
@@ -308,7 +308,7 @@ SERVER_TIMING = envbool("LIGHTBOX_SERVER_TIMING", "False")
 # Anyone may browse; running needs an account unless this is on.
 ANONYMOUS_RUNS = envbool("LIGHTBOX_ANONYMOUS_RUNS", "False")
 
-# --- Accounts and throttles (app.throttle; README: Configuration) ---
+# --- Accounts and throttles (app.core.throttle; README: Configuration) ---
 # Who may create an account: anyone ("open"), people with an invite code from
 # staff ("invite": admin, or `manage.py create_invite`), nobody ("closed").
 SIGNUP = os.environ.get("LIGHTBOX_SIGNUP", "open").strip().lower()

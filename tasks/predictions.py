@@ -19,8 +19,10 @@ from django.conf import settings
 from django.db.models import F, Q
 from django.utils import timezone
 
-from app import backends, netguard
-from app.backends import BackendError, Busy
+from app.core import netguard
+
+from app.services import backends
+from app.services.backends import BackendError, Busy
 from app.models import Prediction, Upload
 
 log = logging.getLogger(__name__)
@@ -175,7 +177,7 @@ def _recheck(prediction, now):
 @shared_task(bind=True, max_retries=None)
 def send_webhook(self, prediction_id, event):
     """POST the prediction to its caller's webhook, signed as Replicate signs."""
-    from app.api import prediction_json, webhook_headers
+    from app.services.api_json import prediction_json, webhook_headers
 
     prediction = Prediction.objects.select_related("version__model", "owner").filter(pk=prediction_id).first()
     if prediction is None or not prediction.webhook:

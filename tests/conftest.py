@@ -147,9 +147,9 @@ class Worker:
 @pytest.fixture(scope="session")
 def django_db_setup(django_db_setup):
     """pytest-django's, and then, before it drops the test database, the
-    connection app.waits keeps LISTENing on it is closed."""
+    connection app.core.waits keeps LISTENing on it is closed."""
     yield
-    from app import waits
+    from app.core import waits
 
     waits.LISTENER.stop()
 
@@ -222,7 +222,7 @@ def replicate_settings(replicate_cloud):
 
 @pytest.fixture(scope="session")
 def cog_server(site):
-    from app import storage
+    from app.services import storage
 
     server = CogServer(COG_PREDICTOR_DIR, upload_url=storage.upload_url()).start()
     yield server
@@ -231,7 +231,7 @@ def cog_server(site):
 
 @pytest.fixture
 def cog_version(transactional_db, cog_server):
-    from app import catalog
+    from app.services import catalog
 
     version = catalog.import_version(cog_server.url, "local/test-model")
     version.refresh_availability(max_age=0)
@@ -325,7 +325,7 @@ def _clean_test_var():
 
 @pytest.fixture(autouse=True)
 def _throttles_of_its_own(settings):
-    """Each test counts log-ins, resets and visitors' runs afresh (app.throttle):
+    """Each test counts log-ins, resets and visitors' runs afresh (app.core.throttle):
     a cache key prefix of its own. Not cache.clear(): on Redis that flushes the
     broker's database too."""
     import uuid

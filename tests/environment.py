@@ -9,6 +9,6 @@ os.environ.setdefault("LIGHTBOX_VAR_DIR", str(ROOT / "var" / "test"))
 os.environ.setdefault("MEDIA_ROOT", str(ROOT / "var" / "test" / "media"))
 os.environ.setdefault("LIGHTBOX_DISPATCH_DEADLINE", "2")
 # The suite's webhook receivers, image servers and stand-ins listen on
-# 127.0.0.1; the network guard (app.netguard) refuses loopback otherwise.
+# 127.0.0.1; the network guard (app.core.netguard) refuses loopback otherwise.
 # Tests of the guard itself use other loopback addresses (127.0.0.2).
 os.environ.setdefault("LIGHTBOX_NETWORK_ALLOWLIST", "127.0.0.1,localhost")

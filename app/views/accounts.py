@@ -14,7 +14,7 @@ from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.views.decorators.http import require_http_methods, require_POST
 
-from app import pagination
+from app.core import pagination
 from app.forms import (
     DeleteAccountForm,
     LoginForm,

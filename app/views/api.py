@@ -12,11 +12,13 @@ from django.db.models import Q
 from django.http import JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from app import api, limits, netguard, schema, waits
+from app.core import netguard, schema, waits
+
+from app.services import api_json as api, limits
 from app.models import ApiToken, Model, Prediction, Version
-from app.moderation import is_moderator
-from app.openapi import document
-from app.prepared import Prepared
+from app.services.moderation import is_moderator
+from app.core.openapi import document
+from app.core.prepared import Prepared
 
 PAGE_SIZE = 100
 EVENTS = {"start", "output", "logs", "completed"}
@@ -79,7 +81,7 @@ def _get_prediction_for_user(request, prediction_id, owner_only=False):
     return prediction, None
 
 
-# The hottest query of the API (app.prepared says why compiled once).
+# The hottest query of the API (app.core.prepared says why compiled once).
 PREDICTION = Prepared(lambda pk: Prediction.objects.select_related("version__model").filter(pk=pk))
 
 
@@ -182,7 +184,7 @@ def _prefer_wait(request):
 
 def _wait_for(prediction, seconds):
     """Hold the request until the prediction ends (the result arrives on another
-    thread or process, by webhook) or `seconds` pass (app.waits)."""
+    thread or process, by webhook) or `seconds` pass (app.core.waits)."""
     waits.wait(prediction.pk, seconds, lambda: _status(prediction.pk) in Prediction.TERMINAL)
     prediction.refresh_from_db()
     return prediction

@@ -9,7 +9,9 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseStopPolling
 
-from app import limits, schema
+from app.core import schema
+
+from app.services import limits
 from app.forms import VisibilityForm
 from app.models import Comparison, Output, Prediction, Version
 from app.views import reports
@@ -17,7 +19,7 @@ from app.views.playground import can_run, start_comparison
 
 
 class Gone(Exception):
-    """Moderators hid it: its share link answers 410 (app.moderation)."""
+    """Moderators hid it: its share link answers 410 (app.services.moderation)."""
 
 
 def gone_response(request):

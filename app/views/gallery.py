@@ -8,7 +8,7 @@ from django.template.response import TemplateResponse
 from django.views.decorators.http import require_GET
 from django.views.decorators.vary import vary_on_headers
 
-from app import pagination
+from app.core import pagination
 from app.models import Model, Output, Prediction, Version
 
 PAGE_SIZE = 24

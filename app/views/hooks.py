@@ -10,8 +10,8 @@ from django.http import FileResponse, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST
 
-from app import storage
-from app.backends import BackendError, cog, replicate
+from app.services import storage
+from app.services.backends import BackendError, cog, replicate
 from app.models import Prediction, Upload
 from tasks.predictions import finish_prediction
 

@@ -4,7 +4,7 @@ Anyone may fetch the images of a public or unlisted prediction that is not
 hidden (their paths carry the prediction's 128-bit id, which is the share
 capability, like its page). Private and hidden predictions' images go only to
 the owner and moderators, or to whoever holds a signed URL (the API gives
-those to the owner: app.storage.signed_url). An nsfw image itself goes only to
+those to the owner: app.services.storage.signed_url). An nsfw image itself goes only to
 those who may see it unblurred (Output.shows_explicit_to); its blurred
 thumbnail to anyone who may see the item. Blocked images are gone.
 """
@@ -15,7 +15,7 @@ from django.core.files.storage import default_storage
 from django.http import FileResponse, Http404, HttpResponse
 from django.views.decorators.http import require_GET
 
-from app import storage
+from app.services import storage
 from app.models import Output
 
 

@@ -7,7 +7,9 @@ from django.template.response import TemplateResponse
 from django.views.decorators.http import require_GET, require_POST
 from django.views.decorators.vary import vary_on_headers
 
-from app import limits, schema, throttle
+from app.core import schema, throttle
+
+from app.services import limits
 from app.forms import PlaygroundForm, advanced_name
 from app.models import Comparison, Version
 

@@ -9,7 +9,7 @@ from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from app.api import prediction_json
+from app.services.api_json import prediction_json
 from app.forms import VisibilityForm
 from app.models import Prediction
 from app.views import reports

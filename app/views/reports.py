@@ -12,7 +12,9 @@ from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 
-from app import moderation, throttle
+from app.core import throttle
+
+from app.services import moderation
 from app.forms import ReportForm
 from app.models import Report
 

@@ -11,7 +11,9 @@ import pytest
 from celery.signals import before_task_publish
 from django.utils import timezone
 
-from app import catalog, schema
+from app.core import schema
+
+from app.services import catalog
 from app.models import Prediction
 from tests.conftest import COG_PREDICTOR_DIR
 

@@ -1,4 +1,4 @@
-"""app.prepared: the compiled-once queries of the API's hot path give what the
+"""app.core.prepared: the compiled-once queries of the API's hot path give what the
 ORM gives, in one query, and refuse querysets they cannot run faithfully."""
 
 from datetime import timedelta
@@ -7,10 +7,10 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
-from app import catalog
-from app.api import outputs_of, prediction_json
+from app.services import catalog
+from app.services.api_json import outputs_of, prediction_json
 from app.models import ApiToken, Output, Prediction
-from app.prepared import Prepared
+from app.core.prepared import Prepared
 from app.views.api import PREDICTION
 
 

@@ -1,4 +1,4 @@
-"""app.waits: a request waiting for a prediction (`Prefer: wait`) wakes when the
+"""app.core.waits: a request waiting for a prediction (`Prefer: wait`) wakes when the
 prediction ends in another thread or process, by PostgreSQL's NOTIFY, and not
 only when it next looks at the row."""
 
@@ -8,7 +8,9 @@ import time
 import pytest
 from django.db import connection, connections
 
-from app import catalog, waits
+from app.core import waits
+
+from app.services import catalog
 from app.models import Prediction
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -3,7 +3,7 @@
 It draws a flat image whose colour comes from the prompt and seed, logs one
 "step k/N" line per step like diffusers does, and can be told to misbehave.
 Its "safety checker" flags the outputs the `nsfw` input names, and reports
-them the way Lightbox reads a checker's verdict (app.moderation): a log line
+them the way Lightbox reads a checker's verdict (app.services.moderation): a log line
 `nsfw_content_detected: [...]`, one boolean per output.
 """
 

@@ -73,7 +73,7 @@ def new_page(browser):
 
 @pytest.fixture(scope="session")
 def second_cog_server(site):
-    from app import storage
+    from app.services import storage
 
     server = CogServer(COG_PREDICTOR_DIR, upload_url=storage.upload_url()).start()
     yield server
@@ -83,7 +83,7 @@ def second_cog_server(site):
 @pytest.fixture
 def two_versions(transactional_db, cog_server, second_cog_server):
     """Two models, each on its own Cog server, so both cards run at once."""
-    from app import catalog
+    from app.services import catalog
 
     versions = [
         catalog.import_version(cog_server.url, "local/tiny-sd"),

@@ -134,7 +134,7 @@ def test_paint_a_mask_on_an_uploaded_image(site, worker, cog_server, new_page, t
 
     from PIL import Image
 
-    from app import catalog
+    from app.services import catalog
 
     source = catalog.import_version(cog_server.url, "local/tiny-sd")
     schema = copy.deepcopy(source.openapi_schema)

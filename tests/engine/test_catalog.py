@@ -7,9 +7,9 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from app import catalog
+from app.services import catalog
 from app.models import ApiToken, Model, Prediction, Version
-from app.schema import InputError
+from app.core.schema import InputError
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

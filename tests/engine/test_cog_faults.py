@@ -8,7 +8,7 @@ import time
 import pytest
 from django.db import transaction
 
-from app import catalog
+from app.services import catalog
 from app.models import Prediction, Version
 from tasks.predictions import SUBMIT_RETRIES
 from tests.conftest import COG_PREDICTOR_DIR, free_port, wait_for_status, wait_until

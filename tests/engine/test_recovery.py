@@ -13,7 +13,7 @@ from django.conf import settings
 from django.utils import timezone
 from kombu import Connection
 
-from app import catalog, storage
+from app.services import catalog, storage
 from app.models import Prediction, Version
 from tasks.predictions import reconcile
 from tests.conftest import COG_PREDICTOR_DIR, ROOT, CogServer, Worker, wait_for_status, wait_until

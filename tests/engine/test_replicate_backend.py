@@ -5,7 +5,7 @@ import json
 import httpx
 import pytest
 
-from app import backends, catalog
+from app.services import backends, catalog
 from app.models import Prediction
 from tests.conftest import wait_for_status, wait_until
 

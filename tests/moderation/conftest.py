@@ -27,7 +27,7 @@ def _broker_folders():
 
 
 def _version(owner, name, backend, location, price=None):
-    from app import catalog
+    from app.services import catalog
 
     version = catalog.add_version(owner, name, backend, location, SCHEMA)
     # Settled ahead, so Prediction.start does not ask a server that is not there.
@@ -67,7 +67,7 @@ def dave(transactional_db):
 def moderator(transactional_db):
     from django.contrib.auth.models import Group
 
-    from app.moderation import MODERATORS_GROUP
+    from app.services.moderation import MODERATORS_GROUP
 
     user = _user("mod", is_staff=True)
     user.groups.add(Group.objects.get_or_create(name=MODERATORS_GROUP)[0])
@@ -93,7 +93,7 @@ def png(color=(200, 30, 30), size=(64, 48)):
 @pytest.fixture
 def make_prediction(version):
     """A succeeded prediction with stored outputs (rating per output)."""
-    from app import storage
+    from app.services import storage
     from app.models import Prediction
 
     def make(owner=None, visibility="public", ratings=("safe",), on=None, comparison=None):

@@ -7,7 +7,7 @@ from django.test import Client
 from django.urls import reverse
 
 from app.models import Ban, ModerationAction, Prediction, Report
-from app.limits import RunRefused
+from app.services.limits import RunRefused
 
 from .conftest import login
 
@@ -99,7 +99,7 @@ def test_delete_outputs_removes_the_files_for_good(make_prediction, alice, moder
     assert not default_storage.exists(name)
     prediction.refresh_from_db()
     assert prediction.is_hidden
-    from app import api
+    from app.services import api_json as api
 
     payload = api.prediction_json(prediction)
     assert payload["output"] == [] and payload["data_removed"] is True

@@ -10,8 +10,8 @@ from django.contrib.auth.models import Group
 from django.test import override_settings
 from django.utils import timezone
 
-from app import limits
-from app.limits import RunRefused
+from app.services import limits
+from app.services.limits import RunRefused
 from app.models import GroupLimits, Prediction
 
 # What a limit admits or refuses is decided before a prediction runs: none is
@@ -81,7 +81,7 @@ def test_each_prediction_carries_an_estimated_then_a_settled_cost(replicate_vers
 
     Prediction.objects.filter(pk=prediction.pk).update(status="processing", started_at=timezone.now())
     prediction.refresh_from_db()
-    from app.backends import Update
+    from app.services.backends import Update
 
     Prediction.objects.filter(pk=prediction.pk).update(output=None)
     prediction.apply_update(Update(status="failed", error="boom", predict_time=2.5))

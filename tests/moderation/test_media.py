@@ -9,7 +9,7 @@ import pytest
 from django.test import Client, override_settings
 from PIL import Image
 
-from app import api, storage
+from app.services import api_json as api, storage
 from app.models import ContentPreference
 
 from .conftest import login

@@ -12,7 +12,7 @@ import pytest
 from django.test import override_settings
 from PIL import Image
 
-from app import netguard, schema
+from app.core import netguard, schema
 from app.models import Prediction
 from tests.conftest import wait_for_status
 

@@ -5,7 +5,9 @@ a blocklist refuses prompts."""
 import pytest
 from django.contrib.auth.models import Permission
 
-from app import moderation, schema
+from app.core import schema
+
+from app.services import moderation
 from app.models import BlockedTerm, Prediction
 from tests.conftest import wait_for_status
 

@@ -10,7 +10,7 @@ from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import SimpleUploadedFile
 from PIL import Image, PngImagePlugin
 
-from app.uploads import UploadRejected, clean_image, clean_upload
+from app.core.uploads import UploadRejected, clean_image, clean_upload
 
 
 def _image(fmt="PNG", size=(40, 30), mode="RGB", **save):

@@ -37,7 +37,7 @@ def turbo_schema():
 
 
 def make_version(owner, name, schema, location=None):
-    from app import catalog
+    from app.services import catalog
 
     location = location or f"http://127.0.0.1:9/{owner}/{name}"
     version = catalog.add_version(owner, name, "cog", location, schema, "0.23.1")
@@ -65,7 +65,7 @@ def png_bytes(size=(96, 64), color=(200, 40, 40)):
 
 def make_prediction(version, owner=None, prompt="a red fox", visibility="public", status="succeeded",
                     outputs=1, comparison=None, **fields):
-    from app import storage
+    from app.services import storage
     from app.models import Prediction
 
     now = timezone.now()

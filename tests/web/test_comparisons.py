@@ -2,8 +2,8 @@
 
 import pytest
 
-from app import schema
-from app.comparisons import map_input
+from app.core import schema
+from app.services.comparisons import map_input
 from app.models import Comparison, Prediction
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -5,7 +5,7 @@ import pytest
 from django.test import Client, RequestFactory
 
 from app.models import Comparison, Prediction
-from app.throttle import client_ip
+from app.core.throttle import client_ip
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from app import catalog
-from app.backends import BackendError
+from app.services import catalog
+from app.services.backends import BackendError
 
 
 class Command(BaseCommand):

@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand
 
-from app import catalog
+from app.services import catalog
 
 
 class Command(BaseCommand):

@@ -3,8 +3,8 @@ import sys
 
 from django.core.management.base import BaseCommand, CommandError
 
-from app import storage
-from app.catalog import LOCAL_MODELS
+from app.services import storage
+from app.services.catalog import LOCAL_MODELS
 
 
 class Command(BaseCommand):

@@ -16,8 +16,8 @@ from django.conf import settings
 from django.urls import reverse
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from app import http
-from app.backends import BackendError, update_from_payload
+from app.core import http
+from app.services.backends import BackendError, update_from_payload
 
 EVENTS = ["start", "output", "logs", "completed"]
 NSFW_ERROR = (

@@ -7,7 +7,7 @@ spend cap on those versions. Limits come from the user's groups (GroupLimits,
 edited in the admin; the most generous wins) or the LIGHTBOX_* defaults.
 Superusers have none. A banned user may not run anything. Visitors without
 an account (LIGHTBOX_ANONYMOUS_RUNS) may start so many predictions an hour from
-one client address (admit_visitor; counted in the cache, app.throttle).
+one client address (admit_visitor; counted in the cache, app.core.throttle).
 
 Costs: a version's price per second times the expected predict time (the
 average of its last runs) is the estimate saved on a new prediction; when it
@@ -175,7 +175,7 @@ def admit_visitor(address, count):
     `address` (throttle.client_ip); raises RunRefused past
     LIGHTBOX_ANONYMOUS_PREDICTIONS_PER_HOUR. Give them back with
     release_visitor if the run does not start after all."""
-    from app import throttle
+    from app.core import throttle
 
     allowed = settings.ANONYMOUS_PREDICTIONS_PER_HOUR
     if allowed is not None and count > allowed:
@@ -194,7 +194,7 @@ def admit_visitor(address, count):
 
 
 def release_visitor(address, count):
-    from app import throttle
+    from app.core import throttle
 
     throttle.visitor_runs().release(address, count)
 

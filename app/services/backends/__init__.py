@@ -6,7 +6,7 @@
     cancel(prediction)
     parse_update(payload)  -> Update
 
-All outgoing HTTP goes through app.http.
+All outgoing HTTP goes through app.core.http.
 """
 
 from dataclasses import dataclass
@@ -62,4 +62,4 @@ def for_version(version):
     return {"cog": cog, "replicate": replicate}[version.backend]
 
 
-from app.backends import cog, replicate  # noqa: E402  (they import the names above)
+from app.services.backends import cog, replicate  # noqa: E402  (they import the names above)

@@ -21,7 +21,7 @@ def _op(summary, operation_id, ok, *, body=None, params=(), wait=False, ok_statu
         operation["requestBody"] = {"required": True, "content": {"application/json": {"schema": body}}}
         operation["responses"]["400"] = PROBLEM
         operation["responses"]["422"] = PROBLEM
-        # Refusals (app.limits): spend caps, a suspended account, body size, rate and quotas.
+        # Refusals (app.services.limits): spend caps, a suspended account, body size, rate and quotas.
         for status in ("402", "403", "413", "429"):
             operation["responses"][status] = PROBLEM
     return operation

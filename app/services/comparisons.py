@@ -12,7 +12,7 @@ import secrets
 from django.conf import settings
 from django.db import transaction
 
-from app import schema
+from app.core import schema
 
 # Fields the playground shows once for all versions, in this order. A version
 # that lacks one simply does not get it.

@@ -13,8 +13,8 @@ from django.core import signing
 from django.conf import settings
 from django.urls import reverse
 
-from app import http
-from app.backends import BackendError, Busy, update_from_payload
+from app.core import http
+from app.services.backends import BackendError, Busy, update_from_payload
 
 EVENTS = ["start", "output", "logs", "completed"]
 
@@ -85,7 +85,7 @@ def resubmit(prediction):
 
 
 def _put(prediction):
-    from app import netguard
+    from app.core import netguard
 
     try:
         # The server gets users' image URLs as data: URIs fetched through the

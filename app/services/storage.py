@@ -23,8 +23,8 @@ from django.db import IntegrityError, transaction
 from django.urls import get_script_prefix, reverse
 from django.utils.http import RFC3986_SUBDELIMS
 
-from app import http, images
-from app.backends import BackendError
+from app.core import http, images
+from app.services.backends import BackendError
 from app.models import Output, Upload
 
 UPLOAD_PATH_RE = re.compile(r"/hooks/cog/uploads/(?P<token>[^/]+)/(?P<id>[a-z0-9]+)/")
@@ -43,8 +43,8 @@ def upload_url():
 def store_outputs(prediction, output, logs=None):
     """Store every file of `output` (a list) that is not stored yet. Outputs
     the model's safety checker flagged in `logs` are rated nsfw
-    (app.moderation.nsfw_flags)."""
-    from app.moderation import nsfw_flags
+    (app.services.moderation.nsfw_flags)."""
+    from app.services.moderation import nsfw_flags
 
     flags = nsfw_flags(logs)
     stored = set(prediction.outputs.values_list("index", flat=True))

@@ -9,7 +9,7 @@ anything else a crafted file may carry.
 
 The same goes for images on their way to a model: data: URIs in a
 prediction's input (Prediction.start) and images fetched from users' URLs
-for our Cog servers (app.netguard.inline_urls).
+for our Cog servers (app.core.netguard.inline_urls).
 """
 
 import base64
@@ -108,8 +108,8 @@ def clean_image_bytes_for_model(data, content_type):
 def clean_input_images(version, data):
     """`data` with every image given as a data: URI checked and re-encoded, as
     an upload is; raises schema.InputError naming the field."""
-    from app.netguard import uri_fields
-    from app.schema import InputError
+    from app.core.netguard import uri_fields
+    from app.core.schema import InputError
 
     cleaned_input = {key: (list(value) if isinstance(value, list) else value) for key, value in data.items()}
     errors = {}

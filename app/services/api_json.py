@@ -62,7 +62,7 @@ def prediction_json(prediction, base=None, outputs=None):
 
 
 def outputs_of(prediction):
-    """A prediction's Outputs, by a query compiled once (app.prepared)."""
+    """A prediction's Outputs, by a query compiled once (app.core.prepared)."""
     return _prepared_outputs().all(prediction.pk)
 
 
@@ -82,7 +82,7 @@ def outputs_by_prediction(predictions):
 @functools.cache
 def _prepared_outputs():
     from app.models import Output
-    from app.prepared import Prepared
+    from app.core.prepared import Prepared
 
     return Prepared(lambda prediction_id: Output.objects.filter(prediction_id=prediction_id))
 
@@ -97,9 +97,9 @@ def _predictions_path(script_prefix):
 
 def output_urls(prediction, base, outputs=None):
     """Signed URLs of our stored copies (they work in the owner's client without
-    a session; app.storage.signed_url), once stored; None while nothing is.
+    a session; app.services.storage.signed_url), once stored; None while nothing is.
     Images moderators removed are left out."""
-    from app.storage import signed_url
+    from app.services.storage import signed_url
 
     outputs = list(prediction.outputs.all()) if outputs is None else outputs
     if not outputs:

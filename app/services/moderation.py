@@ -55,7 +55,7 @@ def check_input(version, cleaned, owner):
     """Refuse, field by field (schema.InputError), a prompt with a blocked term,
     or a safety checker turned off by someone without the permission."""
     from app.models import BlockedTerm
-    from app.schema import InputError
+    from app.core.schema import InputError
 
     errors = {}
     if cleaned.get("disable_safety_checker") and not (
@@ -133,7 +133,7 @@ def anonymous_report_allowed(address):
     False once it has sent ANONYMOUS_REPORTS_PER_HOUR in the hour since its
     first. Anonymous reports never hide anything, but each one lands in the
     moderators' queue, so one machine must not be able to flood it."""
-    from app import throttle
+    from app.core import throttle
 
     return throttle.anonymous_reports().hit(address) is None
 

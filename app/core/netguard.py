@@ -29,7 +29,7 @@ import httpcore
 import httpx
 from django.conf import settings
 
-from app.schema import InputError
+from app.core.schema import InputError
 
 _local = threading.local()
 MAX_REDIRECTS = 5
@@ -164,7 +164,7 @@ def fetch(url, max_bytes):
 
 def uri_fields(version, data):
     """(field, index or None, value) of every URI a backend would fetch in `data`."""
-    from app.schema import field_specs
+    from app.core.schema import field_specs
 
     for name, spec in field_specs(version).items():
         value = data.get(name)
@@ -195,9 +195,9 @@ def check_input_urls(version, cleaned):
 
 def inline_urls(version, data):
     """`data` with every http(s) URI fetched here, through the guard, and given
-    as a data: URI (images re-encoded, app.uploads), so the model server never
+    as a data: URI (images re-encoded, app.core.uploads), so the model server never
     requests a user's URL."""
-    from app.uploads import UploadRejected, clean_image_bytes_for_model
+    from app.core.uploads import UploadRejected, clean_image_bytes_for_model
 
     inlined = {key: (list(value) if isinstance(value, list) else value) for key, value in data.items()}
     for name, index, value in uri_fields(version, data):

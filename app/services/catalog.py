@@ -8,8 +8,8 @@ from pathlib import Path
 from django.conf import settings
 from django.db import transaction
 
-from app import backends
-from app.backends import BackendError
+from app.services import backends
+from app.services.backends import BackendError
 from app.models import Model, Version
 
 REPLICATE_CATALOG = Path(__file__).parent / "catalog_data" / "replicate.json"

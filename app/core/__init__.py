@@ -1,0 +1,1 @@
+"""Core helpers: they import no models and no services (docs/architecture.md)."""
