@@ -5,6 +5,7 @@ BIN := $(VENV)/bin
 PORT ?= 8000
 # Local models to serve besides the tiny ones, e.g. LIGHTBOX_LOCAL_MODELS="sd-turbo sdxl-turbo"
 LIGHTBOX_LOCAL_MODELS ?=
+export LIGHTBOX_LOCAL_MODELS
 EXTRAS ?= inference,dev
 
 .PHONY: run test install browser migrate procfile schema tiny-models bench-gpu bench-gpu-tiny clean
@@ -43,8 +44,9 @@ procfile:
 	cp Procfile var/Procfile
 	for model in $(LIGHTBOX_LOCAL_MODELS); do echo "$$model: python manage.py serve_model $$model" >> var/Procfile; done
 
+# The web process loads the catalog once the local model servers answer
+# (Procfile), so the first page or API call after start runs a local model.
 run: migrate tiny-models procfile
-	$(BIN)/python manage.py load_catalog
 	PATH="$(CURDIR)/$(BIN):$$PATH" LIGHTBOX_PORT=$(PORT) SITE_URL=$${SITE_URL:-http://127.0.0.1:$(PORT)} \
 		$(BIN)/honcho start -f var/Procfile -d .
 

@@ -18,7 +18,7 @@ from django.contrib.auth.admin import UserAdmin
 from django.db.models import Count, Exists, Max, OuterRef, Q
 from django.utils.html import format_html, format_html_join
 
-from app.services import moderation
+from app.core.roles import is_moderator
 from app.forms import LoginForm
 from app.models import (
     ApiToken,
@@ -36,6 +36,7 @@ from app.models import (
     Report,
     Version,
 )
+from app.services import moderation
 
 admin.site.site_header = "Lightbox administration"
 OPEN = Q(reports__state=Report.State.OPEN)
@@ -60,16 +61,16 @@ class ModeratorOnly:
     """Visible and usable only by moderators; no adding or deleting here."""
 
     def has_module_permission(self, request):
-        return moderation.is_moderator(request.user)
+        return is_moderator(request.user)
 
     def has_view_permission(self, request, obj=None):
-        return moderation.is_moderator(request.user)
+        return is_moderator(request.user)
 
     def has_change_permission(self, request, obj=None):
-        return moderation.is_moderator(request.user)
+        return is_moderator(request.user)
 
     def has_moderate_permission(self, request):
-        return moderation.is_moderator(request.user)
+        return is_moderator(request.user)
 
     def has_add_permission(self, request):
         return False
@@ -122,7 +123,7 @@ def ban_owner(modeladmin, request, queryset):
         return
     owners = get_user_model().objects.filter(pk__in=queryset.exclude(owner=None).values("owner"))
     for owner in owners:
-        if moderation.is_moderator(owner):
+        if is_moderator(owner):
             modeladmin.message_user(request, f"{owner} is a moderator and was not banned.", messages.WARNING)
             continue
         moderation.ban(owner, request.user, reason)
@@ -204,7 +205,7 @@ class ReportInline(admin.TabularInline):
         return False
 
     def has_view_permission(self, request, obj=None):
-        return moderation.is_moderator(request.user)
+        return is_moderator(request.user)
 
 
 class AuditInline(ReportInline):
@@ -384,10 +385,10 @@ class BlockedTermAdmin(ModeratorOnly, admin.ModelAdmin):
     fields = ["term", "note"]
 
     def has_add_permission(self, request):
-        return moderation.is_moderator(request.user)
+        return is_moderator(request.user)
 
     def has_delete_permission(self, request, obj=None):
-        return moderation.is_moderator(request.user)
+        return is_moderator(request.user)
 
 
 # --- Users: moderators may ban from the user list too -------------------------------
@@ -404,7 +405,7 @@ class LightboxUserAdmin(UserAdmin):
     list_display = [*UserAdmin.list_display, "banned"]
 
     def has_moderate_permission(self, request):
-        return moderation.is_moderator(request.user)
+        return is_moderator(request.user)
 
     @admin.display(description="Banned", boolean=True)
     def banned(self, obj):
@@ -417,7 +418,7 @@ class LightboxUserAdmin(UserAdmin):
             self.message_user(request, "Give a reason to ban: it goes into the audit trail.", messages.ERROR)
             return
         for user in queryset:
-            if moderation.is_moderator(user):
+            if is_moderator(user):
                 self.message_user(request, f"{user} is a moderator and was not banned.", messages.WARNING)
                 continue
             moderation.ban(user, request.user, reason)

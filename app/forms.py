@@ -14,8 +14,8 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.forms import AuthenticationForm, PasswordResetForm, UserCreationForm
 
 from app.core import images, schema, throttle
-from app.services.comparisons import COMMON_FIELDS
 from app.models import Invite, Prediction, Report
+from app.services.comparisons import COMMON_FIELDS
 
 MAX_IMAGE_BYTES = 10 * 1024 * 1024
 TEXTAREA_FIELDS = ("prompt", "negative_prompt")

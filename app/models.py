@@ -1,13 +1,14 @@
 """Catalog (Model, Version), Prediction and its Outputs, Comparison, ApiToken.
 
-Words have Replicate's meaning (DESIGN.md). Models carry behaviour: a
-prediction applies a backend's update to itself, cancels itself, stores its
-outputs; QuerySets carry the filters.
+Words have Replicate's meaning (docs/architecture.md). Models carry their
+rows' own rules: the locked state transition that never leaves a terminal
+state, visibility and hiding, named queryset filters. Workflows that reach
+other subsystems (storage, backends, limits, tasks) are services
+(app/services/), which call the models; models import only app/core.
 """
 
 import base64
 import hashlib
-import re
 import secrets
 from datetime import timedelta
 from decimal import Decimal
@@ -19,9 +20,9 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import urlencode
 
-from app.core import waits
-from app.services.moderation import is_moderator
+from app.core import logs, waits
 from app.core.prepared import Prepared
+from app.core.roles import is_moderator
 
 
 def new_id():
@@ -102,23 +103,6 @@ class Version(models.Model):
         self.checked_at = timezone.now()
         self.save(update_fields=["available", "unavailable_reason", "checked_at"])
 
-    def refresh_availability(self, max_age=10):
-        """Ask the backend whether it can run now, at most every `max_age` seconds."""
-        if self.checked_at and (timezone.now() - self.checked_at).total_seconds() < max_age:
-            return self.available
-        from app.services import backends
-        from app.services.backends import BackendError
-
-        reason = backends.for_version(self).check(self)
-        if not reason and not self.openapi_schema:
-            # Catalogued while its server was down: read the schema now.
-            try:
-                self.openapi_schema, self.cog_version = backends.for_version(self).fetch_schema(self.location)
-                self.save(update_fields=["openapi_schema", "cog_version"])
-            except BackendError as exc:
-                reason = str(exc)
-        self.set_availability(not reason, reason)
-        return self.available
 
 
 class ModeratedQuerySet(models.QuerySet):
@@ -224,27 +208,6 @@ class Comparison(Moderated):
     def prompt(self):
         return self.input.get("prompt", "")
 
-    @classmethod
-    def start(cls, versions, input, *, owner=None, visibility=None, seed=None, extra_input=None):
-        """Run `input` on every version (app.services.comparisons maps it to each one's
-        schema; `extra_input` adds values of one version's own fields). Raises
-        schema.InputError, saving nothing, if any version cannot run."""
-        from app.services import comparisons
-
-        return comparisons.start(
-            versions, input, owner=owner, visibility=visibility, seed=seed, extra_input=extra_input
-        )
-
-    def add_version(self, version):
-        """Run this comparison's input on one more version, into this comparison."""
-        from app.services import comparisons
-
-        return comparisons.add_version(self, version)
-
-    def cancel(self):
-        """Cancel every prediction still running; returns how many were."""
-        return sum(1 for prediction in self.predictions.active() if prediction.cancel())
-
     def set_visibility(self, visibility):
         """Share (or hide) the comparison and its predictions together."""
         self.visibility = visibility
@@ -348,7 +311,7 @@ class Prediction(Moderated):
     webhook = models.URLField(max_length=1000, blank=True, default="")
     webhook_events_filter = models.JSONField(default=list, blank=True)
     # When the last non-terminal event went to the caller's webhook; logs and
-    # output events are throttled to one per WEBHOOK_THROTTLE, as Replicate does.
+    # output events are throttled (app.services.predictions.WEBHOOK_THROTTLE).
     webhook_sent_at = models.DateTimeField(null=True, blank=True)
     # USD: estimated when it starts (app.services.limits), settled from the predict time
     # when it ends. Monthly spend caps add these up.
@@ -368,45 +331,6 @@ class Prediction(Moderated):
     def __str__(self):
         return self.id
 
-    @classmethod
-    def start(cls, version, input, *, owner=None, source=Source.API, visibility=None, webhook="",
-              webhook_events_filter=(), comparison=None):
-        """Validate `input` against the version's schema, save the prediction and
-        queue it once the transaction commits. Raises schema.InputError, and
-        saves nothing, when the input or the version cannot run."""
-        from app.core import netguard, schema, uploads
-        from app.services import limits, moderation
-        from tasks.predictions import run_prediction
-
-        cleaned = schema.validate_input(version, input)
-        moderation.check_input(version, cleaned, owner)
-        netguard.check_input_urls(version, cleaned)
-        cleaned = uploads.clean_input_images(version, cleaned)
-        if not version.refresh_availability():
-            raise schema.InputError({"version": [f"{version.model} is unavailable: {version.unavailable_reason}"]})
-        if visibility is None:
-            visibility = (
-                settings.DEFAULT_WEB_VISIBILITY if source == cls.Source.WEB else settings.DEFAULT_API_VISIBILITY
-            )
-        with transaction.atomic():
-            # Inside the transaction, so two requests cannot both pass a limit.
-            [cost] = limits.admit(owner, [version])
-            prediction = cls.objects.create(
-                version=version,
-                input=cleaned,
-                owner=owner,
-                source=source,
-                visibility=visibility,
-                webhook=webhook,
-                webhook_events_filter=list(webhook_events_filter),
-                comparison=comparison,
-                cost=cost,
-            )
-            # robust: with the broker down the prediction is saved all the
-            # same, and the reconciler sends it once the broker is back.
-            transaction.on_commit(lambda: run_prediction.delay(prediction.id), robust=True)
-        return prediction
-
     @property
     def is_terminal(self):
         return self.status in self.TERMINAL
@@ -420,11 +344,7 @@ class Prediction(Moderated):
     @property
     def progress(self):
         """(step, total) from the last "step k/N" line of the logs, or None."""
-        matches = _STEP_RE.findall(self.logs[-2000:])
-        if not matches:
-            return None
-        step, total = matches[-1]
-        return int(step), int(total)
+        return logs.progress(self.logs)
 
     @property
     def percent(self):
@@ -464,118 +384,10 @@ class Prediction(Moderated):
             dispatch_attempts=self.dispatch_attempts + 1,
         )
 
-    def apply_update(self, update):
-        """Apply a backend's view of this prediction (a webhook or poll).
-
-        `update` is a backend-neutral dict (see app.services.backends.Update). Outputs of
-        a succeeded update are stored before the status turns terminal.
-        """
-        from app.services import storage
-
-        if self.is_terminal:
-            # A run that ended after the prediction did (it was sent again).
-            storage.discard_uploads(self)
-            return False
-        changes = {"heard_at": timezone.now()}
-        logs = _printable(update.logs)
-        if logs is not None and len(logs) >= len(self.logs):
-            changes["logs"] = logs
-        if update.status == self.Status.PROCESSING or update.status in self.TERMINAL:
-            if not self.started_at:
-                changes["started_at"] = timezone.now()
-            if self.status == self.Status.STARTING:
-                changes["status"] = self.Status.PROCESSING
-        if update.output is not None:
-            changes["output"] = update.output
-        if update.status in self.TERMINAL:
-            if update.status == self.Status.SUCCEEDED:
-                storage.store_outputs(self, update.output, logs=update.logs or self.logs)
-            # Before the status turns terminal, so that a terminal prediction
-            # never has stray uploads.
-            storage.discard_uploads(self)
-            changes.update(
-                status=update.status,
-                error=_printable(update.error) or "",
-                completed_at=timezone.now(),
-                predict_time=update.predict_time,
-            )
-        was_starting = self.status == self.Status.STARTING
-        changed = self._transition(**changes)
-        if changed and update.status in self.TERMINAL:
-            self.on_terminal()
-        elif changed:
-            events = []
-            if was_starting and self.status == self.Status.PROCESSING:
-                events.append("start")
-            if "logs" in changes and changes["logs"]:
-                events.append("logs")
-            if "output" in changes:
-                events.append("output")
-            self.notify(events)
-        return changed
-
-    def fail(self, error):
-        from app.services import storage
-
-        storage.discard_uploads(self)
-        changed = self._transition(status=self.Status.FAILED, error=error, completed_at=timezone.now())
-        if changed:
-            self.on_terminal()
-        return changed
-
-    def cancel(self):
-        """Cancel at the backend (if it has the prediction) and here."""
-        if self.is_terminal:
-            return False
-        if self.dispatched_at:
-            from app.services import backends
-
-            backends.for_version(self.version).cancel(self)
-        from app.services import storage
-
-        storage.discard_uploads(self)
-        changed = self._transition(status=self.Status.CANCELED, completed_at=timezone.now())
-        if changed:
-            self.on_terminal()
-        return changed
-
-    def on_terminal(self):
-        """Settle the cost and tell the caller's webhook; runs once, after the
-        terminal commit."""
-        from app.services import limits
-
-        limits.settle_cost(self)
-        if self.webhook and self.wants_event("completed"):
-            from tasks.predictions import send_webhook
-
-            transaction.on_commit(lambda: send_webhook.delay(self.id, "completed"))
-
-    def notify(self, events):
-        """Send the caller's webhook for non-terminal events (not retried)."""
-        events = [event for event in events if self.webhook and self.wants_event(event)]
-        if not events:
-            return
-        now = timezone.now()
-        throttled = self.webhook_sent_at and (now - self.webhook_sent_at) < WEBHOOK_THROTTLE
-        if throttled and "start" not in events:
-            return
-        Prediction.objects.filter(pk=self.pk).update(webhook_sent_at=now)
-        from tasks.predictions import send_webhook
-
-        transaction.on_commit(lambda: send_webhook.delay(self.id, events[0]))
-
     def wants_event(self, event):
         return not self.webhook_events_filter or event in self.webhook_events_filter
 
 
-def _printable(text):
-    """A model's logs or error as we can store them: PostgreSQL refuses NUL
-    characters in text, and a model may print anything."""
-    return text.replace("\x00", "") if text else text
-
-
-_STEP_RE = re.compile(r"step (\d+)/(\d+)")
-WEBHOOK_THROTTLE = timedelta(milliseconds=500)
 
 
 def output_upload_to(instance, filename):
@@ -610,17 +422,6 @@ class Output(models.Model):
     def __str__(self):
         return f"{self.prediction_id}/{self.index}"
 
-    def mark_nsfw(self):
-        """Rate it nsfw and make its blurred thumbnail."""
-        if self.rating != self.Rating.SAFE:
-            return False
-        from app.services import storage
-
-        storage.save_blurred_thumbnail(self)
-        self.rating = self.Rating.NSFW
-        self.save(update_fields=["rating", "blurred_thumbnail"])
-        return True
-
     def block(self):
         """Delete the image files for good; the row stays (rating blocked, hash kept)."""
         for field in (self.file, self.thumbnail, self.blurred_thumbnail):
@@ -631,13 +432,12 @@ class Output(models.Model):
 
     def shows_explicit_to(self, user):
         """Whether `user` gets this image itself, rather than its blurred thumbnail."""
-        from app.services import moderation
 
         if self.rating == self.Rating.SAFE:
             return True
         if self.rating == self.Rating.BLOCKED or not user.is_authenticated:
             return False
-        return self.prediction.owner_id == user.pk or is_moderator(user) or moderation.shows_nsfw(user)
+        return self.prediction.owner_id == user.pk or is_moderator(user) or ContentPreference.objects.shows_nsfw(user)
 
     def thumbnail_for(self, user):
         """The thumbnail a listing shows `user`: blurred for nsfw unless they may
@@ -838,13 +638,6 @@ class Report(models.Model):
     def target(self):
         return self.prediction or self.comparison
 
-    @classmethod
-    def file(cls, target, reason, text="", reporter=None):
-        """Report `target` (a Prediction or Comparison); hides it when enough
-        distinct signed-in users have. Returns the report."""
-        from app.services import moderation
-
-        return moderation.file_report(target, reason, text, reporter)
 
 
 class ModerationAction(models.Model):
@@ -936,11 +729,19 @@ class GroupLimits(models.Model):
         return f"Limits of {self.group}"
 
 
+class ContentPreferenceQuerySet(models.QuerySet):
+    def shows_nsfw(self, user):
+        """Did `user` opt in to see NSFW images unblurred?"""
+        return user.is_authenticated and self.filter(user=user, show_nsfw=True).exists()
+
+
 class ContentPreference(models.Model):
     """What a signed-in user chose to see: NSFW images unblurred (opt-in)."""
 
     user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="content_preference")
     show_nsfw = models.BooleanField(default=False)
+
+    objects = ContentPreferenceQuerySet.as_manager()
 
     def __str__(self):
         return f"{self.user}: {'shows' if self.show_nsfw else 'blurs'} NSFW"

@@ -50,11 +50,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import harness  # noqa: E402
+
 from tests.engine.broken_cog import BrokenCogServer, WebhookDroppingProxy  # noqa: E402
 
 FAULTS = ["worker-sigkill", "cog-restart", "cog-sigkill", "500", "garbage", "timeout", "409", "webhook-lost"]
 TERMINAL = ("succeeded", "failed", "canceled")
-# The app's own words for a prediction that could not run (app/backends/cog.py,
+# The app's own words for a prediction that could not run (app/services/backends/cog.py,
 # tasks/predictions.py): each says what went wrong and where.
 CLEAR_ERROR = re.compile(r"^(The model server |Could not store the outputs)")
 # Faults whose runs do not touch a shared process run several at once: all

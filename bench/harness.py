@@ -203,8 +203,9 @@ class PostgresCpu:
 def postgres_backends(database_url):
     """PIDs of the PostgreSQL backends connected to the database of `database_url`
     (the server runs on this machine, so their CPU time can be read)."""
-    import psycopg
     from urllib.parse import urlsplit
+
+    import psycopg
 
     name = urlsplit(database_url).path.lstrip("/")
     with psycopg.connect(database_url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
@@ -323,8 +324,9 @@ def reset_postgres(database_url):
 
 def create_postgres_if_missing(database_url):
     """Create the database of `database_url` unless it exists (its data is kept)."""
-    import psycopg
     from urllib.parse import urlsplit
+
+    import psycopg
 
     name = urlsplit(database_url).path.lstrip("/")
     with psycopg.connect(database_url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
@@ -394,13 +396,13 @@ def _user(username):
 
 def step_setup_dispatch(args):
     _django()
-    from app.services import catalog
     from app.models import ApiToken
+    from app.services import catalog
 
     user = _user("bench")
     _, token = ApiToken.issue(user, name="dispatch benchmark")
     version = catalog.import_version(args.cog_url, args.model)
-    version.refresh_availability(max_age=0)
+    catalog.refresh_availability(version, max_age=0)
     if not version.available:
         raise SystemExit(f"version not available: {version.unavailable_reason}")
     print(json.dumps({"token": token, "version": version.id, "ref": version.ref}))
@@ -437,13 +439,12 @@ def step_seed(args):
     import random
     from datetime import timedelta
 
+    from django.contrib.auth import get_user_model
     from django.db import transaction
     from django.utils import timezone
 
-    from app.services import catalog
     from app.models import ApiToken, Output, Prediction
-
-    from django.contrib.auth import get_user_model
+    from app.services import catalog
 
     get_user_model().objects.filter(username="bench-api").delete()
     user = _user("bench-api")
@@ -519,8 +520,8 @@ def step_setup_faults(args):
     """A token for the faults benchmark's user, the version of the real Cog
     server and one version for each stand-in (name=url) in front of it."""
     _django()
-    from app.services import catalog
     from app.models import ApiToken
+    from app.services import catalog
 
     user = _user("bench-faults")
     _, token = ApiToken.issue(user, name="faults benchmark")
@@ -538,9 +539,8 @@ def step_audit(args):
     that appeared since `before` (JSON on stdin); also the files there now and
     how many times each prediction was handed to its server."""
     _django()
-    from tests.stored_files import audit, snapshot
-
     from app.models import Prediction
+    from tests.stored_files import audit, snapshot
 
     request = json.loads(sys.stdin.read())
     result = audit(request["ids"], frozenset(request["before"]))

@@ -112,9 +112,8 @@ def populate(count):
     from django.utils import timezone
 
     from app.core import images
-
-    from app.services import catalog
     from app.models import Comparison, Output, Prediction
+    from app.services import catalog
 
     have = Prediction.objects.count()
     version = catalog.add_version(

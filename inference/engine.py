@@ -412,7 +412,7 @@ class Engine:
             pixels, nsfw = self.decode(latents, check_safety=not disable_safety_checker)
 
         if any(nsfw):
-            # One flag per output, in the line Lightbox reads (app/moderation.py).
+            # One flag per output, in the line Lightbox reads (app/core/logs.py).
             print("nsfw_content_detected: " + json.dumps(nsfw), flush=True)
         outputs = []
         for array in pixels:

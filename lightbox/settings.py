@@ -223,6 +223,13 @@ REPLICATE_USE_WEBHOOKS = os.environ.get("LIGHTBOX_REPLICATE_WEBHOOKS", "auto")
 # Local Cog servers started by `make run` (name -> port). More can be named in
 # LIGHTBOX_LOCAL_MODELS, e.g. "sd-turbo,sdxl-turbo" (see README).
 COG_HOST = os.environ.get("LIGHTBOX_COG_HOST", "127.0.0.1")
+# Local model servers listen on this port + 1, + 2, ... (app.services.catalog).
+COG_BASE_PORT = envint("LIGHTBOX_COG_BASE_PORT", 5100)
+# The local servers `make run` starts: the tiny ones and LIGHTBOX_LOCAL_MODELS.
+SERVED_LOCAL_MODELS = ["tiny-sd", "tiny-sdxl"] + os.environ.get("LIGHTBOX_LOCAL_MODELS", "").replace(",", " ").split()
+# Seconds between the beat's checks of every version's availability; pages and
+# /healthz read the stored result.
+AVAILABILITY_INTERVAL = envfloat("LIGHTBOX_AVAILABILITY_INTERVAL", 15)
 HTTP_TIMEOUT = envfloat("LIGHTBOX_HTTP_TIMEOUT", 10)
 
 # Visibility defaults (DESIGN.md): web runs unlisted, API runs private.

@@ -20,10 +20,10 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from app.core import netguard
-
-from app.services import backends
-from app.services.backends import BackendError, Busy
 from app.models import Prediction, Upload
+from app.services import backends, catalog, predictions
+from app.services.api_json import prediction_json, webhook_headers
+from app.services.backends import BackendError, Busy
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ def run_prediction(self, prediction_id, failures=0):
         raise self.retry(countdown=_backoff(min(self.request.retries, 4), base=0.05, cap=1.0))
     except BackendError as exc:
         if exc.permanent or failures >= SUBMIT_RETRIES:
-            prediction.fail(str(exc))
+            predictions.fail(prediction, str(exc))
             return
         raise self.retry(args=[prediction_id, failures + 1], countdown=_backoff(failures))
     if not prediction.mark_dispatched(remote_id):
@@ -83,10 +83,10 @@ def poll_prediction(self, prediction_id, failures=0):
         return
     try:
         update = backends.replicate.poll(prediction)
-        prediction.apply_update(update)
+        predictions.apply_update(prediction, update)
     except BackendError as exc:
         if exc.permanent or failures >= SUBMIT_RETRIES:
-            prediction.fail(str(exc))
+            predictions.fail(prediction, str(exc))
             return
         raise self.retry(args=[prediction_id, failures + 1], countdown=_backoff(failures))
     if not prediction.is_terminal:
@@ -101,12 +101,19 @@ def finish_prediction(self, prediction_id, payload):
         return
     backend = backends.for_version(prediction.version)
     try:
-        prediction.apply_update(backend.parse_update(payload))
+        predictions.apply_update(prediction, backend.parse_update(payload))
     except BackendError as exc:
         if exc.permanent or self.request.retries >= SUBMIT_RETRIES:
-            prediction.fail(f"Could not store the outputs: {exc}")
+            predictions.fail(prediction, f"Could not store the outputs: {exc}")
             return
         raise self.retry(countdown=_backoff(self.request.retries))
+
+
+@shared_task
+def refresh_versions():
+    """Ask every backend whether its versions can run, and read the schema of
+    a version whose server answers for the first time."""
+    catalog.refresh_all(max_age=settings.AVAILABILITY_INTERVAL / 2)
 
 
 @shared_task
@@ -138,14 +145,15 @@ def _recheck(prediction, now):
     if prediction.heard_at < now - timedelta(seconds=version.timeout):
         # A hung model holds the server's only slot: free it.
         backends.for_version(version).cancel(prediction)
-        prediction.fail(
+        predictions.fail(
+            prediction,
             f"The model server stopped answering: nothing heard for {version.timeout} seconds, "
             "so the prediction was stopped."
         )
         return
     if version.backend == "replicate":
         try:
-            prediction.apply_update(backends.replicate.poll(prediction))
+            predictions.apply_update(prediction, backends.replicate.poll(prediction))
         except BackendError as exc:
             log.warning("reconcile: polling %s failed: %s", prediction.id, exc)
         return
@@ -153,7 +161,7 @@ def _recheck(prediction, now):
     # of a prediction it is running, and starts it again if it forgot it
     # (a restarted server, a dropped completion webhook).
     if prediction.dispatch_attempts >= MAX_DISPATCHES:
-        prediction.fail("The model server lost this prediction several times; giving up.")
+        predictions.fail(prediction, "The model server lost this prediction several times; giving up.")
         return
     try:
         still_running = backends.cog.resubmit(prediction)
@@ -177,8 +185,6 @@ def _recheck(prediction, now):
 @shared_task(bind=True, max_retries=None)
 def send_webhook(self, prediction_id, event):
     """POST the prediction to its caller's webhook, signed as Replicate signs."""
-    from app.services.api_json import prediction_json, webhook_headers
-
     prediction = Prediction.objects.select_related("version__model", "owner").filter(pk=prediction_id).first()
     if prediction is None or not prediction.webhook:
         return

@@ -234,7 +234,7 @@ def cog_version(transactional_db, cog_server):
     from app.services import catalog
 
     version = catalog.import_version(cog_server.url, "local/test-model")
-    version.refresh_availability(max_age=0)
+    catalog.refresh_availability(version, max_age=0)
     return version
 
 

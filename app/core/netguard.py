@@ -13,12 +13,11 @@ test suite.
 
 Only http(s) (and data: URIs, which need no fetch) go to a backend. Image URLs
 given to one of our Cog servers are fetched here, through the guard, and
-handed to it as data: URIs (`inline_urls`), so the model server never follows
+handed to it as data: URIs (app.core.uploads.inline_urls), so the model server never follows
 a user's URL itself; Replicate fetches in its own cloud, so for Replicate
 versions the URL is checked when the prediction is created.
 """
 
-import base64
 import ipaddress
 import socket
 import threading
@@ -29,7 +28,7 @@ import httpcore
 import httpx
 from django.conf import settings
 
-from app.core.schema import InputError
+from app.core.schema import InputError, field_specs
 
 _local = threading.local()
 MAX_REDIRECTS = 5
@@ -164,8 +163,6 @@ def fetch(url, max_bytes):
 
 def uri_fields(version, data):
     """(field, index or None, value) of every URI a backend would fetch in `data`."""
-    from app.core.schema import field_specs
-
     for name, spec in field_specs(version).items():
         value = data.get(name)
         if spec.get("format") == "uri" and isinstance(value, str):
@@ -191,26 +188,3 @@ def check_input_urls(version, cleaned):
             )
     if errors:
         raise InputError(errors)
-
-
-def inline_urls(version, data):
-    """`data` with every http(s) URI fetched here, through the guard, and given
-    as a data: URI (images re-encoded, app.core.uploads), so the model server never
-    requests a user's URL."""
-    from app.core.uploads import UploadRejected, clean_image_bytes_for_model
-
-    inlined = {key: (list(value) if isinstance(value, list) else value) for key, value in data.items()}
-    for name, index, value in uri_fields(version, data):
-        if not value.startswith(("http://", "https://")):
-            continue
-        content, content_type = fetch(value, settings.UPLOAD_MAX_BYTES)
-        try:
-            content, content_type = clean_image_bytes_for_model(content, content_type)
-        except UploadRejected as exc:
-            raise UnsafeURL(f"The image at {value[:100]}: {exc}") from exc
-        uri = f"data:{content_type or 'application/octet-stream'};base64,{base64.b64encode(content).decode()}"
-        if index is None:
-            inlined[name] = uri
-        else:
-            inlined[name][index] = uri
-    return inlined

@@ -9,7 +9,7 @@ anything else a crafted file may carry.
 
 The same goes for images on their way to a model: data: URIs in a
 prediction's input (Prediction.start) and images fetched from users' URLs
-for our Cog servers (app.core.netguard.inline_urls).
+for our Cog servers (`inline_urls`, through app.core.netguard).
 """
 
 import base64
@@ -22,6 +22,9 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 from PIL import Image, ImageOps
+
+from app.core import netguard
+from app.core.schema import InputError
 
 OUTPUT_FORMATS = {"JPEG": ("JPEG", "image/jpeg", "jpg"), "PNG": ("PNG", "image/png", "png")}
 
@@ -108,12 +111,9 @@ def clean_image_bytes_for_model(data, content_type):
 def clean_input_images(version, data):
     """`data` with every image given as a data: URI checked and re-encoded, as
     an upload is; raises schema.InputError naming the field."""
-    from app.core.netguard import uri_fields
-    from app.core.schema import InputError
-
     cleaned_input = {key: (list(value) if isinstance(value, list) else value) for key, value in data.items()}
     errors = {}
-    for name, index, value in uri_fields(version, data):
+    for name, index, value in netguard.uri_fields(version, data):
         header, _, payload = value.partition(",")
         if not header.startswith("data:image/"):
             continue
@@ -131,3 +131,24 @@ def clean_input_images(version, data):
     if errors:
         raise InputError(errors)
     return cleaned_input
+
+
+def inline_urls(version, data):
+    """`data` with every http(s) URI fetched here, through the guard, and given
+    as a data: URI (images re-encoded), so the model server never
+    requests a user's URL."""
+    inlined = {key: (list(value) if isinstance(value, list) else value) for key, value in data.items()}
+    for name, index, value in netguard.uri_fields(version, data):
+        if not value.startswith(("http://", "https://")):
+            continue
+        content, content_type = netguard.fetch(value, settings.UPLOAD_MAX_BYTES)
+        try:
+            content, content_type = clean_image_bytes_for_model(content, content_type)
+        except UploadRejected as exc:
+            raise netguard.UnsafeURL(f"The image at {value[:100]}: {exc}") from exc
+        uri = f"data:{content_type or 'application/octet-stream'};base64,{base64.b64encode(content).decode()}"
+        if index is None:
+            inlined[name] = uri
+        else:
+            inlined[name][index] = uri
+    return inlined

@@ -3,37 +3,44 @@ Replicate and on Lightbox's own Cog servers, plus the tiny smoke-test models."""
 
 import hashlib
 import json
+import time
 from pathlib import Path
 
 from django.conf import settings
 from django.db import transaction
+from django.utils import timezone
 
+from app.models import Model, Version
 from app.services import backends
 from app.services.backends import BackendError
-from app.models import Model, Version
 
 REPLICATE_CATALOG = Path(__file__).parent / "catalog_data" / "replicate.json"
 
-# name -> (port, description, what the server loads[, family]). Ports from 5100
-# up (DESIGN.md); tiny models are written to var/models by `python -m
+# name -> (port offset, description, what the server loads[, family]). Ports
+# are LIGHTBOX_COG_BASE_PORT + offset (5101 up by default), so two checkouts
+# can run side by side; tiny models are written to var/models by `python -m
 # inference.tiny` and take Turbo defaults (1-4 steps), so a CPU answers in
 # about a second.
 LOCAL_MODELS = {
-    "tiny-sd": (5101, "Tiny random-weight SD-shaped pipeline: a smoke test that always runs, no download.",
+    "tiny-sd": (1, "Tiny random-weight SD-shaped pipeline: a smoke test that always runs, no download.",
                 "var/models/tiny-sd", "sd-turbo"),
-    "tiny-sdxl": (5102, "Tiny random-weight SDXL-shaped pipeline: a smoke test that always runs, no download.",
+    "tiny-sdxl": (2, "Tiny random-weight SDXL-shaped pipeline: a smoke test that always runs, no download.",
                   "var/models/tiny-sdxl", "sdxl-turbo"),
-    "sd-turbo": (5103, "SD Turbo, served by Lightbox's own Cog server.", "stabilityai/sd-turbo"),
-    "sdxl-turbo": (5104, "SDXL Turbo, served by Lightbox's own Cog server.", "stabilityai/sdxl-turbo"),
-    "sd-1.5": (5105, "Stable Diffusion 1.5, served by Lightbox's own Cog server.",
+    "sd-turbo": (3, "SD Turbo, served by Lightbox's own Cog server.", "stabilityai/sd-turbo"),
+    "sdxl-turbo": (4, "SDXL Turbo, served by Lightbox's own Cog server.", "stabilityai/sdxl-turbo"),
+    "sd-1.5": (5, "Stable Diffusion 1.5, served by Lightbox's own Cog server.",
                "stable-diffusion-v1-5/stable-diffusion-v1-5"),
-    "sd-2.1": (5106, "Stable Diffusion 2.1, served by Lightbox's own Cog server.", "stabilityai/stable-diffusion-2-1"),
-    "sdxl": (5107, "SDXL 1.0, served by Lightbox's own Cog server.", "stabilityai/stable-diffusion-xl-base-1.0"),
+    "sd-2.1": (6, "Stable Diffusion 2.1, served by Lightbox's own Cog server.", "stabilityai/stable-diffusion-2-1"),
+    "sdxl": (7, "SDXL 1.0, served by Lightbox's own Cog server.", "stabilityai/stable-diffusion-xl-base-1.0"),
 }
 
 
+def local_port(name):
+    return settings.COG_BASE_PORT + LOCAL_MODELS[name][0]
+
+
 def local_url(name):
-    return f"http://{settings.COG_HOST}:{LOCAL_MODELS[name][0]}"
+    return f"http://{settings.COG_HOST}:{local_port(name)}"
 
 
 def cog_version_id(location, openapi_schema=None):
@@ -105,3 +112,49 @@ def load_default():
             continue
         versions.append(add_version("local", name, "cog", location, schema, cog_version, description))
     return versions
+
+
+def refresh_availability(version, max_age=10):
+    """Ask the backend whether `version` can run now, at most every `max_age`
+    seconds, and read its schema if it has none yet (catalogued while its
+    server was down). Pages and /healthz read the stored state; the
+    reconciler calls this for every version (tasks.predictions.reconcile)."""
+    if version.checked_at and (timezone.now() - version.checked_at).total_seconds() < max_age:
+        return version.available
+    backend = backends.for_version(version)
+    reason = backend.check(version)
+    if not reason and not version.openapi_schema:
+        try:
+            version.openapi_schema, version.cog_version = backend.fetch_schema(version.location)
+            version.save(update_fields=["openapi_schema", "cog_version"])
+        except BackendError as exc:
+            reason = str(exc)
+    version.set_availability(not reason, reason)
+    return version.available
+
+
+def ensure_schema(version):
+    """Read the schema of a version catalogued before its server answered
+    (right after `make run`), rather than refuse its first run."""
+    if not version.openapi_schema:
+        refresh_availability(version, max_age=0)
+
+
+def refresh_all(max_age):
+    """Refresh every version whose state is older than `max_age` seconds (the
+    beat's job: pages and /healthz only read the stored state)."""
+    for version in Version.objects.select_related("model"):
+        refresh_availability(version, max_age=max_age)
+
+
+def wait_for_local(names, timeout, interval=0.5):
+    """Wait until the local servers `names` answer their health check (or
+    `timeout` seconds pass); returns the names that still do not answer."""
+    waiting = {name: Version(backend=Version.Backend.COG, location=local_url(name)) for name in names}
+    deadline = time.monotonic() + timeout
+    while waiting:
+        waiting = {name: version for name, version in waiting.items() if backends.cog.check(version)}
+        if not waiting or time.monotonic() >= deadline:
+            break
+        time.sleep(interval)
+    return sorted(waiting)

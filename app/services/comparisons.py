@@ -13,6 +13,8 @@ from django.conf import settings
 from django.db import transaction
 
 from app.core import schema
+from app.models import Comparison, Prediction
+from app.services import catalog, predictions
 
 # Fields the playground shows once for all versions, in this order. A version
 # that lacks one simply does not get it.
@@ -103,10 +105,11 @@ def _prepare(versions, given, seed, extra_input):
     """Map and validate for every version before anything is saved."""
     plans, errors = [], {}
     for version in versions:
+        catalog.ensure_schema(version)
         effective, changes = map_input(version, {**given, "seed": seed, **extra_input.get(version.id, {})})
         try:
             effective = schema.validate_input(version, effective)
-            if not version.refresh_availability():
+            if not catalog.refresh_availability(version):
                 raise schema.InputError({"version": [f"unavailable: {version.unavailable_reason}"]})
         except schema.InputError as exc:
             errors[str(version.model)] = [
@@ -122,8 +125,6 @@ def _prepare(versions, given, seed, extra_input):
 
 
 def start(versions, given, *, owner=None, visibility=None, seed=None, extra_input=None):
-    from app.models import Comparison, Prediction
-
     versions = list(dict.fromkeys(versions))
     if not versions:
         raise schema.InputError({"versions": ["Pick at least one model version."]})
@@ -147,7 +148,7 @@ def start(versions, given, *, owner=None, visibility=None, seed=None, extra_inpu
             changes={version.id: changes for version, _, changes in plans},
         )
         for version, effective, _ in plans:
-            Prediction.start(
+            predictions.start(
                 version, effective, owner=owner, source=Prediction.Source.WEB, visibility=visibility,
                 comparison=comparison,
             )
@@ -155,16 +156,19 @@ def start(versions, given, *, owner=None, visibility=None, seed=None, extra_inpu
 
 
 def add_version(comparison, version):
-    from app.models import Comparison, Prediction
-
     [(version, effective, changes)] = _prepare([version], comparison.input, comparison.seed, {})
     with transaction.atomic():
         row = Comparison.objects.select_for_update().get(pk=comparison.pk)
         row.changes[version.id] = changes
         row.save(update_fields=["changes"])
-        prediction = Prediction.start(
+        prediction = predictions.start(
             version, effective, owner=comparison.owner, source=Prediction.Source.WEB,
             visibility=comparison.visibility, comparison=comparison,
         )
     comparison.refresh_from_db()
     return prediction
+
+
+def cancel(comparison):
+    """Cancel every prediction still running; returns how many were."""
+    return sum(1 for prediction in comparison.predictions.active() if predictions.cancel(prediction))

@@ -25,9 +25,13 @@ from datetime import timezone as dt_timezone
 from decimal import Decimal
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db import connection
 from django.db.models import Avg, Sum
 from django.utils import timezone
+
+from app.core import throttle
+from app.models import Ban, GroupLimits, Prediction
 
 CENT = Decimal("0.000001")
 
@@ -53,8 +57,6 @@ UNLIMITED = Limits(None, None, None, None)
 
 
 def limits_for(user):
-    from app.models import GroupLimits
-
     if user.is_superuser:
         return UNLIMITED
     rows = list(GroupLimits.objects.filter(group__user=user))
@@ -103,9 +105,6 @@ def admit(owner, versions):
     """Check that `owner` may start one prediction on each of `versions` now;
     return the estimated cost of each. Raises RunRefused. Call it inside the
     transaction that saves the predictions."""
-    from django.contrib.auth import get_user_model
-
-    from app.models import Ban, Prediction
 
     costs = [estimate_cost(version) for version in versions]
     shared = sum((cost for cost, v in zip(costs, versions) if v.backend == "replicate"), Decimal(0))
@@ -175,8 +174,6 @@ def admit_visitor(address, count):
     `address` (throttle.client_ip); raises RunRefused past
     LIGHTBOX_ANONYMOUS_PREDICTIONS_PER_HOUR. Give them back with
     release_visitor if the run does not start after all."""
-    from app.core import throttle
-
     allowed = settings.ANONYMOUS_PREDICTIONS_PER_HOUR
     if allowed is not None and count > allowed:
         raise RunRefused(
@@ -194,8 +191,6 @@ def admit_visitor(address, count):
 
 
 def release_visitor(address, count):
-    from app.core import throttle
-
     throttle.visitor_runs().release(address, count)
 
 

@@ -1,51 +1,22 @@
-"""Moderation: who moderates, reports and the threshold that hides an item,
-the actions a moderator takes (each written to the audit trail), the prompt
-blocklist, and the local safety checker's verdicts.
+"""Moderation: reports and the threshold that hides an item, the actions a
+moderator takes (each written to the audit trail), and the prompt blocklist.
+Who moderates is app.core.roles; the safety checker's verdicts, app.core.logs."""
 
-This module is imported by app.models, so it imports the models lazily.
-
-The local checker's verdicts. A Cog prediction's output is a plain list of
-URLs, with no room for flags, so a predictor reports what its safety checker
-found in its logs, with one line, after the images are made:
-
-    nsfw_content_detected: [false, true]
-
-a JSON list of booleans, one per output in order (diffusers' own name for the
-checker's result). The last such line counts. Outputs flagged true are stored
-rated nsfw, with a blurred thumbnail.
-"""
-
-import json
 import re
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.exceptions import PermissionDenied
 from django.db import transaction
+from django.utils import timezone
 
-MODERATORS_GROUP = "moderators"
+from app.core import throttle
+from app.core.roles import is_moderator
+from app.core.schema import InputError
+from app.models import Ban, BlockedTerm, Comparison, ModerationAction, Output, Prediction, Report
+from app.services import storage
+
 BAN_HIDE_REASON = "The owner's account is suspended."
-NSFW_LINE_RE = re.compile(r"^nsfw_content_detected:\s*(\[.*\])\s*$", re.M)
-
-
-def is_moderator(user):
-    """Superusers, and active members of the moderators group."""
-    if not getattr(user, "is_authenticated", False) or not user.is_active:
-        return False
-    if user.is_superuser:
-        return True
-    cached = getattr(user, "_lightbox_is_moderator", None)
-    if cached is None:
-        cached = user.groups.filter(name=MODERATORS_GROUP).exists()
-        user._lightbox_is_moderator = cached
-    return cached
-
-
-def shows_nsfw(user):
-    """Did `user` opt in to see NSFW images unblurred?"""
-    if not user.is_authenticated:
-        return False
-    from app.models import ContentPreference
-
-    return ContentPreference.objects.filter(user=user, show_nsfw=True).exists()
 
 
 # --- Checks before a run -----------------------------------------------------------
@@ -54,9 +25,6 @@ def shows_nsfw(user):
 def check_input(version, cleaned, owner):
     """Refuse, field by field (schema.InputError), a prompt with a blocked term,
     or a safety checker turned off by someone without the permission."""
-    from app.models import BlockedTerm
-    from app.core.schema import InputError
-
     errors = {}
     if cleaned.get("disable_safety_checker") and not (
         owner is not None and owner.is_active and owner.has_perm("app.disable_safety_checker")
@@ -89,25 +57,10 @@ def _words(text):
     return re.sub(r"[\W_]+", " ", text.casefold()).strip()
 
 
-def nsfw_flags(logs):
-    """The last safety checker verdict in a prediction's logs: a list of bools
-    (one per output), or [] when the predictor reported none."""
-    matches = NSFW_LINE_RE.findall(logs or "")
-    if not matches:
-        return []
-    try:
-        flags = json.loads(matches[-1])
-    except ValueError:
-        return []
-    return [bool(flag) for flag in flags] if isinstance(flags, list) else []
-
-
 # --- Reports -----------------------------------------------------------------------
 
 
 def file_report(target, reason, text="", reporter=None):
-    from app.models import Report
-
     if reporter is not None and not reporter.is_authenticated:
         reporter = None
     field = _target_field(target)
@@ -133,15 +86,11 @@ def anonymous_report_allowed(address):
     False once it has sent ANONYMOUS_REPORTS_PER_HOUR in the hour since its
     first. Anonymous reports never hide anything, but each one lands in the
     moderators' queue, so one machine must not be able to flood it."""
-    from app.core import throttle
-
     return throttle.anonymous_reports().hit(address) is None
 
 
 def open_reporters(target):
     """Distinct signed-in users, other than the owner, with an open report on it."""
-    from app.models import Report
-
     return (
         Report.objects.filter(**{_target_field(target): target}, state=Report.State.OPEN, reporter__isnull=False)
         .exclude(reporter_id=target.owner_id)
@@ -152,8 +101,6 @@ def open_reporters(target):
 
 
 def _apply_threshold(target):
-    from app.models import ModerationAction, Report
-
     target.refresh_from_db(fields=["hidden_at", "hidden_reason", "visibility"])
     if target.is_hidden or target.visibility == "private":
         return
@@ -171,8 +118,6 @@ def _apply_threshold(target):
 
 
 def _target_field(target):
-    from app.models import Comparison, Prediction
-
     if isinstance(target, Prediction):
         return "prediction"
     if isinstance(target, Comparison):
@@ -185,9 +130,6 @@ def _target_field(target):
 
 def record(kind, target, moderator, reason=""):
     """Write one audit entry. `target` is a Prediction, a Comparison or a user."""
-    from django.contrib.auth import get_user_model
-
-    from app.models import Comparison, ModerationAction, Prediction
 
     entry = ModerationAction(kind=kind, moderator=moderator, reason=reason)
     if isinstance(target, Prediction):
@@ -206,9 +148,6 @@ def record(kind, target, moderator, reason=""):
 
 
 def _resolve_reports(target, state, moderator):
-    from django.utils import timezone
-
-    from app.models import Report
 
     return Report.objects.filter(**{_target_field(target): target}, state=Report.State.OPEN).update(
         state=state, resolved_at=timezone.now(), resolved_by=moderator
@@ -216,8 +155,6 @@ def _resolve_reports(target, state, moderator):
 
 
 def _require_moderator(moderator):
-    from django.core.exceptions import PermissionDenied
-
     if not is_moderator(moderator):
         raise PermissionDenied("Only moderators can moderate.")
 
@@ -225,8 +162,6 @@ def _require_moderator(moderator):
 @transaction.atomic
 def approve(target, moderator, reason=""):
     """The item is fine: dismiss its open reports and show it again."""
-    from app.models import ModerationAction, Report
-
     _require_moderator(moderator)
     _resolve_reports(target, Report.State.DISMISSED, moderator)
     if target.is_hidden and target.hidden_reason != BAN_HIDE_REASON:
@@ -237,8 +172,6 @@ def approve(target, moderator, reason=""):
 @transaction.atomic
 def hide(target, moderator, reason):
     """Gone from the gallery; its share links answer 410; its owner sees why."""
-    from app.models import ModerationAction, Report
-
     _require_moderator(moderator)
     target.hide(f"Hidden by a moderator: {reason}" if reason else "Hidden by a moderator.")
     _resolve_reports(target, Report.State.ACTIONED, moderator)
@@ -248,11 +181,9 @@ def hide(target, moderator, reason):
 @transaction.atomic
 def mark_nsfw(target, moderator, reason=""):
     """Rate every output nsfw: listings show blurred thumbnails from now on."""
-    from app.models import ModerationAction, Report
-
     _require_moderator(moderator)
     for output in _outputs(target):
-        output.mark_nsfw()
+        storage.mark_nsfw(output)
     _resolve_reports(target, Report.State.ACTIONED, moderator)
     record(ModerationAction.Kind.MARK_NSFW, target, moderator, reason)
 
@@ -260,8 +191,6 @@ def mark_nsfw(target, moderator, reason=""):
 @transaction.atomic
 def delete_outputs(target, moderator, reason):
     """Delete the image files for good (rated blocked) and hide the item."""
-    from app.models import ModerationAction, Report
-
     _require_moderator(moderator)
     for output in _outputs(target):
         output.block()
@@ -273,8 +202,6 @@ def delete_outputs(target, moderator, reason):
 @transaction.atomic
 def ban(user, moderator, reason):
     """Refuse the user's runs and hide everything they share."""
-    from app.models import Ban, Comparison, ModerationAction, Prediction, Report
-
     _require_moderator(moderator)
     Ban.objects.update_or_create(user=user, defaults={"reason": reason, "created_by": moderator})
     for model in (Comparison, Prediction):
@@ -288,8 +215,6 @@ def ban(user, moderator, reason):
 @transaction.atomic
 def unban(user, moderator, reason=""):
     """Lift a ban: runs allowed again, items hidden by the ban shown again."""
-    from app.models import Ban, Comparison, ModerationAction, Prediction
-
     _require_moderator(moderator)
     Ban.objects.filter(user=user).delete()
     for model in (Comparison, Prediction):
@@ -299,8 +224,6 @@ def unban(user, moderator, reason=""):
 
 
 def _outputs(target):
-    from app.models import Output, Prediction
-
     if isinstance(target, Prediction):
         return list(target.outputs.all())
     return list(Output.objects.filter(prediction__comparison=target))

@@ -24,8 +24,9 @@ from django.urls import get_script_prefix, reverse
 from django.utils.http import RFC3986_SUBDELIMS
 
 from app.core import http, images
-from app.services.backends import BackendError
+from app.core.logs import nsfw_flags
 from app.models import Output, Upload
+from app.services.backends import BackendError
 
 UPLOAD_PATH_RE = re.compile(r"/hooks/cog/uploads/(?P<token>[^/]+)/(?P<id>[a-z0-9]+)/")
 EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp", "image/gif": "gif"}
@@ -43,9 +44,7 @@ def upload_url():
 def store_outputs(prediction, output, logs=None):
     """Store every file of `output` (a list) that is not stored yet. Outputs
     the model's safety checker flagged in `logs` are rated nsfw
-    (app.services.moderation.nsfw_flags)."""
-    from app.services.moderation import nsfw_flags
-
+    (app.core.logs.nsfw_flags)."""
     flags = nsfw_flags(logs)
     stored = set(prediction.outputs.values_list("index", flat=True))
     for index, item in enumerate(output or []):
@@ -201,3 +200,13 @@ def check_signed_path(token, path, now=None):
         return False
     expected = signing.Signer(salt=MEDIA_SIGNER_SALT).signature(f"{path}|{expires}")
     return signing.constant_time_compare(expected, signature)
+
+
+def mark_nsfw(output):
+    """Rate `output` nsfw and make its blurred thumbnail; False if it was not safe."""
+    if output.rating != Output.Rating.SAFE:
+        return False
+    save_blurred_thumbnail(output)
+    output.rating = Output.Rating.NSFW
+    output.save(update_fields=["rating", "blurred_thumbnail"])
+    return True

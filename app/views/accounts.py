@@ -25,6 +25,7 @@ from app.forms import (
     invite_code,
 )
 from app.models import ApiToken, ContentPreference, Invite
+from app.services import predictions
 from app.views.gallery import TILE_FIELDS, with_tiles
 
 PAGE_SIZE = 24
@@ -108,7 +109,7 @@ def profile(request):
         "page": page,
         "comparisons": request.user.comparisons.annotate(model_count=Count("predictions")).order_by("-created_at")[:50],
         "visibility_choices": VisibilityForm.base_fields["visibility"].choices,
-        "shows_nsfw": ContentPreference.objects.filter(user=request.user, show_nsfw=True).exists(),
+        "shows_nsfw": ContentPreference.objects.shows_nsfw(request.user),
     }
     return TemplateResponse(request, "accounts/profile.html", context)
 
@@ -150,7 +151,7 @@ def delete_account(request):
     if request.method == "POST" and form.is_valid():
         user = request.user
         for prediction in user.predictions.active():
-            prediction.cancel()
+            predictions.cancel(prediction)
         logout(request)
         user.delete()
         messages.success(request, "Your account, predictions and images are deleted.")

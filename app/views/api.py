@@ -13,12 +13,13 @@ from django.http import JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from app.core import netguard, schema, waits
-
-from app.services import api_json as api, limits
-from app.models import ApiToken, Model, Prediction, Version
-from app.services.moderation import is_moderator
 from app.core.openapi import document
 from app.core.prepared import Prepared
+from app.core.roles import is_moderator
+from app.models import ApiToken, Model, Prediction, Version
+from app.services import api_json as api
+from app.services import limits
+from app.services import predictions as lifecycle
 
 PAGE_SIZE = 100
 EVENTS = {"start", "output", "logs", "completed"}
@@ -150,7 +151,7 @@ def _create(request, version_ref):
     if errors:
         return api.invalid_input(errors)
     try:
-        prediction = Prediction.start(
+        prediction = lifecycle.start(
             version,
             body.get("input", {}),
             owner=request.user,
@@ -266,7 +267,7 @@ def prediction_cancel(request, prediction_id):
     found, refusal = _get_prediction_for_user(request, prediction_id, owner_only=True)
     if refusal:
         return refusal
-    found.cancel()
+    lifecycle.cancel(found)
     return JsonResponse(api.prediction_json(found, _base(request)))
 
 

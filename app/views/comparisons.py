@@ -10,10 +10,9 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django_htmx.http import HttpResponseStopPolling
 
 from app.core import schema
-
-from app.services import limits
 from app.forms import VisibilityForm
 from app.models import Comparison, Output, Prediction, Version
+from app.services import comparisons, limits
 from app.views import reports
 from app.views.playground import can_run, start_comparison
 
@@ -125,7 +124,7 @@ def comparison_report(request, comparison_id):
 @require_POST
 def comparison_cancel(request, comparison_id):
     comparison = _get_comparison_for_user(request, comparison_id, owner_only=True)
-    canceled = comparison.cancel()
+    canceled = comparisons.cancel(comparison)
     messages.info(request, f"Canceled {canceled} running prediction{'s' if canceled != 1 else ''}.")
     return redirect(comparison)
 
@@ -168,7 +167,7 @@ def comparison_add_version(request, comparison_id):
         messages.error(request, "Pick a version to add.")
         return redirect(comparison)
     try:
-        comparison.add_version(version)
+        comparisons.add_version(comparison, version)
     except schema.InputError as exc:
         messages.error(request, "Could not add it: " + "; ".join(f"{k}: {' '.join(v)}" for k, v in exc.errors.items()))
     except limits.RunRefused as exc:
@@ -192,7 +191,7 @@ def comparison_visibility(request, comparison_id):
 def comparison_delete(request, comparison_id):
     """Delete the comparison with its predictions and their images."""
     comparison = _get_comparison_for_user(request, comparison_id, owner_only=True)
-    comparison.cancel()
+    comparisons.cancel(comparison)
     comparison.delete()
     messages.success(request, "Comparison deleted, with its predictions and images.")
     return redirect("profile")

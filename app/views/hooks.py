@@ -10,9 +10,9 @@ from django.http import FileResponse, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST
 
-from app.services import storage
-from app.services.backends import BackendError, cog, replicate
 from app.models import Prediction, Upload
+from app.services import predictions, storage
+from app.services.backends import BackendError, cog, replicate
 from tasks.predictions import finish_prediction
 
 log = logging.getLogger(__name__)
@@ -49,10 +49,10 @@ def _apply(prediction, payload, backend):
         finish_prediction.delay(prediction.id, payload)
         return HttpResponse(status=202)
     try:
-        prediction.apply_update(update)
+        predictions.apply_update(prediction, update)
     except BackendError as exc:
         log.warning("prediction %s: storing outputs failed: %s", prediction.id, exc)
-        prediction.fail(f"Could not store the outputs: {exc}")
+        predictions.fail(prediction, f"Could not store the outputs: {exc}")
     return HttpResponse(status=200)
 
 

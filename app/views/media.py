@@ -15,8 +15,8 @@ from django.core.files.storage import default_storage
 from django.http import FileResponse, Http404, HttpResponse
 from django.views.decorators.http import require_GET
 
-from app.services import storage
 from app.models import Output
+from app.services import storage
 
 
 @require_GET

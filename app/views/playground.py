@@ -8,10 +8,9 @@ from django.views.decorators.http import require_GET, require_POST
 from django.views.decorators.vary import vary_on_headers
 
 from app.core import schema, throttle
-
-from app.services import limits
 from app.forms import PlaygroundForm, advanced_name
 from app.models import Comparison, Version
+from app.services import comparisons, limits
 
 # The guide's five Stable Diffusion models, by model name; then the tiny ones.
 GUIDE_MODELS = ("sdxl", "sd-1.5", "sd-2.1", "sdxl-turbo", "sd-turbo", "stable-diffusion")
@@ -27,11 +26,11 @@ def start_comparison(request, versions, input, **options):
     limited per client address (limits.admit_visitor). Raises
     schema.InputError or limits.RunRefused, starting nothing."""
     if request.user.is_authenticated:
-        return Comparison.start(versions, input, owner=request.user, **options)
+        return comparisons.start(versions, input, owner=request.user, **options)
     address, count = throttle.client_ip(request), len({version.pk for version in versions})
     limits.admit_visitor(address, count)
     try:
-        return Comparison.start(versions, input, owner=None, **options)
+        return comparisons.start(versions, input, owner=None, **options)
     except Exception:
         limits.release_visitor(address, count)
         raise
@@ -60,20 +59,8 @@ def default_versions(versions):
     return available[:2]
 
 
-# How old the playground lets a version's availability be. `make run` loads the
-# catalog before its model servers start; a check also reads the schema of a
-# version catalogued while its server was down.
-AVAILABILITY_MAX_AGE = 30
-
-
 def _all_versions():
     return list(Version.objects.select_related("model").order_by("model__owner", "model__name", "-created_at"))
-
-
-def _with_fresh_availability(versions):
-    for version in versions:
-        version.refresh_availability(max_age=AVAILABILITY_MAX_AGE)
-    return versions
 
 
 def _remix_source(request):
@@ -113,7 +100,8 @@ def _render(request, versions, chosen, form, status=200):
 @require_GET
 @vary_on_headers("HX-Request")
 def playground(request):
-    versions = _with_fresh_availability(_all_versions())
+    # The stored state: the beat refreshes it (tasks.predictions.refresh_versions).
+    versions = _all_versions()
     by_id = {version.id: version for version in versions}
     remix = _remix_source(request)
     if remix:

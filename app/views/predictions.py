@@ -9,9 +9,10 @@ from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from app.services.api_json import prediction_json
 from app.forms import VisibilityForm
 from app.models import Prediction
+from app.services import predictions
+from app.services.api_json import prediction_json
 from app.views import reports
 from app.views.comparisons import Gone, attach_changes, card_response, gone_response, next_url
 
@@ -119,7 +120,7 @@ def prediction_report(request, prediction_id):
 @require_POST
 def prediction_cancel(request, prediction_id):
     prediction = _get_prediction_for_user(request, prediction_id, owner_only=True)
-    prediction.cancel()
+    predictions.cancel(prediction)
     if request.htmx:
         attach_changes(prediction, prediction.comparison)
         with_shown_outputs(prediction, request.user)
@@ -132,7 +133,7 @@ def prediction_cancel(request, prediction_id):
 @require_POST
 def prediction_delete(request, prediction_id):
     prediction = _get_prediction_for_user(request, prediction_id, owner_only=True)
-    prediction.cancel()
+    predictions.cancel(prediction)
     prediction.delete()
     messages.success(request, "Prediction deleted, with its images.")
     return redirect(next_url(request, "profile"))

@@ -13,10 +13,9 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 
 from app.core import throttle
-
-from app.services import moderation
 from app.forms import ReportForm
 from app.models import Report
+from app.services import moderation
 
 THANKS = "Thanks, moderators will review it."
 THROTTLED = "Too many reports from your network in the last hour. Try again later, or log in to report."
@@ -52,7 +51,7 @@ def report(request, target):
             status = 429
     if not form.is_valid():
         return _form_response(request, context, status)
-    Report.file(target, form.cleaned_data["reason"], form.cleaned_data["text"], request.user)
+    moderation.file_report(target, form.cleaned_data["reason"], form.cleaned_data["text"], request.user)
     still_shown = target.can_be_seen_by(request.user)
     thanks = THANKS
     if context["my_report"]:

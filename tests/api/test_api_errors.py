@@ -12,9 +12,8 @@ from celery.signals import before_task_publish
 from django.utils import timezone
 
 from app.core import schema
-
-from app.services import catalog
 from app.models import Prediction
+from app.services import catalog
 from tests.conftest import COG_PREDICTOR_DIR
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -92,8 +92,8 @@ def test_a_failing_receiver_gets_the_completed_webhook_again(worker, cog_version
 def test_an_event_queued_before_the_end_is_not_sent_after_it(alice, receiver):
     """A logs or output webhook still in the queue when the prediction ended
     would carry the final state: only the completed one does, once."""
-    from app.services import catalog
     from app.models import Prediction
+    from app.services import catalog
     from tasks.predictions import send_webhook
 
     version = catalog.add_version("local", "hooks", "cog", "http://127.0.0.1:9", {}, "0.23.1")

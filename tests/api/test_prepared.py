@@ -7,10 +7,10 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
+from app.core.prepared import Prepared
+from app.models import ApiToken, Output, Prediction
 from app.services import catalog
 from app.services.api_json import outputs_of, prediction_json
-from app.models import ApiToken, Output, Prediction
-from app.core.prepared import Prepared
 from app.views.api import PREDICTION
 
 

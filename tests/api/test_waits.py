@@ -9,9 +9,8 @@ import pytest
 from django.db import connection, connections
 
 from app.core import waits
-
-from app.services import catalog
 from app.models import Prediction
+from app.services import catalog, predictions
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -32,7 +31,7 @@ def _seconds_to_see_it_end(prediction_id):
     def end():
         time.sleep(0.3)
         try:
-            Prediction.objects.get(pk=prediction_id).fail("Ended by the test")
+            predictions.fail(Prediction.objects.get(pk=prediction_id), "Ended by the test")
         finally:
             connections.close_all()
 

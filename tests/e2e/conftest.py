@@ -90,7 +90,7 @@ def two_versions(transactional_db, cog_server, second_cog_server):
         catalog.import_version(second_cog_server.url, "local/tiny-sdxl"),
     ]
     for version in versions:
-        version.refresh_availability(max_age=0)
+        catalog.refresh_availability(version, max_age=0)
     return versions
 
 

@@ -144,7 +144,7 @@ def test_paint_a_mask_on_an_uploaded_image(site, worker, cog_server, new_page, t
     props["mask"] = {"type": "string", "format": "uri", "title": "Mask", "x-order": 21,
                      "description": "White areas are redrawn."}
     version = catalog.add_version("local", "tiny-inpaint", "cog", cog_server.url, schema, source.cog_version)
-    version.refresh_availability(max_age=0)
+    catalog.refresh_availability(version, max_age=0)
     picture = tmp_path / "harbour.png"
     Image.new("RGB", (200, 100), (30, 90, 160)).save(picture)
 

@@ -6,7 +6,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from playwright.sync_api import expect
 
-from app.models import Comparison
+from app.services import comparisons, predictions
 from tests.conftest import wait_for_status
 from tests.e2e.conftest import DESKTOP, PASSWORD, PHONE, axe_violations, log_in, screenshot
 
@@ -21,7 +21,7 @@ LAYOUTS = [
 @pytest.fixture
 def finished_comparison(worker, two_versions):
     owner = get_user_model().objects.create_user("frida", "frida@example.com", PASSWORD)
-    comparison = Comparison.start(two_versions, {"prompt": "a red fox in fresh snow, golden hour",
+    comparison = comparisons.start(two_versions, {"prompt": "a red fox in fresh snow, golden hour",
                                                  "num_inference_steps": 8, "num_outputs": 2}, owner=owner)
     for prediction in comparison.predictions.all():
         assert wait_for_status(prediction.id).status == "succeeded"
@@ -54,7 +54,7 @@ def test_every_main_page_at_desktop_and_phone_widths(site, finished_comparison, 
         log_in(page, base, "frida")
         for name, path in signed_in.items():
             if name == "comparison-running":
-                running = Comparison.start(
+                running = comparisons.start(
                     [prediction.version], {"prompt": "a slow watercolour of a harbour", "num_inference_steps": 30},
                     owner=finished_comparison.owner, extra_input={prediction.version_id: {"step_delay": 0.3}},
                 )
@@ -67,7 +67,7 @@ def test_every_main_page_at_desktop_and_phone_widths(site, finished_comparison, 
             screenshot(page, f"{name}-{layout}")
             problems[f"{name}-{layout}"] = axe_violations(page)
             if name == "comparison-running":
-                running.cancel()
+                predictions.cancel(running)
             # No horizontal scrolling of the page itself on a phone.
             if viewport == PHONE:
                 width = page.evaluate("document.documentElement.scrollWidth")

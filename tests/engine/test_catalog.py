@@ -7,9 +7,10 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from app.services import catalog
-from app.models import ApiToken, Model, Prediction, Version
 from app.core.schema import InputError
+from app.models import ApiToken, Model, Prediction, Version
+from app.services import catalog, predictions
+from tasks.predictions import refresh_versions
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -63,7 +64,7 @@ def test_an_unavailable_version_refuses_runs_with_the_reason(alice):
     })
 
     with pytest.raises(InputError) as caught:
-        Prediction.start(version, {"prompt": "x"}, owner=alice)
+        predictions.start(version, {"prompt": "x"}, owner=alice)
 
     assert "could not connect" in caught.value.errors["version"][0]
     assert not Prediction.objects.exists()
@@ -87,6 +88,7 @@ def test_create_token_for_an_unknown_user_fails():
 
 def test_healthz_reports_database_broker_and_each_backend(site, cog_version):
     down = catalog.add_version("local", "down", "cog", "http://127.0.0.1:9")
+    refresh_versions()  # the beat's job: /healthz reads what it stored
 
     body = httpx.get(f"{site.url}/healthz").json()
 

@@ -8,8 +8,8 @@ import time
 import pytest
 from django.db import transaction
 
-from app.services import catalog
 from app.models import Prediction, Version
+from app.services import catalog, predictions
 from tasks.predictions import SUBMIT_RETRIES
 from tests.conftest import COG_PREDICTOR_DIR, free_port, wait_for_status, wait_until
 from tests.engine.broken_cog import BrokenCogServer
@@ -43,7 +43,7 @@ def test_a_model_server_that_went_down_fails_the_prediction_with_a_clear_error(w
     version.set_availability(True)  # it passed its health check a moment ago, then went down
     started = time.monotonic()
 
-    prediction = Prediction.start(version, {"prompt": "nobody home"}, owner=alice)
+    prediction = predictions.start(version, {"prompt": "nobody home"}, owner=alice)
     prediction = wait_for_status(prediction.id, timeout=60)
 
     assert prediction.status == "failed"
@@ -66,7 +66,7 @@ def test_a_model_server_that_went_down_fails_the_prediction_with_a_clear_error(w
 def test_a_broken_model_server_fails_the_prediction_after_bounded_retries(worker, alice, broken, error, stored_files):
     version = version_at(broken.url)
 
-    prediction = Prediction.start(version, {"prompt": "anyone?"}, owner=alice)
+    prediction = predictions.start(version, {"prompt": "anyone?"}, owner=alice)
     prediction = wait_for_status(prediction.id, timeout=90)
 
     assert prediction.status == "failed"
@@ -86,7 +86,7 @@ def test_a_model_server_that_stays_busy_keeps_the_prediction_waiting_instead_of_
 ):
     version = version_at(broken.url)
 
-    prediction = Prediction.start(version, {"prompt": "patience"}, owner=alice)
+    prediction = predictions.start(version, {"prompt": "patience"}, owner=alice)
     # Answered "At capacity" more times than any error would be retried.
     wait_until(lambda: len(broken.puts(prediction.id)) > SUBMIT_RETRIES + 2, timeout=30, message="409s")
     prediction.refresh_from_db()
@@ -101,11 +101,11 @@ def test_a_model_server_that_stays_busy_keeps_the_prediction_waiting_instead_of_
 
 
 def test_a_busy_model_server_queues_the_prediction_instead_of_failing_it(worker, cog_version, alice, stored_files):
-    slow = Prediction.start(cog_version, {"prompt": "slow", "step_delay": 0.4, "num_inference_steps": 5},
+    slow = predictions.start(cog_version, {"prompt": "slow", "step_delay": 0.4, "num_inference_steps": 5},
                             owner=alice)
     wait_for_status(slow.id, statuses=("processing",))
 
-    queued = Prediction.start(cog_version, {"prompt": "next in line"}, owner=alice)
+    queued = predictions.start(cog_version, {"prompt": "next in line"}, owner=alice)
     seen = set()
 
     def refused_while_busy():
@@ -130,10 +130,10 @@ def test_a_busy_model_server_queues_the_prediction_instead_of_failing_it(worker,
 
 def test_a_prediction_canceled_before_a_worker_picks_it_up_never_runs(worker, cog_version, alice, stored_files):
     with transaction.atomic():  # its task is queued only when this commits
-        prediction = Prediction.start(cog_version, {"prompt": "never mind"}, owner=alice)
-        assert prediction.cancel()
+        prediction = predictions.start(cog_version, {"prompt": "never mind"}, owner=alice)
+        assert predictions.cancel(prediction)
 
-    after = Prediction.start(cog_version, {"prompt": "queued behind it"}, owner=alice)
+    after = predictions.start(cog_version, {"prompt": "queued behind it"}, owner=alice)
     assert wait_for_status(after.id).status == "succeeded"
 
     prediction.refresh_from_db()

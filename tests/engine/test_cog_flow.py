@@ -6,14 +6,14 @@ import json
 import pytest
 from PIL import Image
 
-from app.models import Prediction
+from app.services import predictions
 from tests.conftest import wait_for_status
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 
 def test_a_prediction_runs_to_success_with_stored_outputs(worker, cog_version, alice):
-    prediction = Prediction.start(cog_version, {"prompt": "a red fox", "num_outputs": 2, "width": 96}, owner=alice)
+    prediction = predictions.start(cog_version, {"prompt": "a red fox", "num_outputs": 2, "width": 96}, owner=alice)
 
     prediction = wait_for_status(prediction.id)
 

@@ -13,8 +13,8 @@ from django.conf import settings
 from django.utils import timezone
 from kombu import Connection
 
-from app.services import catalog, storage
 from app.models import Prediction, Version
+from app.services import catalog, predictions, storage
 from tasks.predictions import reconcile
 from tests.conftest import COG_PREDICTOR_DIR, ROOT, CogServer, Worker, wait_for_status, wait_until
 from tests.engine.broken_cog import BrokenCogServer, WebhookDroppingProxy
@@ -50,7 +50,7 @@ def reconcile_until_ended(prediction_id, timeout=45):
 
 
 def test_a_worker_killed_after_the_hand_off_loses_nothing(killable, cog_version, alice, stored_files):
-    prediction = Prediction.start(cog_version, {"prompt": "survivor", "step_delay": 0.3, "num_inference_steps": 6},
+    prediction = predictions.start(cog_version, {"prompt": "survivor", "step_delay": 0.3, "num_inference_steps": 6},
                                   owner=alice)
     wait_until(lambda: Prediction.objects.get(pk=prediction.pk).dispatched_at, message="the hand-off")
 
@@ -69,7 +69,7 @@ def test_a_worker_killed_during_the_hand_off_is_replaced_and_the_prediction_stil
 ):
     with BrokenCogServer("hang") as hanging:
         version = catalog.add_version("local", "handoff", "cog", hanging.url, SCHEMA)
-        prediction = Prediction.start(version, {"prompt": "handed over twice"}, owner=alice)
+        prediction = predictions.start(version, {"prompt": "handed over twice"}, owner=alice)
         wait_until(lambda: hanging.puts(prediction.id), message="the worker to be stuck sending it")
 
         killable.kill()  # the broker's message went with it
@@ -100,7 +100,7 @@ def own_cog_server(site):
 
 def _start_interrupted(server, alice):
     version = catalog.import_version(server.url, "local/restarting")
-    prediction = Prediction.start(
+    prediction = predictions.start(
         version, {"prompt": "interrupted", "step_delay": 0.4, "num_inference_steps": 6}, owner=alice
     )
     wait_until(lambda: "step 1/6" in Prediction.objects.get(pk=prediction.pk).logs, message="the first step")
@@ -144,7 +144,7 @@ def test_a_model_server_killed_outright_runs_the_prediction_again_once_it_is_bac
 def test_a_lost_completed_webhook_still_ends_the_prediction_with_its_outputs(worker, cog_server, alice, stored_files):
     with WebhookDroppingProxy(cog_server.url, drop=1) as proxy:
         version = catalog.import_version(proxy.url, "local/lossy")
-        prediction = Prediction.start(version, {"prompt": "lost and found", "num_outputs": 2}, owner=alice)
+        prediction = predictions.start(version, {"prompt": "lost and found", "num_outputs": 2}, owner=alice)
         wait_until(lambda: proxy.dropped.get(prediction.id), message="the completed webhook to be lost")
         prediction.refresh_from_db()
         # The server finished; the app never heard (its start webhook may still be on its way).
@@ -161,7 +161,7 @@ def test_a_lost_completed_webhook_still_ends_the_prediction_with_its_outputs(wor
 
 def test_a_long_quiet_step_is_not_mistaken_for_a_lost_prediction(worker, cog_version, alice, settings, stored_files):
     settings.DISPATCH_DEADLINE = 0.5  # the reconciler asks the server again after 0.5 s of silence
-    prediction = Prediction.start(
+    prediction = predictions.start(
         cog_version, {"prompt": "thinking", "step_delay": 4, "num_inference_steps": 1}, owner=alice
     )
     wait_for_status(prediction.id, statuses=("processing",))
@@ -176,6 +176,7 @@ def test_a_long_quiet_step_is_not_mistaken_for_a_lost_prediction(worker, cog_ver
 PRODUCER = """
 import sys
 from kombu import Connection
+from app.services import predictions
 transport, folder, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
 options = {"data_folder_in": folder, "data_folder_out": folder, "control_folder": folder + "/control"}
 with Connection("filesystem://", transport=transport, transport_options=options) as connection:

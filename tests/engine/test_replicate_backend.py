@@ -5,8 +5,8 @@ import json
 import httpx
 import pytest
 
-from app.services import backends, catalog
 from app.models import Prediction
+from app.services import backends, catalog, predictions
 from tests.conftest import wait_for_status, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -22,7 +22,7 @@ def sdxl(transactional_db, replicate_settings):
         "stability-ai", "sdxl", "replicate", f"stability-ai/sdxl:{SDXL}", entry["openapi_schema"],
         entry["cog_version"], version_id=SDXL,
     )
-    version.refresh_availability(max_age=0)
+    catalog.refresh_availability(version, max_age=0)
     return version
 
 
@@ -35,7 +35,7 @@ def _reset(replicate_cloud):
 def test_a_polled_prediction_succeeds_and_keeps_its_images_after_replicate_deletes_them(
     worker, site, sdxl, alice, replicate_cloud
 ):
-    prediction = Prediction.start(sdxl, SMALL, owner=alice)
+    prediction = predictions.start(sdxl, SMALL, owner=alice)
 
     prediction = wait_for_status(prediction.id)
 
@@ -54,7 +54,7 @@ def test_a_polled_prediction_succeeds_and_keeps_its_images_after_replicate_delet
 def test_an_nsfw_refusal_fails_the_prediction_in_plain_words(worker, sdxl, alice, replicate_cloud):
     replicate_cloud.script(outcome="nsfw")
 
-    prediction = wait_for_status(Prediction.start(sdxl, SMALL, owner=alice).id)
+    prediction = wait_for_status(predictions.start(sdxl, SMALL, owner=alice).id)
 
     assert prediction.status == "failed"
     assert "safety checker flagged the image as NSFW" in prediction.error
@@ -63,7 +63,7 @@ def test_an_nsfw_refusal_fails_the_prediction_in_plain_words(worker, sdxl, alice
 def test_a_model_error_reaches_the_prediction(worker, sdxl, alice, replicate_cloud):
     replicate_cloud.script(outcome="error", error="CUDA out of memory")
 
-    prediction = wait_for_status(Prediction.start(sdxl, SMALL, owner=alice).id)
+    prediction = wait_for_status(predictions.start(sdxl, SMALL, owner=alice).id)
 
     assert prediction.status == "failed" and "CUDA out of memory" in prediction.error
 
@@ -71,17 +71,17 @@ def test_a_model_error_reaches_the_prediction(worker, sdxl, alice, replicate_clo
 def test_replicate_down_fails_the_prediction_after_retries(worker, sdxl, alice, replicate_cloud):
     replicate_cloud.fault("error", count=50, method="POST", path="/v1/predictions", status=500)
 
-    prediction = wait_for_status(Prediction.start(sdxl, SMALL, owner=alice).id, timeout=60)
+    prediction = wait_for_status(predictions.start(sdxl, SMALL, owner=alice).id, timeout=60)
 
     assert prediction.status == "failed" and "Replicate answered 500" in prediction.error
 
 
 def test_cancel_reaches_replicate(worker, sdxl, alice, replicate_cloud):
     replicate_cloud.script(hold="processing")
-    prediction = Prediction.start(sdxl, SMALL, owner=alice)
+    prediction = predictions.start(sdxl, SMALL, owner=alice)
     prediction = wait_until(lambda: Prediction.objects.filter(pk=prediction.pk).exclude(remote_id="").first())
 
-    prediction.cancel()
+    predictions.cancel(prediction)
 
     assert prediction.status == "canceled"
     replicate_cloud.wait_for_status(prediction.remote_id, ("canceled",))
@@ -90,7 +90,7 @@ def test_cancel_reaches_replicate(worker, sdxl, alice, replicate_cloud):
 def test_without_a_token_replicate_versions_show_as_unavailable(sdxl, settings):
     settings.REPLICATE_API_TOKEN = ""
 
-    assert not sdxl.refresh_availability(max_age=0)
+    assert not catalog.refresh_availability(sdxl, max_age=0)
     assert "REPLICATE_API_TOKEN" in sdxl.unavailable_reason
 
 

@@ -13,9 +13,9 @@ from django.conf import settings as django_settings
 from django.utils import timezone
 from PIL import Image
 
+from app.models import Prediction
 from app.services import catalog
 from app.services.backends import cog
-from app.models import Prediction
 from tests.api.test_outbound_webhooks import Receiver
 from tests.conftest import COG_PREDICTOR_DIR, wait_until
 

@@ -4,7 +4,7 @@ Replicate cannot be reached from the test machines, so this fake plays it: the
 HTTP API under ``/v1`` (as Replicate documents it and as the official
 ``replicate`` 1.0.7 client expects it), simulated runs with logs, PNG outputs
 that expire, and signed webhooks. It serves the catalog the app ships,
-``app/catalog_data/replicate.json``.
+``app/services/catalog_data/replicate.json``.
 
 Usage::
 
@@ -107,7 +107,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-CATALOG_PATH = Path(__file__).resolve().parents[2] / "app" / "catalog_data" / "replicate.json"
+CATALOG_PATH = Path(__file__).resolve().parents[2] / "app" / "services" / "catalog_data" / "replicate.json"
 TERMINAL = ("succeeded", "failed", "canceled")
 WEBHOOK_EVENTS = ("start", "output", "logs", "completed")
 NSFW_ERROR = "NSFW content detected. Try running it again, or try a different prompt."

@@ -4,7 +4,6 @@ served by the real Cog HTTP server, started once per test session."""
 import sys
 
 import pytest
-
 from cogserver import ROOT, CogServer, FileServer
 
 if str(ROOT) not in sys.path:

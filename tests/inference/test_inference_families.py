@@ -6,10 +6,9 @@ import subprocess
 import sys
 
 import pytest
+from cogserver import ROOT
 
 from inference import families
-
-from cogserver import ROOT
 
 
 def schema_for(tmp_path, **env):

@@ -3,19 +3,18 @@ random-weight pipelines. Random weights make noise, so each test checks what
 holds for any weights: sizes, determinism, untouched pixels, that an input
 changes the result."""
 
+import json
 import re
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-import json
 
 import numpy as np
 import pytest
+from cogserver import data_uri, decode, noise_image
 from PIL import Image
 
 from inference import families
-
-from cogserver import data_uri, decode, noise_image
 
 SMALL = {"width": 64, "height": 64, "num_inference_steps": 2}
 

@@ -67,7 +67,7 @@ def dave(transactional_db):
 def moderator(transactional_db):
     from django.contrib.auth.models import Group
 
-    from app.services.moderation import MODERATORS_GROUP
+    from app.core.roles import MODERATORS_GROUP
 
     user = _user("mod", is_staff=True)
     user.groups.add(Group.objects.get_or_create(name=MODERATORS_GROUP)[0])
@@ -93,8 +93,8 @@ def png(color=(200, 30, 30), size=(64, 48)):
 @pytest.fixture
 def make_prediction(version):
     """A succeeded prediction with stored outputs (rating per output)."""
-    from app.services import storage
     from app.models import Prediction
+    from app.services import storage
 
     def make(owner=None, visibility="public", ratings=("safe",), on=None, comparison=None):
         prediction = Prediction.objects.create(

@@ -7,6 +7,7 @@ from django.test import Client
 from django.urls import reverse
 
 from app.models import Ban, ModerationAction, Prediction, Report
+from app.services import moderation, predictions
 from app.services.limits import RunRefused
 
 from .conftest import login
@@ -29,10 +30,10 @@ def test_the_queue_lists_reported_items_most_reported_and_newest_first(make_pred
     once = make_prediction(owner=alice)
     twice = make_prediction(owner=alice)
     once_later = make_prediction(owner=alice)
-    Report.file(twice, "spam", reporter=bob)
-    Report.file(twice, "spam", reporter=carol)
-    Report.file(once, "other", reporter=dave)
-    Report.file(once_later, "violence", "a fight", reporter=None)
+    moderation.file_report(twice, "spam", reporter=bob)
+    moderation.file_report(twice, "spam", reporter=carol)
+    moderation.file_report(once, "other", reporter=dave)
+    moderation.file_report(once_later, "violence", "a fight", reporter=None)
 
     response = login(Client(), moderator).get(QUEUE)
 
@@ -47,7 +48,7 @@ def test_the_queue_lists_reported_items_most_reported_and_newest_first(make_pred
 
 def test_approve_dismisses_the_reports_and_shows_the_item_again(make_prediction, alice, bob, moderator):
     prediction = make_prediction(owner=alice)
-    Report.file(prediction, "spam", reporter=bob)
+    moderation.file_report(prediction, "spam", reporter=bob)
     prediction.hide("Hidden while moderators review reports (spam).")
 
     response = _act(login(Client(), moderator), QUEUE, "approve", [prediction], "not spam")
@@ -117,7 +118,7 @@ def test_ban_refuses_runs_and_hides_the_users_items(make_prediction, version, al
     assert shared.is_hidden and "suspended" in shared.hidden_reason
     assert not private.is_hidden
     with pytest.raises(RunRefused) as refused:
-        Prediction.start(version, {"prompt": "x"}, owner=alice)
+        predictions.start(version, {"prompt": "x"}, owner=alice)
     assert refused.value.status == 403 and "spam bot" in refused.value.detail
     assert ModerationAction.objects.get(kind="ban").user == alice
 
@@ -145,7 +146,7 @@ def test_filters_by_model_user_and_state(make_prediction, alice, bob, moderator)
 
 def test_staff_outside_the_moderators_group_cannot_moderate(make_prediction, alice, bob, staff):
     prediction = make_prediction(owner=alice)
-    Report.file(prediction, "spam", reporter=bob)
+    moderation.file_report(prediction, "spam", reporter=bob)
     client = login(Client(), staff)
 
     for name in ("predictionreview", "prediction", "report", "moderationaction", "ban", "blockedterm"):
@@ -172,7 +173,7 @@ def test_the_comparison_queue_and_hiding_a_comparison_with_its_predictions(make_
 
     comparison = Comparison.objects.create(owner=alice, visibility="public")
     predictions = [make_prediction(owner=alice, comparison=comparison) for _ in range(2)]
-    Report.file(comparison, "violence", reporter=bob)
+    moderation.file_report(comparison, "violence", reporter=bob)
     client = login(Client(), moderator)
     queue = reverse("admin:app_comparisonreview_changelist")
 

@@ -10,9 +10,9 @@ from django.contrib.auth.models import Group
 from django.test import override_settings
 from django.utils import timezone
 
-from app.services import limits
-from app.services.limits import RunRefused
 from app.models import GroupLimits, Prediction
+from app.services import limits, predictions
+from app.services.limits import RunRefused
 
 # What a limit admits or refuses is decided before a prediction runs: none is
 # sent, so the session's worker cannot fail one and settle its cost (to zero,
@@ -23,27 +23,27 @@ INPUT = {"prompt": "a lighthouse"}
 
 def _refusal(version, owner):
     with pytest.raises(RunRefused) as refused:
-        Prediction.start(version, INPUT, owner=owner)
+        predictions.start(version, INPUT, owner=owner)
     return refused.value
 
 
 @override_settings(RATE_LIMIT_PER_MINUTE=2)
 def test_the_rate_limit_refuses_a_burst_and_says_when_to_retry(version, alice, bob):
-    Prediction.start(version, INPUT, owner=alice)
-    Prediction.start(version, INPUT, owner=alice)
+    predictions.start(version, INPUT, owner=alice)
+    predictions.start(version, INPUT, owner=alice)
 
     refused = _refusal(version, alice)
 
     assert refused.status == 429 and "2 predictions a minute" in refused.detail
     assert 1 <= refused.retry_after <= 61
-    Prediction.start(version, INPUT, owner=bob)  # per user
+    predictions.start(version, INPUT, owner=bob)  # per user
     Prediction.objects.filter(owner=alice).update(created_at=timezone.now() - timedelta(seconds=61))
-    Prediction.start(version, INPUT, owner=alice)
+    predictions.start(version, INPUT, owner=alice)
 
 
 @override_settings(DAILY_QUOTA=1, RATE_LIMIT_PER_MINUTE=None)
 def test_the_daily_quota(version, alice):
-    Prediction.start(version, INPUT, owner=alice)
+    predictions.start(version, INPUT, owner=alice)
 
     refused = _refusal(version, alice)
 
@@ -52,12 +52,12 @@ def test_the_daily_quota(version, alice):
 
 @override_settings(MAX_CONCURRENT=1)
 def test_concurrent_predictions_are_capped(version, alice):
-    first = Prediction.start(version, INPUT, owner=alice)
+    first = predictions.start(version, INPUT, owner=alice)
 
     assert "1 predictions running" in _refusal(version, alice).detail
 
-    first.fail("done")
-    Prediction.start(version, INPUT, owner=alice)
+    predictions.fail(first, "done")
+    predictions.start(version, INPUT, owner=alice)
 
 
 @override_settings(RATE_LIMIT_PER_MINUTE=1, MAX_CONCURRENT=1)
@@ -66,16 +66,16 @@ def test_group_limits_override_the_defaults_and_the_most_generous_wins(version, 
     GroupLimits.objects.create(group=trusted, predictions_per_minute=3, concurrent_predictions=3)
     alice.groups.add(trusted)
     for _ in range(3):
-        Prediction.start(version, INPUT, owner=alice)
+        predictions.start(version, INPUT, owner=alice)
     assert _refusal(version, alice).status == 429
 
     GroupLimits.objects.create(group=unlimited)  # every field empty: no limits
     alice.groups.add(unlimited)
-    Prediction.start(version, INPUT, owner=alice)
+    predictions.start(version, INPUT, owner=alice)
 
 
 def test_each_prediction_carries_an_estimated_then_a_settled_cost(replicate_version, alice):
-    prediction = Prediction.start(replicate_version, INPUT, owner=alice)
+    prediction = predictions.start(replicate_version, INPUT, owner=alice)
     # No history yet: price x LIGHTBOX_COST_ESTIMATE_SECONDS (10 s).
     assert prediction.cost == Decimal("0.010000")
 
@@ -84,7 +84,7 @@ def test_each_prediction_carries_an_estimated_then_a_settled_cost(replicate_vers
     from app.services.backends import Update
 
     Prediction.objects.filter(pk=prediction.pk).update(output=None)
-    prediction.apply_update(Update(status="failed", error="boom", predict_time=2.5))
+    predictions.apply_update(prediction, Update(status="failed", error="boom", predict_time=2.5))
     prediction.refresh_from_db()
     assert prediction.cost == Decimal("0.002500")
     # The next estimate learns from what ran (only succeeded runs count).
@@ -93,26 +93,26 @@ def test_each_prediction_carries_an_estimated_then_a_settled_cost(replicate_vers
 
 
 def test_our_own_servers_are_free_unless_priced(version, alice):
-    assert Prediction.start(version, INPUT, owner=alice).cost == Decimal(0)
+    assert predictions.start(version, INPUT, owner=alice).cost == Decimal(0)
 
 
 @override_settings(USER_MONTHLY_SPEND_CAP=Decimal("0.01"))
 def test_the_users_monthly_spend_cap(replicate_version, version, alice, bob):
-    Prediction.start(replicate_version, INPUT, owner=alice)  # about $0.01
+    predictions.start(replicate_version, INPUT, owner=alice)  # about $0.01
 
     refused = _refusal(replicate_version, alice)
 
     assert refused.status == 402 and "cap of $0.01" in refused.detail
-    Prediction.start(version, INPUT, owner=alice)  # our own servers still run
-    Prediction.start(replicate_version, INPUT, owner=bob)
+    predictions.start(version, INPUT, owner=alice)  # our own servers still run
+    predictions.start(replicate_version, INPUT, owner=bob)
     # Last month's spending does not count.
     Prediction.objects.filter(owner=alice).update(created_at=limits.month_start() - timedelta(days=1))
-    Prediction.start(replicate_version, INPUT, owner=alice)
+    predictions.start(replicate_version, INPUT, owner=alice)
 
 
 @override_settings(SITE_MONTHLY_SPEND_CAP=Decimal("0.015"))
 def test_the_site_wide_monthly_spend_cap(replicate_version, alice, bob):
-    Prediction.start(replicate_version, INPUT, owner=alice)
+    predictions.start(replicate_version, INPUT, owner=alice)
 
     refused = _refusal(replicate_version, bob)
 
@@ -123,7 +123,7 @@ def test_the_site_wide_monthly_spend_cap(replicate_version, alice, bob):
 def test_superusers_have_no_limits(version, alice):
     alice.is_superuser = True
     alice.save()
-    Prediction.start(version, INPUT, owner=alice)
+    predictions.start(version, INPUT, owner=alice)
 
 
 @override_settings(RATE_LIMIT_PER_MINUTE=1, USER_MONTHLY_SPEND_CAP=Decimal("0.001"))
@@ -165,7 +165,7 @@ def test_simultaneous_requests_cannot_both_pass_a_limit(version, alice):
     def start():
         try:
             barrier.wait()
-            Prediction.start(version, INPUT, owner=alice)
+            predictions.start(version, INPUT, owner=alice)
             results.append("started")
         except RunRefused:
             results.append("refused")

@@ -9,8 +9,9 @@ import pytest
 from django.test import Client, override_settings
 from PIL import Image
 
-from app.services import api_json as api, storage
 from app.models import ContentPreference
+from app.services import api_json as api
+from app.services import storage
 
 from .conftest import login
 

@@ -12,8 +12,9 @@ import pytest
 from django.test import override_settings
 from PIL import Image
 
-from app.core import netguard, schema
+from app.core import netguard, schema, uploads
 from app.models import Prediction
+from app.services import predictions
 from tests.conftest import wait_for_status
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -124,23 +125,23 @@ def test_every_redirect_is_checked(inside):
 def test_only_http_and_data_uris_are_accepted_for_files(version, alice):
     for value in ("file:///etc/passwd", "/etc/passwd", "s3://bucket/key", "FILE:///x"):
         with pytest.raises(schema.InputError) as refused:
-            Prediction.start(version, {"prompt": "x", "image": value}, owner=alice)
+            predictions.start(version, {"prompt": "x", "image": value}, owner=alice)
         assert "http(s) URL or a data: URI" in refused.value.errors["image"][0]
-    Prediction.start(version, {"prompt": "x", "image": _data_uri(_png())}, owner=alice)
+    predictions.start(version, {"prompt": "x", "image": _data_uri(_png())}, owner=alice)
 
 
 def test_images_given_as_data_uris_are_checked_and_re_encoded(version, alice):
     from tests.moderation.test_uploads import _png_bomb
 
     with pytest.raises(schema.InputError) as refused:
-        Prediction.start(version, {"prompt": "x", "image": _data_uri(_png_bomb())}, owner=alice)
+        predictions.start(version, {"prompt": "x", "image": _data_uri(_png_bomb())}, owner=alice)
     assert "pixels" in refused.value.errors["image"][0]
     with pytest.raises(schema.InputError) as refused:
-        Prediction.start(version, {"prompt": "x", "image": "data:image/png;base64,@@@"}, owner=alice)
+        predictions.start(version, {"prompt": "x", "image": "data:image/png;base64,@@@"}, owner=alice)
     assert "base64" in refused.value.errors["image"][0]
 
     given = _data_uri(_png() + b"trailing bytes")
-    prediction = Prediction.start(version, {"prompt": "x", "image": given}, owner=alice)
+    prediction = predictions.start(version, {"prompt": "x", "image": given}, owner=alice)
     assert prediction.input["image"].startswith("data:image/png;base64,") and prediction.input["image"] != given
 
 
@@ -150,7 +151,7 @@ def test_images_fetched_for_a_model_server_are_checked_too(version):
     bombs = Server("127.0.0.1", body=_png_bomb())
     try:
         with pytest.raises(netguard.UnsafeURL, match="pixels"):
-            netguard.inline_urls(version, {"prompt": "x", "image": bombs.url})
+            uploads.inline_urls(version, {"prompt": "x", "image": bombs.url})
     finally:
         bombs.close()
 
@@ -188,7 +189,7 @@ def test_a_webhook_whose_host_moved_inside_is_not_sent(make_prediction, alice, i
 def test_the_cog_server_gets_image_urls_as_data_uris_fetched_through_the_guard(worker, cog_version, alice):
     images = Server("127.0.0.1")
     try:
-        prediction = Prediction.start(cog_version, {"prompt": "x", "image": images.url}, owner=alice)
+        prediction = predictions.start(cog_version, {"prompt": "x", "image": images.url}, owner=alice)
         prediction = wait_for_status(prediction.id)
     finally:
         images.close()

@@ -6,9 +6,9 @@ import pytest
 from django.contrib.auth.models import Permission
 
 from app.core import schema
-
-from app.services import moderation
+from app.core.logs import nsfw_flags
 from app.models import BlockedTerm, Prediction
+from app.services import predictions
 from tests.conftest import wait_for_status
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -16,7 +16,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 @pytest.mark.e2e
 def test_outputs_the_local_checker_flags_are_stored_nsfw_with_a_blurred_thumbnail(worker, cog_version, alice):
-    prediction = Prediction.start(cog_version, {"prompt": "two", "num_outputs": 3, "nsfw": "1"}, owner=alice)
+    prediction = predictions.start(cog_version, {"prompt": "two", "num_outputs": 3, "nsfw": "1"}, owner=alice)
 
     prediction = wait_for_status(prediction.id)
 
@@ -28,37 +28,37 @@ def test_outputs_the_local_checker_flags_are_stored_nsfw_with_a_blurred_thumbnai
 
 def test_the_checkers_verdict_is_read_from_its_log_line():
     logs = "step 1/1\nnsfw_content_detected: [false, true]\n"
-    assert moderation.nsfw_flags(logs) == [False, True]
-    assert moderation.nsfw_flags("nsfw_content_detected: [true]\nnsfw_content_detected: [false]") == [False]
-    assert moderation.nsfw_flags("step 1/1") == []
-    assert moderation.nsfw_flags("nsfw_content_detected: [garbage") == []
+    assert nsfw_flags(logs) == [False, True]
+    assert nsfw_flags("nsfw_content_detected: [true]\nnsfw_content_detected: [false]") == [False]
+    assert nsfw_flags("step 1/1") == []
+    assert nsfw_flags("nsfw_content_detected: [garbage") == []
 
 
 def test_turning_the_safety_checker_off_needs_the_permission(version, alice):
     with pytest.raises(schema.InputError) as refused:
-        Prediction.start(version, {"prompt": "x", "disable_safety_checker": True}, owner=alice)
+        predictions.start(version, {"prompt": "x", "disable_safety_checker": True}, owner=alice)
     assert "disable_safety_checker" in refused.value.errors
     with pytest.raises(schema.InputError):
-        Prediction.start(version, {"prompt": "x", "disable_safety_checker": True}, owner=None)
+        predictions.start(version, {"prompt": "x", "disable_safety_checker": True}, owner=None)
 
     alice.user_permissions.add(Permission.objects.get(codename="disable_safety_checker"))
     alice = type(alice).objects.get(pk=alice.pk)  # permissions are cached per instance
-    prediction = Prediction.start(version, {"prompt": "x", "disable_safety_checker": True}, owner=alice)
+    prediction = predictions.start(version, {"prompt": "x", "disable_safety_checker": True}, owner=alice)
     assert prediction.input["disable_safety_checker"] is True
     # Leaving it on needs nothing.
-    Prediction.start(version, {"prompt": "x", "disable_safety_checker": False}, owner=None)
+    predictions.start(version, {"prompt": "x", "disable_safety_checker": False}, owner=None)
 
 
 def test_the_blocklist_refuses_prompts_with_a_clear_field_error(version, alice):
     BlockedTerm.objects.create(term="Forbidden Thing")
 
     with pytest.raises(schema.InputError) as refused:
-        Prediction.start(version, {"prompt": "a forbidden  thing", "negative_prompt": "Forbidden-thing!"}, owner=alice)
+        predictions.start(version, {"prompt": "a forbidden  thing", "negative_prompt": "Forbidden-thing!"}, owner=alice)
     assert set(refused.value.errors) == {"prompt", "negative_prompt"}
     assert "blocked term (Forbidden Thing)" in refused.value.errors["negative_prompt"][0]
     assert not Prediction.objects.exists()
     # Whole words only: a longer word that contains it is fine.
-    Prediction.start(version, {"prompt": "forbidden things"}, owner=alice)
+    predictions.start(version, {"prompt": "forbidden things"}, owner=alice)
 
 
 def test_the_api_answers_a_blocked_prompt_with_a_422_naming_the_field(site, version, api):

@@ -6,6 +6,7 @@ from django.contrib.auth.models import AnonymousUser
 from django.test import override_settings
 
 from app.models import Comparison, ModerationAction, Prediction, Report
+from app.services import moderation
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -14,13 +15,13 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def test_distinct_signed_in_reporters_hide_a_public_prediction(make_prediction, alice, bob, carol):
     prediction = make_prediction(owner=alice)
 
-    Report.file(prediction, "sexual", reporter=bob)
-    Report.file(prediction, "sexual", "again", reporter=bob)  # the same person twice counts once
+    moderation.file_report(prediction, "sexual", reporter=bob)
+    moderation.file_report(prediction, "sexual", "again", reporter=bob)  # the same person twice counts once
     prediction.refresh_from_db()
     assert not prediction.is_hidden
     assert Report.objects.filter(reporter=bob).count() == 1
 
-    Report.file(prediction, "violence", reporter=carol)
+    moderation.file_report(prediction, "violence", reporter=carol)
     prediction.refresh_from_db()
     assert prediction.is_hidden
     assert "sexual content" in prediction.hidden_reason and "violence" in prediction.hidden_reason
@@ -33,7 +34,7 @@ def test_anonymous_reports_queue_but_never_hide(make_prediction, alice):
     prediction = make_prediction(owner=alice, visibility="unlisted")
 
     for _ in range(5):
-        Report.file(prediction, "spam", reporter=AnonymousUser())
+        moderation.file_report(prediction, "spam", reporter=AnonymousUser())
 
     prediction.refresh_from_db()
     assert not prediction.is_hidden
@@ -44,7 +45,7 @@ def test_anonymous_reports_queue_but_never_hide(make_prediction, alice):
 def test_the_owners_own_report_does_not_count(make_prediction, alice):
     prediction = make_prediction(owner=alice)
 
-    Report.file(prediction, "other", reporter=alice)
+    moderation.file_report(prediction, "other", reporter=alice)
 
     prediction.refresh_from_db()
     assert not prediction.is_hidden
@@ -56,7 +57,7 @@ def test_a_reported_comparison_hides_with_its_predictions(make_prediction, alice
     first = make_prediction(owner=alice, visibility="unlisted", comparison=comparison)
     second = make_prediction(owner=alice, visibility="unlisted", comparison=comparison)
 
-    Report.file(comparison, "illegal", reporter=bob)
+    moderation.file_report(comparison, "illegal", reporter=bob)
 
     assert Comparison.objects.get().is_hidden
     assert all(p.is_hidden for p in Prediction.objects.filter(pk__in=[first.pk, second.pk]))

@@ -5,9 +5,8 @@ real stored outputs (PNG + WebP thumbnail), made without a worker."""
 import copy
 import io
 import json
-from pathlib import Path
-
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from django.utils import timezone
@@ -65,8 +64,8 @@ def png_bytes(size=(96, 64), color=(200, 40, 40)):
 
 def make_prediction(version, owner=None, prompt="a red fox", visibility="public", status="succeeded",
                     outputs=1, comparison=None, **fields):
-    from app.services import storage
     from app.models import Prediction
+    from app.services import storage
 
     now = timezone.now()
     prediction = Prediction.objects.create(

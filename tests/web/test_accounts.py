@@ -8,6 +8,7 @@ from django.contrib.auth import get_user_model
 from django.core import mail
 
 from app.models import ApiToken, Prediction
+from app.services import storage
 from tests.web.conftest import make_prediction
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -131,7 +132,7 @@ def test_the_profile_runs_a_constant_number_of_queries(client_alice, alice, sd_v
 def test_opting_in_shows_nsfw_images_unblurred(client, alice, bob, sd_version):
     prediction = make_prediction(sd_version, owner=alice, prompt="a daring fox")
     output = prediction.outputs.get()
-    output.mark_nsfw()
+    storage.mark_nsfw(output)
     output.refresh_from_db()
     client.force_login(bob)
     assert output.file.url not in client.get(f"/p/{prediction.id}").content.decode()

@@ -3,6 +3,7 @@
 import pytest
 
 from app.models import Comparison, Prediction
+from app.services import comparisons
 from tests.web.conftest import make_prediction
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -10,7 +11,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 @pytest.fixture
 def comparison(alice, sd_version, turbo_version):
-    return Comparison.start([sd_version, turbo_version], {"prompt": "a red fox", "num_inference_steps": 8},
+    return comparisons.start([sd_version, turbo_version], {"prompt": "a red fox", "num_inference_steps": 8},
                            owner=alice)
 
 
@@ -94,7 +95,7 @@ def test_rerun_with_a_new_seed(client_alice, comparison):
 
 
 def test_add_a_version_into_the_same_comparison(client_alice, alice, sd_version, turbo_version):
-    comparison = Comparison.start([sd_version], {"prompt": "a fox"}, owner=alice)
+    comparison = comparisons.start([sd_version], {"prompt": "a fox"}, owner=alice)
 
     client_alice.post(f"/c/{comparison.id}/add", {"version": turbo_version.id})
 

@@ -3,8 +3,9 @@
 import pytest
 
 from app.core import schema
-from app.services.comparisons import map_input
 from app.models import Comparison, Prediction
+from app.services import comparisons
+from app.services.comparisons import map_input
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -55,7 +56,7 @@ def test_a_choice_a_version_does_not_offer_is_replaced(sd_version):
 
 
 def test_a_comparison_runs_every_version_with_the_same_seed(sd_version, turbo_version, alice, queued):
-    comparison = Comparison.start([sd_version, turbo_version], {"prompt": "a fox", "num_inference_steps": 8},
+    comparison = comparisons.start([sd_version, turbo_version], {"prompt": "a fox", "num_inference_steps": 8},
                                   owner=alice)
 
     predictions = list(comparison.predictions.order_by("created_at"))
@@ -68,7 +69,7 @@ def test_a_comparison_runs_every_version_with_the_same_seed(sd_version, turbo_ve
 
 
 def test_a_given_seed_is_used_by_all(sd_version, turbo_version):
-    comparison = Comparison.start([sd_version, turbo_version], {"prompt": "a fox"}, seed=1234)
+    comparison = comparisons.start([sd_version, turbo_version], {"prompt": "a fox"}, seed=1234)
 
     assert comparison.seed == 1234
     assert {p.input["seed"] for p in comparison.predictions.all()} == {1234}
@@ -80,16 +81,16 @@ def test_nothing_is_saved_when_one_version_cannot_run(sd_version, turbo_version)
     turbo_version.save()
 
     with pytest.raises(schema.InputError) as raised:
-        Comparison.start([sd_version, turbo_version], {"prompt": "a fox"})
+        comparisons.start([sd_version, turbo_version], {"prompt": "a fox"})
 
     assert "local/sd-turbo" in raised.value.errors
     assert not Comparison.objects.exists() and not Prediction.objects.exists()
 
 
 def test_adding_a_version_runs_the_same_input_into_the_same_comparison(sd_version, turbo_version):
-    comparison = Comparison.start([sd_version], {"prompt": "a fox", "num_inference_steps": 8})
+    comparison = comparisons.start([sd_version], {"prompt": "a fox", "num_inference_steps": 8})
 
-    prediction = comparison.add_version(turbo_version)
+    prediction = comparisons.add_version(comparison, turbo_version)
 
     assert prediction.comparison == comparison
     assert prediction.input["seed"] == comparison.seed
@@ -98,7 +99,7 @@ def test_adding_a_version_runs_the_same_input_into_the_same_comparison(sd_versio
 
 
 def test_publishing_a_comparison_publishes_its_predictions(sd_version, turbo_version):
-    comparison = Comparison.start([sd_version, turbo_version], {"prompt": "a fox"})
+    comparison = comparisons.start([sd_version, turbo_version], {"prompt": "a fox"})
 
     comparison.set_visibility("public")
 

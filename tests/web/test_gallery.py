@@ -3,6 +3,7 @@
 import pytest
 
 from app.models import Prediction
+from app.services import storage
 from tests.web.conftest import make_prediction, make_version, turbo_schema
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -138,7 +139,7 @@ def test_moderated_images_are_blurred_or_removed(client, alice, sd_version):
     removed.outputs.get().block()
     nsfw = make_prediction(sd_version, owner=alice, prompt="nsfw fox")
     output = nsfw.outputs.get()
-    output.mark_nsfw()
+    storage.mark_nsfw(output)
     output.refresh_from_db()
 
     html = client.get("/gallery").content.decode()

@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from app.models import Comparison
+from app.services import comparisons
 from tests.web.conftest import make_prediction
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -16,7 +16,7 @@ EVENT_ATTRIBUTE = re.compile(r"<[^>]+\son[a-z]+=", re.I)
 
 def test_no_page_has_inline_scripts_styles_or_handlers(client_alice, alice, sd_version):
     prediction = make_prediction(sd_version, owner=alice)
-    comparison = Comparison.start([sd_version], {"prompt": "a fox"}, owner=alice)
+    comparison = comparisons.start([sd_version], {"prompt": "a fox"}, owner=alice)
     urls = ["/", "/gallery", "/models", "/models/local/tiny-sd", f"/p/{prediction.id}", f"/c/{comparison.id}",
             "/account/", "/account/delete", "/account/password_change/"]
     for url in urls:

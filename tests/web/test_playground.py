@@ -6,6 +6,8 @@ import pytest
 from django.test import override_settings
 
 from app.models import Comparison
+from app.services import comparisons
+from tasks.predictions import refresh_versions
 from tests.web.conftest import png_bytes
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -120,7 +122,7 @@ def test_an_unavailable_version_is_reported_by_name(client_alice, sd_version, tu
 
 
 def test_remix_loads_a_comparisons_input_into_the_form(client_alice, alice, sd_version, turbo_version):
-    comparison = Comparison.start([sd_version, turbo_version], {"prompt": "a blue heron", "num_inference_steps": 9},
+    comparison = comparisons.start([sd_version, turbo_version], {"prompt": "a blue heron", "num_inference_steps": 9},
                                   owner=alice, seed=5)
 
     html = client_alice.get("/", {"remix": comparison.id}).content.decode()
@@ -131,15 +133,21 @@ def test_remix_loads_a_comparisons_input_into_the_form(client_alice, alice, sd_v
     assert html.count("checked") == 2
 
 
-def test_stale_availability_is_checked_again(client, sd_version, turbo_version):
-    # As after `make run`: the catalog was loaded before its model servers started.
+def test_the_page_reads_stored_availability_which_the_beat_refreshes(client, sd_version, turbo_version):
+    # As after a model server died: the stored state still says available.
     Version = type(sd_version)
     Version.objects.filter(pk=turbo_version.pk).update(available=True, checked_at=None)
 
-    html = client.get("/").content.decode()
+    # A page asks no model server (it would wait on a dead one).
+    client.get("/")
+    turbo_version.refresh_from_db()
+    assert turbo_version.available and turbo_version.checked_at is None
+
+    refresh_versions()
 
     turbo_version.refresh_from_db()
     assert not turbo_version.available and "could not connect" in turbo_version.unavailable_reason
+    html = client.get("/").content.decode()
     assert html.count("offline") == 1
     # Only the available one is chosen by default.
     assert html.count("checked") == 1

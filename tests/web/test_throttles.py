@@ -4,8 +4,8 @@ a server error), and which address a request counts against."""
 import pytest
 from django.test import Client, RequestFactory
 
-from app.models import Comparison, Prediction
 from app.core.throttle import client_ip
+from app.models import Comparison, Prediction
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -16,5 +16,5 @@ class Command(BaseCommand):
             version = catalog.import_version(ref, model)
         except BackendError as exc:
             raise CommandError(str(exc))
-        version.refresh_availability(max_age=0)
+        catalog.refresh_availability(version, max_age=0)
         self.stdout.write(f"{version.model}:{version.id}")

@@ -4,7 +4,7 @@ import sys
 from django.core.management.base import BaseCommand, CommandError
 
 from app.services import storage
-from app.services.catalog import LOCAL_MODELS
+from app.services.catalog import LOCAL_MODELS, local_port
 
 
 class Command(BaseCommand):
@@ -16,8 +16,8 @@ class Command(BaseCommand):
     def handle(self, name, **options):
         if name not in LOCAL_MODELS:
             raise CommandError(f"No local model {name!r}. Known: {', '.join(LOCAL_MODELS)}.")
-        port, _, model, *family = LOCAL_MODELS[name]
-        command = [sys.executable, "-m", "inference.serve", "--model", model, "--port", str(port),
+        _, _, model, *family = LOCAL_MODELS[name]
+        command = [sys.executable, "-m", "inference.serve", "--model", model, "--port", str(local_port(name)),
                    "--upload-url", storage.upload_url()]
         if family:
             command += ["--family", family[0]]

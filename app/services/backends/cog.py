@@ -9,11 +9,11 @@ back as data: URIs.
 import json
 
 import httpx
-from django.core import signing
 from django.conf import settings
+from django.core import signing
 from django.urls import reverse
 
-from app.core import http
+from app.core import http, netguard, uploads
 from app.services.backends import BackendError, Busy, update_from_payload
 
 EVENTS = ["start", "output", "logs", "completed"]
@@ -85,12 +85,10 @@ def resubmit(prediction):
 
 
 def _put(prediction):
-    from app.core import netguard
-
     try:
         # The server gets users' image URLs as data: URIs fetched through the
         # guard, so it never requests an inside address itself.
-        model_input = netguard.inline_urls(prediction.version, prediction.input)
+        model_input = uploads.inline_urls(prediction.version, prediction.input)
     except netguard.UnsafeURL as exc:
         raise BackendError(f"Could not use an input URL: {exc}", permanent=True) from exc
     body = {

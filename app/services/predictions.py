@@ -1,0 +1,158 @@
+"""A prediction's lifecycle: start (validate, check, save, queue), apply what a
+backend says, fail, cancel, and what follows the end (cost, the caller's webhook).
+
+The row's state changes all go through `Prediction._transition`, which locks it
+and refuses to touch a terminal prediction; this module decides the order of
+the steps around it, in plain calls rather than signals: outputs are stored
+before the status turns terminal, the cost is settled and the webhook queued
+after the terminal commit.
+"""
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from app.core import jobs, netguard, schema, uploads
+from app.models import Prediction
+from app.services import backends, catalog, limits, moderation, storage
+
+WEBHOOK_THROTTLE = timedelta(milliseconds=500)
+
+
+def start(version, input, *, owner=None, source=Prediction.Source.API, visibility=None, webhook="",
+          webhook_events_filter=(), comparison=None):
+    """Validate `input` against the version's schema, save the prediction and
+    queue it once the transaction commits. Raises schema.InputError, and
+    saves nothing, when the input or the version cannot run."""
+    catalog.ensure_schema(version)
+    cleaned = schema.validate_input(version, input)
+    moderation.check_input(version, cleaned, owner)
+    netguard.check_input_urls(version, cleaned)
+    cleaned = uploads.clean_input_images(version, cleaned)
+    if not catalog.refresh_availability(version):
+        raise schema.InputError({"version": [f"{version.model} is unavailable: {version.unavailable_reason}"]})
+    if visibility is None:
+        visibility = (
+            settings.DEFAULT_WEB_VISIBILITY if source == Prediction.Source.WEB else settings.DEFAULT_API_VISIBILITY
+        )
+    with transaction.atomic():
+        # Inside the transaction, so two requests cannot both pass a limit.
+        [cost] = limits.admit(owner, [version])
+        prediction = Prediction.objects.create(
+            version=version,
+            input=cleaned,
+            owner=owner,
+            source=source,
+            visibility=visibility,
+            webhook=webhook,
+            webhook_events_filter=list(webhook_events_filter),
+            comparison=comparison,
+            cost=cost,
+        )
+        # robust: with the broker down the prediction is saved all the
+        # same, and the reconciler sends it once the broker is back.
+        jobs.after_commit("tasks.predictions.run_prediction", prediction.id, robust=True)
+    return prediction
+
+
+def apply_update(prediction, update):
+    """Apply a backend's view of `prediction` (a webhook or poll).
+
+    `update` is backend-neutral (app.services.backends.Update). Outputs of a
+    succeeded update are stored before the status turns terminal.
+    """
+    if prediction.is_terminal:
+        # A run that ended after the prediction did (it was sent again).
+        storage.discard_uploads(prediction)
+        return False
+    Status = Prediction.Status
+    changes = {"heard_at": timezone.now()}
+    logs = _printable(update.logs)
+    if logs is not None and len(logs) >= len(prediction.logs):
+        changes["logs"] = logs
+    if update.status == Status.PROCESSING or update.status in Prediction.TERMINAL:
+        if not prediction.started_at:
+            changes["started_at"] = timezone.now()
+        if prediction.status == Status.STARTING:
+            changes["status"] = Status.PROCESSING
+    if update.output is not None:
+        changes["output"] = update.output
+    if update.status in Prediction.TERMINAL:
+        if update.status == Status.SUCCEEDED:
+            storage.store_outputs(prediction, update.output, logs=update.logs or prediction.logs)
+        # Before the status turns terminal, so that a terminal prediction
+        # never has stray uploads.
+        storage.discard_uploads(prediction)
+        changes.update(
+            status=update.status,
+            error=_printable(update.error) or "",
+            completed_at=timezone.now(),
+            predict_time=update.predict_time,
+        )
+    was_starting = prediction.status == Status.STARTING
+    changed = prediction._transition(**changes)
+    if changed and update.status in Prediction.TERMINAL:
+        on_terminal(prediction)
+    elif changed:
+        events = []
+        if was_starting and prediction.status == Status.PROCESSING:
+            events.append("start")
+        if "logs" in changes and changes["logs"]:
+            events.append("logs")
+        if "output" in changes:
+            events.append("output")
+        notify(prediction, events)
+    return changed
+
+
+def fail(prediction, error):
+    storage.discard_uploads(prediction)
+    changed = prediction._transition(
+        status=Prediction.Status.FAILED, error=error, completed_at=timezone.now()
+    )
+    if changed:
+        on_terminal(prediction)
+    return changed
+
+
+def cancel(prediction):
+    """Cancel at the backend (if it has the prediction) and here."""
+    if prediction.is_terminal:
+        return False
+    if prediction.dispatched_at:
+        backends.for_version(prediction.version).cancel(prediction)
+    storage.discard_uploads(prediction)
+    changed = prediction._transition(status=Prediction.Status.CANCELED, completed_at=timezone.now())
+    if changed:
+        on_terminal(prediction)
+    return changed
+
+
+def on_terminal(prediction):
+    """Settle the cost and tell the caller's webhook; runs once, after the
+    terminal commit."""
+    limits.settle_cost(prediction)
+    if prediction.webhook and prediction.wants_event("completed"):
+        jobs.after_commit("tasks.predictions.send_webhook", prediction.id, "completed")
+
+
+def notify(prediction, events):
+    """Send the caller's webhook for non-terminal events (not retried), at
+    most one every WEBHOOK_THROTTLE, as Replicate does; `start` always goes."""
+    events = [event for event in events if prediction.webhook and prediction.wants_event(event)]
+    if not events:
+        return
+    now = timezone.now()
+    throttled = prediction.webhook_sent_at and (now - prediction.webhook_sent_at) < WEBHOOK_THROTTLE
+    if throttled and "start" not in events:
+        return
+    Prediction.objects.filter(pk=prediction.pk).update(webhook_sent_at=now)
+    jobs.after_commit("tasks.predictions.send_webhook", prediction.id, events[0])
+
+
+def _printable(text):
+    """A model's logs or error as we can store them: PostgreSQL refuses NUL
+    characters in text, and a model may print anything."""
+    return text.replace("\x00", "") if text else text
