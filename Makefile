@@ -8,7 +8,7 @@ LIGHTBOX_LOCAL_MODELS ?=
 export LIGHTBOX_LOCAL_MODELS
 EXTRAS ?= inference,dev
 
-.PHONY: run test install browser migrate procfile schema tiny-models bench-gpu bench-gpu-tiny clean
+.PHONY: run test lint install browser migrate procfile schema tiny-models bench-gpu bench-gpu-tiny clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -61,7 +61,12 @@ bench-gpu:
 bench-gpu-tiny: install
 	$(BIN)/python bench/gpu_predictor.py --tiny --runs 1
 
-test: install browser
+# ruff (lint) and import-linter (the layers of docs/architecture.md) before the suite.
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/lint-imports --no-cache
+
+test: install browser lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 clean:

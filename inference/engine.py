@@ -14,7 +14,6 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
-import numpy as np
 from PIL import Image
 
 from inference import families, images, weights
@@ -158,7 +157,6 @@ class Engine:
     def load(cls, model_id: str, family: families.Family) -> "Engine":
         import torch
         from diffusers import ControlNetModel, DiffusionPipeline
-
         from diffusers.utils import logging as diffusers_logging
 
         diffusers_logging.disable_progress_bar()  # keep setup logs readable

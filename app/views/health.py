@@ -1,10 +1,10 @@
 """/healthz for operators: the database, the broker, and each backend."""
 
+from celery import current_app as celery_app
 from django.db import connection
 from django.http import JsonResponse
 
 from app.models import Version
-from lightbox.celery import app as celery_app
 
 
 def healthz(request):
