@@ -6,6 +6,7 @@ Celery filesystem transport and media files, all under var/.
 
 import ipaddress
 import os
+import secrets
 from decimal import Decimal
 from pathlib import Path
 
@@ -34,7 +35,43 @@ def envlimit(name, default, kind=int):
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("LIGHTBOX_VAR_DIR", BASE_DIR / "var"))
 
-SECRET_KEY = os.environ.get("SECRET_KEY", "lightbox-insecure-development-key-change-me-in-production")
+
+def secret_key_from_file(path, create=False):
+    """The key kept in `path`; with `create`, a new random one is written there
+    first (readable by its owner only) if there is none. Only `make run` and the
+    tests create it: a deployment without a key refuses to start."""
+    if create:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass  # made by an earlier run, or by another process just now
+        else:
+            with os.fdopen(fd, "w") as fh:
+                # 67 characters of 64 kinds: well past check --deploy's 50 and 5.
+                fh.write(secrets.token_urlsafe(50) + "\n")
+    try:
+        key = path.read_text().strip()
+    except FileNotFoundError:
+        key = ""
+    if not key:
+        raise ImproperlyConfigured(
+            f"No secret key: SECRET_KEY is not set and {path} does not exist or is empty. Set the SECRET_KEY "
+            'environment variable to a long random value, e.g. the output of python -c "import secrets; '
+            f'print(secrets.token_urlsafe(50))", or write such a value into {path} (chmod 600), or name another '
+            "file in LIGHTBOX_SECRET_KEY_FILE. `make run` makes that file for development by itself."
+        )
+    return key
+
+
+# The key signs sessions, media links and Cog webhook and upload URLs, and
+# derives users' webhook secrets, each purpose with its own salt. To rotate,
+# move the old key into SECRET_KEY_FALLBACKS (README: Secret key and rotation).
+SECRET_KEY_FILE = Path(os.environ.get("LIGHTBOX_SECRET_KEY_FILE", VAR_DIR / "secret_key"))
+SECRET_KEY = os.environ.get("SECRET_KEY") or secret_key_from_file(
+    SECRET_KEY_FILE, create=envbool("LIGHTBOX_SECRET_KEY_CREATE")
+)
+SECRET_KEY_FALLBACKS = [key.strip() for key in os.environ.get("SECRET_KEY_FALLBACKS", "").split(",") if key.strip()]
 DEBUG = envbool("DEBUG", "False")
 ALLOWED_HOSTS = os.environ.get("ALLOWED_HOSTS", "127.0.0.1,localhost,[::1],testserver").split(",")
 
