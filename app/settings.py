@@ -40,16 +40,20 @@ def secret_key_from_file(path, create=False):
     """The key kept in `path`; with `create`, a new random one is written there
     first (readable by its owner only) if there is none. Only `make run` and the
     tests create it: a deployment without a key refuses to start."""
-    if create:
+    if create and not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
+        # Written aside, then linked into place: processes starting together
+        # never read half a key, and the first one's key is everyone's.
+        draft = path.with_name(f".{path.name}.{os.getpid()}")
+        with open(os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as fh:
+            # 67 characters of 64 kinds: well past check --deploy's 50 and 5.
+            fh.write(secrets.token_urlsafe(50) + "\n")
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            os.link(draft, path)
         except FileExistsError:
-            pass  # made by an earlier run, or by another process just now
-        else:
-            with os.fdopen(fd, "w") as fh:
-                # 67 characters of 64 kinds: well past check --deploy's 50 and 5.
-                fh.write(secrets.token_urlsafe(50) + "\n")
+            pass
+        finally:
+            draft.unlink()
     try:
         key = path.read_text().strip()
     except FileNotFoundError:
