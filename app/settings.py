@@ -300,6 +300,10 @@ UPLOAD_IMAGE_MAX_BYTES = envint("LIGHTBOX_UPLOAD_IMAGE_MAX_BYTES", 16 * 1024 * 1
 UPLOAD_MAX_PIXELS = envint("LIGHTBOX_UPLOAD_MAX_PIXELS", 4096 * 4096)
 UPLOAD_FORMATS = tuple(os.environ.get("LIGHTBOX_UPLOAD_FORMATS", "PNG,JPEG,WEBP").upper().split(","))
 
+# A bearer token that shows monitors /healthz's details (each check, backend
+# addresses and errors), which anonymous visitors do not get; empty: staff only.
+HEALTH_TOKEN = os.environ.get("LIGHTBOX_HEALTH_TOKEN", "")
+
 # --- Security headers (app.security; `manage.py check --deploy` clean) ---
 # No inline script or style, nothing from other origins. Media on another
 # origin (S3) needs that origin in LIGHTBOX_CSP_IMG_SRC.
