@@ -46,7 +46,7 @@ def secret_key_from_file(path, create=False):
         # never read half a key, and the first one's key is everyone's.
         draft = path.with_name(f".{path.name}.{os.getpid()}")
         with open(os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as fh:
-            # 67 characters of 64 kinds: well past check --deploy's 50 and 5.
+            # 67 characters from 64 symbols: past check --deploy's 50 characters, 5 distinct.
             fh.write(secrets.token_urlsafe(50) + "\n")
         try:
             os.link(draft, path)
@@ -76,6 +76,7 @@ SECRET_KEY = os.environ.get("SECRET_KEY") or secret_key_from_file(
     SECRET_KEY_FILE, create=envbool("LIGHTBOX_SECRET_KEY_CREATE")
 )
 SECRET_KEY_FALLBACKS = [key.strip() for key in os.environ.get("SECRET_KEY_FALLBACKS", "").split(",") if key.strip()]
+
 DEBUG = envbool("DEBUG", "False")
 ALLOWED_HOSTS = os.environ.get("ALLOWED_HOSTS", "127.0.0.1,localhost,[::1],testserver").split(",")
 

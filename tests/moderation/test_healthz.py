@@ -5,8 +5,8 @@ import pytest
 from django.test import Client
 
 from app.models import ApiToken
-from tests.moderation.conftest import login
 from tasks.celery import app as celery_app
+from tests.moderation.conftest import login
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
