@@ -230,9 +230,14 @@ DEFAULT_WEB_VISIBILITY = os.environ.get("LIGHTBOX_WEB_VISIBILITY", "unlisted")
 DEFAULT_API_VISIBILITY = os.environ.get("LIGHTBOX_API_VISIBILITY", "private")
 
 # --- Moderation, content safety, limits, network safety (README: Moderation) ---
-# Distinct signed-in reporters that hide a public or unlisted item until a
+# Distinct trusted reporters that hide a public or unlisted item until a
 # moderator reviews it (anonymous reports only reach the queue).
 REPORT_THRESHOLD = envint("LIGHTBOX_REPORT_THRESHOLD", 3)
+# Whose reports count toward that threshold (app.moderation.trusted_reporters):
+# staff, and accounts at least this many days old with at least this many
+# succeeded predictions of their own. Everyone else's reports only queue.
+REPORTER_MIN_AGE_DAYS = envint("LIGHTBOX_REPORTER_MIN_AGE_DAYS", 7)
+REPORTER_MIN_PREDICTIONS = envint("LIGHTBOX_REPORTER_MIN_PREDICTIONS", 3)
 # Reports without an account, per client address (an IPv6 /64) and hour;
 # "none" sets no limit. Counted in the cache (CACHES below).
 ANONYMOUS_REPORTS_PER_HOUR = envlimit("LIGHTBOX_ANONYMOUS_REPORTS_PER_HOUR", "5")
