@@ -185,7 +185,10 @@ class PlaygroundForm(forms.Form):
 
 class SignupForm(UserCreationForm):
     """With `needs_invite` (LIGHTBOX_SIGNUP=invite), also an invite code; the
-    view claims it in the transaction that saves the user (Invite.claim)."""
+    view claims it in the transaction that saves the user (Invite.claim).
+    `retry_after`: the seconds the view's sign-up throttle asked to wait."""
+
+    retry_after = None
 
     invite = forms.CharField(
         label="Invite code", max_length=200,

@@ -319,6 +319,8 @@ ANONYMOUS_RUNS = envbool("LIGHTBOX_ANONYMOUS_RUNS", "False")
 SIGNUP = os.environ.get("LIGHTBOX_SIGNUP", "open").strip().lower()
 if SIGNUP not in ("open", "invite", "closed"):
     raise ImproperlyConfigured(f"LIGHTBOX_SIGNUP is {SIGNUP!r}: it must be open, invite or closed.")
+# Accounts an hour that may be made from one client address.
+SIGNUPS_PER_IP_PER_HOUR = envlimit("LIGHTBOX_SIGNUPS_PER_IP_PER_HOUR", "5")
 # Log-in attempts per username, and per client address, in LOGIN_WINDOW
 # seconds from the first; a successful log-in clears the username's count.
 LOGIN_ATTEMPTS = envlimit("LIGHTBOX_LOGIN_ATTEMPTS", "5")

@@ -1,8 +1,8 @@
-"""Throttles for what has no row to count: log-in attempts, password-reset
-requests and the runs of visitors without an account. Each counts hits per
-key (a client address, a username, an email address) in Django's cache, in a
-window that starts with the first hit; past the limit it answers how many
-seconds are left until the window ends.
+"""Throttles for what has no row to count: log-in attempts, sign-ups,
+password-reset requests and the runs of visitors without an account. Each
+counts hits per key (a client address, a username, an email address) in
+Django's cache, in a window that starts with the first hit; past the limit it
+answers how many seconds are left until the window ends.
 
 The cache is shared by every web process (settings.CACHES: Redis, else the
 database). On Redis the counting is atomic, so a burst of simultaneous
@@ -143,6 +143,10 @@ def login_by_username():
 
 def login_by_ip():
     return Throttle("login-ip", settings.LOGIN_ATTEMPTS_PER_IP, settings.LOGIN_WINDOW)
+
+
+def signups_by_ip():
+    return Throttle("signup-ip", settings.SIGNUPS_PER_IP_PER_HOUR, HOUR)
 
 
 def password_reset_by_email():

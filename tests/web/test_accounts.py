@@ -31,6 +31,37 @@ def test_sign_up_shows_what_is_wrong(client):
     assert not get_user_model().objects.filter(username="carol").exists()
 
 
+def _sign_up(client, username):
+    return client.post("/account/signup", {
+        "username": username, "email": f"{username}@example.com",
+        "password1": "a long enough passphrase", "password2": "a long enough passphrase",
+    })
+
+
+def test_sign_ups_are_limited_per_address(settings, transactional_db):
+    from django.test import Client
+
+    settings.SIGNUPS_PER_IP_PER_HOUR = 2
+    for name in ("sock1", "sock2"):
+        assert _sign_up(Client(REMOTE_ADDR="203.0.113.7"), name).status_code == 302
+
+    refused = _sign_up(Client(REMOTE_ADDR="203.0.113.7"), "sock3")
+
+    assert refused.status_code == 429
+    assert 3000 < int(refused["Retry-After"]) <= 3600
+    assert "Too many accounts were made from your network. Try again in 60 minutes." in refused.content.decode()
+    assert not get_user_model().objects.filter(username="sock3").exists()
+    assert _sign_up(Client(REMOTE_ADDR="198.51.100.2"), "sock3").status_code == 302  # another address
+
+
+def test_a_sign_up_that_fails_uses_up_nothing(client, settings, transactional_db):
+    settings.SIGNUPS_PER_IP_PER_HOUR = 1
+
+    assert client.post("/account/signup", {"username": "carol", "email": "x"}).status_code == 200
+
+    assert _sign_up(client, "carol").status_code == 302
+
+
 def test_log_in_and_out(client, alice):
     response = client.post("/account/login/", {"username": "alice", "password": "correct horse battery"})
     assert response.status_code == 302
