@@ -321,10 +321,16 @@ if SIGNUP not in ("open", "invite", "closed"):
     raise ImproperlyConfigured(f"LIGHTBOX_SIGNUP is {SIGNUP!r}: it must be open, invite or closed.")
 # Accounts an hour that may be made from one client address.
 SIGNUPS_PER_IP_PER_HOUR = envlimit("LIGHTBOX_SIGNUPS_PER_IP_PER_HOUR", "5")
-# Log-in attempts per username, and per client address, in LOGIN_WINDOW
-# seconds from the first; a successful log-in clears the username's count.
-LOGIN_ATTEMPTS = envlimit("LIGHTBOX_LOGIN_ATTEMPTS", "5")
+# Log-in attempts in LOGIN_WINDOW seconds from the first (app.throttle.login_attempt):
+# per username from one client address (LIGHTBOX_LOGIN_ATTEMPTS is its old
+# name), per client address, and per username from all addresses together;
+# that last count skips addresses the username logged in from before, so
+# failures elsewhere never lock its owner out. A successful log-in clears the
+# count of its username and address.
+LOGIN_ATTEMPTS_PER_USER_IP = envlimit("LIGHTBOX_LOGIN_ATTEMPTS_PER_USER_IP",
+                                      os.environ.get("LIGHTBOX_LOGIN_ATTEMPTS", "5"))
 LOGIN_ATTEMPTS_PER_IP = envlimit("LIGHTBOX_LOGIN_ATTEMPTS_PER_IP", "20")
+LOGIN_ATTEMPTS_PER_USER = envlimit("LIGHTBOX_LOGIN_ATTEMPTS_PER_USER", "50")
 LOGIN_WINDOW = envint("LIGHTBOX_LOGIN_WINDOW", 15 * 60)
 # Password-reset emails an hour, per address asked for and per client address.
 PASSWORD_RESETS = envlimit("LIGHTBOX_PASSWORD_RESETS", "3")
