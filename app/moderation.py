@@ -143,8 +143,8 @@ def anonymous_report_allowed(address):
 
 
 def trusted_reporters():
-    """The users whose reports count toward hiding an item: staff, and active
-    accounts at least REPORTER_MIN_AGE_DAYS old with at least
+    """The users whose reports count toward hiding an item: staff, and active,
+    unbanned accounts at least REPORTER_MIN_AGE_DAYS old with at least
     REPORTER_MIN_PREDICTIONS succeeded predictions of their own. Accounts cost
     seconds to make; age and runs cost days and quota, so a handful of fresh
     accounts cannot hide someone's work. Everyone's reports still reach the
@@ -156,7 +156,9 @@ def trusted_reporters():
         # "Has an Nth": stops at N rows of the user's, never counts them all.
         nth_run = Prediction.objects.filter(owner=OuterRef("pk"), status=Prediction.Status.SUCCEEDED)
         established &= Exists(nth_run[settings.REPORTER_MIN_PREDICTIONS - 1:settings.REPORTER_MIN_PREDICTIONS])
-    return get_user_model().objects.filter(Q(is_staff=True) | Q(is_superuser=True) | established, is_active=True)
+    return get_user_model().objects.filter(
+        Q(is_staff=True) | Q(is_superuser=True) | established, is_active=True, ban__isnull=True
+    )
 
 
 def open_reporters(target):

@@ -234,8 +234,8 @@ DEFAULT_API_VISIBILITY = os.environ.get("LIGHTBOX_API_VISIBILITY", "private")
 # moderator reviews it (anonymous reports only reach the queue).
 REPORT_THRESHOLD = envint("LIGHTBOX_REPORT_THRESHOLD", 3)
 # Whose reports count toward that threshold (app.moderation.trusted_reporters):
-# staff, and accounts at least this many days old with at least this many
-# succeeded predictions of their own. Everyone else's reports only queue.
+# staff, and unbanned accounts at least this many days old with at least this
+# many succeeded predictions of their own. Everyone else's reports only queue.
 REPORTER_MIN_AGE_DAYS = envint("LIGHTBOX_REPORTER_MIN_AGE_DAYS", 7)
 REPORTER_MIN_PREDICTIONS = envint("LIGHTBOX_REPORTER_MIN_PREDICTIONS", 3)
 # Reports without an account, per client address (an IPv6 /64) and hour;

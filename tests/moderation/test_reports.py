@@ -72,10 +72,12 @@ def test_three_trusted_accounts_hide_it(make_prediction, version, alice):
     assert prediction.is_hidden
 
 
-@pytest.mark.parametrize("missing", ["age", "activity"])
-def test_an_account_that_misses_either_half_of_the_rule_does_not_count(make_prediction, version, alice, missing,
-                                                                        settings):
+@pytest.mark.parametrize("missing", ["age", "activity", "good standing"])
+def test_an_account_that_misses_part_of_the_rule_does_not_count(make_prediction, version, alice, moderator,
+                                                                 missing, settings):
     from django.utils import timezone
+
+    from app.models import Ban
 
     settings.REPORT_THRESHOLD = 1
     prediction = make_prediction(owner=alice)
@@ -84,9 +86,11 @@ def test_an_account_that_misses_either_half_of_the_rule_does_not_count(make_pred
     if missing == "age":
         reporter.date_joined = timezone.now()
         reporter.save(update_fields=["date_joined"])
-    else:
+    elif missing == "activity":
         # Runs that failed or never finished are not activity.
         reporter.predictions.update(status="failed")
+    else:
+        Ban.objects.create(user=reporter, reason="spam", created_by=moderator)
 
     Report.file(prediction, "spam", reporter=reporter)
 
