@@ -210,8 +210,6 @@ def _target_field(target):
 
 def record(kind, target, moderator, reason=""):
     """Write one audit entry. `target` is a Prediction, a Comparison or a user."""
-    from django.contrib.auth import get_user_model
-
     from app.models import Comparison, ModerationAction, Prediction
 
     entry = ModerationAction(kind=kind, moderator=moderator, reason=reason)
