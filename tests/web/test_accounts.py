@@ -472,6 +472,21 @@ def test_the_admin_log_in_shares_the_count(client, admin_user, settings):
     assert _log_in(client, "admin", "password").status_code == 429
 
 
+def test_the_old_name_of_the_per_username_and_address_limit_still_works():
+    import subprocess
+    import sys
+
+    def limit(**env):
+        code = "from app import settings; print(settings.LOGIN_ATTEMPTS_PER_USER_IP)"
+        env = {key: value for key, value in os.environ.items() if not key.startswith("LIGHTBOX_LOGIN")} | env
+        return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                              check=True).stdout.strip()
+
+    assert limit() == "5"
+    assert limit(LIGHTBOX_LOGIN_ATTEMPTS="3") == "3"
+    assert limit(LIGHTBOX_LOGIN_ATTEMPTS="3", LIGHTBOX_LOGIN_ATTEMPTS_PER_USER_IP="4") == "4"
+
+
 def test_password_reset_requests_are_throttled_per_address(client, alice, settings):
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
     settings.PASSWORD_RESETS = 2
