@@ -786,8 +786,8 @@ class Invite(models.Model):
 
 class Report(models.Model):
     """Someone's report of a prediction or a comparison. Reports from distinct
-    signed-in users hide a shared item at REPORT_THRESHOLD; anonymous ones
-    only reach the review queue."""
+    trusted users (moderation.trusted_reporters) hide a shared item at
+    REPORT_THRESHOLD; the others only reach the review queue."""
 
     class Reason(models.TextChoices):
         SEXUAL = "sexual", "Sexual content"
@@ -840,7 +840,7 @@ class Report(models.Model):
     @classmethod
     def file(cls, target, reason, text="", reporter=None):
         """Report `target` (a Prediction or Comparison); hides it when enough
-        distinct signed-in users have. Returns the report."""
+        distinct trusted users have. Returns the report."""
         from app import moderation
 
         return moderation.file_report(target, reason, text, reporter)

@@ -272,9 +272,14 @@ DEFAULT_WEB_VISIBILITY = os.environ.get("LIGHTBOX_WEB_VISIBILITY", "unlisted")
 DEFAULT_API_VISIBILITY = os.environ.get("LIGHTBOX_API_VISIBILITY", "private")
 
 # --- Moderation, content safety, limits, network safety (README: Moderation) ---
-# Distinct signed-in reporters that hide a public or unlisted item until a
+# Distinct trusted reporters that hide a public or unlisted item until a
 # moderator reviews it (anonymous reports only reach the queue).
 REPORT_THRESHOLD = envint("LIGHTBOX_REPORT_THRESHOLD", 3)
+# Whose reports count toward that threshold (app.moderation.trusted_reporters):
+# staff, and unbanned accounts at least this many days old with at least this
+# many succeeded predictions of their own. Everyone else's reports only queue.
+REPORTER_MIN_AGE_DAYS = envint("LIGHTBOX_REPORTER_MIN_AGE_DAYS", 7)
+REPORTER_MIN_PREDICTIONS = envint("LIGHTBOX_REPORTER_MIN_PREDICTIONS", 3)
 # Reports without an account, per client address (an IPv6 /64) and hour;
 # "none" sets no limit. Counted in the cache (CACHES below).
 ANONYMOUS_REPORTS_PER_HOUR = envlimit("LIGHTBOX_ANONYMOUS_REPORTS_PER_HOUR", "5")
@@ -360,10 +365,18 @@ ANONYMOUS_RUNS = envbool("LIGHTBOX_ANONYMOUS_RUNS", "False")
 SIGNUP = os.environ.get("LIGHTBOX_SIGNUP", "open").strip().lower()
 if SIGNUP not in ("open", "invite", "closed"):
     raise ImproperlyConfigured(f"LIGHTBOX_SIGNUP is {SIGNUP!r}: it must be open, invite or closed.")
-# Log-in attempts per username, and per client address, in LOGIN_WINDOW
-# seconds from the first; a successful log-in clears the username's count.
-LOGIN_ATTEMPTS = envlimit("LIGHTBOX_LOGIN_ATTEMPTS", "5")
+# Accounts an hour that may be made from one client address.
+SIGNUPS_PER_IP_PER_HOUR = envlimit("LIGHTBOX_SIGNUPS_PER_IP_PER_HOUR", "5")
+# Log-in attempts in LOGIN_WINDOW seconds from the first (app.throttle.login_attempt):
+# per username from one client address (LIGHTBOX_LOGIN_ATTEMPTS is its old
+# name), per client address, and per username from all addresses together;
+# that last count skips addresses the username logged in from before, so
+# failures elsewhere never lock its owner out. A successful log-in clears the
+# count of its username and address.
+LOGIN_ATTEMPTS_PER_USER_IP = envlimit("LIGHTBOX_LOGIN_ATTEMPTS_PER_USER_IP",
+                                      os.environ.get("LIGHTBOX_LOGIN_ATTEMPTS", "5"))
 LOGIN_ATTEMPTS_PER_IP = envlimit("LIGHTBOX_LOGIN_ATTEMPTS_PER_IP", "20")
+LOGIN_ATTEMPTS_PER_USER = envlimit("LIGHTBOX_LOGIN_ATTEMPTS_PER_USER", "50")
 LOGIN_WINDOW = envint("LIGHTBOX_LOGIN_WINDOW", 15 * 60)
 # Password-reset emails an hour, per address asked for and per client address.
 PASSWORD_RESETS = envlimit("LIGHTBOX_PASSWORD_RESETS", "3")
