@@ -93,10 +93,11 @@ def _put(prediction):
 
     try:
         # The server gets users' image URLs as data: URIs fetched through the
-        # guard, so it never requests an inside address itself.
+        # guard, so it never requests an inside address for them; a LoRA's URL
+        # is checked again here, and by the server when it downloads it.
         model_input = netguard.inline_urls(prediction.version, prediction.input)
     except netguard.UnsafeURL as exc:
-        raise BackendError(f"Could not use an input URL: {exc}", permanent=True) from exc
+        raise BackendError(exc.message("an input"), permanent=True) from exc
     body = {
         "id": prediction.id,
         "input": model_input,

@@ -1,11 +1,12 @@
 """The playground at /: a form built from the chosen versions' schemas."""
 
 import base64
+import copy
 
 import pytest
 from django.test import override_settings
 
-from app.models import Comparison
+from app.models import Comparison, Prediction
 from tests.web.conftest import png_bytes
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -143,3 +144,21 @@ def test_stale_availability_is_checked_again(client, sd_version, turbo_version):
     assert html.count("offline") == 1
     # Only the available one is chosen by default.
     assert html.count("checked") == 1
+
+
+def test_a_lora_url_inside_is_refused_in_the_form_and_nothing_runs(client_alice, sd_version):
+    from app.forms import advanced_name
+
+    schema = copy.deepcopy(sd_version.openapi_schema)
+    schema["components"]["schemas"]["Input"]["properties"]["lora"] = {"type": "string", "title": "Lora"}
+    sd_version.openapi_schema = schema
+    sd_version.save()
+
+    response = client_alice.post("/run", {
+        "version": sd_version.id, "prompt": "a fox",
+        advanced_name(sd_version, "lora"): "http://127.0.0.2:6379/x.safetensors",
+    })
+
+    assert response.status_code == 400
+    assert "Could not fetch lora." in response.content.decode()
+    assert not Comparison.objects.exists() and not Prediction.objects.exists()
