@@ -8,7 +8,7 @@ LIGHTBOX_LOCAL_MODELS ?=
 export LIGHTBOX_LOCAL_MODELS
 EXTRAS ?= inference,dev
 
-.PHONY: run test lint install browser migrate procfile schema tiny-models bench-gpu bench-gpu-tiny clean
+.PHONY: run test lint install browser secret-key migrate procfile schema tiny-models bench-gpu bench-gpu-tiny clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,7 +31,13 @@ browser:
 	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } \
 		|| echo "Install Chromium (apt-get install chromium) to run the browser tests."
 
-migrate: install
+# The SECRET_KEY of `make run` when the environment sets none: random, made once
+# in var/secret_key (0600) and reused. Nothing else makes it: a deployment
+# without a key refuses to start (README: Secret key and rotation).
+secret-key: install
+	LIGHTBOX_SECRET_KEY_CREATE=1 $(BIN)/python -c "import lightbox.settings"
+
+migrate: secret-key
 	$(BIN)/python manage.py migrate --noinput -v0
 	$(BIN)/python manage.py collectstatic --noinput -v0
 

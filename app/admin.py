@@ -192,10 +192,20 @@ class ComparisonStateFilter(StateFilter):
     target, output_path = "comparison", "prediction__comparison"
 
 
-class ReportInline(admin.TabularInline):
-    model = Report
+def _with_reporter_trust(reports):
+    """Each report marked with whether its reporter counts toward hiding the
+    item (moderation.trusted_reporters), in the same query."""
+    trusted = moderation.trusted_reporters().filter(pk=OuterRef("reporter"))
+    return reports.annotate(reporter_trusted=Exists(trusted))
+
+
+@admin.display(description="Trusted reporter", boolean=True, ordering="reporter_trusted")
+def _reporter_trusted(report):
+    return report.reporter_trusted
+
+
+class ReadOnlyInline(admin.TabularInline):
     extra = 0
-    fields = readonly_fields = ["created_at", "reason", "text", "reporter", "state", "resolved_by"]
     can_delete = False
 
     def has_add_permission(self, request, obj=None):
@@ -208,7 +218,15 @@ class ReportInline(admin.TabularInline):
         return is_moderator(request.user)
 
 
-class AuditInline(ReportInline):
+class ReportInline(ReadOnlyInline):
+    model = Report
+    fields = readonly_fields = ["created_at", "reason", "text", "reporter", _reporter_trusted, "state", "resolved_by"]
+
+    def get_queryset(self, request):
+        return _with_reporter_trust(super().get_queryset(request))
+
+
+class AuditInline(ReadOnlyInline):
     model = ModerationAction
     fields = readonly_fields = ["created_at", "kind", "moderator", "reason"]
 
@@ -327,12 +345,16 @@ class ComparisonReviewAdmin(ReviewQueue, ComparisonAdmin):
 
 @admin.register(Report)
 class ReportAdmin(ModeratorOnly, admin.ModelAdmin):
-    list_display = ["created_at", "reason", "text", "target_link", "reporter", "state", "resolved_by"]
+    list_display = ["created_at", "reason", "text", "target_link", "reporter", _reporter_trusted, "state",
+                    "resolved_by"]
     list_filter = ["state", "reason"]
     search_fields = ["prediction__id", "comparison__id", "reporter__username", "text"]
     list_select_related = ["reporter", "resolved_by"]
-    fields = readonly_fields = ["created_at", "reason", "text", "prediction", "comparison", "reporter", "state",
-                                "resolved_at", "resolved_by"]
+    fields = readonly_fields = ["created_at", "reason", "text", "prediction", "comparison", "reporter",
+                                _reporter_trusted, "state", "resolved_at", "resolved_by"]
+
+    def get_queryset(self, request):
+        return _with_reporter_trust(super().get_queryset(request))
 
     @admin.display(description="Item")
     def target_link(self, obj):

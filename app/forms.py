@@ -185,7 +185,10 @@ class PlaygroundForm(forms.Form):
 
 class SignupForm(UserCreationForm):
     """With `needs_invite` (LIGHTBOX_SIGNUP=invite), also an invite code; the
-    view claims it in the transaction that saves the user (Invite.claim)."""
+    view claims it in the transaction that saves the user (Invite.claim).
+    `retry_after`: the seconds the view's sign-up throttle asked to wait."""
+
+    retry_after = None
 
     invite = forms.CharField(
         label="Invite code", max_length=200,
@@ -221,10 +224,11 @@ def invite_code(text):
 
 
 class LoginForm(AuthenticationForm):
-    """Django's log-in form, throttled per username and per client address
-    (app.core.throttle). Every attempt counts until one succeeds, which clears the
-    username's count, so an unknown username gets the same answers as a real
-    one. Once refused, `retry_after` says in how many seconds to try again."""
+    """Django's log-in form, throttled per username and client address, per
+    address, and per username from everywhere (app.core.throttle.login_attempt). Every
+    attempt counts until one succeeds, whether the account exists or not, so
+    an unknown username gets the same answers as a real one. Once refused,
+    `retry_after` says in how many seconds to try again."""
 
     retry_after = None
 
@@ -233,20 +237,14 @@ class LoginForm(AuthenticationForm):
         if username is None or not password:
             return super().clean()
         username, address = username.strip().lower(), throttle.client_ip(self.request)
-        by_username, by_ip = throttle.login_by_username(), throttle.login_by_ip()
-        wait = by_username.hit(username)
-        if wait is None:
-            wait = by_ip.hit(address)
-            if wait is not None:
-                by_username.release(username)
+        wait = throttle.login_attempt(username, address)
         if wait is not None:
             self.retry_after = wait
             raise forms.ValidationError(
                 f"Too many failed log-in attempts. Try again {throttle.wait_text(wait)}.", code="throttled"
             )
         cleaned = super().clean()
-        by_username.clear(username)
-        by_ip.release(address)
+        throttle.login_succeeded(username, address)
         return cleaned
 
 
@@ -262,12 +260,10 @@ class PasswordResetRequestForm(PasswordResetForm):
 
     def clean_email(self):
         email = self.cleaned_data["email"]
-        by_email, by_ip = throttle.password_reset_by_email(), throttle.password_reset_by_ip()
-        wait = by_email.hit(email.strip().lower())
-        if wait is None:
-            wait = by_ip.hit(throttle.client_ip(self.request))
-            if wait is not None:
-                by_email.release(email.strip().lower())
+        wait = throttle.hit_each(
+            (throttle.password_reset_by_email(), email.strip().lower()),
+            (throttle.password_reset_by_ip(), throttle.client_ip(self.request)),
+        )
         if wait is not None:
             self.retry_after = wait
             raise forms.ValidationError(

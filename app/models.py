@@ -587,8 +587,8 @@ class Invite(models.Model):
 
 class Report(models.Model):
     """Someone's report of a prediction or a comparison. Reports from distinct
-    signed-in users hide a shared item at REPORT_THRESHOLD; anonymous ones
-    only reach the review queue."""
+    trusted users (moderation.trusted_reporters) hide a shared item at
+    REPORT_THRESHOLD; the others only reach the review queue."""
 
     class Reason(models.TextChoices):
         SEXUAL = "sexual", "Sexual content"

@@ -84,6 +84,8 @@ def config_env(config, var_dir, site_port, database_url=DEFAULT_DATABASE_URL, br
         LIGHTBOX_VAR_DIR=str(var_dir),
         SITE_URL=f"http://127.0.0.1:{site_port}",
         PYTHONPATH=str(ROOT),
+        # A key of its own in the var dir, made by the first process (as `make run` does).
+        LIGHTBOX_SECRET_KEY_CREATE="1",
     )
     # One user sends hundreds of predictions a minute: the per-user limits
     # would refuse them (429), and they are not what is measured.

@@ -75,6 +75,7 @@ def setup_django(args):
     os.environ.setdefault("LIGHTBOX_VAR_DIR", str(ROOT / "var" / "bench"))
     os.environ.setdefault("MEDIA_ROOT", str(ROOT / "var" / "bench" / "media"))
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "lightbox.settings")
+    os.environ.setdefault("LIGHTBOX_SECRET_KEY_CREATE", "1")  # a key of its own in var/bench
     import django
 
     django.setup()

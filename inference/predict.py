@@ -17,6 +17,9 @@ from inference import families, images, weights
 
 FAMILY = families.from_environment()
 MODEL_ID = os.environ.get("MODEL_ID", "")
+# Text inputs this server downloads itself when given a URL, declared in the
+# schema (x-lightbox-url-inputs) so Lightbox's network guard checks them too.
+URL_INPUTS = ("lora",)
 
 
 class Predictor(BaseRunner):

@@ -9,6 +9,7 @@ Go CLI normally writes it at build time; this builds it with cog's own Python
 inspector. MODEL_ID and MODEL_FAMILY pick the family whose defaults it shows.
 """
 
+import importlib
 import json
 import os
 import sys
@@ -56,6 +57,9 @@ def _input_schema(info) -> tuple[dict, dict]:
     schema = {"title": "Input", "type": "object", "properties": properties}
     if required:
         schema["required"] = required
+    url_inputs = [name for name in getattr(importlib.import_module(PREDICTOR[0]), "URL_INPUTS", ()) if name in properties]
+    if url_inputs:
+        schema["x-lightbox-url-inputs"] = url_inputs
     return schema, enums
 
 

@@ -1,10 +1,15 @@
 """Where weights come from: a local folder, the Hugging Face cache, or the hub."""
 
 import hashlib
+import http.client
+import ipaddress
 import os
+import socket
+import sys
 import tempfile
-import urllib.request
+import time
 from pathlib import Path
+from urllib.parse import urljoin, urlsplit
 
 
 class MissingModel(RuntimeError):
@@ -66,6 +71,11 @@ def has_fp16_variant(folder: str) -> bool:
 
 LORA_PATTERN = r"^(https?://\S+|[A-Za-z0-9_][A-Za-z0-9_.-]*)$"
 MAX_LORA_BYTES = 2 * 1024**3
+MAX_REDIRECTS = 5
+# What a failed download tells the caller, whatever the reason: telling a name
+# that does not resolve from a private address, or an open port from a closed
+# one, would map the network this server runs in. The reason goes to the log.
+COULD_NOT_FETCH = "could not fetch lora"
 
 
 def lora_dir() -> Path:
@@ -95,16 +105,17 @@ def _download_lora(url: str) -> Path:
     if target.is_file():
         return target
     print(f"downloading lora {url}")
-    with urllib.request.urlopen(url, timeout=60) as response:
-        fd, tmp = tempfile.mkstemp(dir=cache, suffix=".part")
-        size = 0
+    fd, tmp = tempfile.mkstemp(dir=cache, suffix=".part")
+    try:
         with os.fdopen(fd, "wb") as out:
-            while chunk := response.read(1 << 20):
-                size += len(chunk)
-                if size > MAX_LORA_BYTES:
-                    os.unlink(tmp)
-                    raise ValueError(f"lora {url} is larger than {MAX_LORA_BYTES} bytes")
-                out.write(chunk)
+            _fetch(url, out, MAX_LORA_BYTES, float(os.environ.get("LORA_DOWNLOAD_TIMEOUT", "600")))
+    except TooLarge:
+        os.unlink(tmp)
+        raise ValueError(f"lora {url} is larger than {MAX_LORA_BYTES} bytes") from None
+    except (Refused, OSError, http.client.HTTPException, ValueError) as e:
+        os.unlink(tmp)
+        _log(f"lora {url}: {type(e).__name__}: {e}")
+        raise ValueError(COULD_NOT_FETCH) from None
     with open(tmp, "rb") as f:
         header = f.read(8)
     if len(header) < 8 or int.from_bytes(header, "little") > 100_000_000:
@@ -112,3 +123,130 @@ def _download_lora(url: str) -> Path:
         raise ValueError(f"lora {url} is not a .safetensors file")
     os.replace(tmp, target)
     return target
+
+
+# --- Downloads from users' URLs ------------------------------------------------------
+# The same rules as Lightbox's network guard (app/core/netguard.py), written again
+# because this server runs in its own environment, maybe where Lightbox cannot
+# see: http(s) only; every address a host resolves to must be public unless the
+# host or address is in LIGHTBOX_NETWORK_ALLOWLIST ("nas.lan,192.168.1.0/24");
+# the connection goes to the address that was checked (no DNS rebinding); every
+# redirect is checked the same way; size and time are bounded.
+
+
+class Refused(Exception):
+    pass
+
+
+class TooLarge(Exception):
+    pass
+
+
+def _log(message: str) -> None:
+    # The server's own log: during a prediction sys.stderr is the prediction's
+    # logs, which the caller reads.
+    print(message, file=sys.__stderr__, flush=True)
+
+
+def _allowlist() -> tuple[set[str], list]:
+    hosts, networks = set(), []
+    for entry in os.environ.get("LIGHTBOX_NETWORK_ALLOWLIST", "").lower().split(","):
+        entry = entry.strip()
+        if not entry:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(entry.strip("[]"), strict=False))
+        except ValueError:
+            hosts.add(entry)
+    return hosts, networks
+
+
+def _public(address: str, networks) -> bool:
+    ip = ipaddress.ip_address(address.split("%")[0])
+    if ip.version == 6 and ip.ipv4_mapped:
+        ip = ip.ipv4_mapped
+    if any(ip in network for network in networks):
+        return True
+    return ip.is_global and not ip.is_multicast
+
+
+def checked_addresses(host: str, port: int) -> list[str]:
+    """The addresses `host` resolves to; Refused unless every one is public or allowed."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError, ValueError) as e:
+        raise Refused(f"{host} does not resolve ({e})") from None
+    addresses = list(dict.fromkeys(info[4][0] for info in infos))
+    hosts, networks = _allowlist()
+    if host.lower().rstrip(".") in hosts:
+        return addresses
+    blocked = [address for address in addresses if not _public(address, networks)]
+    if blocked or not addresses:
+        raise Refused(f"{host} resolves to a non-public address ({blocked[0] if blocked else 'none'})")
+    return addresses
+
+
+def _connection(url: str, timeout: float) -> http.client.HTTPConnection:
+    """A connection to `url`'s host that can only reach the addresses checked here."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise Refused(f"{url[:100]!r} is not an http(s) URL")
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    addresses = checked_addresses(parts.hostname, port)
+    cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+    connection = cls(parts.hostname, port, timeout=timeout)
+
+    def connect(_address, timeout, source_address=None):
+        error = None
+        for address in addresses:
+            try:
+                return socket.create_connection((address, port), timeout, source_address)
+            except OSError as e:
+                error = e
+        raise error
+
+    # http.client connects (and the https one then wraps with the host's name,
+    # for SNI and the certificate check) through this attribute.
+    connection._create_connection = connect
+    return connection
+
+
+def _fetch(url: str, out, max_bytes: int, seconds: float) -> None:
+    """Write the body of `url` to `out`, following up to MAX_REDIRECTS redirects,
+    each to a checked host; TooLarge past `max_bytes`, Refused past `seconds`."""
+    deadline = time.monotonic() + seconds
+
+    def left() -> float:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise Refused(f"took longer than {seconds:.0f} s")
+        return min(60.0, remaining)
+
+    for _ in range(MAX_REDIRECTS + 1):
+        parts = urlsplit(url)
+        connection = _connection(url, left())
+        try:
+            connection.request("GET", (parts.path or "/") + (f"?{parts.query}" if parts.query else ""),
+                               headers={"User-Agent": "Lightbox-inference/0.1"})
+            response = connection.getresponse()
+            location = response.getheader("Location")
+            if response.status in (301, 302, 303, 307, 308) and location:
+                url = urljoin(url, location)
+                continue
+            if response.status != 200:
+                raise Refused(f"{url[:100]} answered {response.status}")
+            if int(response.getheader("Content-Length") or 0) > max_bytes:
+                raise TooLarge()
+            size = 0
+            while True:
+                left()  # each read waits at most the connection's timeout
+                chunk = response.read1(1 << 20)
+                if not chunk:
+                    return
+                size += len(chunk)
+                if size > max_bytes:
+                    raise TooLarge()
+                out.write(chunk)
+        finally:
+            connection.close()
+    raise Refused(f"more than {MAX_REDIRECTS} redirects")

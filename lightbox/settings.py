@@ -6,6 +6,7 @@ Celery filesystem transport and media files, all under var/.
 
 import ipaddress
 import os
+import secrets
 from decimal import Decimal
 from pathlib import Path
 
@@ -34,7 +35,48 @@ def envlimit(name, default, kind=int):
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("LIGHTBOX_VAR_DIR", BASE_DIR / "var"))
 
-SECRET_KEY = os.environ.get("SECRET_KEY", "lightbox-insecure-development-key-change-me-in-production")
+
+def secret_key_from_file(path, create=False):
+    """The key kept in `path`; with `create`, a new random one is written there
+    first (readable by its owner only) if there is none. Only `make run` and the
+    tests create it: a deployment without a key refuses to start."""
+    if create and not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Written aside, then linked into place: processes starting together
+        # never read half a key, and the first one's key is everyone's.
+        draft = path.with_name(f".{path.name}.{os.getpid()}")
+        with open(os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as fh:
+            # 67 characters from 64 symbols: past check --deploy's 50 characters, 5 distinct.
+            fh.write(secrets.token_urlsafe(50) + "\n")
+        try:
+            os.link(draft, path)
+        except FileExistsError:
+            pass
+        finally:
+            draft.unlink()
+    try:
+        key = path.read_text().strip()
+    except FileNotFoundError:
+        key = ""
+    if not key:
+        raise ImproperlyConfigured(
+            f"No secret key: SECRET_KEY is not set and {path} does not exist or is empty. Set the SECRET_KEY "
+            'environment variable to a long random value, e.g. the output of python -c "import secrets; '
+            f'print(secrets.token_urlsafe(50))", or write such a value into {path} (chmod 600), or name another '
+            "file in LIGHTBOX_SECRET_KEY_FILE. `make run` makes that file for development by itself."
+        )
+    return key
+
+
+# The key signs sessions, media links and Cog webhook and upload URLs, and
+# derives users' webhook secrets, each purpose with its own salt. To rotate,
+# move the old key into SECRET_KEY_FALLBACKS (README: Secret key and rotation).
+SECRET_KEY_FILE = Path(os.environ.get("LIGHTBOX_SECRET_KEY_FILE", VAR_DIR / "secret_key"))
+SECRET_KEY = os.environ.get("SECRET_KEY") or secret_key_from_file(
+    SECRET_KEY_FILE, create=envbool("LIGHTBOX_SECRET_KEY_CREATE")
+)
+SECRET_KEY_FALLBACKS = [key.strip() for key in os.environ.get("SECRET_KEY_FALLBACKS", "").split(",") if key.strip()]
+
 DEBUG = envbool("DEBUG", "False")
 ALLOWED_HOSTS = os.environ.get("ALLOWED_HOSTS", "127.0.0.1,localhost,[::1],testserver").split(",")
 
@@ -237,9 +279,14 @@ DEFAULT_WEB_VISIBILITY = os.environ.get("LIGHTBOX_WEB_VISIBILITY", "unlisted")
 DEFAULT_API_VISIBILITY = os.environ.get("LIGHTBOX_API_VISIBILITY", "private")
 
 # --- Moderation, content safety, limits, network safety (README: Moderation) ---
-# Distinct signed-in reporters that hide a public or unlisted item until a
+# Distinct trusted reporters that hide a public or unlisted item until a
 # moderator reviews it (anonymous reports only reach the queue).
 REPORT_THRESHOLD = envint("LIGHTBOX_REPORT_THRESHOLD", 3)
+# Whose reports count toward that threshold (app.services.moderation.trusted_reporters):
+# staff, and unbanned accounts at least this many days old with at least this
+# many succeeded predictions of their own. Everyone else's reports only queue.
+REPORTER_MIN_AGE_DAYS = envint("LIGHTBOX_REPORTER_MIN_AGE_DAYS", 7)
+REPORTER_MIN_PREDICTIONS = envint("LIGHTBOX_REPORTER_MIN_PREDICTIONS", 3)
 # Reports without an account, per client address (an IPv6 /64) and hour;
 # "none" sets no limit. Counted in the cache (CACHES below).
 ANONYMOUS_REPORTS_PER_HOUR = envlimit("LIGHTBOX_ANONYMOUS_REPORTS_PER_HOUR", "5")
@@ -265,6 +312,10 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = envint("LIGHTBOX_MAX_REQUEST_BYTES", 16 * 1024 * 1
 UPLOAD_IMAGE_MAX_BYTES = envint("LIGHTBOX_UPLOAD_IMAGE_MAX_BYTES", 16 * 1024 * 1024)
 UPLOAD_MAX_PIXELS = envint("LIGHTBOX_UPLOAD_MAX_PIXELS", 4096 * 4096)
 UPLOAD_FORMATS = tuple(os.environ.get("LIGHTBOX_UPLOAD_FORMATS", "PNG,JPEG,WEBP").upper().split(","))
+
+# A bearer token that shows monitors /healthz's details (each check, backend
+# addresses and errors), which anonymous visitors do not get; empty: staff only.
+HEALTH_TOKEN = os.environ.get("LIGHTBOX_HEALTH_TOKEN", "")
 
 # --- Security headers (app.security; `manage.py check --deploy` clean) ---
 # No inline script or style, nothing from other origins. Media on another
@@ -321,10 +372,18 @@ ANONYMOUS_RUNS = envbool("LIGHTBOX_ANONYMOUS_RUNS", "False")
 SIGNUP = os.environ.get("LIGHTBOX_SIGNUP", "open").strip().lower()
 if SIGNUP not in ("open", "invite", "closed"):
     raise ImproperlyConfigured(f"LIGHTBOX_SIGNUP is {SIGNUP!r}: it must be open, invite or closed.")
-# Log-in attempts per username, and per client address, in LOGIN_WINDOW
-# seconds from the first; a successful log-in clears the username's count.
-LOGIN_ATTEMPTS = envlimit("LIGHTBOX_LOGIN_ATTEMPTS", "5")
+# Accounts an hour that may be made from one client address.
+SIGNUPS_PER_IP_PER_HOUR = envlimit("LIGHTBOX_SIGNUPS_PER_IP_PER_HOUR", "5")
+# Log-in attempts in LOGIN_WINDOW seconds from the first (app.core.throttle.login_attempt):
+# per username from one client address (LIGHTBOX_LOGIN_ATTEMPTS is its old
+# name), per client address, and per username from all addresses together;
+# that last count skips addresses the username logged in from before, so
+# failures elsewhere never lock its owner out. A successful log-in clears the
+# count of its username and address.
+LOGIN_ATTEMPTS_PER_USER_IP = envlimit("LIGHTBOX_LOGIN_ATTEMPTS_PER_USER_IP",
+                                      os.environ.get("LIGHTBOX_LOGIN_ATTEMPTS", "5"))
 LOGIN_ATTEMPTS_PER_IP = envlimit("LIGHTBOX_LOGIN_ATTEMPTS_PER_IP", "20")
+LOGIN_ATTEMPTS_PER_USER = envlimit("LIGHTBOX_LOGIN_ATTEMPTS_PER_USER", "50")
 LOGIN_WINDOW = envint("LIGHTBOX_LOGIN_WINDOW", 15 * 60)
 # Password-reset emails an hour, per address asked for and per client address.
 PASSWORD_RESETS = envlimit("LIGHTBOX_PASSWORD_RESETS", "3")

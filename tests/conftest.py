@@ -252,6 +252,24 @@ def bob(transactional_db):
     return get_user_model().objects.create_user("bob", "bob@example.com", "correct horse battery")
 
 
+def make_trusted_reporter(user, version):
+    """Give `user` what the reporter trust rule asks (app.services.moderation.trusted_reporters):
+    an account old enough, with enough succeeded predictions of their own on `version`."""
+    from datetime import timedelta
+
+    from django.conf import settings
+    from django.utils import timezone
+
+    from app.models import Prediction
+
+    user.date_joined = timezone.now() - timedelta(days=settings.REPORTER_MIN_AGE_DAYS, hours=1)
+    user.save(update_fields=["date_joined"])
+    for _ in range(settings.REPORTER_MIN_PREDICTIONS):
+        Prediction.objects.create(version=version, owner=user, input={"prompt": "mine"}, status="succeeded",
+                                  visibility="private", completed_at=timezone.now())
+    return user
+
+
 @pytest.fixture
 def alice_token(alice):
     from app.models import ApiToken

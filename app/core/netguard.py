@@ -15,10 +15,20 @@ Only http(s) (and data: URIs, which need no fetch) go to a backend. Image URLs
 given to one of our Cog servers are fetched here, through the guard, and
 handed to it as data: URIs (app.core.uploads.inline_urls), so the model server never follows
 a user's URL itself; Replicate fetches in its own cloud, so for Replicate
-versions the URL is checked when the prediction is created.
+versions the URL is checked when the prediction is created. Text inputs that
+name a file to download (a LoRA: app.core.schema.url_inputs) are too big to inline:
+they are checked here when the prediction is created and again when it is sent,
+and our model server checks them once more when it connects (inference/weights.py).
+
+What a user is told about a refused or failed request is only "Could not fetch
+<field>.": whether the name resolved, was private, the port open or closed, the
+request refused or timed out would map the network behind Lightbox. The reason
+goes to the server log.
 """
 
 import ipaddress
+import logging
+import re
 import socket
 import threading
 from functools import lru_cache
@@ -28,14 +38,34 @@ import httpcore
 import httpx
 from django.conf import settings
 
-from app.core.schema import InputError, field_specs
+from app.core.schema import InputError, is_file_input, url_inputs
 
+log = logging.getLogger(__name__)
 _local = threading.local()
 MAX_REDIRECTS = 5
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
+# A file on the model server's disk rather than a name it looks up.
+_SERVER_PATH = re.compile(r"^[/\\~.]|(^|[/\\])\.\.([/\\]|$)")
 
 
 class UnsafeURL(ValueError):
-    """A URL Lightbox will not request, with the reason in words."""
+    """A URL Lightbox will not request or could not fetch. str() is the reason,
+    for the server log only; users see `message(field)`: `public` when the
+    reason is theirs to fix and says nothing about the network (a scheme, a
+    file too large), else "Could not fetch <field>."."""
+
+    def __init__(self, detail, public=None):
+        super().__init__(detail)
+        self.public = public
+
+    def message(self, field):
+        return self.public or f"Could not fetch {field}."
+
+
+def refusal(field, exc):
+    """What a user is told about `exc` on `field`; the reason is logged."""
+    log.info("refused %s: %s", field, exc)
+    return exc.message(field)
 
 
 @lru_cache(maxsize=8)
@@ -89,14 +119,14 @@ def resolve(host, port=443):
 def check_url(url):
     """Raise UnsafeURL unless `url` is http(s) to a public host."""
     if not isinstance(url, str):
-        raise UnsafeURL("Give an http(s) URL.")
+        raise UnsafeURL("not a string", public="Give an http(s) URL.")
     try:
         parts = urlsplit(url)
         port = parts.port
     except ValueError as exc:
-        raise UnsafeURL("The URL is not valid.") from exc
+        raise UnsafeURL(f"{url[:100]!r} is not a valid URL", public="The URL is not valid.") from exc
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise UnsafeURL("Give an http(s) URL.")
+        raise UnsafeURL(f"{url[:100]!r} is not an http(s) URL", public="Give an http(s) URL.")
     resolve(parts.hostname, port or (443 if parts.scheme == "https" else 80))
 
 
@@ -151,7 +181,10 @@ def fetch(url, max_bytes):
             for chunk in response.iter_bytes():
                 size += len(chunk)
                 if size > max_bytes:
-                    raise UnsafeURL(f"The file at {url[:100]} is larger than {max_bytes} bytes.")
+                    raise UnsafeURL(
+                        f"The file at {url[:100]} is larger than {max_bytes} bytes.",
+                        public=f"The file is larger than {max_bytes} bytes.",
+                    )
                 chunks.append(chunk)
             return b"".join(chunks), response.headers.get("content-type", "").split(";")[0].strip()
     except httpx.HTTPError as exc:
@@ -161,30 +194,51 @@ def fetch(url, max_bytes):
 # --- Prediction inputs ---------------------------------------------------------------
 
 
-def uri_fields(version, data):
-    """(field, index or None, value) of every URI a backend would fetch in `data`."""
-    for name, spec in field_specs(version).items():
-        value = data.get(name)
-        if spec.get("format") == "uri" and isinstance(value, str):
-            yield name, None, value
-        elif spec.get("type") == "array" and (spec.get("items") or {}).get("format") == "uri" and isinstance(value, list):
+def url_fields(version, data):
+    """(field, index or None, value, is a file) of every URL or name in `data`
+    that a backend would fetch (app.core.schema.url_inputs)."""
+    for name, spec in url_inputs(version).items():
+        value, is_file = data.get(name), is_file_input(spec)
+        if isinstance(value, str):
+            yield name, None, value, is_file
+        elif isinstance(value, list) and spec.get("type") == "array":
             for index, item in enumerate(value):
                 if isinstance(item, str):
-                    yield name, index, item
+                    yield name, index, item, is_file
+
+
+def uri_fields(version, data):
+    """(field, index or None, value) of every file input (format uri) in `data`."""
+    for name, index, value, is_file in url_fields(version, data):
+        if is_file:
+            yield name, index, value
+
+
+def is_http(value):
+    return value.startswith(("http://", "https://"))
 
 
 def check_input_urls(version, cleaned):
-    """Refuse, per field, URIs a backend must not fetch: anything but http(s)
-    and data:, and http(s) URLs of private or local hosts."""
+    """Refuse, per field, what a backend must not fetch: files given as anything
+    but http(s) or data:, text inputs that name another scheme or a path on the
+    server, and http(s) URLs of private or local hosts."""
     errors = {}
-    for name, _, value in uri_fields(version, cleaned):
-        if value.startswith("data:"):
+    for name, _, value, is_file in url_fields(version, cleaned):
+        if is_file and value.startswith("data:"):
             continue
-        try:
-            check_url(value)
-        except UnsafeURL as exc:
-            errors.setdefault(name, []).append(
-                str(exc) if value.startswith(("http://", "https://")) else "Give an http(s) URL or a data: URI."
-            )
+        if is_file and not is_http(value):
+            message = "Give an http(s) URL or a data: URI."
+        elif not is_file and not is_http(value):
+            if not (_SCHEME.match(value) or _SERVER_PATH.search(value)):
+                continue  # a name the model server looks up, as a LoRA in its LORA_DIR
+            message = "Give an http(s) URL or a name."
+        else:
+            try:
+                check_url(value)
+                continue
+            except UnsafeURL as exc:
+                message = refusal(name, exc)
+        if message not in errors.get(name, []):
+            errors.setdefault(name, []).append(message)
     if errors:
         raise InputError(errors)

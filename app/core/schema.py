@@ -7,6 +7,13 @@ from jsonschema.exceptions import SchemaError
 
 MAX_SEED = 2**32 - 1
 ALLOWED_URI_PREFIXES = ("http://", "https://", "data:")
+# Text inputs a model server downloads itself when given a URL (a LoRA), by
+# the names models give them: Replicate's schemas and Cog versions imported
+# before schemas declared them (x-lightbox-url-inputs) say nothing else.
+URL_INPUT_NAMES = frozenset({
+    "lora", "lora_url", "lora_weights", "extra_lora", "hf_lora", "replicate_weights", "weights",
+    "control_image", "controlnet_image",
+})
 
 
 class InputError(Exception):
@@ -36,6 +43,28 @@ def field_specs(version):
     props = properties(version)
     ordered = sorted(props.items(), key=lambda item: item[1].get("x-order", 1000))
     return {name: _resolve(version.openapi_schema, prop) for name, prop in ordered}
+
+
+def is_file_input(spec):
+    """A file: a uri string, or a list of them as Cog writes list[Path]."""
+    if spec.get("type") == "array":
+        spec = spec.get("items") or {}
+    return spec.get("format") == "uri"
+
+
+def url_inputs(version):
+    """{name: spec} of every input that names something a backend fetches:
+    files (format uri, which also take data: URIs), and text the version's
+    schema lists in `x-lightbox-url-inputs` or that has a name of
+    URL_INPUT_NAMES (an http(s) URL or a name the model server knows)."""
+    specs = field_specs(version)
+    declared = version.input_schema.get("x-lightbox-url-inputs")
+    declared = set(declared) if isinstance(declared, list) else set()
+    return {
+        name: spec for name, spec in specs.items()
+        if is_file_input(spec) or (spec.get("type", "string") == "string" and (
+            name in declared or name in URL_INPUT_NAMES))
+    }
 
 
 def validate_input(version, data):

@@ -1,8 +1,8 @@
-"""Throttles for what has no row to count: log-in attempts, password-reset
-requests and the runs of visitors without an account. Each counts hits per
-key (a client address, a username, an email address) in Django's cache, in a
-window that starts with the first hit; past the limit it answers how many
-seconds are left until the window ends.
+"""Throttles for what has no row to count: log-in attempts, sign-ups,
+password-reset requests and the runs of visitors without an account. Each
+counts hits per key (a client address, a username, an email address) in
+Django's cache, in a window that starts with the first hit; past the limit it
+answers how many seconds are left until the window ends.
 
 The cache is shared by every web process (settings.CACHES: Redis, else the
 database). On Redis the counting is atomic, so a burst of simultaneous
@@ -20,6 +20,10 @@ from django.conf import settings
 from django.core.cache import cache
 
 HOUR = 3600
+DAY = 24 * HOUR
+# How long a username's successful log-in from an address exempts that
+# address from the username's cap across all addresses (login_attempt).
+KNOWN_ADDRESS_DAYS = 30
 
 
 def client_ip(request):
@@ -84,10 +88,7 @@ class Throttle:
     seconds: int
 
     def _keys(self, key):
-        # Hashed: keys stay short and cache-safe, and the cache holds no
-        # usernames or email addresses.
-        digest = hashlib.sha256(str(key).encode()).hexdigest()[:32]
-        name = f"throttle:{self.scope}:{digest}"
+        name = _cache_key(self.scope, key)
         return name, name + ":start"
 
     def _remaining(self, start_key, now):
@@ -137,12 +138,40 @@ class Throttle:
         return total
 
 
-def login_by_username():
-    return Throttle("login-user", settings.LOGIN_ATTEMPTS, settings.LOGIN_WINDOW)
+def _cache_key(scope, key):
+    # Hashed: keys stay short and cache-safe, and the cache holds no
+    # usernames or email addresses.
+    digest = hashlib.sha256(str(key).encode()).hexdigest()[:32]
+    return f"throttle:{scope}:{digest}"
+
+
+def hit_each(*counts):
+    """Count a hit on each (throttle, key) of `counts` in turn. If one refuses,
+    take back the hits before it and answer its wait, so that a refused
+    request uses up nothing; else None."""
+    for done, (throttle, key) in enumerate(counts):
+        wait = throttle.hit(key)
+        if wait is not None:
+            for earlier, earlier_key in counts[:done]:
+                earlier.release(earlier_key)
+            return wait
+    return None
+
+
+def login_by_user_and_ip():
+    return Throttle("login-user-ip", settings.LOGIN_ATTEMPTS_PER_USER_IP, settings.LOGIN_WINDOW)
 
 
 def login_by_ip():
     return Throttle("login-ip", settings.LOGIN_ATTEMPTS_PER_IP, settings.LOGIN_WINDOW)
+
+
+def login_by_user():
+    return Throttle("login-user", settings.LOGIN_ATTEMPTS_PER_USER, settings.LOGIN_WINDOW)
+
+
+def signups_by_ip():
+    return Throttle("signup-ip", settings.SIGNUPS_PER_IP_PER_HOUR, HOUR)
 
 
 def password_reset_by_email():
@@ -159,3 +188,41 @@ def visitor_runs():
 
 def anonymous_reports():
     return Throttle("anonymous-reports", settings.ANONYMOUS_REPORTS_PER_HOUR, HOUR)
+
+
+# --- Log-in ----------------------------------------------------------------------
+
+
+def login_attempt(username, address):
+    """Count an attempt to log in as `username` (lower-cased) from `address`
+    (client_ip): the seconds to wait if it is refused, else None. Three
+    counts in LOGIN_WINDOW, so that failures elsewhere never lock a person out:
+
+    - per username and address (LOGIN_ATTEMPTS_PER_USER_IP): guessing one
+      person's password from one place;
+    - per address (LOGIN_ATTEMPTS_PER_IP): one place trying many names;
+    - per username from every address together (LOGIN_ATTEMPTS_PER_USER,
+      much higher): many places guessing one person's password. Addresses the
+      username logged in from in the last KNOWN_ADDRESS_DAYS skip this one,
+      so even that attack leaves the owner able to log in where they usually do.
+
+    A username with no account is counted the same, so the answers do not
+    tell which names exist."""
+    return hit_each(*_login_counts(username, address))
+
+
+def login_succeeded(username, address):
+    """Forgive the username's failures from this address, take back the
+    attempt's other hits, and remember the address as one it logs in from."""
+    (pair, pair_key), *others = _login_counts(username, address)
+    pair.clear(pair_key)
+    for throttle, key in others:
+        throttle.release(key)
+    cache.set(_cache_key("login-known", (username, address)), True, KNOWN_ADDRESS_DAYS * DAY)
+
+
+def _login_counts(username, address):
+    counts = [(login_by_user_and_ip(), (username, address)), (login_by_ip(), address)]
+    if cache.get(_cache_key("login-known", (username, address))) is None:
+        counts.append((login_by_user(), username))
+    return counts

@@ -134,18 +134,26 @@ def clean_input_images(version, data):
 
 
 def inline_urls(version, data):
-    """`data` with every http(s) URI fetched here, through the guard, and given
-    as a data: URI (images re-encoded), so the model server never
-    requests a user's URL."""
+    """`data` with every http(s) file URI fetched here, through the guard, and
+    given as a data: URI (images re-encoded), so the model server
+    never requests a user's image URL. Text URLs (a LoRA) are checked again,
+    their host may have moved inside since the prediction was created. Raises
+    netguard.UnsafeURL whose message names the field."""
     inlined = {key: (list(value) if isinstance(value, list) else value) for key, value in data.items()}
-    for name, index, value in netguard.uri_fields(version, data):
-        if not value.startswith(("http://", "https://")):
+    for name, index, value, is_file in netguard.url_fields(version, data):
+        if not netguard.is_http(value):
             continue
-        content, content_type = netguard.fetch(value, settings.UPLOAD_MAX_BYTES)
         try:
-            content, content_type = clean_image_bytes_for_model(content, content_type)
-        except UploadRejected as exc:
-            raise netguard.UnsafeURL(f"The image at {value[:100]}: {exc}") from exc
+            if not is_file:
+                netguard.check_url(value)
+                continue
+            content, content_type = netguard.fetch(value, settings.UPLOAD_MAX_BYTES)
+            try:
+                content, content_type = clean_image_bytes_for_model(content, content_type)
+            except UploadRejected as exc:
+                raise netguard.UnsafeURL(f"The image at {value[:100]}: {exc}", public=f"{name}: {exc}") from exc
+        except netguard.UnsafeURL as exc:
+            raise netguard.UnsafeURL(str(exc), public=netguard.refusal(name, exc)) from exc
         uri = f"data:{content_type or 'application/octet-stream'};base64,{base64.b64encode(content).decode()}"
         if index is None:
             inlined[name] = uri

@@ -3,7 +3,6 @@ outbound webhooks, and RFC 7807 problems."""
 
 import base64
 import functools
-import hmac
 import json
 import time
 import uuid
@@ -13,6 +12,7 @@ from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import JsonResponse
 from django.urls import get_script_prefix, reverse
+from django.utils.crypto import salted_hmac
 from standardwebhooks.webhooks import Webhook
 
 from app.core.prepared import Prepared
@@ -158,10 +158,13 @@ def invalid_input(errors):
 # --- Outbound webhooks, signed as Replicate signs them (Standard Webhooks) ---
 
 
-def webhook_secret(user):
-    """Each user's signing secret, served at /v1/webhooks/default/secret."""
-    key = hmac.new(settings.SECRET_KEY.encode(), f"webhook-secret:{user.pk}".encode(), "sha256").digest()
-    return "whsec_" + base64.b64encode(key[:24]).decode()
+def webhook_secret(user, key=None):
+    """Each user's signing secret, served at /v1/webhooks/default/secret:
+    derived from the secret key (`key`, default SECRET_KEY) with a salt of its
+    own, so nothing secret is stored, and rotating a leaked key rotates these
+    too. It stays the same while the key does, as Replicate's does."""
+    digest = salted_hmac("lightbox.webhook-secret", f"user:{user.pk}", secret=key, algorithm="sha256").digest()
+    return "whsec_" + base64.b64encode(digest[:24]).decode()
 
 
 def webhook_headers(prediction, body):
@@ -169,8 +172,14 @@ def webhook_headers(prediction, body):
     timestamp = int(time.time())
     if prediction.owner is None:
         return {"webhook-id": message_id, "webhook-timestamp": str(timestamp)}
-    signature = Webhook(webhook_secret(prediction.owner)).sign(
-        message_id, datetime.fromtimestamp(timestamp, tz=timezone.utc), body
+    # One signature per key, the current one and each of SECRET_KEY_FALLBACKS
+    # (Standard Webhooks receivers accept any that matches): a receiver that
+    # still holds the secret from before a key rotation keeps verifying until
+    # the old key is dropped, and fetches the new secret meanwhile.
+    sent_at = datetime.fromtimestamp(timestamp, tz=timezone.utc)
+    signature = " ".join(
+        Webhook(webhook_secret(prediction.owner, key)).sign(message_id, sent_at, body)
+        for key in [settings.SECRET_KEY, *settings.SECRET_KEY_FALLBACKS]
     )
     return {"webhook-id": message_id, "webhook-timestamp": str(timestamp), "webhook-signature": signature}
 

@@ -3,11 +3,13 @@ moderator takes (each written to the audit trail), and the prompt blocklist.
 Who moderates is app.core.roles; the safety checker's verdicts, app.core.logs."""
 
 import re
+from datetime import timedelta
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from app.core import throttle
@@ -89,10 +91,29 @@ def anonymous_report_allowed(address):
     return throttle.anonymous_reports().hit(address) is None
 
 
+def trusted_reporters():
+    """The users whose reports count toward hiding an item: staff, and active,
+    unbanned accounts at least REPORTER_MIN_AGE_DAYS old with at least
+    REPORTER_MIN_PREDICTIONS succeeded predictions of their own. Accounts cost
+    seconds to make; age and runs cost days and quota, so a handful of fresh
+    accounts cannot hide someone's work. Everyone's reports still reach the
+    queue."""
+    established = Q(date_joined__lte=timezone.now() - timedelta(days=settings.REPORTER_MIN_AGE_DAYS))
+    if settings.REPORTER_MIN_PREDICTIONS > 0:
+        # "Has an Nth": stops at N rows of the user's, never counts them all.
+        nth_run = Prediction.objects.filter(owner=OuterRef("pk"), status=Prediction.Status.SUCCEEDED)
+        established &= Exists(nth_run[settings.REPORTER_MIN_PREDICTIONS - 1:settings.REPORTER_MIN_PREDICTIONS])
+    return get_user_model().objects.filter(
+        Q(is_staff=True) | Q(is_superuser=True) | established, is_active=True, ban__isnull=True
+    )
+
+
 def open_reporters(target):
-    """Distinct signed-in users, other than the owner, with an open report on it."""
+    """Distinct trusted users (trusted_reporters), other than the owner, with
+    an open report on it."""
     return (
-        Report.objects.filter(**{_target_field(target): target}, state=Report.State.OPEN, reporter__isnull=False)
+        Report.objects.filter(**{_target_field(target): target}, state=Report.State.OPEN,
+                              reporter__in=trusted_reporters())
         .exclude(reporter_id=target.owner_id)
         .values("reporter")
         .distinct()

@@ -14,7 +14,7 @@ from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.views.decorators.http import require_http_methods, require_POST
 
-from app.core import pagination
+from app.core import pagination, throttle
 from app.forms import (
     DeleteAccountForm,
     LoginForm,
@@ -41,14 +41,8 @@ def signup(request):
     code = invite_code(request.GET.get("invite", ""))
     form = SignupForm(request.POST or None, needs_invite=needs_invite, initial={"invite": code})
     if request.method == "POST" and form.is_valid():
-        try:
-            user = _create_account(form)
-        except ValidationError as exc:
-            form.add_error("invite", exc)
-        except IntegrityError:
-            # Someone took the username between the form's check and the save.
-            form.add_error("username", "A user with that username already exists.")
-        else:
+        user = _create_account(request, form)
+        if user is not None:
             login(request, user, backend="django.contrib.auth.backends.ModelBackend")
             messages.success(request, f"Welcome, {user.username}.")
             return redirect("playground")
@@ -56,17 +50,34 @@ def signup(request):
     if needs_invite and code and request.method == "GET":
         # Said before anyone types a password for a link that cannot work.
         context["invite_problem"] = Invite.problem_with(Invite.objects.filter(code=code).first())
-    return TemplateResponse(request, "accounts/signup.html", context)
+    return _refused_if_throttled(TemplateResponse(request, "accounts/signup.html", context), form)
 
 
-def _create_account(form):
-    """Save the user and the use of their invite together, or neither."""
-    with transaction.atomic():
-        invite = Invite.claim(form.cleaned_data["invite"]) if "invite" in form.cleaned_data else None
-        user = form.save()
-        if invite is not None:
-            invite.use(user)
-    return user
+def _create_account(request, form):
+    """Save the user and the use of their invite together, or neither: the
+    user, or None with the reason added to the form. At most
+    SIGNUPS_PER_IP_PER_HOUR accounts from one client address, so nobody mints
+    accounts by the dozen (to sway reports, or to spread a quota)."""
+    address, signups = throttle.client_ip(request), throttle.signups_by_ip()
+    form.retry_after = signups.hit(address)
+    if form.retry_after:
+        form.add_error(None, f"Too many accounts were made from your network. "
+                             f"Try again {throttle.wait_text(form.retry_after)}.")
+        return None
+    try:
+        with transaction.atomic():
+            invite = Invite.claim(form.cleaned_data["invite"]) if "invite" in form.cleaned_data else None
+            user = form.save()
+            if invite is not None:
+                invite.use(user)
+        return user
+    except ValidationError as exc:
+        form.add_error("invite", exc)
+    except IntegrityError:
+        # Someone took the username between the form's check and the save.
+        form.add_error("username", "A user with that username already exists.")
+    signups.release(address)  # no account made: not counted
+    return None
 
 
 def _refused_if_throttled(response, form):

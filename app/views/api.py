@@ -141,7 +141,7 @@ def _create(request, version_ref):
         try:
             netguard.check_url(webhook)
         except netguard.UnsafeURL as exc:
-            errors["webhook"] = [str(exc)]
+            errors["webhook"] = [netguard.refusal("webhook", exc)]
     events = body.get("webhook_events_filter") or []
     if not isinstance(events, list) or not set(events) <= EVENTS:
         errors["webhook_events_filter"] = [f"A list of: {', '.join(sorted(EVENTS))}."]

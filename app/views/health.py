@@ -1,12 +1,20 @@
-"""/healthz for operators: the database, the broker, and each backend."""
+"""/healthz for operators: the database, the broker, and each backend.
+
+Anyone gets the status (load balancers need no credentials); the details name
+internal addresses and error texts, so only staff (signed in) and monitors that
+send LIGHTBOX_HEALTH_TOKEN as a bearer token get them."""
 
 from celery import current_app as celery_app
+from django.conf import settings
 from django.db import connection
 from django.http import JsonResponse
+from django.utils.crypto import constant_time_compare
+from django.views.decorators.cache import never_cache
 
 from app.models import Version
 
 
+@never_cache
 def healthz(request):
     checks = {"database": _database(), "broker": _broker()}
     versions = {}
@@ -16,7 +24,20 @@ def healthz(request):
             {"available": True} if version.available else {"available": False, "reason": version.unavailable_reason}
         )
     ok = all(check == "ok" for check in checks.values())
-    return JsonResponse({"status": "ok" if ok else "failing", **checks, "versions": versions}, status=200 if ok else 503)
+    body = {"status": "ok" if ok else "failing"}
+    if _may_see_details(request):
+        body.update(checks, versions=versions)
+    return JsonResponse(body, status=200 if ok else 503)
+
+
+def _may_see_details(request):
+    """Staff signed in, or a monitor with the health token (no /v1 token: a
+    monitor's credential should open nothing else)."""
+    if request.user.is_staff:
+        return True
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    expected = settings.HEALTH_TOKEN
+    return bool(expected) and scheme.lower() == "bearer" and constant_time_compare(token.strip(), expected)
 
 
 def _database():

@@ -86,11 +86,12 @@ def test_create_token_for_an_unknown_user_fails():
         call_command("create_token", "nobody")
 
 
-def test_healthz_reports_database_broker_and_each_backend(site, cog_version):
+def test_healthz_reports_database_broker_and_each_backend(site, cog_version, settings):
+    settings.HEALTH_TOKEN = "monitor-token"
     down = catalog.add_version("local", "down", "cog", "http://127.0.0.1:9")
     refresh_versions()  # the beat's job: /healthz reads what it stored
 
-    body = httpx.get(f"{site.url}/healthz").json()
+    body = httpx.get(f"{site.url}/healthz", headers={"Authorization": "Bearer monitor-token"}).json()
 
     assert body["database"] == "ok" and body["broker"] == "ok"
     assert body["versions"][str(cog_version)] == {"available": True}

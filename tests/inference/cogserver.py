@@ -118,21 +118,29 @@ def noise_image(width, height, seed=0) -> Image.Image:
 
 
 class FileServer:
-    """Serves a folder over HTTP on 127.0.0.1 and counts the requests."""
+    """Serves a folder over HTTP (on 127.0.0.1 unless told) and counts the
+    requests; `redirects` maps paths to the Location they answer with."""
 
-    def __init__(self, folder):
+    def __init__(self, folder, host="127.0.0.1", redirects=None):
         counts = self.counts = {}
+        self.redirects = redirects or {}
+        redirect_map = self.redirects
 
         class Handler(SimpleHTTPRequestHandler):
             def do_GET(self):
                 counts[self.path] = counts.get(self.path, 0) + 1
+                if self.path in redirect_map:
+                    self.send_response(302)
+                    self.send_header("Location", redirect_map[self.path])
+                    self.end_headers()
+                    return
                 super().do_GET()
 
             def log_message(self, *args):
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), partial(Handler, directory=str(folder)))
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.server = ThreadingHTTPServer((host, 0), partial(Handler, directory=str(folder)))
+        self.url = f"http://{host}:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def stop(self):

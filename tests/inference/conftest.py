@@ -67,3 +67,12 @@ def file_server(lora_dir):
     server = FileServer(lora_dir / "served")
     yield server
     server.stop()
+
+
+@pytest.fixture
+def inside_file_server(lora_dir):
+    """The same files on 127.0.0.2: loopback, and not in the suite's
+    LIGHTBOX_NETWORK_ALLOWLIST, which the servers read as Lightbox does."""
+    server = FileServer(lora_dir / "served", host="127.0.0.2")
+    yield server
+    server.stop()

@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pytest
-from cogserver import data_uri, decode, noise_image
+from cogserver import data_uri, decode, free_port, noise_image
 from PIL import Image
 
 from inference import families
@@ -129,6 +129,27 @@ def test_a_lora_by_url_is_downloaded_once(sd, file_server):
     assert not np.array_equal(base, first)
     assert not np.array_equal(first, second)
     assert file_server.counts == {"/remote.safetensors": 1}
+
+
+def test_a_lora_url_inside_is_refused_by_the_server_itself_alike_for_open_and_closed_ports(
+    sd, file_server, inside_file_server
+):
+    open_port = f"{inside_file_server.url}/remote.safetensors"
+    closed_port = f"http://127.0.0.2:{free_port()}/remote.safetensors"
+    file_server.redirects["/moved.safetensors"] = open_port  # an allowed host that points inside
+    bodies = [
+        sd.predict(prompt="x", lora=url, **SMALL)
+        for url in (open_port, closed_port, f"{file_server.url}/moved.safetensors",
+                    "http://no-such-host.invalid/remote.safetensors")
+    ]
+
+    assert [body["status"] for body in bodies] == ["failed"] * 4
+    [error] = {body["error"] for body in bodies}  # Cog adds "Prediction failed: ValueError: "
+    assert error.endswith("could not fetch lora")
+    assert inside_file_server.counts == {}
+    # Why is in the server's log, not in what the caller reads.
+    assert not any("non-public" in body["logs"] or "resolve" in body["logs"] for body in bodies)
+    assert "resolves to a non-public address (127.0.0.2)" in sd.log_path.read_text()
 
 
 def test_a_lora_on_sdxl(sdxl):

@@ -9,6 +9,7 @@ from django.urls import reverse
 from app.models import Ban, ModerationAction, Prediction, Report
 from app.services import moderation, predictions
 from app.services.limits import RunRefused
+from tests.conftest import make_trusted_reporter
 
 from .conftest import login
 
@@ -44,6 +45,23 @@ def test_the_queue_lists_reported_items_most_reported_and_newest_first(make_pred
     thumbnail = twice.outputs.get().thumbnail.url
     assert f'src="{thumbnail}"'.encode() in response.content
     assert b"Violence: a fight" in response.content
+
+
+def test_reports_say_whether_the_reporter_counts_toward_hiding(make_prediction, version, alice, bob, carol,
+                                                                 moderator):
+    prediction = make_prediction(owner=alice)
+    moderation.file_report(prediction, "spam", reporter=make_trusted_reporter(bob, version))
+    moderation.file_report(prediction, "spam", reporter=carol)  # a new account
+    moderation.file_report(prediction, "spam", reporter=None)
+    client = login(Client(), moderator)
+
+    listed = client.get(reverse("admin:app_report_changelist"))
+    inline = client.get(reverse("admin:app_prediction_change", args=[prediction.pk]))
+
+    rows = {str(row.reporter): row.reporter_trusted for row in listed.context["cl"].result_list}
+    assert rows == {"bob": True, "carol": False, "None": False}
+    assert b"Trusted reporter" in listed.content and b"Trusted reporter" in inline.content
+    assert inline.content.count(b'alt="True"') == 1 and inline.content.count(b'alt="False"') == 2
 
 
 def test_approve_dismisses_the_reports_and_shows_the_item_again(make_prediction, alice, bob, moderator):

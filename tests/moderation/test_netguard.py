@@ -161,7 +161,7 @@ def test_an_image_url_inside_is_refused_when_the_prediction_is_created(site, ver
 
     assert response.status_code == 422
     assert response.json()["invalid_fields"][0]["field"] == "input.image"
-    assert "private or local address" in response.json()["detail"]
+    assert response.json()["invalid_fields"][0]["description"] == "Could not fetch image."
     assert not Prediction.objects.exists() and inside.requests == []
 
 
@@ -183,6 +183,105 @@ def test_a_webhook_whose_host_moved_inside_is_not_sent(make_prediction, alice, i
     send_webhook.apply(args=[prediction.id, "completed"])
 
     assert inside.requests == []
+
+
+@pytest.fixture
+def lora_version(transactional_db):
+    """A version with text inputs a model server downloads: `lora` (known by
+    its name, as in Replicate's schemas) and `style`, which the schema declares."""
+    import copy
+
+    from tests.moderation.conftest import SCHEMA, _version
+
+    openapi = copy.deepcopy(SCHEMA)
+    inputs = openapi["components"]["schemas"]["Input"]
+    inputs["properties"]["lora"] = {"type": "string", "title": "Lora", "x-order": 50}
+    inputs["properties"]["style"] = {"type": "string", "title": "Style", "x-order": 51}
+    inputs["x-lightbox-url-inputs"] = ["style"]
+    version = _version("local", "lora-model", "cog", "http://127.0.0.1:9")
+    version.openapi_schema = openapi
+    version.save()
+    return version
+
+
+def _closed_port(host):
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        return probe.getsockname()[1]
+
+
+def test_a_lora_inside_is_refused_alike_whether_its_port_is_open_or_closed(site, api, lora_version, inside):
+    answers = []
+    for port in (inside.httpd.server_port, _closed_port("127.0.0.2")):
+        response = api.post("/v1/predictions", json={
+            "version": lora_version.id, "input": {"prompt": "x", "lora": f"http://127.0.0.2:{port}/x.safetensors"},
+        })
+        assert response.status_code == 422
+        [field] = response.json()["invalid_fields"]
+        answers.append((field["field"], field["description"]))
+
+    assert answers[0] == answers[1] == ("input.lora", "Could not fetch lora.")
+    assert not Prediction.objects.exists() and inside.requests == []
+
+
+@pytest.mark.parametrize("value", [
+    "http://127.0.0.2:6379/x.safetensors", "http://[::1]/x", "https://169.254.169.254/latest/",
+    "file:///etc/passwd", "ftp://example.com/x", "data:application/octet-stream;base64,AAAA",
+    "/etc/passwd", "../../etc/passwd", "~/x.safetensors", "C:\\loras\\x",
+])
+@pytest.mark.parametrize("field", ["lora", "style"])
+def test_text_inputs_a_server_downloads_take_only_public_http_urls_or_names(lora_version, alice, field, value):
+    with pytest.raises(schema.InputError) as refused:
+        predictions.start(lora_version, {"prompt": "x", field: value}, owner=alice)
+    assert list(refused.value.errors) == [field]
+    assert not Prediction.objects.exists()
+
+
+def test_a_lora_by_name_or_public_url_is_accepted(lora_version, alice, monkeypatch):
+    monkeypatch.setattr(socket, "getaddrinfo", _resolver({"loras.example": ["93.184.216.34"]}))
+    predictions.start(lora_version, {"prompt": "x", "lora": "my-style", "style": "ink.safetensors"}, owner=alice)
+    predictions.start(lora_version, {"prompt": "x", "lora": "https://loras.example/a.safetensors"}, owner=alice)
+    assert Prediction.objects.count() == 2
+
+
+def test_refusals_do_not_tell_a_name_that_does_not_resolve_from_a_private_one(site, api, version, monkeypatch):
+    monkeypatch.setattr(socket, "getaddrinfo", _resolver({"inside.example": ["10.0.0.5"], "missing.example": None}))
+    texts = set()
+    for host in ("inside.example", "missing.example", "127.0.0.2"):
+        for body in (
+            {"input": {"prompt": "x", "image": f"http://{host}/a.png"}},
+            {"input": {"prompt": "x"}, "webhook": f"http://{host}/hook"},
+        ):
+            response = api.post("/v1/predictions", json={"version": version.id, **body})
+            assert response.status_code == 422
+            texts.add(response.json()["detail"].split(": ", 1)[1])
+
+    assert texts == {"Could not fetch image.", "Could not fetch webhook."}
+
+
+def test_a_failed_fetch_for_a_model_server_says_only_could_not_fetch(version):
+    # An allowed host: a closed port, a 404 and a refused redirect read the same.
+    missing = Server("127.0.0.1", body=b"")
+    missing.httpd.RequestHandlerClass.do_GET = lambda handler: handler.send_error(404)
+    redirecting = Server("127.0.0.1", redirect_to="http://127.0.0.2/inside.png")
+    try:
+        texts = set()
+        for url in (f"http://127.0.0.1:{_closed_port('127.0.0.1')}/a.png", missing.url, redirecting.url):
+            with pytest.raises(netguard.UnsafeURL) as failed:
+                uploads.inline_urls(version, {"prompt": "x", "image": url})
+            texts.add(failed.value.message("an input"))
+    finally:
+        missing.close()
+        redirecting.close()
+
+    assert texts == {"Could not fetch image."}
+
+
+def test_a_lora_whose_host_moved_inside_is_not_sent_to_the_model_server(lora_version, monkeypatch):
+    monkeypatch.setattr(socket, "getaddrinfo", _resolver({"loras.example": ["10.0.0.5"]}))
+    with pytest.raises(netguard.UnsafeURL) as refused:
+        uploads.inline_urls(lora_version, {"prompt": "x", "lora": "https://loras.example/a.safetensors"})
+    assert refused.value.message("an input") == "Could not fetch lora."
 
 
 @pytest.mark.e2e
@@ -212,6 +311,8 @@ def _resolver(table):
 
     def resolve(host, port, *args, **kwargs):
         if host in table:
+            if table[host] is None:
+                raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
             return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, port)) for a in table[host]]
         return real(host, port, *args, **kwargs)
 

@@ -1,5 +1,6 @@
-"""Reports: distinct signed-in reporters hide a shared item at the threshold;
-anonymous reports only queue; the owner still sees a hidden item, with why."""
+"""Reports: distinct trusted signed-in reporters hide a shared item at the
+threshold; anonymous reports and new accounts' only queue; the owner still sees
+a hidden item, with why."""
 
 import pytest
 from django.contrib.auth.models import AnonymousUser
@@ -7,13 +8,16 @@ from django.test import override_settings
 
 from app.models import Comparison, ModerationAction, Prediction, Report
 from app.services import moderation
+from tests.conftest import make_trusted_reporter
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @override_settings(REPORT_THRESHOLD=2)
-def test_distinct_signed_in_reporters_hide_a_public_prediction(make_prediction, alice, bob, carol):
+def test_distinct_signed_in_reporters_hide_a_public_prediction(make_prediction, version, alice, bob, carol):
     prediction = make_prediction(owner=alice)
+    for reporter in (bob, carol):
+        make_trusted_reporter(reporter, version)
 
     moderation.file_report(prediction, "sexual", reporter=bob)
     moderation.file_report(prediction, "sexual", "again", reporter=bob)  # the same person twice counts once
@@ -41,9 +45,79 @@ def test_anonymous_reports_queue_but_never_hide(make_prediction, alice):
     assert Report.objects.filter(prediction=prediction, state="open", reporter=None).count() == 5
 
 
-@override_settings(REPORT_THRESHOLD=1)
-def test_the_owners_own_report_does_not_count(make_prediction, alice):
+def _accounts(*names):
+    from django.contrib.auth import get_user_model
+
+    return [get_user_model().objects.create_user(name, f"{name}@example.com", "pw") for name in names]
+
+
+def test_three_new_accounts_cannot_hide_a_public_item(make_prediction, alice):
     prediction = make_prediction(owner=alice)
+
+    for reporter in _accounts("sock1", "sock2", "sock3"):
+        moderation.file_report(prediction, "sexual", reporter=reporter)
+
+    prediction.refresh_from_db()
+    assert not prediction.is_hidden
+    assert Report.objects.filter(prediction=prediction, state="open").count() == 3  # all in the queue
+    assert not ModerationAction.objects.exists()
+
+
+def test_three_trusted_accounts_hide_it(make_prediction, version, alice):
+    prediction = make_prediction(owner=alice)
+
+    for reporter in _accounts("ann", "ben", "cat"):
+        moderation.file_report(prediction, "sexual", reporter=make_trusted_reporter(reporter, version))
+
+    prediction.refresh_from_db()
+    assert prediction.is_hidden
+
+
+@pytest.mark.parametrize("missing", ["age", "activity", "good standing"])
+def test_an_account_that_misses_part_of_the_rule_does_not_count(make_prediction, version, alice, moderator,
+                                                                 missing, settings):
+    from django.utils import timezone
+
+    from app.models import Ban
+
+    settings.REPORT_THRESHOLD = 1
+    prediction = make_prediction(owner=alice)
+    (reporter,) = _accounts("almost")
+    make_trusted_reporter(reporter, version)
+    if missing == "age":
+        reporter.date_joined = timezone.now()
+        reporter.save(update_fields=["date_joined"])
+    elif missing == "activity":
+        # Runs that failed or never finished are not activity.
+        reporter.predictions.update(status="failed")
+    else:
+        Ban.objects.create(user=reporter, reason="spam", created_by=moderator)
+
+    moderation.file_report(prediction, "spam", reporter=reporter)
+
+    prediction.refresh_from_db()
+    assert not prediction.is_hidden
+
+
+def test_staff_count_whatever_their_age_and_the_rule_is_configurable(make_prediction, alice, settings):
+    settings.REPORT_THRESHOLD = 1
+    staff_member, newcomer = _accounts("helper", "newcomer")
+    staff_member.is_staff = True
+    staff_member.save(update_fields=["is_staff"])
+    first, second = make_prediction(owner=alice), make_prediction(owner=alice)
+
+    moderation.file_report(first, "spam", reporter=staff_member)
+    settings.REPORTER_MIN_AGE_DAYS, settings.REPORTER_MIN_PREDICTIONS = 0, 0
+    moderation.file_report(second, "spam", reporter=newcomer)
+
+    assert Prediction.objects.get(pk=first.pk).is_hidden
+    assert Prediction.objects.get(pk=second.pk).is_hidden
+
+
+@override_settings(REPORT_THRESHOLD=1)
+def test_the_owners_own_report_does_not_count(make_prediction, version, alice):
+    prediction = make_prediction(owner=alice)
+    make_trusted_reporter(alice, version)
 
     moderation.file_report(prediction, "other", reporter=alice)
 
@@ -52,7 +126,8 @@ def test_the_owners_own_report_does_not_count(make_prediction, alice):
 
 
 @override_settings(REPORT_THRESHOLD=1)
-def test_a_reported_comparison_hides_with_its_predictions(make_prediction, alice, bob):
+def test_a_reported_comparison_hides_with_its_predictions(make_prediction, version, alice, bob):
+    make_trusted_reporter(bob, version)
     comparison = Comparison.objects.create(owner=alice, visibility="unlisted")
     first = make_prediction(owner=alice, visibility="unlisted", comparison=comparison)
     second = make_prediction(owner=alice, visibility="unlisted", comparison=comparison)

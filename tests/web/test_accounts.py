@@ -6,6 +6,7 @@ import re
 import pytest
 from django.contrib.auth import get_user_model
 from django.core import mail
+from django.test import Client
 
 from app.models import ApiToken, Prediction
 from app.services import storage
@@ -30,6 +31,39 @@ def test_sign_up_shows_what_is_wrong(client):
     assert response.status_code == 200
     assert "Enter a valid email address." in response.content.decode()
     assert not get_user_model().objects.filter(username="carol").exists()
+
+
+def _from(address):
+    return Client(REMOTE_ADDR=address)
+
+
+def _sign_up(client, username):
+    return client.post("/account/signup", {
+        "username": username, "email": f"{username}@example.com",
+        "password1": "a long enough passphrase", "password2": "a long enough passphrase",
+    })
+
+
+def test_sign_ups_are_limited_per_address(settings, transactional_db):
+    settings.SIGNUPS_PER_IP_PER_HOUR = 2
+    for name in ("sock1", "sock2"):
+        assert _sign_up(_from("203.0.113.7"), name).status_code == 302
+
+    refused = _sign_up(_from("203.0.113.7"), "sock3")
+
+    assert refused.status_code == 429
+    assert 3000 < int(refused["Retry-After"]) <= 3600
+    assert "Too many accounts were made from your network. Try again in 60 minutes." in refused.content.decode()
+    assert not get_user_model().objects.filter(username="sock3").exists()
+    assert _sign_up(_from("198.51.100.2"), "sock3").status_code == 302  # another address
+
+
+def test_a_sign_up_that_fails_uses_up_nothing(client, settings, transactional_db):
+    settings.SIGNUPS_PER_IP_PER_HOUR = 1
+
+    assert client.post("/account/signup", {"username": "carol", "email": "x"}).status_code == 200
+
+    assert _sign_up(client, "carol").status_code == 302
 
 
 def test_log_in_and_out(client, alice):
@@ -244,7 +278,6 @@ def test_two_people_racing_for_one_invite_only_one_gets_an_account(settings, tra
     import threading
 
     from django.db import connection
-    from django.test import Client
 
     from app.forms import SignupForm
 
@@ -317,6 +350,7 @@ def test_create_invite_prints_sign_up_links(transactional_db):
 # --- Log-in and password-reset throttling -------------------------------------------
 
 WRONG = "not the password"
+RIGHT = "correct horse battery"
 
 
 def _log_in(client, username, password):
@@ -327,12 +361,12 @@ def _errors(response):
     return re.findall(r'<div class="form-errors" role="alert"><ul><li>([^<]+)</li>', response.content.decode())
 
 
-def test_log_ins_are_refused_after_n_failures_even_with_the_right_password(client, alice, settings):
-    settings.LOGIN_ATTEMPTS = 3
+def test_log_ins_are_refused_after_n_failures_from_one_address_even_with_the_right_password(client, alice, settings):
+    settings.LOGIN_ATTEMPTS_PER_USER_IP = 3
     for _ in range(3):
         assert _log_in(client, "alice", WRONG).status_code == 200
 
-    refused = _log_in(client, "alice", "correct horse battery")
+    refused = _log_in(client, "alice", RIGHT)
 
     assert refused.status_code == 429
     assert _errors(refused) == ["Too many failed log-in attempts. Try again in 15 minutes."]
@@ -340,8 +374,25 @@ def test_log_ins_are_refused_after_n_failures_even_with_the_right_password(clien
     assert "Log out" not in client.get("/").content.decode()
 
 
+def test_failures_from_elsewhere_do_not_lock_the_owner_out(alice, bob):
+    # The defaults: 5 attempts per username and address, 20 per address.
+    attacker, owner = _from("203.0.113.7"), _from("198.51.100.2")
+    assert [_log_in(attacker, "alice", WRONG).status_code for _ in range(5)] == [200] * 5
+
+    assert _log_in(attacker, "alice", RIGHT).status_code == 429  # the attacker is refused for alice
+    assert _log_in(owner, "alice", RIGHT).status_code == 302  # alice, from her address, is not
+
+    # 15 more failures on other names make 20 from the attacker's address: then it
+    # is refused for everyone, while everyone elsewhere logs in.
+    names = [f"user{n}" for n in range(3)]
+    assert [_log_in(attacker, name, WRONG).status_code for name in names for _ in range(5)] == [200] * 15
+    assert _log_in(attacker, "bob", RIGHT).status_code == 429
+    assert _log_in(attacker, "nobody", WRONG).status_code == 429
+    assert _log_in(_from("198.51.100.3"), "bob", RIGHT).status_code == 302
+
+
 def test_an_unknown_username_gets_the_same_answers(client, alice, settings):
-    settings.LOGIN_ATTEMPTS = 2
+    settings.LOGIN_ATTEMPTS_PER_USER_IP = 2
     answers = {}
     for username in ("alice", "nobody"):
         answers[username] = [
@@ -353,17 +404,35 @@ def test_an_unknown_username_gets_the_same_answers(client, alice, settings):
     assert [status for status, _ in answers["nobody"]] == [200, 200, 429]
 
 
-def test_a_successful_log_in_clears_the_usernames_count(client, alice, settings):
-    settings.LOGIN_ATTEMPTS = 2
+def test_many_addresses_guessing_one_username_are_capped_but_its_owner_still_logs_in(alice, settings):
+    settings.LOGIN_ATTEMPTS_PER_USER = 3
+    home = _from("198.51.100.2")
+    assert _log_in(home, "alice", RIGHT).status_code == 302  # alice has logged in from here before
+    home.post("/account/logout/")
+
+    answers = {}
+    for username in ("alice", "nobody"):
+        bots = [_from(f"203.0.113.{n}") for n in range(1, 5)]
+        answers[username] = [_log_in(bot, username, WRONG).status_code for bot in bots]
+        answers[username].append(_log_in(_from("203.0.113.99"), username, RIGHT).status_code)
+
+    # A username, real or not, takes 3 failures in the window from all
+    # addresses together; then only addresses it has logged in from get in.
+    assert answers["alice"] == answers["nobody"] == [200, 200, 200, 429, 429]
+    assert _log_in(home, "alice", RIGHT).status_code == 302
+
+
+def test_a_successful_log_in_clears_the_count_of_its_address(client, alice, settings):
+    settings.LOGIN_ATTEMPTS_PER_USER_IP = 2
     _log_in(client, "alice", WRONG)
-    assert _log_in(client, "alice", "correct horse battery").status_code == 302
+    assert _log_in(client, "alice", RIGHT).status_code == 302
     client.post("/account/logout/")
 
     assert [_log_in(client, "alice", WRONG).status_code for _ in range(3)] == [200, 200, 429]
 
 
 def test_the_username_count_ignores_case(client, alice, settings):
-    settings.LOGIN_ATTEMPTS = 2
+    settings.LOGIN_ATTEMPTS_PER_USER_IP = 2
     _log_in(client, "alice", WRONG)
     _log_in(client, "ALICE", WRONG)
 
@@ -371,32 +440,30 @@ def test_the_username_count_ignores_case(client, alice, settings):
 
 
 def test_one_address_trying_many_usernames_is_refused(alice, settings):
-    from django.test import Client
-
     settings.LOGIN_ATTEMPTS_PER_IP = 3
-    attacker, elsewhere = Client(REMOTE_ADDR="203.0.113.7"), Client(REMOTE_ADDR="198.51.100.2")
+    attacker, elsewhere = _from("203.0.113.7"), _from("198.51.100.2")
     statuses = [_log_in(attacker, name, WRONG).status_code for name in ("a", "b", "c", "d")]
 
     assert statuses == [200, 200, 200, 429]
-    assert _log_in(elsewhere, "alice", "correct horse battery").status_code == 302
+    assert _log_in(elsewhere, "alice", RIGHT).status_code == 302
 
 
 def test_log_in_works_again_once_the_window_has_passed(client, alice, settings):
     import time
 
     # 2 s: the database cache keeps expiry times in whole seconds.
-    settings.LOGIN_ATTEMPTS, settings.LOGIN_WINDOW = 1, 2
+    settings.LOGIN_ATTEMPTS_PER_USER_IP, settings.LOGIN_WINDOW = 1, 2
     _log_in(client, "alice", WRONG)
-    refused = _log_in(client, "alice", "correct horse battery")
+    refused = _log_in(client, "alice", RIGHT)
     assert refused.status_code == 429 and re.search(r"Try again in [12] seconds?\.", _errors(refused)[0])
 
     time.sleep(2.5)
 
-    assert _log_in(client, "alice", "correct horse battery").status_code == 302
+    assert _log_in(client, "alice", RIGHT).status_code == 302
 
 
 def test_the_admin_log_in_shares_the_count(client, admin_user, settings):
-    settings.LOGIN_ATTEMPTS = 2
+    settings.LOGIN_ATTEMPTS_PER_USER_IP = 2
     _log_in(client, "admin", WRONG)
     client.post("/admin/login/", {"username": "admin", "password": WRONG})
 
@@ -404,6 +471,21 @@ def test_the_admin_log_in_shares_the_count(client, admin_user, settings):
 
     assert "Too many failed log-in attempts." in refused.content.decode()
     assert _log_in(client, "admin", "password").status_code == 429
+
+
+def test_the_old_name_of_the_per_username_and_address_limit_still_works():
+    import subprocess
+    import sys
+
+    def limit(**env):
+        code = "from lightbox import settings; print(settings.LOGIN_ATTEMPTS_PER_USER_IP)"
+        env = {key: value for key, value in os.environ.items() if not key.startswith("LIGHTBOX_LOGIN")} | env
+        return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                              check=True).stdout.strip()
+
+    assert limit() == "5"
+    assert limit(LIGHTBOX_LOGIN_ATTEMPTS="3") == "3"
+    assert limit(LIGHTBOX_LOGIN_ATTEMPTS="3", LIGHTBOX_LOGIN_ATTEMPTS_PER_USER_IP="4") == "4"
 
 
 def test_password_reset_requests_are_throttled_per_address(client, alice, settings):

@@ -1,11 +1,12 @@
 """The playground at /: a form built from the chosen versions' schemas."""
 
 import base64
+import copy
 
 import pytest
 from django.test import override_settings
 
-from app.models import Comparison
+from app.models import Comparison, Prediction
 from app.services import comparisons
 from tasks.predictions import refresh_versions
 from tests.web.conftest import png_bytes
@@ -151,3 +152,21 @@ def test_the_page_reads_stored_availability_which_the_beat_refreshes(client, sd_
     assert html.count("offline") == 1
     # Only the available one is chosen by default.
     assert html.count("checked") == 1
+
+
+def test_a_lora_url_inside_is_refused_in_the_form_and_nothing_runs(client_alice, sd_version):
+    from app.forms import advanced_name
+
+    schema = copy.deepcopy(sd_version.openapi_schema)
+    schema["components"]["schemas"]["Input"]["properties"]["lora"] = {"type": "string", "title": "Lora"}
+    sd_version.openapi_schema = schema
+    sd_version.save()
+
+    response = client_alice.post("/run", {
+        "version": sd_version.id, "prompt": "a fox",
+        advanced_name(sd_version, "lora"): "http://127.0.0.2:6379/x.safetensors",
+    })
+
+    assert response.status_code == 400
+    assert "Could not fetch lora." in response.content.decode()
+    assert not Comparison.objects.exists() and not Prediction.objects.exists()

@@ -9,6 +9,7 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 
 from app.models import Comparison, ModerationAction, Prediction, Report
+from tests.conftest import make_trusted_reporter
 from tests.web.conftest import make_prediction
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -81,7 +82,7 @@ def test_distinct_signed_in_reporters_hide_it_and_its_owner_sees_why(client, ali
     settings.REPORT_THRESHOLD = 2
     prediction = make_prediction(sd_version, owner=alice, visibility="public")
     url = f"/p/{prediction.id}"
-    client.force_login(bob)
+    client.force_login(make_trusted_reporter(bob, sd_version))
 
     client.post(f"{url}/report", {"reason": "sexual"}, headers=HTMX)
     again = client.post(f"{url}/report", {"reason": "violence"}, headers=HTMX).content.decode()
@@ -91,14 +92,14 @@ def test_distinct_signed_in_reporters_hide_it_and_its_owner_sees_why(client, ali
     page = client.get(url).content.decode()
     assert "Reported by you" in page and "You reported it as “violence”" in page
     assert 'value="violence" id="report-reason_1" required checked' in page
-    assert not Prediction.objects.get().is_hidden
+    assert not Prediction.objects.get(pk=prediction.pk).is_hidden
 
-    client.force_login(user("carol"))
+    client.force_login(make_trusted_reporter(user("carol"), sd_version))
     response = client.post(f"{url}/report", {"reason": "sexual"}, follow=True)
 
     assert response.redirect_chain == [("/gallery", 302)]
     assert "it is hidden until they do" in response.content.decode()
-    assert Prediction.objects.get().is_hidden
+    assert Prediction.objects.get(pk=prediction.pk).is_hidden
     assert ModerationAction.objects.get().kind == "auto_hide"
     assert client.get(url).status_code == 410
     assert client.get("/gallery").content.decode().count(f'href="{url}"') == 0
@@ -111,13 +112,28 @@ def test_reports_hide_a_comparison_through_its_page(client, alice, bob, sd_versi
     settings.REPORT_THRESHOLD = 1
     comparison = Comparison.objects.create(owner=alice, visibility="unlisted", input={"prompt": "a fox"})
     prediction = make_prediction(sd_version, owner=alice, visibility="unlisted", comparison=comparison)
-    client.force_login(bob)
+    client.force_login(make_trusted_reporter(bob, sd_version))
 
     response = client.post(f"/c/{comparison.id}/report", {"reason": "illegal"}, headers=HTMX)
 
     assert "it is hidden until they do" in response.content.decode()
     assert client.get(f"/c/{comparison.id}").status_code == 410
     assert client.get(f"/p/{prediction.id}").status_code == 410
+
+
+def test_three_new_accounts_reporting_leave_it_shown_and_queued(client, alice, sd_version):
+    prediction = make_prediction(sd_version, owner=alice, visibility="public")
+
+    for name in ("sock1", "sock2", "sock3"):
+        client.force_login(user(name))
+        response = client.post(f"/p/{prediction.id}/report", {"reason": "sexual"}, follow=True)
+        assert response.redirect_chain == [(f"/p/{prediction.id}", 302)]
+        assert "hidden until" not in response.content.decode()
+
+    client.logout()
+    assert client.get(f"/p/{prediction.id}").status_code == 200
+    assert f'href="/p/{prediction.id}"' in client.get("/gallery").content.decode()
+    assert Report.objects.filter(prediction=prediction, state="open").count() == 3
 
 
 def test_anonymous_reports_reach_the_queue_but_never_hide(client, alice, sd_version, settings):

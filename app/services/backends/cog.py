@@ -66,8 +66,12 @@ def webhook_url(prediction):
 
 
 def webhook_token_ok(prediction_id, token):
-    expected = signing.Signer(salt="cog-webhook").signature(prediction_id)
-    return signing.constant_time_compare(expected, token)
+    # unsign, not a compare with signature(): it also accepts the tokens of
+    # SECRET_KEY_FALLBACKS, so predictions in flight survive a key rotation.
+    try:
+        return signing.Signer(salt="cog-webhook").unsign(f"{prediction_id}:{token}") == prediction_id
+    except signing.BadSignature:
+        return False
 
 
 def submit(prediction):
@@ -87,10 +91,11 @@ def resubmit(prediction):
 def _put(prediction):
     try:
         # The server gets users' image URLs as data: URIs fetched through the
-        # guard, so it never requests an inside address itself.
+        # guard, so it never requests an inside address for them; a LoRA's URL
+        # is checked again here, and by the server when it downloads it.
         model_input = uploads.inline_urls(prediction.version, prediction.input)
     except netguard.UnsafeURL as exc:
-        raise BackendError(f"Could not use an input URL: {exc}", permanent=True) from exc
+        raise BackendError(exc.message("an input"), permanent=True) from exc
     body = {
         "id": prediction.id,
         "input": model_input,
