@@ -52,9 +52,12 @@ def stored_type(data):
     """The content type `data` is stored and served as, from its content alone;
     raises RefusedFile for anything else, or an image that does not decode."""
     try:
-        return images.inspect(data, formats=IMAGE_FORMATS, decode=True)[2]
+        content_type = images.inspect(data, formats=IMAGE_FORMATS, decode=True)[2]
     except ValueError:
         pass
+    else:
+        if content_type in INLINE_TYPES:  # not a variant Pillow names apart (MPO)
+            return content_type
     try:
         json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError):
