@@ -3,6 +3,7 @@ and what a model's outputs may be, told by their bytes; how stored files are
 served; safe upload names; one upload token per Cog server."""
 
 import base64
+import io
 import json
 from urllib.parse import quote, urlsplit
 
@@ -11,6 +12,7 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.test import Client
 from django.utils import timezone
+from PIL import Image
 
 from app import storage
 from app.backends import cog
@@ -78,6 +80,24 @@ def test_markup_and_script_are_refused_by_their_content_whatever_the_name_or_hea
             assert response.status_code == 415, (body[:20], filename)
             assert b"PNG, JPEG, WEBP, GIF or JSON" in response.content
     assert _nothing_saved(before)
+
+
+def test_a_damaged_image_or_hostile_json_is_refused_not_a_500(version):
+    before = snapshot()
+    truncated = png(size=(300, 300))[:200]
+    for body in (truncated, b"[" * 100_000, b"", b"\xff\xfe{}"):
+        assert _put(version.location, "out.png", body).status_code == 415
+    assert _nothing_saved(before)
+
+
+def test_every_allowed_kind_is_taken(version):
+    for fmt, content_type in (("PNG", "image/png"), ("JPEG", "image/jpeg"), ("WEBP", "image/webp"),
+                              ("GIF", "image/gif")):
+        buffer = io.BytesIO()
+        Image.new("RGB", (8, 8), (1, 2, 3)).save(buffer, fmt)
+        assert _put(version.location, f"out.{fmt}", buffer.getvalue(), content_type="text/html").status_code == 201
+        assert Upload.objects.latest("created_at").content_type == content_type
+    assert _put(version.location, "out.json", b'{"ok": true}').status_code == 201
 
 
 def test_a_png_named_html_is_stored_and_served_as_a_png(version, alice):
