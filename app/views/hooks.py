@@ -44,7 +44,9 @@ def _apply(prediction, payload, backend):
     except BackendError as exc:
         return JsonResponse({"detail": str(exc)}, status=400)
     needs_download = update.status == "succeeded" and any(
-        isinstance(item, str) and not item.startswith("data:") and storage.upload_for(item, prediction.version) is None
+        isinstance(item, str)
+        and not item.startswith("data:")
+        and storage.upload_for(item, prediction.version) is None
         for item in update.output or []
     )
     if needs_download:

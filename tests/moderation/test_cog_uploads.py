@@ -241,7 +241,7 @@ def test_serve_model_gives_each_server_its_own_upload_url(monkeypatch):
     call_command("serve_model", "tiny-sdxl")
 
     urls = [command[command.index("--upload-url") + 1] for command in commands]
-    assert urls == [storage.upload_url(catalog.local_url("tiny-sd")), storage.upload_url(catalog.local_url("tiny-sdxl"))]
+    assert urls == [storage.upload_url(catalog.local_url(name)) for name in ("tiny-sd", "tiny-sdxl")]
     assert urls[0] != urls[1]
 
 
