@@ -4,7 +4,7 @@ import sys
 from django.core.management.base import BaseCommand, CommandError
 
 from app import storage
-from app.catalog import LOCAL_MODELS
+from app.catalog import LOCAL_MODELS, local_url
 
 
 class Command(BaseCommand):
@@ -18,7 +18,7 @@ class Command(BaseCommand):
             raise CommandError(f"No local model {name!r}. Known: {', '.join(LOCAL_MODELS)}.")
         port, _, model, *family = LOCAL_MODELS[name]
         command = [sys.executable, "-m", "inference.serve", "--model", model, "--port", str(port),
-                   "--upload-url", storage.upload_url()]
+                   "--upload-url", storage.upload_url(local_url(name))]
         if family:
             command += ["--family", family[0]]
         os.execv(sys.executable, command)
