@@ -453,6 +453,9 @@ class Upload(models.Model):
     """A file a Cog server PUT to us (--upload-url) before its webhook names it."""
 
     id = models.CharField(primary_key=True, max_length=32, default=new_id, editable=False)
+    # The location of the Cog server whose upload token brought it: only that
+    # server's predictions may take it (app.services.storage.upload_for).
+    server = models.CharField(max_length=500, blank=True)
     remote_prediction_id = models.CharField(max_length=100, blank=True)
     file = models.FileField(upload_to="uploads/", max_length=300)
     content_type = models.CharField(max_length=100, blank=True)

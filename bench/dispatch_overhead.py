@@ -76,7 +76,8 @@ def run_config(config, args):
         harness.manage(env, "migrate", "--noinput")
         extra = ["--config", str(Path(__file__).parent / "gunicorn_trace.py")] if args.trace else []
         processes.append(harness.gunicorn(web_port, env, log_dir, args.web_workers, args.web_threads, extra))
-        upload_url = None if args.no_upload_url else harness.django_step(env, "upload-url")["upload_url"]
+        upload_url = None if args.no_upload_url else harness.django_step(
+            env, "upload-url", "--cog-url", f"http://127.0.0.1:{cog_port}")["upload_url"]
         processes.append(harness.cog_server(cog_port, env, log_dir, upload_url=upload_url, name="cog-lightbox"))
         processes.append(harness.cog_server(direct_port, env, log_dir, name="cog-direct"))
         setup = harness.django_step(env, "setup-dispatch", "--cog-url", f"http://127.0.0.1:{cog_port}")

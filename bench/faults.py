@@ -135,14 +135,21 @@ class Bench:
             harness.reset_redis(self.args.broker_url)
         harness.manage(self.env, "migrate", "--noinput")
         self.processes["web"] = harness.gunicorn(self.web_port, self.env, self.log_dir)
-        self.upload_url = harness.django_step(self.env, "upload-url")["upload_url"]
         self.cog_url = f"http://127.0.0.1:{self.cog_port}"
+        self.upload_url = harness.django_step(self.env, "upload-url", "--cog-url", self.cog_url)["upload_url"]
         self.start_cog()
         self.start_worker()
         self.processes["beat"] = harness.celery_beat(self.env, self.log_dir)
         stand_ins = {mode: BrokenCogServer(mode if mode != "timeout" else "hang").start()
                      for mode in ("500", "garbage", "timeout")}
-        stand_ins["lossy"] = WebhookDroppingProxy(self.cog_url, drop=1).start()
+        # The proxy that loses webhooks fronts a Cog server of its own: an upload
+        # token names the one location its server's version is imported from.
+        lossy_port = harness.free_port()
+        stand_ins["lossy"] = WebhookDroppingProxy(f"http://127.0.0.1:{lossy_port}", drop=1).start()
+        lossy_upload_url = harness.django_step(
+            self.env, "upload-url", "--cog-url", stand_ins["lossy"].url)["upload_url"]
+        self.processes["cog-lossy"] = harness.cog_server(lossy_port, self.env, self.log_dir,
+                                                         upload_url=lossy_upload_url, name="cog-lossy")
         self.stand_ins = list(stand_ins.values())
         setup = harness.django_step(
             self.env, "setup-faults", "--cog-url", self.cog_url,

@@ -414,7 +414,7 @@ def step_upload_url(args):
     _django()
     from app.services import storage
 
-    print(json.dumps({"upload_url": storage.upload_url()}))
+    print(json.dumps({"upload_url": storage.upload_url(args.cog_url)}))
 
 
 def step_timings(args):
@@ -557,7 +557,8 @@ def main():
     p = sub.add_parser("setup-dispatch")
     p.add_argument("--cog-url", required=True)
     p.add_argument("--model", default="local/bench")
-    sub.add_parser("upload-url")
+    p = sub.add_parser("upload-url")
+    p.add_argument("--cog-url", required=True, help="the location the Cog server's version is imported from")
     sub.add_parser("timings")
     p = sub.add_parser("seed")
     p.add_argument("--count", type=int, default=10_000)

@@ -73,6 +73,15 @@ class CogServer:
         self.process = None
         self.log_path = ROOT / "var" / "test" / f"cog-{self.port}.log"
 
+    def uploading(self, location=None):
+        """Upload outputs to the live site, with the upload token of the server
+        at `location`: the URL its version is imported from (this server's
+        own, or a proxy's in front of it)."""
+        from app.services import storage
+
+        self.upload_url = storage.upload_url(location or self.url)
+        return self
+
     def start(self):
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         env = {
@@ -222,9 +231,7 @@ def replicate_settings(replicate_cloud):
 
 @pytest.fixture(scope="session")
 def cog_server(site):
-    from app.services import storage
-
-    server = CogServer(COG_PREDICTOR_DIR, upload_url=storage.upload_url()).start()
+    server = CogServer(COG_PREDICTOR_DIR).uploading().start()
     yield server
     server.stop()
 

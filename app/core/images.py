@@ -65,10 +65,15 @@ def parameters_chunks(prediction):
     }
 
 
-def inspect(data):
-    """(width, height, content_type) of image bytes; raises ValueError if not an image."""
+def inspect(data, formats=None, decode=False):
+    """(width, height, content_type) of image bytes; raises ValueError if not an
+    image (of one of `formats`, Pillow's names, when given). With `decode`,
+    every pixel is read too, so a damaged file is refused here and not later,
+    when a thumbnail is made of it."""
     try:
-        with Image.open(io.BytesIO(data)) as image:
+        with Image.open(io.BytesIO(data), formats=formats) as image:
+            if decode:
+                image.load()
             return image.width, image.height, Image.MIME.get(image.format, "application/octet-stream")
     except Exception as exc:  # Pillow raises many kinds for bad bytes
         raise ValueError("not an image Pillow can read") from exc

@@ -10,6 +10,7 @@ import base64
 import binascii
 import functools
 import hashlib
+import json
 import re
 import time
 from urllib.parse import quote, unquote_to_bytes, urlsplit
@@ -29,16 +30,65 @@ from app.models import Output, Upload
 from app.services.backends import BackendError
 
 UPLOAD_PATH_RE = re.compile(r"/hooks/cog/uploads/(?P<token>[^/]+)/(?P<id>[a-z0-9]+)/")
-EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp", "image/gif": "gif"}
+UPLOAD_SIGNER_SALT = "cog-upload"
+
+# What this site stores (a model's outputs, a Cog server's uploads) and serves
+# from its own origin, told by the bytes, never by a file name or a header: an
+# HTML, SVG or script file served from here would run as this site (CSP
+# script-src 'self'). Images are shown inline; JSON, the plain data a model may
+# return as a file, goes out as a sandboxed download (app.views.media). A model
+# that returns text returns a string, which Cog sends inside its output.
+IMAGE_FORMATS = ("PNG", "JPEG", "WEBP", "GIF")
+EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp", "image/gif": "gif",
+              "application/json": "json"}
+INLINE_TYPES = frozenset(("image/png", "image/jpeg", "image/webp", "image/gif"))
+STORED_KINDS = "PNG, JPEG, WEBP, GIF or JSON"
 
 
-def upload_token():
-    return signing.Signer(salt="cog-upload").signature("uploads")
+class RefusedFile(ValueError):
+    """A file of a kind this site does not store."""
 
 
-def upload_url():
-    """The --upload-url a Cog server started by Lightbox is given."""
-    return f"{settings.SITE_URL}/hooks/cog/uploads/{upload_token()}/"
+def stored_type(data):
+    """The content type `data` is stored and served as, from its content alone;
+    raises RefusedFile for anything else, or an image that does not decode."""
+    try:
+        content_type = images.inspect(data, formats=IMAGE_FORMATS, decode=True)[2]
+    except ValueError:
+        pass
+    else:
+        if content_type in INLINE_TYPES:  # not a variant Pillow names apart (MPO)
+            return content_type
+    try:
+        json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise RefusedFile(f"The file is not a {STORED_KINDS} file (told by its content).") from None
+    return "application/json"
+
+
+def _server(location):
+    return location.rstrip("/")
+
+
+def upload_token(location):
+    """The token in the --upload-url of the Cog server at `location` (its
+    versions' location). It names the server, so one server's token cannot put
+    a file into another server's predictions (upload_for)."""
+    return signing.Signer(salt=UPLOAD_SIGNER_SALT).sign_object(_server(location))
+
+
+def upload_server(token):
+    """The location of the Cog server `token` was given to, or None."""
+    try:
+        server = signing.Signer(salt=UPLOAD_SIGNER_SALT).unsign_object(token)
+    except signing.BadSignature:
+        return None
+    return server if isinstance(server, str) else None
+
+
+def upload_url(location):
+    """The --upload-url Lightbox gives the Cog server at `location`."""
+    return f"{settings.SITE_URL}/hooks/cog/uploads/{upload_token(location)}/"
 
 
 def store_outputs(prediction, output, logs=None):
@@ -47,23 +97,35 @@ def store_outputs(prediction, output, logs=None):
     (app.core.logs.nsfw_flags)."""
     flags = nsfw_flags(logs)
     stored = set(prediction.outputs.values_list("index", flat=True))
+    # Every output is fetched and checked before any is stored: one of a kind
+    # we refuse fails the prediction with nothing half-kept.
+    checked = []
     for index, item in enumerate(output or []):
         if index in stored or not isinstance(item, str):
             continue
-        data, content_type = fetch(item)
+        data = fetch(item, prediction.version)
+        try:
+            checked.append((index, item, data, stored_type(data)))
+        except RefusedFile as exc:
+            raise BackendError(f"Output {index}: {exc}", permanent=True) from exc
+    for index, item, data, content_type in checked:
         nsfw = index < len(flags) and flags[index]
         _save_output(prediction, index, data, content_type, Output.Rating.NSFW if nsfw else Output.Rating.SAFE)
-        _discard_upload(item)
+        _discard_upload(item, prediction.version)
 
 
-def fetch(item):
-    """Bytes and content type of one output: a data: URI, our upload, or a URL."""
+def fetch(item, version):
+    """The bytes of one output of `version`: a data: URI, an upload of its own
+    Cog server, or a URL."""
     if item.startswith("data:"):
         return _decode_data_uri(item)
-    upload = upload_for(item)
+    match = _upload_match(item)
+    if match and upload_server(match["token"]) != _server(version.location):
+        raise BackendError("An output names a file uploaded by another model server.", permanent=True)
+    upload = upload_for(item, version)
     if upload is not None:
         with upload.file.open("rb") as fh:
-            return fh.read(), upload.content_type
+            return fh.read()
     if urlsplit(item).scheme not in ("http", "https"):
         raise BackendError(f"Output {item[:80]!r} is neither a URL nor a data URI.", permanent=True)
     try:
@@ -76,31 +138,39 @@ def fetch(item):
                 if size > settings.UPLOAD_MAX_BYTES:
                     raise BackendError("An output is larger than LIGHTBOX_UPLOAD_MAX_BYTES.", permanent=True)
                 chunks.append(chunk)
-            return b"".join(chunks), response.headers.get("content-type", "").split(";")[0]
+            return b"".join(chunks)
     except httpx.HTTPError as exc:
         raise BackendError(f"Downloading an output {http.describe(exc)}.") from exc
 
 
 def _decode_data_uri(uri):
+    """The bytes of a data: URI; its declared type is not believed (stored_type)."""
     header, _, payload = uri.partition(",")
-    content_type = header[5:].split(";")[0] or "application/octet-stream"
     try:
-        data = base64.b64decode(payload, validate=False) if ";base64" in header else unquote_to_bytes(payload)
+        return base64.b64decode(payload, validate=False) if ";base64" in header else unquote_to_bytes(payload)
     except (binascii.Error, ValueError) as exc:
         raise BackendError("An output data URI is not valid base64.", permanent=True) from exc
-    return data, content_type
 
 
-def upload_for(url):
-    """The Upload a URL names, if it is one of ours."""
-    match = UPLOAD_PATH_RE.search(urlsplit(url).path)
-    if not match or not signing.constant_time_compare(match["token"], upload_token()):
+def _upload_match(url):
+    try:
+        return UPLOAD_PATH_RE.search(urlsplit(url).path)
+    except ValueError:  # not a URL urlsplit can read (a bad IPv6 host)
         return None
-    return Upload.objects.filter(pk=match["id"]).first()
 
 
-def _discard_upload(item):
-    upload = upload_for(item) if not item.startswith("data:") else None
+def upload_for(url, version):
+    """The Upload a URL names, if it is one of ours that `version`'s own Cog
+    server uploaded and it is still here."""
+    match = _upload_match(url)
+    server = _server(version.location)
+    if not match or upload_server(match["token"]) != server:
+        return None
+    return Upload.objects.filter(pk=match["id"], server=server).first()
+
+
+def _discard_upload(item, version):
+    upload = upload_for(item, version) if not item.startswith("data:") else None
     if upload is not None:
         upload.file.delete(save=False)
         upload.delete()
@@ -118,29 +188,20 @@ def discard_uploads(prediction):
 
 
 def _save_output(prediction, index, data, content_type, rating=Output.Rating.SAFE):
-    try:
-        width, height, content_type = images.inspect(data)
-    except ValueError:
-        width = height = None
-    if content_type == "image/png":
-        data = images.embed_png_metadata(data, images.parameters_chunks(prediction))
-    extension = EXTENSIONS.get(content_type, "bin")
-    output = Output(
-        prediction=prediction,
-        index=index,
-        content_type=content_type or "application/octet-stream",
-        width=width,
-        height=height,
-        sha256=hashlib.sha256(data).hexdigest(),
-        rating=rating,
-    )
-    output.file.save(f"{index}.{extension}", ContentFile(data), save=False)
-    if width:
-        output.thumbnail.save(f"{index}.thumb.webp", ContentFile(images.thumbnail(data)), save=False)
+    """Store one output whose content type stored_type() gave."""
+    output = Output(prediction=prediction, index=index, content_type=content_type, rating=rating)
+    files = {}
+    if content_type in INLINE_TYPES:
+        output.width, output.height, _ = images.inspect(data)
+        if content_type == "image/png":
+            data = images.embed_png_metadata(data, images.parameters_chunks(prediction))
+        files["thumbnail"] = (f"{index}.thumb.webp", images.thumbnail(data))
         if rating == Output.Rating.NSFW:
-            output.blurred_thumbnail.save(
-                f"{index}.blurred.webp", ContentFile(images.blurred_thumbnail(data)), save=False
-            )
+            files["blurred_thumbnail"] = (f"{index}.blurred.webp", images.blurred_thumbnail(data))
+    files["file"] = (f"{index}.{EXTENSIONS[content_type]}", data)
+    output.sha256 = hashlib.sha256(data).hexdigest()
+    for field, (name, content) in files.items():
+        getattr(output, field).save(name, ContentFile(content), save=False)
     try:
         with transaction.atomic():
             output.save()

@@ -2,17 +2,19 @@
 
 import json
 import logging
+import unicodedata
+from urllib.parse import quote
 
 from django.conf import settings
-from django.core import signing
 from django.core.files.base import ContentFile
-from django.http import FileResponse, HttpResponse, JsonResponse
+from django.http import HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST
 
 from app.models import Prediction, Upload
 from app.services import predictions, storage
 from app.services.backends import BackendError, cog, replicate
+from app.views.media import file_response
 from tasks.predictions import finish_prediction
 
 log = logging.getLogger(__name__)
@@ -42,7 +44,9 @@ def _apply(prediction, payload, backend):
     except BackendError as exc:
         return JsonResponse({"detail": str(exc)}, status=400)
     needs_download = update.status == "succeeded" and any(
-        isinstance(item, str) and not item.startswith("data:") and storage.upload_for(item) is None
+        isinstance(item, str)
+        and not item.startswith("data:")
+        and storage.upload_for(item, prediction.version) is None
         for item in update.output or []
     )
     if needs_download:
@@ -77,25 +81,52 @@ def cog_webhook(request, prediction_id, token):
 @csrf_exempt
 @require_http_methods(["PUT", "GET"])
 def cog_upload(request, token, filename, upload_id=None):
-    """Cog's --upload-url: PUT stores a file until the webhook names it."""
-    if not signing.constant_time_compare(token, storage.upload_token()):
+    """Cog's --upload-url: PUT stores a file until the webhook names it. The
+    token names the Cog server; a file is kept for that server's predictions."""
+    server = storage.upload_server(token)
+    if server is None:
         return HttpResponse(status=403)
     if request.method == "GET":
-        upload = Upload.objects.filter(pk=upload_id).first()
+        upload = Upload.objects.filter(pk=upload_id, server=server).first() if _plain_id(upload_id) else None
         if upload is None:
             return HttpResponse(status=404)
-        return FileResponse(upload.file.open("rb"), content_type=upload.content_type)
+        return file_response(upload.file.open("rb"), upload.content_type)
+    # A "/" in the name (even encoded) reaches the route with an upload id.
+    if upload_id is not None or not _safe_filename(filename):
+        return HttpResponse(
+            "The file name must be 1-100 characters with no path (/, \\, ..), no leading dot and no control "
+            "characters.", status=400, content_type="text/plain",
+        )
     body = _read_body(request, settings.UPLOAD_MAX_BYTES)
     if body is None:
         return HttpResponse("Upload too large (LIGHTBOX_UPLOAD_MAX_BYTES).", status=413)
+    try:
+        content_type = storage.stored_type(body)
+    except storage.RefusedFile as exc:
+        return HttpResponse(str(exc), status=415, content_type="text/plain")
     upload = Upload(
+        server=server,
         remote_prediction_id=request.headers.get("X-Prediction-Id", "")[:100],
-        content_type=request.headers.get("Content-Type", "")[:100],
+        content_type=content_type,
     )
-    upload.file.save(filename[-100:], ContentFile(body), save=True)
+    upload.file.save(filename, ContentFile(body), save=True)
     response = HttpResponse(status=201)
-    response["Location"] = f"{storage.upload_url()}{upload.pk}/{filename}"
+    response["Location"] = f"{storage.upload_url(server)}{upload.pk}/{quote(filename)}"
     return response
+
+
+def _safe_filename(name):
+    """No path, no hidden file, nothing a header or a log line could break on."""
+    return (
+        0 < len(name) <= 100
+        and not name.startswith(".")
+        and not any(part in name for part in ("/", "\\", ".."))
+        and not any(unicodedata.category(char).startswith("C") for char in name)
+    )
+
+
+def _plain_id(upload_id):
+    return bool(upload_id) and upload_id.isascii() and upload_id.isalnum()
 
 
 @csrf_exempt

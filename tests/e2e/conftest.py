@@ -73,9 +73,7 @@ def new_page(browser):
 
 @pytest.fixture(scope="session")
 def second_cog_server(site):
-    from app.services import storage
-
-    server = CogServer(COG_PREDICTOR_DIR, upload_url=storage.upload_url()).start()
+    server = CogServer(COG_PREDICTOR_DIR).uploading().start()
     yield server
     server.stop()
 

@@ -14,7 +14,7 @@ from django.utils import timezone
 from kombu import Connection
 
 from app.models import Prediction, Version
-from app.services import catalog, predictions, storage
+from app.services import catalog, predictions
 from tasks.predictions import reconcile
 from tests.conftest import COG_PREDICTOR_DIR, ROOT, CogServer, Worker, wait_for_status, wait_until
 from tests.engine.broken_cog import BrokenCogServer, WebhookDroppingProxy
@@ -93,9 +93,20 @@ def test_a_worker_killed_during_the_hand_off_is_replaced_and_the_prediction_stil
 
 @pytest.fixture
 def own_cog_server(site):
-    server = CogServer(COG_PREDICTOR_DIR, upload_url=storage.upload_url()).start()
+    server = CogServer(COG_PREDICTOR_DIR).uploading().start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def proxied_cog_server(site):
+    """A Cog server reached through a proxy that loses completed webhooks: its
+    upload token is the proxy's, the location its version is imported from."""
+    server = CogServer(COG_PREDICTOR_DIR)
+    with WebhookDroppingProxy(server.url, drop=1) as proxy:
+        server.uploading(proxy.url).start()
+        yield proxy
+        server.stop()
 
 
 def _start_interrupted(server, alice):
@@ -141,16 +152,18 @@ def test_a_model_server_killed_outright_runs_the_prediction_again_once_it_is_bac
     stored_files.assert_intact(prediction)
 
 
-def test_a_lost_completed_webhook_still_ends_the_prediction_with_its_outputs(worker, cog_server, alice, stored_files):
-    with WebhookDroppingProxy(cog_server.url, drop=1) as proxy:
-        version = catalog.import_version(proxy.url, "local/lossy")
-        prediction = predictions.start(version, {"prompt": "lost and found", "num_outputs": 2}, owner=alice)
-        wait_until(lambda: proxy.dropped.get(prediction.id), message="the completed webhook to be lost")
-        prediction.refresh_from_db()
-        # The server finished; the app never heard (its start webhook may still be on its way).
-        assert prediction.status in ("starting", "processing")
+def test_a_lost_completed_webhook_still_ends_the_prediction_with_its_outputs(
+    worker, proxied_cog_server, alice, stored_files
+):
+    proxy = proxied_cog_server
+    version = catalog.import_version(proxy.url, "local/lossy")
+    prediction = predictions.start(version, {"prompt": "lost and found", "num_outputs": 2}, owner=alice)
+    wait_until(lambda: proxy.dropped.get(prediction.id), message="the completed webhook to be lost")
+    prediction.refresh_from_db()
+    # The server finished; the app never heard (its start webhook may still be on its way).
+    assert prediction.status in ("starting", "processing")
 
-        prediction = reconcile_until_ended(prediction.id)
+    prediction = reconcile_until_ended(prediction.id)
 
     # The server had forgotten it, so it ran again (same input and seed).
     assert prediction.status == "succeeded", prediction.error

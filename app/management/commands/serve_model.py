@@ -4,7 +4,7 @@ import sys
 from django.core.management.base import BaseCommand, CommandError
 
 from app.services import storage
-from app.services.catalog import LOCAL_MODELS, local_port
+from app.services.catalog import LOCAL_MODELS, local_port, local_url
 
 
 class Command(BaseCommand):
@@ -18,7 +18,7 @@ class Command(BaseCommand):
             raise CommandError(f"No local model {name!r}. Known: {', '.join(LOCAL_MODELS)}.")
         _, _, model, *family = LOCAL_MODELS[name]
         command = [sys.executable, "-m", "inference.serve", "--model", model, "--port", str(local_port(name)),
-                   "--upload-url", storage.upload_url()]
+                   "--upload-url", storage.upload_url(local_url(name))]
         if family:
             command += ["--family", family[0]]
         os.execv(sys.executable, command)
