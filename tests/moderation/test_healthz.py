@@ -5,7 +5,7 @@ import pytest
 from django.test import Client
 
 from app.models import ApiToken
-from tasks.celery import app as celery_app
+from lightbox.celery import app as celery_app
 from tests.moderation.conftest import login
 
 pytestmark = pytest.mark.django_db(transaction=True)
