@@ -6,18 +6,16 @@ under "advanced". Ranges differ between versions, so the common fields only
 check types here; the comparison mapping fits each value to each version.
 """
 
-import base64
 from urllib.parse import parse_qs, urlsplit
 
 from django import forms
 from django.contrib.auth import get_user_model
 from django.contrib.auth.forms import AuthenticationForm, PasswordResetForm, UserCreationForm
 
-from app.core import images, schema, throttle
+from app.core import schema, throttle, uploads
 from app.models import Invite, Prediction, Report
 from app.services.comparisons import COMMON_FIELDS
 
-MAX_IMAGE_BYTES = 10 * 1024 * 1024
 TEXTAREA_FIELDS = ("prompt", "negative_prompt")
 
 
@@ -143,17 +141,12 @@ class PlaygroundForm(forms.Form):
     def advanced_groups(self):
         return [(version, [self[name] for name in names]) for version, names in self.advanced]
 
-    def _clean_image(self, upload):
+    @staticmethod
+    def _clean_image(upload):
         if not upload:
             return None
-        if upload.size > MAX_IMAGE_BYTES:
-            raise forms.ValidationError("Images up to 10 MB, please.")
-        data = upload.read()
-        try:
-            _, _, content_type = images.inspect(data)
-        except ValueError:
-            raise forms.ValidationError("This file is not an image.")
-        return f"data:{content_type};base64,{base64.b64encode(data).decode()}"
+        # Checked and re-encoded as every upload is (LIGHTBOX_UPLOAD_IMAGE_MAX_BYTES).
+        return uploads.clean_upload(upload).data_uri
 
     def clean(self):
         cleaned = super().clean()

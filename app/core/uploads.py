@@ -44,6 +44,10 @@ class CleanImage:
     def as_file(self, stem="upload"):
         return ContentFile(self.data, name=f"{stem}.{self.extension}")
 
+    @property
+    def data_uri(self):
+        return f"data:{self.content_type};base64,{base64.b64encode(self.data).decode()}"
+
 
 def clean_image(data, *, max_bytes=None, max_pixels=None, formats=None):
     """Check and re-encode image bytes; returns a CleanImage or raises UploadRejected.
@@ -84,8 +88,8 @@ def clean_image(data, *, max_bytes=None, max_pixels=None, formats=None):
 
 
 def clean_upload(uploaded_file):
-    """For forms: a Django UploadedFile in, a re-encoded ContentFile out;
-    raises ValidationError with the reason."""
+    """For forms: a Django UploadedFile in, a CleanImage out (re-encoded, at
+    most LIGHTBOX_UPLOAD_IMAGE_MAX_BYTES); raises ValidationError with the reason."""
     limit = settings.UPLOAD_IMAGE_MAX_BYTES
     if uploaded_file.size is not None and uploaded_file.size > limit:
         raise ValidationError(f"The file is larger than {limit // (1024 * 1024)} MB.")
@@ -93,11 +97,7 @@ def clean_upload(uploaded_file):
         cleaned = clean_image(uploaded_file.read(limit + 1))
     except UploadRejected as exc:
         raise ValidationError(str(exc)) from exc
-    return cleaned.as_file()
-
-
-def _data_uri(cleaned):
-    return f"data:{cleaned.content_type};base64,{base64.b64encode(cleaned.data).decode()}"
+    return cleaned
 
 
 def clean_image_bytes_for_model(data, content_type):
@@ -119,7 +119,7 @@ def clean_input_images(version, data):
             continue
         try:
             raw = base64.b64decode(payload, validate=True) if ";base64" in header else unquote_to_bytes(payload)
-            uri = _data_uri(clean_image(raw))
+            uri = clean_image(raw).data_uri
         except (binascii.Error, ValueError) as exc:
             message = str(exc) if isinstance(exc, UploadRejected) else "The data: URI is not valid base64."
             errors.setdefault(name, []).append(message)

@@ -74,6 +74,20 @@ def test_a_truncated_image_is_refused():
 
 def test_the_form_helper_raises_validation_errors():
     cleaned = clean_upload(SimpleUploadedFile("in.png", _image(), content_type="image/png"))
-    assert cleaned.name == "upload.png"
+    assert cleaned.as_file().name == "upload.png" and cleaned.data_uri.startswith("data:image/png;base64,")
     with pytest.raises(ValidationError):
         clean_upload(SimpleUploadedFile("x.png", _png_bomb(), content_type="image/png"))
+
+
+def test_the_playground_takes_images_up_to_the_configured_size(settings):
+    """One upload limit, LIGHTBOX_UPLOAD_IMAGE_MAX_BYTES: the form said 10 MB."""
+    from app.forms import PlaygroundForm
+
+    big = _image()
+    settings.UPLOAD_IMAGE_MAX_BYTES = len(big) - 1
+    with pytest.raises(ValidationError, match="larger than"):
+        PlaygroundForm._clean_image(SimpleUploadedFile("big.png", big, content_type="image/png"))
+    settings.UPLOAD_IMAGE_MAX_BYTES = len(big)
+    assert PlaygroundForm._clean_image(SimpleUploadedFile("ok.png", big, content_type="image/png")).startswith(
+        "data:image/png;base64,"
+    )
