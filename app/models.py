@@ -422,13 +422,19 @@ class Output(models.Model):
     def __str__(self):
         return f"{self.prediction_id}/{self.index}"
 
+    # Every file stored for an output; what deletes one deletes them all.
+    FILE_FIELDS = ("file", "thumbnail", "blurred_thumbnail")
+
+    def stored_files(self):
+        """The FieldFiles of FILE_FIELDS that hold a file."""
+        return [getattr(self, name) for name in self.FILE_FIELDS if getattr(self, name)]
+
     def block(self):
         """Delete the image files for good; the row stays (rating blocked, hash kept)."""
-        for field in (self.file, self.thumbnail, self.blurred_thumbnail):
-            if field:
-                field.delete(save=False)
+        for field_file in self.stored_files():
+            field_file.delete(save=False)
         self.rating = self.Rating.BLOCKED
-        self.save(update_fields=["rating", "file", "thumbnail", "blurred_thumbnail"])
+        self.save(update_fields=["rating", *self.FILE_FIELDS])
 
     def shows_explicit_to(self, user):
         """Whether `user` gets this image itself, rather than its blurred thumbnail."""

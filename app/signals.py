@@ -10,7 +10,7 @@ from app.models import Output
 
 @receiver(post_delete, sender=Output)
 def delete_output_files(sender, instance, **kwargs):
-    files = [f for f in (instance.file, instance.thumbnail) if f]
+    files = instance.stored_files()
 
     def delete():
         for field_file in files:

@@ -207,9 +207,8 @@ def _save_output(prediction, index, data, content_type, rating=Output.Rating.SAF
             output.save()
     except IntegrityError:
         # Another webhook delivery stored this output first; drop our copy.
-        for field in (output.file, output.thumbnail, output.blurred_thumbnail):
-            if field:
-                field.delete(save=False)
+        for field_file in output.stored_files():
+            field_file.delete(save=False)
 
 
 def save_blurred_thumbnail(output):

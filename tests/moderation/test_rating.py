@@ -4,6 +4,7 @@ a blocklist refuses prompts."""
 
 import pytest
 from django.contrib.auth.models import Permission
+from django.core.files.storage import default_storage
 
 from app.core import schema
 from app.core.logs import nsfw_flags
@@ -69,3 +70,17 @@ def test_the_api_answers_a_blocked_prompt_with_a_422_naming_the_field(site, vers
     assert response.status_code == 422
     assert response.json()["invalid_fields"][0]["field"] == "input.prompt"
     assert "blocked term" in response.json()["detail"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_deleting_an_nsfw_prediction_deletes_its_blurred_thumbnail_too(make_prediction, alice):
+    """Every stored file of an output goes with it: the delete signal forgot the
+    blurred thumbnail, which stayed in storage after the prediction or account."""
+    prediction = make_prediction(owner=alice, ratings=("nsfw",))
+    output = prediction.outputs.get()
+    names = [field_file.name for field_file in (output.file, output.thumbnail, output.blurred_thumbnail)]
+    assert all(default_storage.exists(name) for name in names)
+
+    prediction.delete()
+
+    assert not any(default_storage.exists(name) for name in names)
