@@ -23,3 +23,30 @@ def describe(exc):
     if isinstance(exc, httpx.TimeoutException):
         return "timed out"
     return str(exc) or exc.__class__.__name__
+
+
+class BadStatus(Exception):
+    """A download answered something other than 200."""
+
+    def __init__(self, status):
+        super().__init__(f"answered {status}")
+        self.status = status
+
+
+class TooLarge(Exception):
+    """A download went past its size limit (it was stopped there)."""
+
+
+def download(client, url, max_bytes, timeout):
+    """(bytes, content type) of `url`, following redirects, read in chunks and
+    stopped past `max_bytes`. Raises BadStatus, TooLarge or httpx.HTTPError."""
+    with client.stream("GET", url, follow_redirects=True, timeout=timeout) as response:
+        if response.status_code != 200:
+            raise BadStatus(response.status_code)
+        chunks, size = [], 0
+        for chunk in response.iter_bytes():
+            size += len(chunk)
+            if size > max_bytes:
+                raise TooLarge(f"larger than {max_bytes} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks), response.headers.get("content-type", "").split(";")[0].strip()

@@ -38,6 +38,7 @@ import httpcore
 import httpx
 from django.conf import settings
 
+from app.core import http
 from app.core.schema import InputError, is_file_input, url_inputs
 
 log = logging.getLogger(__name__)
@@ -174,19 +175,14 @@ def fetch(url, max_bytes):
     """(bytes, content type) of `url`, following redirects, each hop checked."""
     check_url(url)
     try:
-        with client().stream("GET", url, follow_redirects=True, timeout=30) as response:
-            if response.status_code != 200:
-                raise UnsafeURL(f"Fetching {url[:100]} answered {response.status_code}.")
-            chunks, size = [], 0
-            for chunk in response.iter_bytes():
-                size += len(chunk)
-                if size > max_bytes:
-                    raise UnsafeURL(
-                        f"The file at {url[:100]} is larger than {max_bytes} bytes.",
-                        public=f"The file is larger than {max_bytes} bytes.",
-                    )
-                chunks.append(chunk)
-            return b"".join(chunks), response.headers.get("content-type", "").split(";")[0].strip()
+        return http.download(client(), url, max_bytes, timeout=30)
+    except http.BadStatus as exc:
+        raise UnsafeURL(f"Fetching {url[:100]} answered {exc.status}.") from exc
+    except http.TooLarge as exc:
+        raise UnsafeURL(
+            f"The file at {url[:100]} is larger than {max_bytes} bytes.",
+            public=f"The file is larger than {max_bytes} bytes.",
+        ) from exc
     except httpx.HTTPError as exc:
         raise UnsafeURL(f"Fetching {url[:100]} failed: {exc}") from exc
 

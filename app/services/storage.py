@@ -129,18 +129,14 @@ def fetch(item, version):
     if urlsplit(item).scheme not in ("http", "https"):
         raise BackendError(f"Output {item[:80]!r} is neither a URL nor a data URI.", permanent=True)
     try:
-        with http.client().stream("GET", item, follow_redirects=True, timeout=60) as response:
-            if response.status_code != 200:
-                raise BackendError(f"Downloading an output answered {response.status_code}.")
-            chunks, size = [], 0
-            for chunk in response.iter_bytes():
-                size += len(chunk)
-                if size > settings.UPLOAD_MAX_BYTES:
-                    raise BackendError("An output is larger than LIGHTBOX_UPLOAD_MAX_BYTES.", permanent=True)
-                chunks.append(chunk)
-            return b"".join(chunks)
+        data, _ = http.download(http.client(), item, settings.UPLOAD_MAX_BYTES, timeout=60)
+    except http.BadStatus as exc:
+        raise BackendError(f"Downloading an output answered {exc.status}.") from exc
+    except http.TooLarge as exc:
+        raise BackendError("An output is larger than LIGHTBOX_UPLOAD_MAX_BYTES.", permanent=True) from exc
     except httpx.HTTPError as exc:
         raise BackendError(f"Downloading an output {http.describe(exc)}.") from exc
+    return data
 
 
 def _decode_data_uri(uri):
