@@ -13,7 +13,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.forms import AuthenticationForm, PasswordResetForm, UserCreationForm
 
 from app.core import schema, throttle, uploads
-from app.models import Invite, Prediction, Report
+from app.models import Invite, Report, Visibility
 from app.services.comparisons import COMMON_FIELDS
 
 TEXTAREA_FIELDS = ("prompt", "negative_prompt")
@@ -173,7 +173,7 @@ class PlaygroundForm(forms.Form):
         }
 
     def visibility(self):
-        return Prediction.Visibility.PUBLIC if self.cleaned_data.get("publish") else None
+        return Visibility.PUBLIC if self.cleaned_data.get("publish") else None
 
 
 class SignupForm(UserCreationForm):
@@ -270,7 +270,7 @@ class TokenForm(forms.Form):
 
 
 class VisibilityForm(forms.Form):
-    visibility = forms.ChoiceField(choices=Prediction.Visibility.choices)
+    visibility = forms.ChoiceField(choices=Visibility.choices)
 
 
 class ReportForm(forms.Form):

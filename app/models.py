@@ -105,6 +105,14 @@ class Version(models.Model):
 
 
 
+class Visibility(models.TextChoices):
+    """Who may see a prediction or a comparison (DESIGN: web runs unlisted, API runs private)."""
+
+    PUBLIC = "public", "Public (in the gallery)"
+    UNLISTED = "unlisted", "Unlisted (anyone with the link)"
+    PRIVATE = "private", "Private (only you)"
+
+
 class ModeratedQuerySet(models.QuerySet):
     """Filters every page, list and API response must use (app.services.moderation).
 
@@ -190,7 +198,7 @@ class Comparison(Moderated):
     extra_input = models.JSONField(default=dict, blank=True)
     # {version id: [{"field", "given", "used", "reason"}, ...]}
     changes = models.JSONField(default=dict, blank=True)
-    visibility = models.CharField(max_length=10, default="unlisted")
+    visibility = models.CharField(max_length=10, choices=Visibility.choices, default=Visibility.UNLISTED)
     created_at = models.DateTimeField(default=timezone.now)
 
     objects = ComparisonQuerySet.as_manager()
@@ -267,11 +275,6 @@ class Prediction(Moderated):
     class Source(models.TextChoices):
         WEB = "web"
         API = "api"
-
-    class Visibility(models.TextChoices):
-        PUBLIC = "public", "Public (in the gallery)"
-        UNLISTED = "unlisted", "Unlisted (anyone with the link)"
-        PRIVATE = "private", "Private (only you)"
 
     TERMINAL = (Status.SUCCEEDED, Status.FAILED, Status.CANCELED)
     ACTIVE = (Status.STARTING, Status.PROCESSING)
@@ -354,7 +357,7 @@ class Prediction(Moderated):
         return int(100 * progress[0] / progress[1]) if progress and progress[1] else 0
 
     def get_absolute_url(self):
-        return reverse("api:prediction", args=[self.id])
+        return reverse("prediction", args=[self.id])
 
     # --- State changes -----------------------------------------------------
     # Every change goes through _transition, which locks the row and refuses

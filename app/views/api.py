@@ -16,7 +16,7 @@ from app.core import netguard, schema, waits
 from app.core.openapi import document
 from app.core.prepared import Prepared
 from app.core.roles import is_moderator
-from app.models import ApiToken, Model, Prediction, Version
+from app.models import ApiToken, Model, Prediction, Version, Visibility
 from app.services import api_json as api
 from app.services import limits
 from app.services import predictions as lifecycle
@@ -75,7 +75,7 @@ def _get_prediction_for_user(request, prediction_id, owner_only=False):
         return None, _not_found(f"Prediction {prediction_id}")
     if is_moderator(request.user):
         return prediction, None
-    if prediction.visibility == Prediction.Visibility.PRIVATE:
+    if prediction.visibility == Visibility.PRIVATE:
         return None, _not_found(f"Prediction {prediction_id}")
     if prediction.is_hidden:
         return None, api.problem(410, "Gone", "This prediction was hidden by moderators.")
@@ -146,8 +146,8 @@ def _create(request, version_ref):
     if not isinstance(events, list) or not set(events) <= EVENTS:
         errors["webhook_events_filter"] = [f"A list of: {', '.join(sorted(EVENTS))}."]
     visibility = body.get("visibility")
-    if visibility is not None and visibility not in Prediction.Visibility.values:
-        errors["visibility"] = [f"One of: {', '.join(Prediction.Visibility.values)}."]
+    if visibility is not None and visibility not in Visibility.values:
+        errors["visibility"] = [f"One of: {', '.join(Visibility.values)}."]
     if errors:
         return api.invalid_input(errors)
     try:

@@ -11,7 +11,7 @@ from django_htmx.http import HttpResponseStopPolling
 
 from app.core import schema
 from app.forms import VisibilityForm
-from app.models import Comparison, Output, Prediction, Version
+from app.models import Comparison, Output, Version, Visibility
 from app.services import comparisons, limits
 from app.views import reports
 from app.views.playground import can_run, start_comparison
@@ -35,7 +35,7 @@ def _get_comparison_for_user(request, comparison_id, owner_only=False):
     if owner_only:
         raise Http404("No such comparison")
     if not comparison.can_be_seen_by(request.user):
-        if comparison.is_hidden and comparison.visibility != Prediction.Visibility.PRIVATE:
+        if comparison.is_hidden and comparison.visibility != Visibility.PRIVATE:
             raise Gone()
         raise Http404("No such comparison")
     return comparison
@@ -182,7 +182,7 @@ def comparison_visibility(request, comparison_id):
     form = VisibilityForm(request.POST)
     if form.is_valid():
         comparison.set_visibility(form.cleaned_data["visibility"])
-        messages.success(request, f"Now {Prediction.Visibility(comparison.visibility).label.lower()}.")
+        messages.success(request, f"Now {Visibility(comparison.visibility).label.lower()}.")
     return redirect(next_url(request, comparison.get_absolute_url()))
 
 

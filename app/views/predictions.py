@@ -10,7 +10,7 @@ from django.template.response import TemplateResponse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from app.forms import VisibilityForm
-from app.models import Prediction
+from app.models import Prediction, Visibility
 from app.services import predictions
 from app.services.api_json import prediction_json
 from app.views import reports
@@ -32,7 +32,7 @@ def _get_prediction_for_user(request, prediction_id, owner_only=False):
     if owner_only:
         raise Http404("No such prediction")
     if not prediction.can_be_seen_by(request.user):
-        if prediction.is_hidden and prediction.visibility != Prediction.Visibility.PRIVATE:
+        if prediction.is_hidden and prediction.visibility != Visibility.PRIVATE:
             raise Gone()
         raise Http404("No such prediction")
     return prediction

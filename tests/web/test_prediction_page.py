@@ -87,3 +87,20 @@ def test_the_page_runs_a_constant_number_of_queries(client_alice, alice, sd_vers
     with django_assert_max_num_queries(5):
         response = client_alice.get(f"/p/{prediction.id}")
     assert response.content.decode().count('class="output"') == outputs
+
+
+def test_view_on_site_in_the_admin_opens_the_page_of_a_prediction_and_of_a_comparison(client, sd_version):
+    """get_absolute_url is each item's page (a prediction's was its API JSON)."""
+    from django.contrib.auth import get_user_model
+    from django.contrib.contenttypes.models import ContentType
+
+    from app.models import Comparison
+
+    admin = get_user_model().objects.create_superuser("root", "root@example.com", "a long pass phrase")
+    client.force_login(admin)
+    prediction = make_prediction(sd_version)
+    comparison = Comparison.objects.create(input={"prompt": "x"})
+    for item, page in ((prediction, f"/p/{prediction.id}"), (comparison, f"/c/{comparison.id}")):
+        content_type = ContentType.objects.get_for_model(item)
+        response = client.get(f"/admin/r/{content_type.pk}/{item.pk}/")
+        assert response.status_code == 302 and response["Location"].endswith(page)
