@@ -1,12 +1,21 @@
 """Keyset pagination on (created_at, id), newest first: no COUNT, no OFFSET,
-the same cost on page 1 and page 4,000."""
+the same cost on page 1 and page 4,000. One for the gallery, the account
+page and /v1."""
 
 import base64
 import binascii
+import re
 from dataclasses import dataclass
 from datetime import datetime
 
 from django.db.models import Q
+
+# Our ids (app.models.new_id): anything else in a cursor is forged.
+CURSOR_ID_RE = re.compile(r"[a-z0-9]{1,32}")
+
+
+class BadCursor(ValueError):
+    """A cursor this module did not write."""
 
 
 @dataclass
@@ -22,24 +31,30 @@ def encode(direction, row):
 
 
 def decode(cursor):
-    """(direction, created_at, pk); raises ValueError on a bad cursor."""
+    """(direction, created_at, pk); raises BadCursor for anything encode did
+    not write (a NUL byte, which PostgreSQL refuses with an error, a naive
+    time, an id that is not ours)."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         direction, created, pk = raw.split("|")
-        if direction not in ("next", "previous"):
-            raise ValueError(direction)
-        return direction, datetime.fromisoformat(created), pk
+        created = datetime.fromisoformat(created)
     except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
-        raise ValueError("bad cursor") from exc
+        raise BadCursor("bad cursor") from exc
+    if direction not in ("next", "previous") or created.tzinfo is None or not CURSOR_ID_RE.fullmatch(pk):
+        raise BadCursor("bad cursor")
+    return direction, created, pk
 
 
-def paginate(queryset, cursor, size):
-    """One page of `queryset` after (or before) `cursor`; a bad cursor gives the first page."""
+def paginate(queryset, cursor, size, strict=False):
+    """One page of `queryset` after (or before) `cursor`. A bad cursor raises
+    BadCursor when `strict` (the API answers 400), else gives the first page."""
     direction, created, pk = "next", None, None
     if cursor:
         try:
             direction, created, pk = decode(cursor)
-        except ValueError:
+        except BadCursor:
+            if strict:
+                raise
             cursor = None
     # The redundant created_at bound lets the database start its index scan at
     # the cursor; with the OR alone PostgreSQL reads every newer row first.

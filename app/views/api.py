@@ -1,18 +1,14 @@
 """The /v1 HTTP API: Replicate's, so Replicate's clients work against Lightbox."""
 
-import base64
-import binascii
 import re
-from datetime import datetime
 from functools import wraps
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Q
 from django.http import JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from app.core import netguard, schema, waits
+from app.core import netguard, pagination, schema, waits
 from app.core.openapi import document
 from app.core.prepared import Prepared
 from app.core.roles import is_moderator
@@ -24,7 +20,6 @@ from app.services import predictions as lifecycle
 PAGE_SIZE = 100
 EVENTS = {"start", "output", "logs", "completed"}
 PREFER_WAIT_RE = re.compile(r"(?:^|[,;\s])wait(?:=(\d+))?", re.I)
-CURSOR_ID_RE = re.compile(r"[a-z0-9]{1,32}")
 
 
 def api_view(*methods):
@@ -204,54 +199,20 @@ def _list(request):
     # prefetch, not select_related: a page shares a few versions, and select_related
     # built (and parsed the schema of) a Version and a Model for each of its 100 rows.
     queryset = Prediction.objects.filter(owner=request.user).prefetch_related("version__model")
-    cursor = request.GET.get("cursor")
-    direction = "next"
-    if cursor:
-        try:
-            direction, created, pk = _decode_cursor(cursor)
-        except ValueError:
-            return api.problem(400, "Bad request", "The cursor is not valid.")
-        if direction == "next":
-            queryset = queryset.filter(Q(created_at__lt=created) | Q(created_at=created, pk__lt=pk))
-        else:
-            queryset = queryset.filter(Q(created_at__gt=created) | Q(created_at=created, pk__gt=pk))
-    if direction == "next":
-        rows = list(queryset.order_by("-created_at", "-pk")[: PAGE_SIZE + 1])
-        has_more, rows = len(rows) > PAGE_SIZE, rows[:PAGE_SIZE]
-        has_next, has_previous = has_more, bool(cursor)
-    else:
-        rows = list(queryset.order_by("created_at", "pk")[: PAGE_SIZE + 1])
-        has_more, rows = len(rows) > PAGE_SIZE, rows[:PAGE_SIZE][::-1]
-        has_next, has_previous = True, has_more
-    outputs = api.outputs_by_prediction(rows)
+    try:
+        page = pagination.paginate(queryset, request.GET.get("cursor"), PAGE_SIZE, strict=True)
+    except pagination.BadCursor:
+        return api.problem(400, "Bad request", "The cursor is not valid.")
+    outputs = api.outputs_by_prediction(page.items)
     base = _base(request)
     page_url = base + request.path + "?cursor="
     return JsonResponse(
         {
-            "next": page_url + _encode_cursor("next", rows[-1]) if has_next and rows else None,
-            "previous": page_url + _encode_cursor("previous", rows[0]) if has_previous and rows else None,
-            "results": [api.prediction_json(p, base, outputs[p.pk]) for p in rows],
+            "next": page_url + page.next_cursor if page.next_cursor else None,
+            "previous": page_url + page.previous_cursor if page.previous_cursor else None,
+            "results": [api.prediction_json(p, base, outputs[p.pk]) for p in page.items],
         }
     )
-
-
-def _encode_cursor(direction, prediction):
-    raw = f"{direction}|{prediction.created_at.isoformat()}|{prediction.pk}"
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
-
-
-def _decode_cursor(cursor):
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        direction, created, pk = raw.split("|")
-        created = datetime.fromisoformat(created)
-        # Only what _encode_cursor writes: anything else (a NUL byte, which
-        # PostgreSQL refuses with an error, a naive time) is a bad request.
-        if direction not in ("next", "previous") or created.tzinfo is None or not CURSOR_ID_RE.fullmatch(pk):
-            raise ValueError
-        return direction, created, pk
-    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
-        raise ValueError("bad cursor") from exc
 
 
 @api_view("GET")

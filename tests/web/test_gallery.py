@@ -1,5 +1,7 @@
 """The gallery: public predictions, newest first, keyset pages, filters, search."""
 
+import base64
+
 import pytest
 
 from app.models import Prediction
@@ -110,6 +112,19 @@ def test_bad_cursor_gives_the_first_page(client, alice, sd_version):
     make_prediction(sd_version, owner=alice, prompt="fox")
 
     assert prompts(client.get("/gallery", {"cursor": "not-a-cursor"})) == ["fox"]
+
+
+@pytest.mark.parametrize("forged", ["next|2030-01-01T00:00:00+00:00|ab\x00c", "next|2030-01-01T00:00:00|abc",
+                                    "next|2030-01-01T00:00:00+00:00|' OR 1=1"])
+def test_a_forged_cursor_gives_the_first_page_not_an_error(client, alice, sd_version, forged):
+    """The pages' cursors get the checks the API's had: a NUL byte (PostgreSQL
+    answered 500), a naive time, an id that is not ours."""
+    make_prediction(sd_version, owner=alice, prompt="fox")
+    cursor = base64.urlsafe_b64encode(forged.encode()).decode().rstrip("=")
+
+    assert prompts(client.get("/gallery", {"cursor": cursor})) == ["fox"]
+    client.force_login(alice)
+    assert client.get("/account/", {"cursor": cursor}).status_code == 200
 
 
 def test_the_model_page_lists_versions_with_counts_and_median_predict_time(client, alice, sd_version):
