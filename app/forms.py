@@ -1,4 +1,4 @@
-"""Forms. They only validate; views save (STYLE.md).
+"""Forms. They only validate; views save.
 
 The playground form is built from the chosen versions' input schemas: the
 common fields once (app.services.comparisons.COMMON_FIELDS), each version's own fields

@@ -106,7 +106,7 @@ class Version(models.Model):
 
 
 class Visibility(models.TextChoices):
-    """Who may see a prediction or a comparison (DESIGN: web runs unlisted, API runs private)."""
+    """Who may see a prediction or a comparison (web runs default to unlisted, API runs to private)."""
 
     PUBLIC = "public", "Public (in the gallery)"
     UNLISTED = "unlisted", "Unlisted (anyone with the link)"

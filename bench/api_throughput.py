@@ -4,7 +4,7 @@
 It drops and creates the PostgreSQL database, migrates it, creates 10,000
 succeeded predictions owned by one user (bulk_create, each with an Output row,
 so responses carry output URLs) and an API token for that user, starts gunicorn
-as DESIGN.md runs it (gthread; workers and threads are options) on a free port,
+as the Procfile runs it (gthread; workers and threads are options) on a free port,
 then drives each endpoint with wrk (closed loop, one wrk thread, C connections,
 each request a random prediction id or a random page cursor through all the
 pages) for a warm-up and a measured period, at each connection count given.

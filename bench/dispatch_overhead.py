@@ -123,7 +123,7 @@ def run_config(config, args):
 
 def _straight(client, inp):
     """Synchronous POST /predictions to the plain Cog server; a 409 right after
-    the previous call ended (DESIGN.md) is retried and counted."""
+    the previous call ended (docs/protocols.md) is retried and counted."""
     retries = 0
     started = time.perf_counter()
     while True:

@@ -243,7 +243,7 @@ def cog_server(port, env, log_dir, upload_url=None, name="cog"):
 
 
 def gunicorn(port, env, log_dir, workers=2, threads=8, extra=()):
-    """The web process as DESIGN.md runs it: gthread, >= 8 threads, timeout > 60 s."""
+    """The web process as the Procfile runs it: gthread, >= 8 threads, timeout > 60 s."""
     command = [
         str(VENV_BIN / "gunicorn"), "lightbox.wsgi", "--bind", f"127.0.0.1:{port}", "--worker-class", "gthread",
         "--workers", str(workers), "--threads", str(threads), "--timeout", "90", *extra,

@@ -274,7 +274,7 @@ SERVED_LOCAL_MODELS = ["tiny-sd", "tiny-sdxl"] + os.environ.get("LIGHTBOX_LOCAL_
 AVAILABILITY_INTERVAL = envfloat("LIGHTBOX_AVAILABILITY_INTERVAL", 15)
 HTTP_TIMEOUT = envfloat("LIGHTBOX_HTTP_TIMEOUT", 10)
 
-# Visibility defaults (DESIGN.md): web runs unlisted, API runs private.
+# Visibility defaults: web runs unlisted, API runs private.
 DEFAULT_WEB_VISIBILITY = os.environ.get("LIGHTBOX_WEB_VISIBILITY", "unlisted")
 DEFAULT_API_VISIBILITY = os.environ.get("LIGHTBOX_API_VISIBILITY", "private")
 

@@ -1,4 +1,4 @@
-"""One input, several versions: the mapping of DESIGN.md ("Comparison").
+"""One input, several versions: the mapping of docs/architecture.md ("Comparisons").
 
 A value the user gave that a version accepts is kept; a common field the user
 left empty gets that version's own default (SDXL 1024², SD 1.5 512², Turbo's

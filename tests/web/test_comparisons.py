@@ -1,4 +1,4 @@
-"""The comparison mapping of DESIGN.md: one input fitted to each version."""
+"""The comparison mapping (docs/architecture.md): one input fitted to each version."""
 
 import pytest
 

@@ -1,6 +1,6 @@
 """Any Cog HTTP server: Lightbox's own, or a model container you run.
 
-Protocol facts (DESIGN.md): one slot, 409 when busy; PUT /predictions/{id} is
+Protocol facts (docs/protocols.md): one slot, 409 when busy; PUT /predictions/{id} is
 idempotent while the prediction runs; there is no GET for a prediction, so
 state arrives by webhook; outputs are uploaded to us with --upload-url or come
 back as data: URIs.
