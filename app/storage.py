@@ -6,13 +6,11 @@ hour). Each is stored with the generation parameters embedded (PNG), a WebP
 thumbnail, its size and content hash.
 """
 
-import base64
-import binascii
 import functools
 import hashlib
 import re
 import time
-from urllib.parse import quote, unquote_to_bytes, urlsplit
+from urllib.parse import quote, urlsplit
 
 import httpx
 from django.conf import settings
@@ -23,7 +21,7 @@ from django.db import IntegrityError, transaction
 from django.urls import get_script_prefix, reverse
 from django.utils.http import RFC3986_SUBDELIMS
 
-from app import http, images
+from app import http, images, payloads
 from app.backends import BackendError
 from app.models import Output, Upload
 
@@ -83,13 +81,11 @@ def fetch(item):
 
 
 def _decode_data_uri(uri):
-    header, _, payload = uri.partition(",")
-    content_type = header[5:].split(";")[0] or "application/octet-stream"
     try:
-        data = base64.b64decode(payload, validate=False) if ";base64" in header else unquote_to_bytes(payload)
-    except (binascii.Error, ValueError) as exc:
+        data, media_type = payloads.decode_data_uri(uri)
+    except ValueError as exc:
         raise BackendError("An output data URI is not valid base64.", permanent=True) from exc
-    return data, content_type
+    return data, media_type or "application/octet-stream"
 
 
 def upload_for(url):

@@ -14,7 +14,7 @@ from django.conf import settings
 from django.urls import reverse
 
 from app import http
-from app.backends import BackendError, Busy, update_from_payload
+from app.backends import BackendError, Busy, json_body, update_from_payload
 
 EVENTS = ["start", "output", "logs", "completed"]
 
@@ -102,8 +102,8 @@ def _put(prediction):
     try:
         response = http.client().put(
             _url(prediction.version, f"/predictions/{prediction.id}"),
-            json=body,
-            headers={"Prefer": "respond-async"},
+            content=json_body(body),
+            headers={"Prefer": "respond-async", "Content-Type": "application/json"},
         )
     except httpx.HTTPError as exc:
         raise BackendError(f"The model server at {prediction.version.location} {http.describe(exc)}.") from exc
