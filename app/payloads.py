@@ -29,7 +29,9 @@ _JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.S)
 # Opening brackets become 2, closing ones 0, everything else is dropped.
 _BRACKETS = bytes.maketrans(b"[{]}", b"\x02\x02\x00\x00")
 _NOT_BRACKETS = bytes(set(range(256)) - set(b"[]{}"))
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _UNWRITABLE = re.compile("[\x00\ud800-\udfff]")
+INVALID_UNICODE = "Text must be valid Unicode: it has a lone UTF-16 surrogate (U+D800 to U+DFFF)."
 
 
 class BadPayload(ValueError):
@@ -76,7 +78,7 @@ def text_error(text, max_length=None):
     if "\x00" in text:
         return "Text may not contain NUL characters (U+0000)."
     if _unwritable(text):
-        return "Text must be valid Unicode: it has a lone UTF-16 surrogate (U+D800 to U+DFFF)."
+        return INVALID_UNICODE
     if max_length is not None and len(text) > max_length:
         return f"Text may be at most {max_length:,} characters (this has {len(text):,})."
     return None
@@ -108,8 +110,16 @@ def find_bad_text(value, path=(), max_length=None):
     return None
 
 
+def find_invalid_unicode(value):
+    """The path of the first string (or key) in `value` with a lone surrogate, or None."""
+    for where, text in _strings(value):
+        if not text.isascii() and _SURROGATE.search(text):
+            return where
+    return None
+
+
 def _unwritable(text):
-    return "\x00" in text or (not text.isascii() and _UNWRITABLE.search(text) is not None)
+    return "\x00" in text or (not text.isascii() and _SURROGATE.search(text) is not None)
 
 
 def _writable(text):

@@ -123,11 +123,10 @@ def _create(request, version_ref):
         return api.problem(413, "Request body too large", str(exc))
     except ValueError as exc:
         return api.problem(400, "Bad request", str(exc))
-    # Text nothing downstream can encode (a lone surrogate, NUL), wherever it is.
-    bad = payloads.find_bad_text(body)
-    if bad:
-        path, reason = bad
-        return api.invalid_input({".".join(map(str, path)) or "body": [reason]})
+    # Text nothing downstream can encode, wherever it is (a key too).
+    path = payloads.find_invalid_unicode(body)
+    if path is not None:
+        return api.invalid_input({".".join(map(str, path)) or "body": [payloads.INVALID_UNICODE]})
     version = version_ref or _resolve_version(body.get("version"))
     if version is None:
         if "version" not in body:
