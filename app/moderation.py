@@ -15,11 +15,12 @@ checker's result). The last such line counts. Outputs flagged true are stored
 rated nsfw, with a blurred thumbnail.
 """
 
-import json
 import re
 
 from django.conf import settings
 from django.db import transaction
+
+from app import payloads
 
 MODERATORS_GROUP = "moderators"
 BAN_HIDE_REASON = "The owner's account is suspended."
@@ -96,7 +97,7 @@ def nsfw_flags(logs):
     if not matches:
         return []
     try:
-        flags = json.loads(matches[-1])
+        flags = payloads.loads(matches[-1])
     except ValueError:
         return []
     return [bool(flag) for flag in flags] if isinstance(flags, list) else []

@@ -16,7 +16,7 @@ from django.conf import settings
 from django.urls import reverse
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from app import http
+from app import http, payloads
 from app.backends import BackendError, json_body, update_from_payload
 
 EVENTS = ["start", "output", "logs", "completed"]
@@ -43,7 +43,7 @@ def _request(method, path, headers=None, **kwargs):
         permanent = response.status_code in (400, 401, 403, 404, 422)
         raise BackendError(f"Replicate answered {response.status_code}: {_detail(response)}", permanent=permanent)
     try:
-        return response.json()
+        return payloads.writable(payloads.loads(response.content))
     except ValueError as exc:
         raise BackendError("Replicate answered with something that is not JSON.") from exc
 

@@ -251,3 +251,10 @@ def test_bad_base64_is_a_422(version, token):
         response = _post(token, json.dumps({"version": version.id, "input": {"prompt": "x", "image": uri}}))
         assert response.status_code == 422, uri
         assert "base64" in _fields(response)["input.image"]
+
+
+def test_a_safety_checker_line_nested_deep_is_no_verdict():
+    from app.moderation import nsfw_flags
+
+    assert nsfw_flags("nsfw_content_detected: [" + DEEP_BODY + "]\n") == []
+    assert nsfw_flags("nsfw_content_detected: [true, false]\n") == [True, False]
