@@ -258,3 +258,16 @@ def test_a_safety_checker_line_nested_deep_is_no_verdict():
 
     assert nsfw_flags("nsfw_content_detected: [" + DEEP_BODY + "]\n") == []
     assert nsfw_flags("nsfw_content_detected: [true, false]\n") == [True, False]
+
+
+def test_every_page_survives_a_deeply_nested_row_already_stored(version, alice, token):
+    deep = []
+    for _ in range(900):
+        deep = [deep]
+    prediction = Prediction.objects.create(version=version, owner=alice, visibility="public", status="succeeded",
+                                           input={"prompt": "deep", "fail": deep})
+    for client, url in [(login(Client(), alice), f"/p/{prediction.id}"), (Client(), f"/p/{prediction.id}"),
+                        (login(Client(), alice), "/account/"), (Client(), "/gallery")]:
+        assert client.get(url).status_code == 200, url
+    for url in (f"/v1/predictions/{prediction.id}", "/v1/predictions"):
+        assert Client().get(url, headers={"Authorization": f"Bearer {token}"}).status_code == 200, url
