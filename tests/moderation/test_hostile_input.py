@@ -15,7 +15,7 @@ from PIL import Image
 from standardwebhooks.webhooks import Webhook
 
 from app import uploads
-from app.backends import cog, replicate
+from app.backends import BackendError, cog, json_body, replicate
 from app.models import ApiToken, Comparison, Prediction
 from tasks.predictions import run_prediction
 
@@ -178,6 +178,15 @@ def test_a_prediction_whose_input_cannot_be_sent_fails_with_a_clear_error(versio
     prediction.refresh_from_db()
     assert prediction.status == "failed"
     assert "could not be sent" in prediction.error
+
+
+@pytest.mark.parametrize("value", ["\ud800", float("nan"), float("inf"), {1, 2}])
+def test_an_input_no_model_can_be_sent_is_a_permanent_backend_error(value):
+    # Whatever the database could store, the worker fails such a prediction
+    # at once instead of crashing on every retry.
+    with pytest.raises(BackendError, match="could not be sent") as caught:
+        json_body({"input": {"prompt": value}})
+    assert caught.value.permanent
 
 
 # --- Length ------------------------------------------------------------------------------
