@@ -14,10 +14,8 @@ longer than LIGHTBOX_MAX_TEXT_LENGTH per string.
 
 import base64
 import binascii
-import itertools
 import json
 import math
-import operator
 import re
 from urllib.parse import unquote_to_bytes
 
@@ -38,11 +36,20 @@ class BadPayload(ValueError):
     """JSON Lightbox will not read, with the reason in words."""
 
 
-def depth(raw):
-    """How deep the JSON text `raw` (bytes) nests, counted without parsing it."""
+def nested_deeper_than(raw, limit):
+    """Does the JSON text `raw` (bytes) nest deeper than `limit`? Counted
+    without parsing, at C speed: strings dropped, brackets kept, then each
+    pass removes every innermost pair, one level of nesting."""
     structure = _JSON_STRING.sub(b"", raw).translate(_BRACKETS, _NOT_BRACKETS)
-    # After the i-th bracket the running sum is 2 * openings so far; minus i, the depth.
-    return max(map(operator.sub, itertools.accumulate(structure), itertools.count(1)), default=0)
+    levels = 0
+    while structure and levels < limit:
+        shorter = structure.replace(b"\x02\x00", b"")
+        if len(shorter) == len(structure):
+            break  # brackets that do not pair up: closings, then openings
+        structure, levels = shorter, levels + 1
+    # Balanced JSON within the limit is empty by now; what is left can nest
+    # at most as deep as it has openings.
+    return levels + structure.count(b"\x02") > limit
 
 
 def _not_json(constant):
@@ -62,7 +69,7 @@ def loads(raw):
     refuses them)."""
     if isinstance(raw, str):
         raw = raw.encode("utf-8", "surrogatepass")
-    if depth(raw) > MAX_DEPTH:
+    if nested_deeper_than(raw, MAX_DEPTH):
         raise BadPayload(f"The JSON is nested more than {MAX_DEPTH} levels deep.")
     try:
         return json.loads(raw, parse_constant=_not_json, parse_float=_finite)
