@@ -14,7 +14,7 @@ from django.test import Client
 from PIL import Image
 from standardwebhooks.webhooks import Webhook
 
-from app import uploads
+from app import payloads, uploads
 from app.backends import BackendError, cog, json_body, replicate
 from app.models import ApiToken, Comparison, Prediction
 from tasks.predictions import run_prediction
@@ -54,6 +54,16 @@ def test_a_body_nested_thousands_deep_is_a_400(version, token):
         assert response.status_code == 400, response.content[:300]
         assert response["Content-Type"] == "application/problem+json"
         assert "nested" in response.json()["detail"]
+
+
+@pytest.mark.parametrize("raw, deeper", [
+    ("{}", False), ("[" * 32 + "]" * 32, False), ("[" * 33 + "]" * 33, True),
+    ('{"a": "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[\\" [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["}', False),
+    ("[" + '[[1,{"b":[2]}]],' * 1000 + "[]]", False), ("[" * 20 + "[]," * 100 + "[" * 20 + "]" * 40, True),
+    ('{"a":' * 40 + "1" + "}" * 40, True), ("[" * 5000, True), ("[[]", False),
+])
+def test_nesting_is_counted_before_parsing(raw, deeper):
+    assert payloads.nested_deeper_than(raw.encode(), 32) is deeper
 
 
 def test_an_input_nested_900_deep_is_refused_and_saves_nothing(version, token):
