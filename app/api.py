@@ -3,7 +3,6 @@ outbound webhooks, and RFC 7807 problems."""
 
 import base64
 import functools
-import json
 import time
 import uuid
 
@@ -12,6 +11,8 @@ from django.http import JsonResponse
 from django.urls import get_script_prefix, reverse
 from django.utils.crypto import salted_hmac
 from standardwebhooks.webhooks import Webhook
+
+from app import payloads
 
 
 def _iso(value):
@@ -193,7 +194,8 @@ class BodyTooLarge(ValueError):
 
 def parse_json_body(request):
     """The request's JSON object, or raise ValueError with a reason
-    (BodyTooLarge past DATA_UPLOAD_MAX_MEMORY_SIZE)."""
+    (BodyTooLarge past DATA_UPLOAD_MAX_MEMORY_SIZE; app.payloads.BadPayload
+    for what is not JSON or nests too deep)."""
     from django.core.exceptions import RequestDataTooBig
 
     try:
@@ -205,10 +207,7 @@ def parse_json_body(request):
         ) from None
     if not raw:
         return {}
-    try:
-        payload = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise ValueError("The request body is not valid JSON.") from None
+    payload = payloads.loads(raw)
     if not isinstance(payload, dict):
         raise ValueError("The request body must be a JSON object.")
     return payload

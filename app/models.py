@@ -19,7 +19,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import urlencode
 
-from app import waits
+from app import payloads, waits
 from app.moderation import is_moderator
 from app.prepared import Prepared
 
@@ -217,6 +217,10 @@ class Comparison(Moderated):
     def __str__(self):
         return self.id
 
+    @classmethod
+    def from_db(cls, db, field_names, values):
+        return _writable_json(super().from_db(db, field_names, values), ("input", "extra_input", "changes"))
+
     def get_absolute_url(self):
         return reverse("comparison", args=[self.id])
 
@@ -367,6 +371,10 @@ class Prediction(Moderated):
 
     def __str__(self):
         return self.id
+
+    @classmethod
+    def from_db(cls, db, field_names, values):
+        return _writable_json(super().from_db(db, field_names, values), ("input",))
 
     @classmethod
     def start(cls, version, input, *, owner=None, source=Source.API, visibility=None, webhook="",
@@ -567,10 +575,21 @@ class Prediction(Moderated):
         return not self.webhook_events_filter or event in self.webhook_events_filter
 
 
+def _writable_json(instance, fields):
+    """A row as it loads, with its JSON made showable: rows stored before
+    inputs were checked (app.payloads) may hold a lone surrogate, which no
+    page can encode, or nesting no template can render."""
+    for name in fields:
+        if name in instance.__dict__:
+            setattr(instance, name, payloads.writable(instance.__dict__[name]))
+    return instance
+
+
 def _printable(text):
-    """A model's logs or error as we can store them: PostgreSQL refuses NUL
-    characters in text, and a model may print anything."""
-    return text.replace("\x00", "") if text else text
+    """A model's logs or error as we can store and show them: PostgreSQL
+    refuses NUL characters, no page can encode a lone surrogate, and a model
+    may print anything."""
+    return payloads.writable(text) if text else text
 
 
 _STEP_RE = re.compile(r"step (\d+)/(\d+)")

@@ -15,7 +15,6 @@ checker's result). The last such line counts. Outputs flagged true are stored
 rated nsfw, with a blurred thumbnail.
 """
 
-import json
 import re
 from datetime import timedelta
 
@@ -24,6 +23,8 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
+
+from app import payloads
 
 MODERATORS_GROUP = "moderators"
 BAN_HIDE_REASON = "The owner's account is suspended."
@@ -100,7 +101,7 @@ def nsfw_flags(logs):
     if not matches:
         return []
     try:
-        flags = json.loads(matches[-1])
+        flags = payloads.loads(matches[-1])
     except ValueError:
         return []
     return [bool(flag) for flag in flags] if isinstance(flags, list) else []
