@@ -9,6 +9,7 @@ check types here; the comparison mapping fits each value to each version.
 from urllib.parse import parse_qs, urlsplit
 
 from django import forms
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.forms import AuthenticationForm, PasswordResetForm, UserCreationForm
 
@@ -58,7 +59,11 @@ def _field_for(name, spec, required=False, help_text=""):
         return forms.TypedChoiceField(label=label, required=False, choices=choices, help_text=help_text,
                                       coerce=lambda value: value == "true", empty_value=None)
     widget = forms.Textarea(attrs={"rows": 3}) if name in TEXTAREA_FIELDS else forms.TextInput(attrs=attrs)
-    return forms.CharField(label=label, required=required, help_text=help_text, widget=widget, strip=True)
+    max_length = spec.get("maxLength")
+    if not isinstance(max_length, int) or max_length > settings.MAX_TEXT_LENGTH:
+        max_length = settings.MAX_TEXT_LENGTH
+    return forms.CharField(label=label, required=required, help_text=help_text, widget=widget, strip=True,
+                           max_length=max_length)
 
 
 def _merged_spec(name, versions):

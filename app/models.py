@@ -15,12 +15,13 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import models, transaction
+from django.db import connection, models, transaction
+from django.db.models.expressions import RawSQL
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import urlencode
 
-from app.core import logs, waits
+from app.core import logs, payloads, waits
 from app.core.prepared import Prepared
 from app.core.roles import is_moderator
 
@@ -209,6 +210,10 @@ class Comparison(Moderated):
     def __str__(self):
         return self.id
 
+    @classmethod
+    def from_db(cls, db, field_names, values):
+        return _writable_json(super().from_db(db, field_names, values), ("input", "extra_input", "changes"))
+
     def get_absolute_url(self):
         return reverse("comparison", args=[self.id])
 
@@ -249,11 +254,7 @@ class PredictionQuerySet(ModeratedQuerySet):
         """Predictions whose prompt matches `text`: PostgreSQL full-text search
         (on the stored, indexed prompt_search column of migration 0004, which
         the model does not declare: SQLite has no tsvector), a plain match elsewhere."""
-        from django.db import connection
-
         if connection.vendor == "postgresql":
-            from django.db.models.expressions import RawSQL
-
             return self.filter(
                 RawSQL(
                     "app_prediction.prompt_search @@ websearch_to_tsquery('english', %s)",
@@ -334,6 +335,10 @@ class Prediction(Moderated):
     def __str__(self):
         return self.id
 
+    @classmethod
+    def from_db(cls, db, field_names, values):
+        return _writable_json(super().from_db(db, field_names, values), ("input",))
+
     @property
     def is_terminal(self):
         return self.status in self.TERMINAL
@@ -389,6 +394,16 @@ class Prediction(Moderated):
 
     def wants_event(self, event):
         return not self.webhook_events_filter or event in self.webhook_events_filter
+
+
+def _writable_json(instance, fields):
+    """A row as it loads, with its JSON made showable: rows stored before
+    inputs were checked (app.core.payloads) may hold a lone surrogate, which no
+    page can encode, or nesting no template can render."""
+    for name in fields:
+        if name in instance.__dict__:
+            setattr(instance, name, payloads.writable(instance.__dict__[name]))
+    return instance
 
 
 

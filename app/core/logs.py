@@ -13,8 +13,9 @@ checker's result). The last such line counts. Outputs flagged true are stored
 rated nsfw, with a blurred thumbnail.
 """
 
-import json
 import re
+
+from app.core import payloads
 
 STEP_RE = re.compile(r"step (\d+)/(\d+)")
 NSFW_LINE_RE = re.compile(r"^nsfw_content_detected:\s*(\[.*\])\s*$", re.M)
@@ -36,7 +37,7 @@ def nsfw_flags(logs):
     if not matches:
         return []
     try:
-        flags = json.loads(matches[-1])
+        flags = payloads.loads(matches[-1])
     except ValueError:
         return []
     return [bool(flag) for flag in flags] if isinstance(flags, list) else []

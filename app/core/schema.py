@@ -2,8 +2,11 @@
 
 import secrets
 
+from django.conf import settings
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
+
+from app.core import payloads
 
 MAX_SEED = 2**32 - 1
 ALLOWED_URI_PREFIXES = ("http://", "https://", "data:")
@@ -100,11 +103,15 @@ def validate_input(version, data):
         else:
             field = str(error.absolute_path[0]) if error.absolute_path else "input"
             errors.setdefault(field, []).append(_message(error))
+    # Per string, so a megabyte prompt cannot make a megabyte page; a
+    # schema's own maxLength, when smaller, is checked above.
+    max_length = settings.MAX_TEXT_LENGTH
     for key, value in cleaned.items():
         if _has_local_file(props.get(key, {}), value):
             errors.setdefault(key, []).append("Give an http(s) URL or a data: URI.")
-        if _has_nul(value):
-            errors.setdefault(key, []).append("Text may not contain NUL characters (U+0000).")
+        bad = payloads.find_bad_text(value, max_length=None if _names_files(props.get(key, {})) else max_length)
+        if bad:
+            errors.setdefault(key, []).append(bad[1])
     if errors:
         raise InputError(errors)
     if "seed" in props and "seed" not in cleaned:
@@ -121,15 +128,9 @@ def _has_local_file(spec, value):
     return spec.get("format") == "uri" and isinstance(value, str) and not value.startswith(ALLOWED_URI_PREFIXES)
 
 
-def _has_nul(value):
-    """PostgreSQL cannot store U+0000 in JSON or text, and no model wants one."""
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, list):
-        return any(_has_nul(item) for item in value)
-    if isinstance(value, dict):
-        return any(_has_nul(key) or _has_nul(item) for key, item in value.items())
-    return False
+def _names_files(spec):
+    """A file input (data: URIs may be long), or a list of them."""
+    return spec.get("format") == "uri" or (spec.get("type") == "array" and _names_files(spec.get("items") or {}))
 
 
 def _message(error):

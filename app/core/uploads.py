@@ -13,17 +13,15 @@ for our Cog servers (`inline_urls`, through app.core.netguard).
 """
 
 import base64
-import binascii
 import io
 from dataclasses import dataclass
-from urllib.parse import unquote_to_bytes
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 from PIL import Image, ImageOps
 
-from app.core import netguard
+from app.core import netguard, payloads
 from app.core.schema import InputError
 
 OUTPUT_FORMATS = {"JPEG": ("JPEG", "image/jpeg", "jpg"), "PNG": ("PNG", "image/png", "png")}
@@ -100,9 +98,28 @@ def clean_upload(uploaded_file):
     return cleaned
 
 
+# Formats Pillow knows by a signature at the start of the file: sniffing only
+# these cannot mistake another kind of file for an image.
+SNIFFED_FORMATS = ("PNG", "JPEG", "GIF", "WEBP", "BMP", "TIFF", "ICO", "JPEG2000", "PSD", "QOI", "AVIF", "HEIF")
+
+
+def is_image(data, media_type):
+    """Called an image, or one by its bytes whatever it is called: a PNG sent
+    as application/octet-stream must not skip the checks."""
+    if media_type.split("/")[0].strip().lower() == "image":
+        return True
+    try:
+        with Image.open(io.BytesIO(data), formats=SNIFFED_FORMATS):
+            return True
+    except Image.DecompressionBombError:
+        return True
+    except Exception:  # Pillow raises many kinds for what it cannot read
+        return False
+
+
 def clean_image_bytes_for_model(data, content_type):
     """Image bytes on their way to a model server, re-encoded; other files as they are."""
-    if not (content_type or "").startswith("image/"):
+    if not is_image(data, content_type or ""):
         return data, content_type
     cleaned = clean_image(data)
     return cleaned.data, cleaned.content_type
@@ -114,15 +131,15 @@ def clean_input_images(version, data):
     cleaned_input = {key: (list(value) if isinstance(value, list) else value) for key, value in data.items()}
     errors = {}
     for name, index, value in netguard.uri_fields(version, data):
-        header, _, payload = value.partition(",")
-        if not header.startswith("data:image/"):
+        if not value.startswith("data:"):
             continue
         try:
-            raw = base64.b64decode(payload, validate=True) if ";base64" in header else unquote_to_bytes(payload)
+            raw, media_type = payloads.decode_data_uri(value)
+            if not is_image(raw, media_type):
+                continue
             uri = clean_image(raw).data_uri
-        except (binascii.Error, ValueError) as exc:
-            message = str(exc) if isinstance(exc, UploadRejected) else "The data: URI is not valid base64."
-            errors.setdefault(name, []).append(message)
+        except ValueError as exc:  # UploadRejected too
+            errors.setdefault(name, []).append(str(exc))
             continue
         if index is None:
             cleaned_input[name] = uri

@@ -3,7 +3,6 @@ outbound webhooks, and RFC 7807 problems."""
 
 import base64
 import functools
-import json
 import time
 import uuid
 from datetime import datetime, timezone
@@ -15,6 +14,7 @@ from django.urls import get_script_prefix, reverse
 from django.utils.crypto import salted_hmac
 from standardwebhooks.webhooks import Webhook
 
+from app.core import payloads
 from app.core.prepared import Prepared
 from app.models import Output
 from app.services.storage import signed_url
@@ -190,7 +190,8 @@ class BodyTooLarge(ValueError):
 
 def parse_json_body(request):
     """The request's JSON object, or raise ValueError with a reason
-    (BodyTooLarge past DATA_UPLOAD_MAX_MEMORY_SIZE)."""
+    (BodyTooLarge past DATA_UPLOAD_MAX_MEMORY_SIZE; app.core.payloads.BadPayload
+    for what is not JSON or nests too deep)."""
     try:
         raw = request.body
     except RequestDataTooBig:
@@ -200,10 +201,7 @@ def parse_json_body(request):
         ) from None
     if not raw:
         return {}
-    try:
-        payload = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise ValueError("The request body is not valid JSON.") from None
+    payload = payloads.loads(raw)
     if not isinstance(payload, dict):
         raise ValueError("The request body must be a JSON object.")
     return payload

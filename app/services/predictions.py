@@ -14,7 +14,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from app.core import jobs, netguard, schema, uploads
+from app.core import jobs, netguard, payloads, schema, uploads
 from app.models import Prediction
 from app.services import backends, catalog, limits, moderation, storage
 
@@ -153,6 +153,7 @@ def notify(prediction, events):
 
 
 def _printable(text):
-    """A model's logs or error as we can store them: PostgreSQL refuses NUL
-    characters in text, and a model may print anything."""
-    return text.replace("\x00", "") if text else text
+    """A model's logs or error as we can store and show them: PostgreSQL
+    refuses NUL characters, no page can encode a lone surrogate, and a model
+    may print anything."""
+    return payloads.writable(text) if text else text

@@ -6,14 +6,12 @@ hour). Each is stored with the generation parameters embedded (PNG), a WebP
 thumbnail, its size and content hash.
 """
 
-import base64
-import binascii
 import functools
 import hashlib
 import json
 import re
 import time
-from urllib.parse import quote, unquote_to_bytes, urlsplit
+from urllib.parse import quote, urlsplit
 
 import httpx
 from django.conf import settings
@@ -24,7 +22,7 @@ from django.db import IntegrityError, transaction
 from django.urls import get_script_prefix, reverse
 from django.utils.http import RFC3986_SUBDELIMS
 
-from app.core import http, images
+from app.core import http, images, payloads
 from app.core.logs import nsfw_flags
 from app.models import Output, Upload
 from app.services.backends import BackendError
@@ -141,11 +139,11 @@ def fetch(item, version):
 
 def _decode_data_uri(uri):
     """The bytes of a data: URI; its declared type is not believed (stored_type)."""
-    header, _, payload = uri.partition(",")
     try:
-        return base64.b64decode(payload, validate=False) if ";base64" in header else unquote_to_bytes(payload)
-    except (binascii.Error, ValueError) as exc:
+        data, _ = payloads.decode_data_uri(uri)
+    except ValueError as exc:
         raise BackendError("An output data URI is not valid base64.", permanent=True) from exc
+    return data
 
 
 def _upload_match(url):

@@ -8,7 +8,7 @@ from django.db import connection
 from django.http import JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from app.core import netguard, pagination, schema, waits
+from app.core import netguard, pagination, payloads, schema, waits
 from app.core.openapi import document
 from app.core.prepared import Prepared
 from app.core.roles import is_moderator
@@ -121,6 +121,10 @@ def _create(request, version_ref):
         return api.problem(413, "Request body too large", str(exc))
     except ValueError as exc:
         return api.problem(400, "Bad request", str(exc))
+    # Text nothing downstream can encode, wherever it is (a key too).
+    path = payloads.find_invalid_unicode(body)
+    if path is not None:
+        return api.invalid_input({".".join(map(str, path)) or "body": [payloads.INVALID_UNICODE]})
     version = version_ref or _resolve_version(body.get("version"))
     if version is None:
         if "version" not in body:
@@ -138,7 +142,7 @@ def _create(request, version_ref):
         except netguard.UnsafeURL as exc:
             errors["webhook"] = [netguard.refusal("webhook", exc)]
     events = body.get("webhook_events_filter") or []
-    if not isinstance(events, list) or not set(events) <= EVENTS:
+    if not isinstance(events, list) or not all(isinstance(event, str) and event in EVENTS for event in events):
         errors["webhook_events_filter"] = [f"A list of: {', '.join(sorted(EVENTS))}."]
     visibility = body.get("visibility")
     if visibility is not None and visibility not in Visibility.values:

@@ -1,6 +1,5 @@
 """Inbound calls from backends: Cog webhooks and uploads, Replicate webhooks."""
 
-import json
 import logging
 import unicodedata
 from urllib.parse import quote
@@ -11,6 +10,7 @@ from django.http import HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST
 
+from app.core import payloads
 from app.models import Prediction, Upload
 from app.services import predictions, storage
 from app.services.backends import BackendError, cog, replicate
@@ -30,11 +30,19 @@ def _read_body(request, limit):
 
 
 def _json(body):
+    """The JSON object of a webhook body, or None. A model may print anything,
+    so text no page could show (a lone surrogate, NUL) is replaced, not refused:
+    refusing it would lose the result."""
     try:
-        payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+        payload = payloads.loads(body)
+    except payloads.BadPayload:
         return None
-    return payload if isinstance(payload, dict) else None
+    return payloads.writable(payload) if isinstance(payload, dict) else None
+
+
+def _not_json():
+    detail = f"The body is not a JSON object nested at most {payloads.MAX_DEPTH} levels deep."
+    return JsonResponse({"detail": detail}, status=400)
 
 
 def _apply(prediction, payload, backend):
@@ -70,7 +78,7 @@ def cog_webhook(request, prediction_id, token):
         return HttpResponse("Webhook body too large (LIGHTBOX_WEBHOOK_MAX_BYTES).", status=413)
     payload = _json(body)
     if payload is None:
-        return JsonResponse({"detail": "The body is not a JSON object."}, status=400)
+        return _not_json()
     prediction = Prediction.objects.select_related("version__model").filter(pk=prediction_id).first()
     if prediction is None:
         # Deleted meanwhile: say so, so the server stops retrying.
@@ -141,7 +149,7 @@ def replicate_webhook(request, prediction_id):
         return JsonResponse({"detail": str(exc)}, status=401)
     payload = _json(body)
     if payload is None:
-        return JsonResponse({"detail": "The body is not a JSON object."}, status=400)
+        return _not_json()
     prediction = Prediction.objects.select_related("version__model").filter(pk=prediction_id).first()
     if prediction is None:
         return HttpResponse(status=410)

@@ -6,11 +6,14 @@ Values are any text (NUL bytes, other scripts, numbers, very long strings), a
 field repeated, or a value that nearly fits (a real version id, a real
 choice), for the fields each endpoint reads and a few it does not."""
 
+import base64
+
 import pytest
 from django.test import Client
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from app.core import payloads
 from app.models import Comparison
 
 from .conftest import login
@@ -22,10 +25,19 @@ FUZZ = settings(max_examples=30, deadline=None, suppress_health_check=list(Healt
 TEXT = (
     st.text(max_size=40)
     | st.text(alphabet=st.characters(codec="utf-8"), max_size=40)
-    | st.sampled_from(["", "0", "-1", "1e309", "NaN", "\x00", "9" * 40, "a" * 5000, "on", "same", "public", "other"])
+    | st.sampled_from(["", "0", "-1", "1e309", "NaN", "\x00", "9" * 40, "a" * 5000, "on", "same", "public", "other",
+                       "a" * 10_001, "[" * 5000, '{"a":' * 1000])
     | st.integers().map(str)
     | st.floats().map(str)
 )
+
+
+# A painted mask is a data: URI the browser makes; a hand-made one may be anything.
+ODD_DATA_URIS = [
+    "data:image/png;base64,AAAA", "data:image/png;base64,!!!!",
+    "data:image/png;base64," + base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40).decode(),
+    "data:IMAGE/PNG;base64,AAAA", "data:;base64,", "data:application/octet-stream;base64,AAAA",
+]
 
 
 def values(*nearly):
@@ -60,7 +72,7 @@ def _playground_fields(world):
         "version": values(version), "prompt": values(), "negative_prompt": values(), "width": values("512"),
         "height": values("64"), "num_outputs": values("1", "4"), "num_inference_steps": values("4"),
         "guidance_scale": values("7.5"), "scheduler": values("K_EULER"), "seed": values("42"),
-        "publish": values("on"), "mask_painted": values("data:image/png;base64,AAAA"),
+        "publish": values("on"), "mask_painted": values(*ODD_DATA_URIS),
         f"{version[:12]}-step_delay": values("0"), "remix": values(world["comparison"].id), "unknown": values(),
     }
 
@@ -164,3 +176,18 @@ def test_a_nul_character_anywhere_is_a_bad_request(world):
         response = alice.get(url, data) if method == "GET" else alice.post(url, data)
         assert response.status_code == 400, (method, url, data)
         assert "NUL character" in response.content.decode()
+
+
+def test_bytes_that_are_not_utf_8_never_become_a_surrogate(world):
+    """A form cannot carry a lone surrogate as text: its UTF-8 bytes (ED A0 80)
+    are not UTF-8, and Django reads them as U+FFFD (percent-encoded) or as
+    Latin-1 (raw). Whatever a hand-made body holds, what runs is valid text,
+    and its page shows it."""
+    version = world["version"].id
+    alice = _client(world, "alice")
+    for body in (f"version={version}&prompt=a%ED%A0%80b", f"version={version}&prompt=a\xed\xa0\x80b".encode("latin-1")):
+        response = alice.post("/run", body, content_type="application/x-www-form-urlencoded")
+        assert response.status_code < 500
+    for comparison in Comparison.objects.exclude(pk=world["comparison"].pk):
+        assert payloads.find_invalid_unicode(comparison.input) is None
+        assert alice.get(comparison.get_absolute_url()).status_code == 200

@@ -9,6 +9,7 @@
 All outgoing HTTP goes through app.core.http.
 """
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,6 +45,22 @@ def update_from_payload(payload, kind, extra_statuses=()):
         predict_time=metrics.get("predict_time") if isinstance(metrics, dict) else None,
         remote_id=str(payload.get("id") or ""),
     )
+
+
+def json_body(body):
+    """The JSON bytes a backend is sent. What cannot be written (only a row
+    stored before inputs were checked at the edge holds such a value) is a
+    permanent BackendError, so the prediction fails and says why instead of
+    staying "starting" while the task crashes on every retry."""
+    try:
+        return json.dumps(body, ensure_ascii=False, allow_nan=False).encode("utf-8")
+    except UnicodeEncodeError:
+        reason = "it has text that is not valid Unicode"
+    except ValueError:
+        reason = "it has a number JSON cannot carry (NaN or Infinity)"
+    except (TypeError, RecursionError) as exc:
+        reason = f"it is not plain JSON ({exc.__class__.__name__})"
+    raise BackendError(f"The input could not be sent to the model: {reason}.", permanent=True)
 
 
 class BackendError(Exception):

@@ -13,8 +13,8 @@ from django.conf import settings
 from django.core import signing
 from django.urls import reverse
 
-from app.core import http, netguard, uploads
-from app.services.backends import BackendError, Busy, update_from_payload
+from app.core import http, netguard, payloads, uploads
+from app.services.backends import BackendError, Busy, json_body, update_from_payload
 
 EVENTS = ["start", "output", "logs", "completed"]
 
@@ -34,7 +34,7 @@ def fetch_schema(location):
             "it needs .cog/openapi_schema.json"
         )
     try:
-        schema = response.json()
+        schema = payloads.loads(response.content)
     except ValueError as exc:
         raise BackendError(f"Cog server at {location} answered /openapi.json with something that is not JSON") from exc
     version = ""
@@ -105,8 +105,8 @@ def _put(prediction):
     try:
         response = http.client().put(
             _url(prediction.version, f"/predictions/{prediction.id}"),
-            json=body,
-            headers={"Prefer": "respond-async"},
+            content=json_body(body),
+            headers={"Prefer": "respond-async", "Content-Type": "application/json"},
         )
     except httpx.HTTPError as exc:
         raise BackendError(f"The model server at {prediction.version.location} {http.describe(exc)}.") from exc
@@ -117,7 +117,7 @@ def _put(prediction):
     if response.status_code >= 400:
         raise BackendError(f"The model server answered {response.status_code}: {_detail(response)}")
     try:
-        payload = response.json()
+        payload = payloads.loads(response.content)
     except ValueError as exc:
         raise BackendError("The model server answered with something that is not JSON.") from exc
     if not isinstance(payload, dict):

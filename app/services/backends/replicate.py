@@ -16,8 +16,8 @@ from django.conf import settings
 from django.urls import reverse
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from app.core import http
-from app.services.backends import BackendError, update_from_payload
+from app.core import http, payloads
+from app.services.backends import BackendError, json_body, update_from_payload
 
 EVENTS = ["start", "output", "logs", "completed"]
 NSFW_ERROR = (
@@ -32,16 +32,18 @@ def _headers():
     return {"Authorization": f"Bearer {settings.REPLICATE_API_TOKEN}"}
 
 
-def _request(method, path, **kwargs):
+def _request(method, path, headers=None, **kwargs):
     try:
-        response = http.client().request(method, settings.REPLICATE_API_URL + path, headers=_headers(), **kwargs)
+        response = http.client().request(
+            method, settings.REPLICATE_API_URL + path, headers={**_headers(), **(headers or {})}, **kwargs
+        )
     except httpx.HTTPError as exc:
         raise BackendError(f"Replicate {http.describe(exc)}.") from exc
     if response.status_code >= 400:
         permanent = response.status_code in (400, 401, 403, 404, 422)
         raise BackendError(f"Replicate answered {response.status_code}: {_detail(response)}", permanent=permanent)
     try:
-        return response.json()
+        return payloads.writable(payloads.loads(response.content))
     except ValueError as exc:
         raise BackendError("Replicate answered with something that is not JSON.") from exc
 
@@ -103,7 +105,7 @@ def submit(prediction):
     if use_webhooks():
         body["webhook"] = settings.SITE_URL + reverse("hooks:replicate", args=[prediction.id])
         body["webhook_events_filter"] = EVENTS
-    payload = _request("POST", "/predictions", json=body)
+    payload = _request("POST", "/predictions", content=json_body(body), headers={"Content-Type": "application/json"})
     if not isinstance(payload, dict) or not isinstance(payload.get("id"), str):
         raise BackendError("Replicate's answer has no prediction id.")
     return payload["id"]
@@ -143,6 +145,7 @@ def _webhook_secret():
 def verify_webhook(body, headers):
     """Raise BackendError unless the Standard Webhooks signature is valid and fresh."""
     try:
-        Webhook(_webhook_secret()).verify(body, headers)
+        # The body is parsed by the caller (app.core.payloads: nesting checked first).
+        Webhook(_webhook_secret()).verify(body, headers, json_parse=False)
     except WebhookVerificationError as exc:
         raise BackendError(f"Bad webhook signature: {exc}", permanent=True) from exc
