@@ -108,7 +108,7 @@ def test_signed_urls_expire(make_prediction, alice):
     prediction = make_prediction(owner=alice, visibility="private")
     output = prediction.outputs.get()
 
-    old = storage.signed_url(output.file, now=time.time() - 3600)
+    old = storage.signed_url(output.file, alice, now=time.time() - 3600)
 
     assert Client().get(old).status_code == 403
 
