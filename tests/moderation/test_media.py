@@ -222,3 +222,16 @@ def test_pages_embed_no_link_that_gives_a_viewer_an_nsfw_image_they_may_not_see(
     html = login(Client(), alice).get(f"/p/{prediction.id}").content.decode()
     assert any(_image_bytes(Client().get(link)) == original
                for link in URL_IN_PAGE.findall(html) if link.startswith("/files/"))
+
+
+def test_a_signed_link_follows_its_holders_rights_not_the_ones_they_had(make_prediction, alice, moderator):
+    prediction = make_prediction(owner=alice, visibility="private")
+    [link] = _api_output(moderator, prediction)
+    assert Client().get(link).status_code == 200
+
+    moderator.groups.clear()
+
+    assert Client().get(link).status_code == 404
+    moderator.is_active = False
+    moderator.save(update_fields=["is_active"])
+    assert Client().get(link).status_code == 403
