@@ -46,7 +46,7 @@ def _serve(request, path, holder=None):
     signed = holder is not None
     if not path.startswith("outputs/") or ".." in path.split("/"):
         raise Http404
-    output, kind = _output_for(path)
+    output, kind = _output_for(path, with_owner=signed)
     if output is None:
         raise Http404
     viewer = _holder(holder, output, kind) if signed else request.user
@@ -68,14 +68,15 @@ def _serve(request, path, holder=None):
     return response
 
 
-def _output_for(path):
+def _output_for(path, with_owner=False):
     """The output a stored path belongs to, and which of its files it is.
     Paths are outputs/<2 chars>/<prediction id>/<file> (output_upload_to).
-    With the prediction's owner: most signed URLs are the owner's client's."""
+    `with_owner` for signed URLs: most are the owner's client's (_holder)."""
     parts = path.split("/")
     if len(parts) != 4:
         return None, None
-    for output in Output.objects.select_related("prediction__owner").filter(prediction_id=parts[2]):
+    related = "prediction__owner" if with_owner else "prediction"
+    for output in Output.objects.select_related(related).filter(prediction_id=parts[2]):
         for kind, field in (("file", output.file), ("thumbnail", output.thumbnail),
                             ("blurred", output.blurred_thumbnail)):
             if field and field.name == path:

@@ -1,6 +1,6 @@
 """Stored images go through a permission check: private and hidden ones only
-to their owner and moderators (or a signed URL), nsfw ones only to those who
-may see them, blurred thumbnails to everyone who may see the item."""
+to their owner and moderators (also by a signed URL issued to them), nsfw ones
+only to those who may see them, blurred thumbnails to everyone who may see the item."""
 
 import re
 import time
