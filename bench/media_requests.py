@@ -69,10 +69,11 @@ def cases(size):
     from django.utils import timezone
 
     from app import catalog, storage
-    from app.models import ApiToken, Prediction
+    from app.models import ApiToken, ContentPreference, Prediction
 
     version = catalog.add_version("local", "bench", "cog", "http://127.0.0.1:9", {})
-    alice, bob = (get_user_model().objects.create_user(name) for name in ("alice", "bob"))
+    alice, bob, carol = (get_user_model().objects.create_user(name) for name in ("alice", "bob", "carol"))
+    ContentPreference.objects.create(user=carol, show_nsfw=True)
     data = png(size)
 
     def made(visibility, rating="safe"):
@@ -97,6 +98,7 @@ def cases(size):
         "signed, owner's API client, private image": (Client(), api_url(alice, private)),
         "signed, another user's API client, public image": (Client(), api_url(bob, public)),
         "signed, another user's API client, nsfw image": (Client(), api_url(bob, nsfw)),
+        "signed, an opted-in user's API client, nsfw image": (Client(), api_url(carol, nsfw)),
     }
 
 
