@@ -217,7 +217,10 @@ def signed_path_holder(token, path, now=None):
     None if it is forged, expired or for another path."""
     expires, _, rest = token.partition(".")
     holder, _, signature = rest.partition(".")
-    if not expires.isdigit() or not holder.isdigit() or int(expires) < (now or time.time()):
+    # Plain ASCII digits of a sane length: int() refuses "²" and 5,000 digits.
+    if not all(part.isascii() and part.isdigit() and len(part) <= 20 for part in (expires, holder)):
+        return None
+    if int(expires) < (now or time.time()):
         return None
     expected = signing.Signer(salt=MEDIA_SIGNER_SALT).signature(f"{path}|{expires}|{holder}")
     return int(holder) if signing.constant_time_compare(expected, signature) else None

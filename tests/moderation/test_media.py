@@ -235,3 +235,11 @@ def test_a_signed_link_follows_its_holders_rights_not_the_ones_they_had(make_pre
     moderator.is_active = False
     moderator.save(update_fields=["is_active"])
     assert Client().get(link).status_code == 403
+
+
+def test_a_malformed_signed_link_is_refused_not_a_server_error(make_prediction, alice):
+    path = make_prediction(owner=alice).outputs.get().file.name
+    client = Client(raise_request_exception=False)
+
+    for token in ("²²²².1.x", "1" * 5000 + ".1.x", "9999999999.²." + "x" * 43, "9999999999." + "1" * 5000 + ".x", "..", ""):
+        assert client.get(f"/files/{token}/{path}").status_code in (403, 404), token
