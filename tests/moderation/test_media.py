@@ -243,3 +243,14 @@ def test_a_malformed_signed_link_is_refused_not_a_server_error(make_prediction, 
 
     for token in ("²²²².1.x", "1" * 5000 + ".1.x", "9999999999.²." + "x" * 43, "9999999999." + "1" * 5000 + ".x", "..", ""):
         assert client.get(f"/files/{token}/{path}").status_code in (403, 404), token
+
+
+def test_a_signed_link_stops_giving_the_image_once_moderators_rate_it_nsfw(make_prediction, alice, bob):
+    prediction = make_prediction(owner=alice, visibility="public")
+    [link] = _api_output(bob, prediction)
+
+    prediction.outputs.get().mark_nsfw()
+
+    assert Client().get(link).status_code == 403
+    [blurred] = _api_output(bob, prediction)
+    assert blurred.endswith("/0.blurred.webp") and Client().get(blurred).status_code == 200
