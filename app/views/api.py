@@ -13,8 +13,7 @@ from django.http import JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from app import api, limits, netguard, payloads, schema, waits
-from app.models import ApiToken, Model, Prediction, Version
-from app.moderation import is_moderator
+from app.models import Access, ApiToken, Model, Prediction, Version
 from app.openapi import document
 from app.prepared import Prepared
 
@@ -70,11 +69,10 @@ def _get_prediction_for_user(request, prediction_id, owner_only=False):
         return prediction, None
     if prediction is None or owner_only:
         return None, _not_found(f"Prediction {prediction_id}")
-    if is_moderator(request.user):
-        return prediction, None
-    if prediction.visibility == Prediction.Visibility.PRIVATE:
+    access = prediction.access_for(request.user)
+    if access == Access.PRIVATE:
         return None, _not_found(f"Prediction {prediction_id}")
-    if prediction.is_hidden:
+    if access == Access.HIDDEN:
         return None, api.problem(410, "Gone", "This prediction was hidden by moderators.")
     return prediction, None
 
@@ -260,7 +258,8 @@ def prediction(request, prediction_id):
     found, refusal = _get_prediction_for_user(request, prediction_id)
     if refusal:
         return refusal
-    return JsonResponse(api.prediction_json(found, _base(request), outputs=api.outputs_of(found)))
+    payload = api.prediction_json(found, _base(request), outputs=api.outputs_of(found), viewer=request.user)
+    return JsonResponse(payload)
 
 
 @api_view("POST")
