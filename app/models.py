@@ -148,6 +148,15 @@ class ModeratedQuerySet(models.QuerySet):
         return self.filter(shared)
 
 
+class Access(models.TextChoices):
+    """What a user gets of a Moderated item (Moderated.access_for); the label
+    is what a placeholder says in its place."""
+
+    OPEN = "open", "Open"
+    PRIVATE = "private", "Private"
+    HIDDEN = "hidden", "Hidden by moderators"
+
+
 class Moderated(models.Model):
     """Something others can see, so something moderators can hide: hidden, it
     leaves every listing and its share links answer 410, until a moderator
@@ -175,8 +184,24 @@ class Moderated(models.Model):
 
     def can_be_seen_by(self, user):
         """May `user` open this item by its link? (Hidden ones: see `is_hidden`.)"""
-        if user.is_authenticated and (self.owner_id == user.pk or is_moderator(user)):
-            return True
+        if self.is_open_to_everyone:
+            return True  # without asking whether `user` moderates: a query
+        return user.is_authenticated and (self.owner_id == user.pk or is_moderator(user))
+
+    def access_for(self, user):
+        """The one rule for everything that shows this item to `user`: its
+        page, its images (by session or signed link), its JSON, its card
+        inside another item. A private one is not there (404); a shared one
+        moderators hid is gone (410)."""
+        if self.can_be_seen_by(user):
+            return Access.OPEN
+        if self.is_hidden and self.visibility != "private":
+            return Access.HIDDEN
+        return Access.PRIVATE
+
+    @property
+    def is_open_to_everyone(self):
+        """Would a visitor who is not signed in get it? (Link previews.)"""
         return self.visibility != "private" and not self.is_hidden
 
 

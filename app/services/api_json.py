@@ -30,8 +30,9 @@ def absolute(url, base=None):
     return (base or settings.SITE_URL) + url
 
 
-def prediction_json(prediction, base=None, outputs=None):
-    """A prediction as /v1 shows it; `outputs`, its Outputs when the caller has them."""
+def prediction_json(prediction, base=None, outputs=None, viewer=None):
+    """A prediction as /v1 shows it; `outputs`, its Outputs when the caller has
+    them; `viewer`, who it is shown to (output_urls), when not its owner."""
     base = base or settings.SITE_URL
     metrics = {}
     if prediction.predict_time is not None:
@@ -45,7 +46,7 @@ def prediction_json(prediction, base=None, outputs=None):
         "version": prediction.version_id,
         "input": prediction.input,
         "logs": prediction.logs,
-        "output": output_urls(prediction, base, outputs),
+        "output": output_urls(prediction, base, outputs, viewer),
         "data_removed": any(output.rating == output.Rating.BLOCKED for output in outputs),
         "error": prediction.error or None,
         "status": prediction.status,
@@ -96,14 +97,21 @@ def _predictions_path(script_prefix):
     return reverse("api:predictions")
 
 
-def output_urls(prediction, base, outputs=None):
-    """Signed URLs of our stored copies (they work in the owner's client without
-    a session; app.services.storage.signed_url), once stored; None while nothing is.
-    Images moderators removed are left out."""
+def output_urls(prediction, base, outputs=None, viewer=None):
+    """Signed URLs of our stored copies, once stored; None while nothing is.
+    They work without a session, for as long as `viewer` may see them
+    (app.services.storage.signed_url); `viewer` None is the owner (their API client,
+    their webhook). An nsfw image `viewer` may not see unblurred is its
+    blurred thumbnail, as on the pages; images moderators removed are left out."""
     outputs = list(prediction.outputs.all()) if outputs is None else outputs
     if not outputs:
         return None
-    return [absolute(signed_url(output.file), base) for output in outputs if output.rating != output.Rating.BLOCKED]
+    if viewer is None:
+        return [absolute(signed_url(output.file, prediction.owner_id), base)
+                for output in outputs if output.rating != output.Rating.BLOCKED]
+    shown = [output.file if output.shows_explicit_to(viewer) else output.thumbnail_for(viewer)
+             for output in outputs if output.rating != output.Rating.BLOCKED]
+    return [absolute(signed_url(field, viewer), base) for field in shown if field]
 
 
 def version_json(version):

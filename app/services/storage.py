@@ -220,24 +220,41 @@ def save_blurred_thumbnail(output):
 
 # --- Media URLs ----------------------------------------------------------------------
 # Media of items that are not public to everyone is served through a
-# permission check (app.views.media). A signed URL is the permission itself:
-# the API hands them to the owner's client (Replicate's clients download the
-# outputs from the URLs in the prediction), valid MEDIA_URL_TTL seconds, as
-# Replicate's own output URLs are. With object storage (S3), the storage's own
-# expiring presigned URLs play that part: keep the bucket private.
+# permission check (app.views.media). A signed URL stands in for a session for
+# one file: the API hands them to clients that have none (Replicate's clients
+# download the outputs from the URLs in the prediction), valid MEDIA_URL_TTL
+# seconds, as Replicate's own output URLs are.
+#
+# Each signed URL names the user it was issued to, and is served only while
+# that user may still see the file, by the same rule as their session
+# (Moderated.access_for, Output.shows_explicit_to). So making an item private,
+# hiding it, or rating it nsfw revokes the links others hold at once, while its
+# owner's API client keeps fetching its own private images. (Binding the URL
+# to the item's state instead would also revoke it, but could not tell an nsfw
+# image's owner from a viewer who did not opt in, and would break the owner's
+# own links at every change.) The check costs what the session path costs:
+# the output's row is read for every media request anyway.
+# With object storage (S3), the storage's own expiring presigned URLs play
+# that part and cannot be revoked early: keep the bucket private and the TTL short.
 
 MEDIA_SIGNER_SALT = "lightbox-media"
+ANONYMOUS_HOLDER = 0  # user pks start at 1
 
 
-def signed_url(field_file, now=None):
-    """A URL of a stored file that works without a session until it expires."""
+def signed_url(field_file, holder, now=None):
+    """A URL of a stored file that works without a session until it expires,
+    for as long as `holder` (a user, or AnonymousUser; the pk of one) may see it."""
     if not isinstance(default_storage, FileSystemStorage):
         return field_file.url
+    holder = getattr(holder, "pk", holder) or ANONYMOUS_HOLDER
     # Expiry rounded up to ten minutes, so the same file keeps one URL for a
     # while and browsers can cache it.
     expires = (int((now or time.time()) + settings.MEDIA_URL_TTL) // 600 + 1) * 600
-    signature = signing.Signer(salt=MEDIA_SIGNER_SALT).signature(f"{field_file.name}|{expires}")
-    return f"{_signed_media_prefix(get_script_prefix())}{expires}.{signature}/{quote(field_file.name, safe=RFC3986_SUBDELIMS + '/~:@')}"
+    signature = signing.Signer(salt=MEDIA_SIGNER_SALT).signature(f"{field_file.name}|{expires}|{holder}")
+    return (
+        f"{_signed_media_prefix(get_script_prefix())}{expires}.{holder}.{signature}/"
+        f"{quote(field_file.name, safe=RFC3986_SUBDELIMS + '/~:@')}"
+    )
 
 
 @functools.cache
@@ -247,18 +264,25 @@ def _signed_media_prefix(script_prefix):
     return reverse("signed-media", args=["token", "outputs/file"]).removesuffix("token/outputs/file")
 
 
-def check_signed_path(token, path, now=None):
-    """Is `token` ("<expires>.<signature>") valid for `path` now?"""
-    expires, _, signature = token.partition(".")
-    if not expires.isdigit() or int(expires) < (now or time.time()):
-        return False
+def signed_path_holder(token, path, now=None):
+    """The pk of the user `token` ("<expires>.<holder>.<signature>") was issued
+    to (ANONYMOUS_HOLDER: nobody signed in) if it is valid for `path` now;
+    None if it is forged, expired or for another path."""
+    expires, _, rest = token.partition(".")
+    holder, _, signature = rest.partition(".")
+    # Plain ASCII digits of a sane length: int() refuses "²" and 5,000 digits.
+    if not all(part.isascii() and part.isdigit() and len(part) <= 20 for part in (expires, holder)):
+        return None
+    if int(expires) < (now or time.time()):
+        return None
     # unsign, not a compare with signature(): it also accepts the links signed
     # with SECRET_KEY_FALLBACKS, which keep working through a key rotation.
-    value = f"{path}|{expires}"
+    value = f"{path}|{expires}|{holder}"
     try:
-        return signing.Signer(salt=MEDIA_SIGNER_SALT).unsign(f"{value}:{signature}") == value
+        valid = signing.Signer(salt=MEDIA_SIGNER_SALT).unsign(f"{value}:{signature}") == value
     except signing.BadSignature:
-        return False
+        return None
+    return int(holder) if valid else None
 
 
 def mark_nsfw(output):

@@ -11,8 +11,7 @@ from django.views.decorators.csrf import csrf_exempt
 from app.core import netguard, pagination, payloads, schema, waits
 from app.core.openapi import document
 from app.core.prepared import Prepared
-from app.core.roles import is_moderator
-from app.models import ApiToken, Model, Prediction, Version, Visibility
+from app.models import Access, ApiToken, Model, Prediction, Version, Visibility
 from app.services import api_json as api
 from app.services import limits
 from app.services import predictions as lifecycle
@@ -68,11 +67,10 @@ def _get_prediction_for_user(request, prediction_id, owner_only=False):
         return prediction, None
     if prediction is None or owner_only:
         return None, _not_found(f"Prediction {prediction_id}")
-    if is_moderator(request.user):
-        return prediction, None
-    if prediction.visibility == Visibility.PRIVATE:
+    access = prediction.access_for(request.user)
+    if access == Access.PRIVATE:
         return None, _not_found(f"Prediction {prediction_id}")
-    if prediction.is_hidden:
+    if access == Access.HIDDEN:
         return None, api.problem(410, "Gone", "This prediction was hidden by moderators.")
     return prediction, None
 
@@ -224,7 +222,8 @@ def prediction(request, prediction_id):
     found, refusal = _get_prediction_for_user(request, prediction_id)
     if refusal:
         return refusal
-    return JsonResponse(api.prediction_json(found, _base(request), outputs=api.outputs_of(found)))
+    payload = api.prediction_json(found, _base(request), outputs=api.outputs_of(found), viewer=request.user)
+    return JsonResponse(payload)
 
 
 @api_view("POST")

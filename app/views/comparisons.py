@@ -1,5 +1,7 @@
 """The comparison page: one card per version, updated by HTMX polling."""
 
+from dataclasses import dataclass
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404
@@ -11,7 +13,7 @@ from django_htmx.http import HttpResponseStopPolling
 
 from app.core import schema
 from app.forms import VisibilityForm
-from app.models import Comparison, Output, Version, Visibility
+from app.models import Access, Comparison, Output, Version, Visibility
 from app.services import comparisons, limits
 from app.views import reports
 from app.views.playground import can_run, start_comparison
@@ -25,6 +27,17 @@ def gone_response(request):
     return TemplateResponse(request, "410.html", status=410)
 
 
+def allowed_or_raise(item, user):
+    """`item` (a prediction or comparison) if `user` may open it; else 404,
+    or Gone when moderators hid it (Moderated.access_for)."""
+    access = item.access_for(user)
+    if access == Access.HIDDEN:
+        raise Gone()
+    if access == Access.PRIVATE:
+        raise Http404(f"No such {item._meta.verbose_name}")
+    return item
+
+
 def _get_comparison_for_user(request, comparison_id, owner_only=False):
     """The comparison if `request.user` may see it (or act on it: `owner_only`);
     else 404, or Gone when moderators hid it."""
@@ -34,11 +47,7 @@ def _get_comparison_for_user(request, comparison_id, owner_only=False):
         return comparison
     if owner_only:
         raise Http404("No such comparison")
-    if not comparison.can_be_seen_by(request.user):
-        if comparison.is_hidden and comparison.visibility != Visibility.PRIVATE:
-            raise Gone()
-        raise Http404("No such comparison")
-    return comparison
+    return allowed_or_raise(comparison, request.user)
 
 
 def attach_changes(prediction, comparison):
@@ -59,16 +68,36 @@ def next_url(request, default):
     return default
 
 
+@dataclass
+class WithheldCard:
+    """The card of a prediction in a comparison that `user` may not open by
+    its own link (its owner made it private, moderators hid it): it says which,
+    and holds nothing else of the prediction (no id, status, seed, logs, input
+    or images), so no template can show them."""
+
+    version: Version
+    access: Access
+    withheld = True
+    is_terminal = True  # nothing to poll
+
+
 def _predictions(comparison, user):
+    """The comparison's cards for `user`: each prediction by its own access rule."""
     predictions = list(
         comparison.predictions.select_related("version__model").defer("version__openapi_schema")
         .prefetch_related("outputs").order_by("created_at")
     )
+    cards = []
     for prediction in predictions:
+        access = prediction.access_for(user)
+        if access != Access.OPEN:
+            cards.append(WithheldCard(prediction.version, access))
+            continue
         attach_changes(prediction, comparison)
         for output in prediction.outputs.all():
             output.shown = output.shows_explicit_to(user)
-    return predictions
+        cards.append(prediction)
+    return cards, predictions
 
 
 def card_response(request, prediction, template="comparison.html#card", context=None):
@@ -86,22 +115,23 @@ def comparison(request, comparison_id):
         comparison = _get_comparison_for_user(request, comparison_id)
     except Gone:
         return gone_response(request)
-    predictions = _predictions(comparison, request.user)
+    cards, predictions = _predictions(comparison, request.user)
     is_owner = request.user.is_authenticated and comparison.owner_id == request.user.pk
     context = {"comparison": comparison, "is_owner": is_owner}
     card_id = request.GET.get("card")
     if request.htmx and card_id:
-        prediction = next((p for p in predictions if p.id == card_id), None)
-        if prediction is None:
+        card = next((card for card, p in zip(cards, predictions) if p.id == card_id), None)
+        if card is None:
             raise Http404("No such card")
-        return card_response(request, prediction, context=context)
+        return card_response(request, card, context=context)
     shown = {prediction.version_id for prediction in predictions}
-    safe = [o for p in predictions for o in p.outputs.all() if o.rating == Output.Rating.SAFE]
+    # The first safe image previews the link in chat apps, which fetch it
+    # without a session: only from a prediction anyone may open.
+    safe = [o for p in predictions if p.is_open_to_everyone for o in p.outputs.all() if o.rating == Output.Rating.SAFE]
     context.update(
-        # The first safe image previews the link in chat apps.
         og_image=request.build_absolute_uri(safe[0].file.url) if safe else "",
-        predictions=predictions,
-        active=any(not prediction.is_terminal for prediction in predictions),
+        predictions=cards,
+        active=any(not card.is_terminal for card in cards),
         other_versions=[v for v in Version.objects.select_related("model").defer("openapi_schema") if v.id not in shown],
         can_run=can_run(request.user),
         visibility_form=VisibilityForm(initial={"visibility": comparison.visibility}),

@@ -3,44 +3,57 @@
 Anyone may fetch the images of a public or unlisted prediction that is not
 hidden (their paths carry the prediction's 128-bit id, which is the share
 capability, like its page). Private and hidden predictions' images go only to
-the owner and moderators, or to whoever holds a signed URL (the API gives
-those to the owner: app.services.storage.signed_url). An nsfw image itself goes only to
-those who may see it unblurred (Output.shows_explicit_to); its blurred
-thumbnail to anyone who may see the item. Blocked images are gone.
+the owner and moderators. An nsfw image itself goes only to those who may see
+it unblurred (Output.shows_explicit_to); its blurred thumbnail to anyone who
+may see the item. Blocked images are gone. A signed URL (app.services.storage.signed_url)
+gets what the user it was issued to would get with their session, checked now.
 """
 
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AnonymousUser
 from django.core.files.storage import default_storage
 from django.http import FileResponse, Http404, HttpResponse
 from django.views.decorators.http import require_GET
 
-from app.models import Output
+from app.models import Access, Output
 from app.services import storage
 
 
 @require_GET
 def serve_media(request, path):
     """A stored file, for whoever may see it (the session's user)."""
-    return _serve(request, path, signed=False)
+    return _serve(request, path)
 
 
 @require_GET
 def serve_signed_media(request, token, path):
-    """A stored file by a signed, expiring URL: the signature is the permission."""
-    if not storage.check_signed_path(token, path):
-        return HttpResponse("This link has expired or is not valid.", status=403, content_type="text/plain")
-    return _serve(request, path, signed=True)
+    """A stored file by a signed, expiring URL, for as long as the user it was
+    issued to may see it (not the session's: the URL is for clients without one)."""
+    holder = storage.signed_path_holder(token, path)
+    if holder is None:
+        return _invalid_link()
+    return _serve(request, path, holder=holder)
 
 
-def _serve(request, path, signed):
+def _invalid_link():
+    return HttpResponse("This link has expired or is not valid.", status=403, content_type="text/plain")
+
+
+def _serve(request, path, holder=None):
+    """`holder`: the pk of the user a signed URL was issued to; None: the session's user."""
+    signed = holder is not None
     if not path.startswith("outputs/") or ".." in path.split("/"):
         raise Http404
-    output, kind = _output_for(path)
+    output, kind = _output_for(path, with_owner=signed)
     if output is None:
         raise Http404
-    if not signed:
-        refusal = _refusal(request.user, output, kind)
-        if refusal:
-            return refusal
+    viewer = _holder(holder, output, kind) if signed else request.user
+    if viewer is None:
+        return _invalid_link()
+    refusal = _refusal(viewer, output, kind)
+    if refusal:
+        return refusal
     try:
         handle = default_storage.open(path, "rb")
     except (FileNotFoundError, OSError):
@@ -54,13 +67,15 @@ def _serve(request, path, signed):
     return response
 
 
-def _output_for(path):
+def _output_for(path, with_owner=False):
     """The output a stored path belongs to, and which of its files it is.
-    Paths are outputs/<2 chars>/<prediction id>/<file> (output_upload_to)."""
+    Paths are outputs/<2 chars>/<prediction id>/<file> (output_upload_to).
+    `with_owner` for signed URLs: most are the owner's client's (_holder)."""
     parts = path.split("/")
     if len(parts) != 4:
         return None, None
-    for output in Output.objects.select_related("prediction").filter(prediction_id=parts[2]):
+    related = "prediction__owner" if with_owner else "prediction"
+    for output in Output.objects.select_related(related).filter(prediction_id=parts[2]):
         for kind, field in (("file", output.file), ("thumbnail", output.thumbnail),
                             ("blurred", output.blurred_thumbnail)):
             if field and field.name == path:
@@ -68,11 +83,24 @@ def _output_for(path):
     return None, None
 
 
-def _refusal(user, output, kind):
+def _holder(pk, output, kind):
+    """The user a signed URL was issued to, as their session would have them;
+    None once their account is gone or deactivated. Looked up only when it
+    matters, and the owner comes with the output (_output_for): a media
+    request stays one query for what anyone may fetch and for the owner's
+    client, which hold most signed URLs."""
+    if pk == storage.ANONYMOUS_HOLDER or _open_to_everyone(output, kind):
+        return AnonymousUser()
     prediction = output.prediction
-    if not prediction.can_be_seen_by(user):
-        if prediction.is_hidden and prediction.visibility != "private":
-            return HttpResponse("This image was hidden by moderators.", status=410, content_type="text/plain")
+    user = prediction.owner if pk == prediction.owner_id else get_user_model().objects.filter(pk=pk).first()
+    return user if user is not None and user.is_active else None
+
+
+def _refusal(user, output, kind):
+    access = output.prediction.access_for(user)
+    if access == Access.HIDDEN:
+        return HttpResponse("This image was hidden by moderators.", status=410, content_type="text/plain")
+    if access == Access.PRIVATE:
         raise Http404
     if output.rating == Output.Rating.BLOCKED:
         return HttpResponse("This image was removed.", status=410, content_type="text/plain")
@@ -84,10 +112,8 @@ def _refusal(user, output, kind):
 
 
 def _open_to_everyone(output, kind):
-    prediction = output.prediction
     return (
-        prediction.visibility != "private"
-        and not prediction.is_hidden
+        output.prediction.is_open_to_everyone
         and (output.rating == Output.Rating.SAFE or kind == "blurred")
     )
 

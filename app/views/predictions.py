@@ -10,11 +10,11 @@ from django.template.response import TemplateResponse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from app.forms import VisibilityForm
-from app.models import Prediction, Visibility
+from app.models import Prediction
 from app.services import predictions
 from app.services.api_json import prediction_json
 from app.views import reports
-from app.views.comparisons import Gone, attach_changes, card_response, gone_response, next_url
+from app.views.comparisons import Gone, allowed_or_raise, attach_changes, card_response, gone_response, next_url
 
 SNIPPET_STRING_MAX = 200
 
@@ -31,11 +31,7 @@ def _get_prediction_for_user(request, prediction_id, owner_only=False):
         return prediction
     if owner_only:
         raise Http404("No such prediction")
-    if not prediction.can_be_seen_by(request.user):
-        if prediction.is_hidden and prediction.visibility != Visibility.PRIVATE:
-            raise Gone()
-        raise Http404("No such prediction")
-    return prediction
+    return allowed_or_raise(prediction, request.user)
 
 
 def with_shown_outputs(prediction, user):
@@ -94,12 +90,15 @@ def prediction(request, prediction_id):
     context.update(
         outputs=outputs,
         input_rows=input_rows(prediction),
-        api_json=json.dumps(prediction_json(prediction, base), indent=2),
+        # Its output URLs work for this viewer only, and only while they may see them.
+        api_json=json.dumps(prediction_json(prediction, base, viewer=request.user), indent=2),
         curl=curl,
         python=python,
         share_url=request.build_absolute_uri(),
-        # Chat apps preview the image: only a safe one.
-        og_image=base + outputs[0].file.url if outputs and outputs[0].rating == "safe" else "",
+        # Chat apps preview the image, fetched without a session: only a safe
+        # one that anyone may open.
+        og_image=(base + outputs[0].file.url if outputs and outputs[0].rating == "safe"
+                  and prediction.is_open_to_everyone else ""),
         visibility_form=VisibilityForm(initial={"visibility": prediction.visibility}),
         **reports.report_context(request.user, prediction),
     )

@@ -1,7 +1,8 @@
 """Stored images go through a permission check: private and hidden ones only
-to their owner and moderators (or a signed URL), nsfw ones only to those who
-may see them, blurred thumbnails to everyone who may see the item."""
+to their owner and moderators (also by a signed URL issued to them), nsfw ones
+only to those who may see them, blurred thumbnails to everyone who may see the item."""
 
+import re
 import time
 from urllib.parse import urlsplit
 
@@ -9,7 +10,7 @@ import pytest
 from django.test import Client, override_settings
 from PIL import Image
 
-from app.models import ContentPreference
+from app.models import ApiToken, Comparison, ContentPreference
 from app.services import api_json as api
 from app.services import storage
 
@@ -108,7 +109,7 @@ def test_signed_urls_expire(make_prediction, alice):
     prediction = make_prediction(owner=alice, visibility="private")
     output = prediction.outputs.get()
 
-    old = storage.signed_url(output.file, now=time.time() - 3600)
+    old = storage.signed_url(output.file, alice, now=time.time() - 3600)
 
     assert Client().get(old).status_code == 403
 
@@ -121,3 +122,136 @@ def test_files_that_belong_to_no_output_are_not_served(make_prediction, alice):
 
     assert _status(alice, f"/media/{stray}") == 404
     assert _status(alice, "/media/outputs/../secret") == 404
+
+
+# --- Signed links follow the item's current state (issue 9, item 4) -----------------
+# A signed URL carries the rights of the user it was issued to, checked when it
+# is served: what that user could no longer open by its page, the link no
+# longer serves either.
+
+URL_IN_PAGE = re.compile(r"""(?:https?://testserver)?(/(?:files|media)/[^"'\s<>&]+)""")
+
+
+def _api_output(user, prediction):
+    headers = {"Authorization": f"Bearer {ApiToken.issue(user)[1]}"}
+    response = Client().get(f"/v1/predictions/{prediction.id}", headers=headers)
+    assert response.status_code == 200
+    return [urlsplit(url).path for url in response.json()["output"]]
+
+
+def _image_bytes(response):
+    return b"".join(response.streaming_content) if response.status_code == 200 else b""
+
+
+def test_a_signed_link_stops_working_when_its_owner_makes_it_private(make_prediction, alice, bob):
+    prediction = make_prediction(owner=alice, visibility="unlisted")
+    [link] = _api_output(bob, prediction)
+    assert Client().get(link).status_code == 200
+
+    login(Client(), alice).post(f"/p/{prediction.id}/visibility", {"visibility": "private"})
+
+    assert Client().get(link).status_code == 404
+
+
+def test_a_signed_link_stops_working_when_moderators_hide_it(make_prediction, alice, bob):
+    prediction = make_prediction(owner=alice, visibility="public")
+    [link] = _api_output(bob, prediction)
+
+    prediction.hide("Hidden by a moderator: test")
+
+    assert Client().get(link).status_code == 410
+
+
+def test_the_owners_client_keeps_fetching_its_own_private_and_hidden_images(make_prediction, alice):
+    prediction = make_prediction(owner=alice, visibility="unlisted")
+    [link] = _api_output(alice, prediction)
+
+    prediction.visibility = "private"
+    prediction.save(update_fields=["visibility"])
+    prediction.hide("Hidden by a moderator: test")
+
+    response = Client().get(link)  # no session: an API client
+    assert response.status_code == 200
+    assert _image_bytes(response)[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_api_gives_others_only_the_blurred_picture_of_an_nsfw_image(make_prediction, alice, bob, carol):
+    prediction = make_prediction(owner=alice, visibility="public", ratings=("nsfw",))
+    original = prediction.outputs.get().file.read()
+    ContentPreference.objects.create(user=carol, show_nsfw=True)
+
+    [bobs] = _api_output(bob, prediction)
+    [carols] = _api_output(carol, prediction)
+    [alices] = _api_output(alice, prediction)
+
+    assert bobs.endswith("/0.blurred.webp")
+    assert _image_bytes(Client().get(bobs))[:4] == b"RIFF"
+    for link in (carols, alices):
+        assert _image_bytes(Client().get(link)) == original
+    # An opt-in withdrawn withdraws the links issued under it.
+    ContentPreference.objects.filter(user=carol).update(show_nsfw=False)
+    assert Client().get(carols).status_code == 403
+
+
+def test_a_signed_link_cannot_be_moved_to_another_user(make_prediction, alice, bob):
+    prediction = make_prediction(owner=alice, visibility="private")
+    [link] = _api_output(alice, prediction)
+    expires, holder, signature = link.split("/")[2].split(".")
+
+    forged = link.replace(f"/{expires}.{holder}.", f"/{expires}.{bob.pk}.")
+
+    assert Client().get(forged).status_code == 403
+
+
+def test_pages_embed_no_link_that_gives_a_viewer_an_nsfw_image_they_may_not_see(make_prediction, alice, bob):
+    """The prediction page (with its API JSON block) and its comparison: every
+    image URL in them, fetched the way the viewer could fetch it (with their
+    session, or none for signed links), gives at most the blurred picture."""
+    comparison = Comparison.objects.create(owner=alice, visibility="public", input={"prompt": "x"})
+    prediction = make_prediction(owner=alice, visibility="public", ratings=("nsfw",), comparison=comparison)
+    original = prediction.outputs.get().file.read()
+
+    for viewer in (None, bob):
+        client = login(Client(), viewer) if viewer else Client()
+        for page in (f"/p/{prediction.id}", f"/c/{comparison.id}"):
+            html = client.get(page).content.decode()
+            links = set(URL_IN_PAGE.findall(html))
+            assert links, page
+            for link in links:
+                assert _image_bytes(client.get(link)) != original, (viewer, page, link)
+    # The owner's own page links to the image itself.
+    html = login(Client(), alice).get(f"/p/{prediction.id}").content.decode()
+    assert any(_image_bytes(Client().get(link)) == original
+               for link in URL_IN_PAGE.findall(html) if link.startswith("/files/"))
+
+
+def test_a_signed_link_follows_its_holders_rights_not_the_ones_they_had(make_prediction, alice, moderator):
+    prediction = make_prediction(owner=alice, visibility="private")
+    [link] = _api_output(moderator, prediction)
+    assert Client().get(link).status_code == 200
+
+    moderator.groups.clear()
+
+    assert Client().get(link).status_code == 404
+    moderator.is_active = False
+    moderator.save(update_fields=["is_active"])
+    assert Client().get(link).status_code == 403
+
+
+def test_a_malformed_signed_link_is_refused_not_a_server_error(make_prediction, alice):
+    path = make_prediction(owner=alice).outputs.get().file.name
+    client = Client(raise_request_exception=False)
+
+    for token in ("²²²².1.x", "1" * 5000 + ".1.x", "9999999999.²." + "x" * 43, "9999999999." + "1" * 5000 + ".x", "..", ""):
+        assert client.get(f"/files/{token}/{path}").status_code in (403, 404), token
+
+
+def test_a_signed_link_stops_giving_the_image_once_moderators_rate_it_nsfw(make_prediction, alice, bob):
+    prediction = make_prediction(owner=alice, visibility="public")
+    [link] = _api_output(bob, prediction)
+
+    storage.mark_nsfw(prediction.outputs.get())
+
+    assert Client().get(link).status_code == 403
+    [blurred] = _api_output(bob, prediction)
+    assert blurred.endswith("/0.blurred.webp") and Client().get(blurred).status_code == 200

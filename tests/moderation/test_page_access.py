@@ -108,3 +108,63 @@ def test_link_previews_only_for_what_anyone_may_open(people, items):
                 for image in previews:
                     expected = 410 if state == "hidden" else 200
                     assert anonymous.get(image.removeprefix("http://testserver")).status_code == expected, (role, url)
+
+
+# --- A prediction inside a comparison (issue 9, item 5) ------------------------------
+# Its card follows the prediction's own rule, whatever the comparison's: one
+# its owner made private, or moderators hid, is a placeholder for everyone
+# else, with nothing of it (no status, seed, logs, input or images).
+
+
+@pytest.fixture
+def mixed(make_prediction, alice):
+    """An unlisted comparison with one shared, one private and one hidden prediction."""
+    comparison = Comparison.objects.create(owner=alice, visibility="unlisted", input={"prompt": "three quokkas"})
+    made = {}
+    for state, seed in (("shared", 1111111), ("private", 2222222), ("hidden", 3333333)):
+        prediction = make_prediction(owner=alice, visibility="private" if state == "private" else "unlisted",
+                                     comparison=comparison)
+        prediction.input = {"prompt": f"a quokka, {state}zz", "seed": seed}
+        prediction.logs = f"step 1/1\nlogs of the {state}zz one"
+        prediction.save(update_fields=["input", "logs"])
+        if state == "hidden":
+            prediction.hide("Hidden by reports")
+        made[state] = prediction
+    return comparison, made
+
+
+def _leaks(body, prediction):
+    """What of `prediction` a body shows: its id, seed, logs, prompt or images."""
+    output = prediction.outputs.get()
+    found = [prediction.id, str(prediction.input["seed"]), prediction.logs.splitlines()[-1], prediction.input["prompt"],
+             output.file.name, output.thumbnail.name]
+    return [text for text in found if text in body]
+
+
+def test_a_comparison_shows_only_placeholders_of_what_the_viewer_may_not_open(people, mixed):
+    comparison, made = mixed
+    for role in ROLES:
+        body = _client(people[role]).get(f"/c/{comparison.id}").content.decode()
+        assert _leaks(body, made["shared"]), role
+        if role in ("owner", "moderator"):
+            assert _leaks(body, made["private"]) and _leaks(body, made["hidden"]), role
+            continue
+        assert _leaks(body, made["private"]) == [] and _leaks(body, made["hidden"]) == [], role
+        assert "Private" in body and "Hidden by moderators" in body, role
+        assert all("/0.png" not in image or made["shared"].id in image for image in OG_IMAGE.findall(body)), role
+
+
+def test_a_card_poll_of_a_prediction_the_viewer_may_not_open_gives_a_placeholder(people, mixed):
+    comparison, made = mixed
+    for role in ("anonymous", "other", "staff"):
+        client = _client(people[role])
+        for state, placeholder in (("private", "Private"), ("hidden", "Hidden by moderators")):
+            prediction = made[state]
+            response = client.get(f"/c/{comparison.id}?card={prediction.id}", headers={"HX-Request": "true"})
+            body = response.content.decode()
+            assert placeholder in body, (role, state)
+            assert "succeeded" not in body.lower() and _leaks(body, prediction) == [], (role, state)
+    owner = _client(people["owner"])
+    for prediction in made.values():
+        body = owner.get(f"/c/{comparison.id}?card={prediction.id}", headers={"HX-Request": "true"}).content.decode()
+        assert prediction.logs.splitlines()[-1] in body

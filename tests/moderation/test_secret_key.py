@@ -92,19 +92,19 @@ def test_links_signed_with_the_published_key_are_refused(make_prediction, alice)
     prediction = output.prediction
 
     with override_settings(SECRET_KEY=PUBLISHED_KEY):
-        forged_media = storage.signed_url(output.file)
+        forged_media = storage.signed_url(output.file, alice)
         forged_hook = cog.webhook_url(prediction)
 
     assert Client().get(forged_media).status_code == 403
     assert _cog_webhook_status(forged_hook) == 403
-    assert Client().get(storage.signed_url(output.file)).status_code == 200
+    assert Client().get(storage.signed_url(output.file, alice)).status_code == 200
     assert _cog_webhook_status(cog.webhook_url(prediction)) == 400
 
 
 def test_links_signed_before_a_rotation_work_while_the_old_key_is_a_fallback(settings, make_prediction, alice):
     output = make_prediction(owner=alice, visibility="private").outputs.get()
     settings.SECRET_KEY = OLD_KEY
-    media_url, hook_url = storage.signed_url(output.file), cog.webhook_url(output.prediction)
+    media_url, hook_url = storage.signed_url(output.file, alice), cog.webhook_url(output.prediction)
 
     settings.SECRET_KEY, settings.SECRET_KEY_FALLBACKS = NEW_KEY, [OLD_KEY]
     assert Client().get(media_url).status_code == 200
@@ -118,7 +118,7 @@ def test_links_signed_before_a_rotation_work_while_the_old_key_is_a_fallback(set
 def test_a_tampered_or_expired_link_is_refused_with_fallbacks_too(settings, make_prediction, alice):
     output = make_prediction(owner=alice, visibility="private").outputs.get()
     settings.SECRET_KEY = OLD_KEY
-    expired = storage.signed_url(output.file, now=time.time() - 2 * settings.MEDIA_URL_TTL)
+    expired = storage.signed_url(output.file, alice, now=time.time() - 2 * settings.MEDIA_URL_TTL)
     hook_url = cog.webhook_url(output.prediction)
     settings.SECRET_KEY, settings.SECRET_KEY_FALLBACKS = NEW_KEY, [OLD_KEY]
 
@@ -172,4 +172,4 @@ def test_each_purpose_signs_with_its_own_salt(settings, make_prediction, alice):
 
     # A Cog webhook token is no media signature, nor the other way round.
     assert token != signing.Signer(salt=storage.MEDIA_SIGNER_SALT).signature(output.prediction.id)
-    assert not storage.check_signed_path(f"{int(time.time()) + 600}.{token}", output.file.name)
+    assert storage.signed_path_holder(f"{int(time.time()) + 600}.0.{token}", output.file.name) is None
