@@ -1,7 +1,7 @@
 """The admin: the moderation panel, and the catalog and limits for site admins.
 
 Moderation is for members of the "moderators" group (and superusers;
-app.services.moderation.is_moderator), who also need is_staff to sign in here. Other
+app.core.roles.is_moderator), who also need is_staff to sign in here. Other
 staff do not see the moderation models at all, whatever Django permissions
 they hold. Moderators act through admin actions, one item or many at once;
 each action needs or takes a reason (the field beside the action menu) and

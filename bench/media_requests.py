@@ -43,7 +43,7 @@ def setup_django(var_dir):
     for name in ("DATABASE_URL", "CELERY_BROKER_URL", "MEDIA_ROOT", "AWS_STORAGE_BUCKET_NAME"):
         os.environ.pop(name, None)
     os.environ["LIGHTBOX_VAR_DIR"] = var_dir
-    os.environ["DJANGO_SETTINGS_MODULE"] = "app.settings"
+    os.environ["DJANGO_SETTINGS_MODULE"] = "lightbox.settings"
     import django
 
     django.setup()

@@ -273,7 +273,7 @@ def test_bad_base64_is_a_422(version, token):
 
 
 def test_a_safety_checker_line_nested_deep_is_no_verdict():
-    from app.services.moderation import nsfw_flags
+    from app.core.logs import nsfw_flags
 
     assert nsfw_flags("nsfw_content_detected: [" + DEEP_BODY + "]\n") == []
     assert nsfw_flags("nsfw_content_detected: [true, false]\n") == [True, False]
