@@ -26,7 +26,7 @@ from app.forms import (
 )
 from app.models import ApiToken, ContentPreference, Invite
 from app.services import predictions
-from app.views.gallery import TILE_FIELDS, with_tiles
+from app.views.cards import TILE_FIELDS, with_tiles
 
 PAGE_SIZE = 24
 

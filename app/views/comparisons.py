@@ -1,41 +1,21 @@
 """The comparison page: one card per version, updated by HTMX polling."""
 
-from dataclasses import dataclass
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
-from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
-from django_htmx.http import HttpResponseStopPolling
 
 from app.core import schema
 from app.forms import VisibilityForm
 from app.models import Access, Comparison, Output, Version, Visibility
 from app.services import comparisons, limits
 from app.views import reports
-from app.views.playground import can_run, start_comparison
-
-
-class Gone(Exception):
-    """Moderators hid it: its share link answers 410 (app.services.moderation)."""
-
-
-def gone_response(request):
-    return TemplateResponse(request, "410.html", status=410)
-
-
-def allowed_or_raise(item, user):
-    """`item` (a prediction or comparison) if `user` may open it; else 404,
-    or Gone when moderators hid it (Moderated.access_for)."""
-    access = item.access_for(user)
-    if access == Access.HIDDEN:
-        raise Gone()
-    if access == Access.PRIVATE:
-        raise Http404(f"No such {item._meta.verbose_name}")
-    return item
+from app.views.access import Gone, allowed_or_raise, gone_response, next_url
+from app.views.cards import WithheldCard, attach_changes, card_response
+from app.views.running import can_run, start_comparison
 
 
 def _get_comparison_for_user(request, comparison_id, owner_only=False):
@@ -48,37 +28,6 @@ def _get_comparison_for_user(request, comparison_id, owner_only=False):
     if owner_only:
         raise Http404("No such comparison")
     return allowed_or_raise(comparison, request.user)
-
-
-def attach_changes(prediction, comparison):
-    """What the mapping changed for this prediction's version, for its card."""
-    changes = comparison.changes.get(prediction.version_id, []) if comparison else []
-    prediction.adjusted = [change for change in changes if change["kind"] != "default"]
-    prediction.defaulted = [change for change in changes if change["kind"] == "default"]
-    return prediction
-
-
-def next_url(request, default):
-    """Where to go after an action: the form's own page when it says so (a
-    path on this site; anything else, e.g. "0", which redirect() would take for
-    a view name, gets `default`)."""
-    target = request.POST.get("next") or request.GET.get("next") or ""
-    if target.startswith("/") and url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
-        return target
-    return default
-
-
-@dataclass
-class WithheldCard:
-    """The card of a prediction in a comparison that `user` may not open by
-    its own link (its owner made it private, moderators hid it): it says which,
-    and holds nothing else of the prediction (no id, status, seed, logs, input
-    or images), so no template can show them."""
-
-    version: Version
-    access: Access
-    withheld = True
-    is_terminal = True  # nothing to poll
 
 
 def _predictions(comparison, user):
@@ -98,15 +47,6 @@ def _predictions(comparison, user):
             output.shown = output.shows_explicit_to(user)
         cards.append(prediction)
     return cards, predictions
-
-
-def card_response(request, prediction, template="comparison.html#card", context=None):
-    """One card; the last one a poll gets (286) once the prediction has ended."""
-    response = TemplateResponse(request, template, {"prediction": prediction, **(context or {})})
-    if prediction.is_terminal:
-        response.render()
-        return HttpResponseStopPolling(response.content)
-    return response
 
 
 @require_GET

@@ -9,7 +9,8 @@ from django.views.decorators.http import require_GET
 from django.views.decorators.vary import vary_on_headers
 
 from app.core import pagination
-from app.models import Model, Output, Prediction, Version
+from app.models import Model, Prediction, Version
+from app.views.cards import TILE_FIELDS, with_tiles
 
 PAGE_SIZE = 24
 STATUS_CHOICES = [("succeeded", "Succeeded"), ("any", "Any status"), ("processing", "Running"),
@@ -26,35 +27,6 @@ def _filters(request):
         "status": status if status in dict(STATUS_CHOICES) else "succeeded",
         "mine": request.GET.get("mine") == "1" and request.user.is_authenticated,
     }
-
-
-# What a tile shows (templates/_thumb.html); a prediction's logs and a
-# version's schema can be many kilobytes each, so they are not read.
-TILE_FIELDS = ("id", "version_id", "owner_id", "input", "status", "visibility", "created_at", "predict_time")
-
-
-def with_tiles(predictions, user, versions=None):
-    """Give each prediction of a page its version (with its model), its first
-    output and the thumbnail `user` gets of it (blurred when nsfw, none when
-    blocked: Output.thumbnail_for), in two queries whatever the page size, and
-    without joining the catalog into the page's query (a handful of rows, often
-    loaded anyway)."""
-    if versions is None:
-        versions = Version.objects.select_related("model").defer("openapi_schema").filter(
-            pk__in={prediction.version_id for prediction in predictions}
-        )
-    by_id = {version.id: version for version in versions}
-    firsts = Output.objects.filter(prediction__in=[prediction.pk for prediction in predictions], index=0).only(
-        "id", "prediction_id", "index", "file", "thumbnail", "blurred_thumbnail", "width", "height", "rating"
-    )
-    first_of = {output.prediction_id: output for output in firsts}
-    for prediction in predictions:
-        prediction.version = by_id[prediction.version_id]
-        output = prediction.tile_output = first_of.get(prediction.pk)
-        if output is not None:
-            output.prediction = prediction
-        prediction.tile_thumbnail = output.thumbnail_for(user) if output is not None else None
-    return predictions
 
 
 def _filtered(request, filters):

@@ -14,7 +14,7 @@ from app.core import payloads
 from app.models import Prediction, Upload
 from app.services import predictions, storage
 from app.services.backends import BackendError, cog, replicate
-from app.views.media import file_response
+from app.views.files import file_response
 from tasks.predictions import finish_prediction
 
 log = logging.getLogger(__name__)

@@ -13,11 +13,12 @@ gets what the user it was issued to would get with their session, checked now.
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AnonymousUser
 from django.core.files.storage import default_storage
-from django.http import FileResponse, Http404, HttpResponse
+from django.http import Http404, HttpResponse
 from django.views.decorators.http import require_GET
 
 from app.models import Access, Output
 from app.services import storage
+from app.views.files import file_response
 
 
 @require_GET
@@ -118,16 +119,3 @@ def _open_to_everyone(output, kind):
     )
 
 
-def file_response(handle, content_type):
-    """A stored file as it may go out from this site's origin: an image inline,
-    anything else as a download the browser neither renders, sniffs nor runs.
-    `content_type` is what app.services.storage.stored_type found when it was stored; a
-    row stored before types were checked is not believed."""
-    if content_type not in storage.EXTENSIONS:
-        content_type = "application/octet-stream"
-    inline = content_type in storage.INLINE_TYPES
-    response = FileResponse(handle, content_type=content_type, as_attachment=not inline)
-    if not inline:
-        response["Content-Security-Policy"] = "sandbox; default-src 'none'"
-    response["X-Content-Type-Options"] = "nosniff"
-    return response

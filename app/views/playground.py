@@ -1,47 +1,20 @@
 """The playground: one prompt, several model versions, one comparison."""
 
-from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.views.decorators.http import require_GET, require_POST
 from django.views.decorators.vary import vary_on_headers
 
-from app.core import schema, throttle
+from app.core import schema
 from app.forms import PlaygroundForm, advanced_name
 from app.models import Comparison, Version
-from app.services import comparisons, limits
+from app.services import limits
+from app.views.running import can_run, refused, start_comparison
 
 # The guide's five Stable Diffusion models, by model name; then the tiny ones.
 GUIDE_MODELS = ("sdxl", "sd-1.5", "sd-2.1", "sdxl-turbo", "sd-turbo", "stable-diffusion")
 TINY_MODELS = ("tiny-sd", "tiny-sdxl")
-
-
-def can_run(user):
-    return user.is_authenticated or settings.ANONYMOUS_RUNS
-
-
-def start_comparison(request, versions, input, **options):
-    """Comparison.start for whoever asks. Visitors without an account are also
-    limited per client address (limits.admit_visitor). Raises
-    schema.InputError or limits.RunRefused, starting nothing."""
-    if request.user.is_authenticated:
-        return comparisons.start(versions, input, owner=request.user, **options)
-    address, count = throttle.client_ip(request), len({version.pk for version in versions})
-    limits.admit_visitor(address, count)
-    try:
-        return comparisons.start(versions, input, owner=None, **options)
-    except Exception:
-        limits.release_visitor(address, count)
-        raise
-
-
-def refused(response, exc):
-    """The page of a refused run: the refusal's status, and when to retry."""
-    response.status_code = exc.status
-    if exc.retry_after:
-        response["Retry-After"] = str(exc.retry_after)
-    return response
 
 
 def default_versions(versions):

@@ -14,7 +14,8 @@ from app.models import Prediction
 from app.services import predictions
 from app.services.api_json import prediction_json
 from app.views import reports
-from app.views.comparisons import Gone, allowed_or_raise, attach_changes, card_response, gone_response, next_url
+from app.views.access import Gone, allowed_or_raise, gone_response, next_url
+from app.views.cards import attach_changes, card_response
 
 SNIPPET_STRING_MAX = 200
 
