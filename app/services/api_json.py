@@ -1,5 +1,6 @@
-"""JSON shapes of the /v1 API (Replicate's), shared by the views and the
-outbound webhooks, and RFC 7807 problems."""
+"""JSON shapes of the /v1 API (Replicate's), shared by its views and the
+outbound webhooks, and the signing of those webhooks. Errors and request
+bodies are app.views.problems'."""
 
 import base64
 import functools
@@ -8,13 +9,10 @@ import uuid
 from datetime import datetime, timezone
 
 from django.conf import settings
-from django.core.exceptions import RequestDataTooBig
-from django.http import JsonResponse
 from django.urls import get_script_prefix, reverse
 from django.utils.crypto import salted_hmac
 from standardwebhooks.webhooks import Webhook
 
-from app.core import payloads
 from app.core.prepared import Prepared
 from app.models import Output
 from app.services.storage import signed_url
@@ -142,27 +140,6 @@ def model_json(model, base=None, run_count=0):
     }
 
 
-def problem(status, title, detail, **extra):
-    """An RFC 7807 error response."""
-    body = {"type": "about:blank", "title": title, "detail": detail, "status": status, **extra}
-    return JsonResponse(body, status=status, content_type="application/problem+json")
-
-
-def refused(exc):
-    """The problem response for a limits.RunRefused."""
-    response = problem(exc.status, exc.title, exc.detail)
-    if exc.retry_after:
-        response["Retry-After"] = str(exc.retry_after)
-    return response
-
-
-def invalid_input(errors):
-    """422 with one entry per field, as Replicate reports invalid input."""
-    fields = [{"field": field, "description": " ".join(messages)} for field, messages in errors.items()]
-    detail = "; ".join(f"{f['field']}: {f['description']}" for f in fields)
-    return problem(422, "Input validation failed", detail, invalid_fields=fields)
-
-
 # --- Outbound webhooks, signed as Replicate signs them (Standard Webhooks) ---
 
 
@@ -190,26 +167,3 @@ def webhook_headers(prediction, body):
         for key in [settings.SECRET_KEY, *settings.SECRET_KEY_FALLBACKS]
     )
     return {"webhook-id": message_id, "webhook-timestamp": str(timestamp), "webhook-signature": signature}
-
-
-class BodyTooLarge(ValueError):
-    pass
-
-
-def parse_json_body(request):
-    """The request's JSON object, or raise ValueError with a reason
-    (BodyTooLarge past DATA_UPLOAD_MAX_MEMORY_SIZE; app.core.payloads.BadPayload
-    for what is not JSON or nests too deep)."""
-    try:
-        raw = request.body
-    except RequestDataTooBig:
-        raise BodyTooLarge(
-            f"The request body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes "
-            "(LIGHTBOX_MAX_REQUEST_BYTES); give large images as http(s) URLs."
-        ) from None
-    if not raw:
-        return {}
-    payload = payloads.loads(raw)
-    if not isinstance(payload, dict):
-        raise ValueError("The request body must be a JSON object.")
-    return payload

@@ -15,6 +15,7 @@ from app.models import Access, ApiToken, Model, Prediction, Version, Visibility
 from app.services import api_json as api
 from app.services import limits
 from app.services import predictions as lifecycle
+from app.views import problems
 
 PAGE_SIZE = 100
 EVENTS = {"start", "output", "logs", "completed"}
@@ -29,13 +30,13 @@ def api_view(*methods):
         @wraps(view)
         def wrapped(request, *args, **kwargs):
             if request.method not in methods:
-                response = api.problem(405, "Method not allowed", f"Use {' or '.join(methods)}.")
+                response = problems.problem(405, "Method not allowed", f"Use {' or '.join(methods)}.")
                 response["Allow"] = ", ".join(methods)
                 return response
             scheme, _, raw = request.headers.get("Authorization", "").partition(" ")
             user = ApiToken.objects.authenticate(raw.strip()) if scheme.lower() in ("bearer", "token") else None
             if user is None:
-                response = api.problem(
+                response = problems.problem(
                     401, "Unauthenticated", "Send an API token as 'Authorization: Bearer <token>'."
                 )
                 response["WWW-Authenticate"] = "Bearer"
@@ -43,7 +44,7 @@ def api_view(*methods):
             request.user = user
             if any("\x00" in value for value in kwargs.values()):
                 # Names nothing, and PostgreSQL refuses a NUL in a query (a 500).
-                return api.problem(404, "Not found", f"No endpoint at {request.path}.")
+                return problems.problem(404, "Not found", f"No endpoint at {request.path}.")
             return view(request, *args, **kwargs)
 
         return wrapped
@@ -56,7 +57,7 @@ def _base(request):
 
 
 def _not_found(what):
-    return api.problem(404, "Not found", f"{what} does not exist or is not yours.")
+    return problems.problem(404, "Not found", f"{what} does not exist or is not yours.")
 
 
 def _get_prediction_for_user(request, prediction_id, owner_only=False):
@@ -71,7 +72,7 @@ def _get_prediction_for_user(request, prediction_id, owner_only=False):
     if access == Access.PRIVATE:
         return None, _not_found(f"Prediction {prediction_id}")
     if access == Access.HIDDEN:
-        return None, api.problem(410, "Gone", "This prediction was hidden by moderators.")
+        return None, problems.problem(410, "Gone", "This prediction was hidden by moderators.")
     return prediction, None
 
 
@@ -114,20 +115,20 @@ def _resolve_version(ref):
 
 def _create(request, version_ref):
     try:
-        body = api.parse_json_body(request)
-    except api.BodyTooLarge as exc:
-        return api.problem(413, "Request body too large", str(exc))
+        body = problems.parse_json_body(request)
+    except problems.BodyTooLarge as exc:
+        return problems.problem(413, "Request body too large", str(exc))
     except ValueError as exc:
-        return api.problem(400, "Bad request", str(exc))
+        return problems.problem(400, "Bad request", str(exc))
     # Text nothing downstream can encode, wherever it is (a key too).
     path = payloads.find_invalid_unicode(body)
     if path is not None:
-        return api.invalid_input({".".join(map(str, path)) or "body": [payloads.INVALID_UNICODE]})
+        return problems.invalid_input({".".join(map(str, path)) or "body": [payloads.INVALID_UNICODE]})
     version = version_ref or _resolve_version(body.get("version"))
     if version is None:
         if "version" not in body:
-            return api.invalid_input({"version": ["This field is required."]})
-        return api.problem(404, "Version not found", f"No version {body.get('version')!r} in this catalog.")
+            return problems.invalid_input({"version": ["This field is required."]})
+        return problems.problem(404, "Version not found", f"No version {body.get('version')!r} in this catalog.")
     errors = {}
     webhook = body.get("webhook") or ""
     if webhook and not (isinstance(webhook, str) and re.match(r"^https?://[^\s/]+", webhook)):
@@ -146,7 +147,7 @@ def _create(request, version_ref):
     if visibility is not None and visibility not in Visibility.values:
         errors["visibility"] = [f"One of: {', '.join(Visibility.values)}."]
     if errors:
-        return api.invalid_input(errors)
+        return problems.invalid_input(errors)
     try:
         prediction = lifecycle.start(
             version,
@@ -158,9 +159,9 @@ def _create(request, version_ref):
             webhook_events_filter=events,
         )
     except schema.InputError as exc:
-        return api.invalid_input({f"input.{k}" if k not in ("input", "version") else k: v for k, v in exc.errors.items()})
+        return problems.invalid_input({f"input.{k}" if k not in ("input", "version") else k: v for k, v in exc.errors.items()})
     except limits.RunRefused as exc:
-        return api.refused(exc)
+        return problems.refused(exc)
     wait = _prefer_wait(request)
     if wait:
         prediction = _wait_for(prediction, wait)
@@ -204,7 +205,7 @@ def _list(request):
     try:
         page = pagination.paginate(queryset, request.GET.get("cursor"), PAGE_SIZE, strict=True)
     except pagination.BadCursor:
-        return api.problem(400, "Bad request", "The cursor is not valid.")
+        return problems.problem(400, "Bad request", "The cursor is not valid.")
     outputs = api.outputs_by_prediction(page.items)
     base = _base(request)
     page_url = base + request.path + "?cursor="
@@ -275,4 +276,4 @@ def openapi(request):
 
 
 def not_found(request, path=""):
-    return api.problem(404, "Not found", f"No endpoint at {request.path}.")
+    return problems.problem(404, "Not found", f"No endpoint at {request.path}.")
