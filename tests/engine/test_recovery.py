@@ -199,6 +199,7 @@ with Connection("filesystem://", transport=transport, transport_options=options)
 """
 
 
+@pytest.mark.embedded
 @pytest.mark.skipif(not settings.CELERY_BROKER_URL.startswith("filesystem://"), reason="the embedded broker only")
 def test_a_worker_never_reads_a_half_written_message_from_the_embedded_broker(tmp_path):
     """The web process publishes while the worker polls the same folder; a

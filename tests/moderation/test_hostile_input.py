@@ -159,6 +159,7 @@ def _bad_row(model=Prediction, **fields):
             cursor.execute("PRAGMA ignore_check_constraints = OFF")
 
 
+@pytest.mark.embedded
 def test_every_page_survives_a_bad_row_already_stored(version, alice, bob, token):
     comparison = _bad_row(Comparison, owner=alice, visibility="public", input={"prompt": "bad \ud800 row"})
     prediction = _bad_row(
@@ -180,6 +181,7 @@ def test_every_page_survives_a_bad_row_already_stored(version, alice, bob, token
         json.dumps(response.json(), ensure_ascii=False).encode()
 
 
+@pytest.mark.embedded
 def test_a_prediction_whose_input_cannot_be_sent_fails_with_a_clear_error(version, alice):
     # NaN is not JSON: the model server cannot be sent it. Only a row stored
     # before inputs were checked at the edge can hold one.
