@@ -189,7 +189,6 @@ def test_a_long_quiet_step_is_not_mistaken_for_a_lost_prediction(worker, cog_ver
 PRODUCER = """
 import sys
 from kombu import Connection
-from app.services import predictions
 transport, folder, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
 options = {"data_folder_in": folder, "data_folder_out": folder, "control_folder": folder + "/control"}
 with Connection("filesystem://", transport=transport, transport_options=options) as connection:
