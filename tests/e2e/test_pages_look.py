@@ -6,7 +6,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from playwright.sync_api import expect
 
-from app.services import comparisons, predictions
+from app.services import comparisons
 from tests.conftest import wait_for_status
 from tests.e2e.conftest import DESKTOP, PASSWORD, PHONE, axe_violations, log_in, screenshot
 
@@ -67,7 +67,7 @@ def test_every_main_page_at_desktop_and_phone_widths(site, finished_comparison, 
             screenshot(page, f"{name}-{layout}")
             problems[f"{name}-{layout}"] = axe_violations(page)
             if name == "comparison-running":
-                predictions.cancel(running)
+                comparisons.cancel(running)
             # No horizontal scrolling of the page itself on a phone.
             if viewport == PHONE:
                 width = page.evaluate("document.documentElement.scrollWidth")
