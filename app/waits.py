@@ -13,14 +13,20 @@ listener is up, then every LISTENED_POLL seconds in case a notice is lost (the
 listener reconnecting, say). On SQLite there are no notices, and waiting is
 polling alone; so it is with LIGHTBOX_WAIT_NOTIFY off (for a connection pooler
 that does not pass notices on, such as PgBouncer in transaction mode).
+
+`wait_async` is the same wait for a request on the web server's event loop
+(app.webserver): it holds no thread while it sleeps; each look at the row
+takes a pool thread for that query only.
 """
 
+import asyncio
 import logging
 import threading
 import time
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import DEFAULT_DB_ALIAS, connections
+from django.db import DEFAULT_DB_ALIAS, close_old_connections, connections
 
 log = logging.getLogger(__name__)
 
@@ -46,20 +52,64 @@ def wait(prediction_id, seconds, is_over):
     prediction's own time, and a long wait costs few queries."""
     started = time.monotonic()
     deadline = started + seconds
-    woken = LISTENER.subscribe(prediction_id)
+    woken = LISTENER.subscribe(prediction_id, threading.Event())
     try:
         while True:
             looked = time.monotonic()
             if is_over() or looked >= deadline:
                 return
-            if LISTENER.heard_everything_since(looked):
-                interval = LISTENED_POLL
-            else:
-                interval = min(max(0.005, (looked - started) / 10), 0.1)
-            woken.wait(min(interval, deadline - looked))
+            woken.wait(min(_interval(started, looked), deadline - looked))
             woken.clear()
     finally:
         LISTENER.unsubscribe(prediction_id, woken)
+
+
+async def wait_async(prediction_id, seconds, is_over):
+    """`wait()` on an event loop: the same looks at the row (`is_over` is sync,
+    run on the loop's executor), and the listener wakes it from its thread."""
+    started = time.monotonic()
+    deadline = started + seconds
+    woken = LISTENER.subscribe(prediction_id, _LoopEvent(asyncio.get_running_loop()))
+    look = sync_to_async(_look, thread_sensitive=False)
+    try:
+        while True:
+            looked = time.monotonic()
+            if await look(is_over) or looked >= deadline:
+                return
+            try:
+                await asyncio.wait_for(woken.wait(), min(_interval(started, looked), deadline - looked))
+            except TimeoutError:
+                pass
+            woken.clear()
+    finally:
+        LISTENER.unsubscribe(prediction_id, woken)
+
+
+def _interval(started, looked):
+    if LISTENER.heard_everything_since(looked):
+        return LISTENED_POLL
+    return min(max(0.005, (looked - started) / 10), 0.1)
+
+
+def _look(is_over):
+    # A pool thread outside any request: no request_started/finished closes
+    # its connection when the database dropped it.
+    close_old_connections()
+    return is_over()
+
+
+class _LoopEvent(asyncio.Event):
+    """An asyncio.Event the listener's thread can set."""
+
+    def __init__(self, loop):
+        super().__init__()
+        self._owner = loop
+
+    def set(self):
+        try:
+            self._owner.call_soon_threadsafe(super().set)
+        except RuntimeError:
+            pass  # the loop has closed: nobody is waiting any more
 
 
 class Listener:
@@ -75,8 +125,8 @@ class Listener:
         # time.monotonic() when LISTEN took effect; None while not listening.
         self._listening_since = None
 
-    def subscribe(self, prediction_id):
-        event = threading.Event()
+    def subscribe(self, prediction_id, event):
+        """Have `event.set()` called when the prediction ends; returns `event`."""
         with self._lock:
             self._waiting.setdefault(prediction_id, set()).add(event)
             notices = connections[self.using].vendor == "postgresql" and settings.WAIT_NOTIFY

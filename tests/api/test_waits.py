@@ -2,6 +2,7 @@
 prediction ends in another thread or process, by PostgreSQL's NOTIFY, and not
 only when it next looks at the row."""
 
+import json
 import threading
 import time
 
@@ -46,7 +47,7 @@ def _seconds_to_see_it_end(prediction_id):
 def test_a_notice_wakes_the_wait(running, monkeypatch):
     # Looking at the row only once a minute: only the notice can end this wait soon.
     monkeypatch.setattr(waits, "LISTENED_POLL", 60)
-    warm_up = waits.LISTENER.subscribe("warm-up")
+    warm_up = waits.LISTENER.subscribe("warm-up", threading.Event())
     deadline = time.monotonic() + 10
     while not waits.LISTENER.heard_everything_since(time.monotonic()) and time.monotonic() < deadline:
         time.sleep(0.01)
@@ -70,3 +71,42 @@ def test_the_wait_gives_up_after_its_seconds(running):
     waits.wait(running.pk, 0.3, lambda: _ended(running.pk))
     assert 0.3 <= time.monotonic() - started < 5
     assert not _ended(running.pk)
+
+
+def test_waiting_requests_hold_no_web_thread(alice_token, queued):
+    """More `Prefer: wait` creates than the web server has threads: other
+    requests are still answered at once, and every wait ends with its prediction."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import httpx
+
+    from tests.conftest import COG_PREDICTOR_DIR, WebServer, wait_until
+
+    schema = json.loads((COG_PREDICTOR_DIR / ".cog" / "openapi_schema.json").read_text())
+    # Never dispatched (queued), so it runs until the test ends it.
+    version = catalog.add_version("local", "slow", "cog", "http://127.0.0.1:9", schema)
+    version.set_availability(True)
+    server = WebServer(threads=2).start()
+    headers = {"Authorization": f"Bearer {alice_token}"}
+    try:
+        with httpx.Client(base_url=server.url, headers=headers, timeout=30) as client, ThreadPoolExecutor(6) as pool:
+            waiting = [
+                pool.submit(client.post, "/v1/predictions", json={"version": version.pk, "input": {"prompt": "x"}},
+                            headers={"Prefer": "wait=25"})
+                for _ in range(6)
+            ]
+            wait_until(lambda: len(queued) == 6, timeout=15, message="six predictions created")
+            time.sleep(0.3)  # the six are waiting now
+            started = time.monotonic()
+            assert client.get("/healthz").status_code == 200
+            assert client.get(f"/v1/predictions/{queued[0]}").json()["status"] == "starting"
+            assert time.monotonic() - started < 2
+            assert not any(future.done() for future in waiting)
+
+            for prediction_id in queued:
+                Prediction.objects.get(pk=prediction_id).fail("Ended by the test")
+            responses = [future.result(timeout=15) for future in waiting]
+    finally:
+        server.stop()
+    assert [response.status_code for response in responses] == [201] * 6
+    assert {response.json()["status"] for response in responses} == {"failed"}
