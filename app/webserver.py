@@ -21,8 +21,10 @@ import asyncio
 import logging
 import sys
 import tempfile
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
+from django.db import connections
 from django.http import HttpResponse
 from uvicorn_worker import UvicornWorker
 
@@ -46,8 +48,10 @@ class ThreadedWSGI:
 
     def __init__(self, wsgi_app, threads):
         self.wsgi_app = wsgi_app
+        self.threads = threads
         self.pool = ThreadPoolExecutor(threads, thread_name_prefix="web")
         self._loop = None
+        self._closed = False
 
     async def __call__(self, scope, receive, send):
         if scope["type"] == "lifespan":
@@ -119,9 +123,34 @@ class ThreadedWSGI:
             if message["type"] == "lifespan.startup":
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                self.pool.shutdown(wait=False)
+                # Not on the pool, which this shuts down; and before the loop
+                # ends, which shuts down its default executor, the pool, too.
+                closed = asyncio.get_running_loop().create_future()
+                loop = asyncio.get_running_loop()
+                threading.Thread(target=lambda: (self.close(), loop.call_soon_threadsafe(closed.set_result, None)),
+                                 name="web-close").start()
+                await closed
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+    def close(self):
+        """Close every pool thread's database connection (before, say, the
+        test database is dropped), then the pool."""
+        if self._closed:
+            return
+        self._closed = True
+        everyone = threading.Barrier(self.threads)
+
+        def close_connections():
+            connections.close_all()
+            try:
+                everyone.wait(timeout=5)  # so that each thread takes one
+            except threading.BrokenBarrierError:
+                pass
+
+        for _ in range(self.threads):
+            self.pool.submit(close_connections)
+        self.pool.shutdown(wait=True)
 
 
 async def _read_body(receive):

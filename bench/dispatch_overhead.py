@@ -75,7 +75,9 @@ def run_config(config, args):
         print(f"[{config}] migrating, starting gunicorn, two Cog servers, a Celery worker ...", flush=True)
         harness.manage(env, "migrate", "--noinput")
         extra = ["--config", str(Path(__file__).parent / "gunicorn_trace.py")] if args.trace else []
-        processes.append(harness.gunicorn(web_port, env, log_dir, args.web_workers, args.web_threads, extra))
+        # The trace hooks are gthread's (gunicorn's pre/post_request).
+        server = "gthread" if args.trace else "asgi"
+        processes.append(harness.gunicorn(web_port, env, log_dir, args.web_workers, args.web_threads, extra, server))
         upload_url = None if args.no_upload_url else harness.django_step(env, "upload-url")["upload_url"]
         processes.append(harness.cog_server(cog_port, env, log_dir, upload_url=upload_url, name="cog-lightbox"))
         processes.append(harness.cog_server(direct_port, env, log_dir, name="cog-direct"))

@@ -170,9 +170,10 @@ class WebServer:
 
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        application = ThreadedWSGI(StaticFilesHandler(WSGIHandler()), threads)
+        self.application = ThreadedWSGI(StaticFilesHandler(WSGIHandler()), threads)
         self.server = uvicorn.Server(
-            uvicorn.Config(application, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off", **UVICORN)
+            uvicorn.Config(self.application, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on",
+                           **UVICORN)
         )
         self.thread = None
 
@@ -183,8 +184,10 @@ class WebServer:
         return self
 
     def stop(self):
+        # Its shutdown closes its threads' database connections (before the
+        # test database is dropped).
         self.server.should_exit = True
-        self.thread.join(10)
+        self.thread.join(15)
 
 
 @pytest.fixture(scope="session")

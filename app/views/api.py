@@ -187,7 +187,7 @@ def _waiting_response(prediction, seconds, base):
     so the wait holds no thread (app.waits)."""
 
     async def body():
-        await waits.wait_async(prediction.pk, seconds, lambda: _status(prediction.pk) in Prediction.TERMINAL)
+        await waits.wait(prediction.pk, seconds, _ended)
         yield await sync_to_async(_waited_json, thread_sensitive=False)(prediction, base)
 
     response = StreamingHttpResponse(body(), status=201, content_type="application/json")
@@ -204,13 +204,17 @@ def _waited_json(prediction, base):
     return json.dumps(payload, cls=DjangoJSONEncoder)
 
 
-def _status(prediction_id):
-    """The row's status in plain SQL: it is asked for every few ms while a request
-    waits, and building the ORM query cost ~0.5 ms of CPU each time (0.08 ms so)."""
+def _ended(prediction_ids):
+    """Which of these predictions have ended, in plain SQL: waiting requests ask
+    it every few ms, and building the ORM query cost ~0.5 ms of CPU each time."""
+    terminal = [status.value for status in Prediction.TERMINAL]
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT status FROM {Prediction._meta.db_table} WHERE id = %s", [prediction_id])
-        row = cursor.fetchone()
-    return row[0] if row else None
+        cursor.execute(
+            f"SELECT id FROM {Prediction._meta.db_table} WHERE id IN ({', '.join(['%s'] * len(prediction_ids))}) "
+            f"AND status IN ({', '.join(['%s'] * len(terminal))})",
+            [*prediction_ids, *terminal],
+        )
+        return {row[0] for row in cursor.fetchall()}
 
 
 def _list(request):

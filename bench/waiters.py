@@ -1,0 +1,185 @@
+"""Waiting clients versus everyone else: p99 of GET /v1/predictions/{id} and of
+the gallery page, first alone, then while 200 `Prefer: wait` creates wait for
+predictions that do not end; then the predictions end and every wait must
+return with its result.
+
+It drops and creates the PostgreSQL database, migrates it, creates 2,000
+succeeded public predictions (the GETs' ids and the gallery's content) and a
+version whose predictions never run (no Celery worker), starts the web server
+(--web-server: asgi, as the Procfile runs it, or gthread, the server before)
+and measures each endpoint with wrk (one thread, --connections connections,
+closed loop) for a warm-up and --duration seconds. The waiting clients are
+one asyncio httpx client in this process with a connection per request, each
+`Prefer: wait=60`. The whole measured phase fits in the 60 s they wait.
+
+Run with the project's venv: .venv/bin/python bench/waiters.py
+"""
+
+import argparse
+import asyncio
+import json
+import shutil
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import harness  # noqa: E402
+from api_throughput import wrk  # noqa: E402
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--waiters", type=int, default=200, help="concurrent Prefer: wait creates (default 200)")
+    parser.add_argument("--predictions", type=int, default=2000, help="finished predictions to GET (default 2000)")
+    parser.add_argument("--connections", type=int, default=2, help="wrk connections per endpoint (default 2)")
+    parser.add_argument("--duration", type=int, default=8, help="measured seconds per endpoint (default 8)")
+    parser.add_argument("--warmup", type=int, default=2, help="unmeasured seconds before each (default 2)")
+    parser.add_argument("--create-timeout", type=int, default=30,
+                        help="seconds to wait for the waiters' predictions to exist before measuring (default 30)")
+    parser.add_argument("--web-server", choices=harness.WEB_SERVERS, default="asgi",
+                        help="asgi: the Procfile's uvicorn workers; gthread: gunicorn's threads (default asgi)")
+    parser.add_argument("--web-workers", type=int, default=2, help="gunicorn worker processes (default 2)")
+    parser.add_argument("--web-threads", type=int, default=8, help="threads per worker (default 8)")
+    parser.add_argument("--database-url", default=harness.DEFAULT_DATABASE_URL,
+                        help="PostgreSQL database, dropped and recreated (default %(default)s)")
+    parser.add_argument("--broker-url", default=harness.DEFAULT_BROKER_URL,
+                        help="Redis database, flushed (default %(default)s)")
+    parser.add_argument("--var-dir", type=Path, default=harness.DEFAULT_VAR_DIR,
+                        help="LIGHTBOX_VAR_DIR parent; logs and results go here too (default %(default)s)")
+    return parser.parse_args()
+
+
+class Waiters:
+    """`count` concurrent waiting creates on an event loop of their own thread."""
+
+    def __init__(self, site, token, version, count):
+        self.site, self.token, self.version, self.count = site, token, version, count
+        self.answered = 0  # response headers received (the ASGI server sends them at once)
+        self.results = []  # (status code, prediction status, seconds) once each body came
+        self.thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
+
+    def start(self):
+        self.thread.start()
+        return self
+
+    async def _run(self):
+        limits = httpx.Limits(max_connections=self.count + 10, max_keepalive_connections=0)
+        headers = {"Authorization": f"Bearer {self.token}", "Prefer": "wait=60"}
+        async with httpx.AsyncClient(base_url=self.site, headers=headers, limits=limits, timeout=120) as client:
+            await asyncio.gather(*(self._one(client, i) for i in range(self.count)))
+
+    async def _one(self, client, i):
+        started = time.monotonic()
+        body = {"version": self.version, "input": {"prompt": f"waiter {i}"}}
+        try:
+            async with client.stream("POST", "/v1/predictions", json=body) as response:
+                self.answered += 1
+                payload = json.loads(await response.aread())
+                self.results.append((response.status_code, payload.get("status"), time.monotonic() - started))
+        except (httpx.HTTPError, ValueError) as exc:
+            self.results.append((0, type(exc).__name__, time.monotonic() - started))
+
+
+def created(database_url):
+    """How many of the waiters' predictions exist (a request still queued for
+    a thread has not made its own yet)."""
+    import psycopg
+
+    with psycopg.connect(database_url) as connection:
+        return connection.execute(
+            "SELECT count(*) FROM app_prediction p JOIN auth_user u ON u.id = p.owner_id "
+            "WHERE u.username = 'bench-waiters'"
+        ).fetchone()[0]
+
+
+def measure(site, token, paths, connections, warmup, duration):
+    wrk(site, token, paths, connections, warmup)
+    meter = harness.CpuMeter()
+    summary = wrk(site, token, paths, connections, duration)
+    load = meter.summary()
+    seconds = summary["duration_us"] / 1e6
+    errors = sum(v for k, v in summary.items() if k.startswith("errors_"))
+    return {"rps": summary["requests"] / seconds, "p50_ms": summary["p50_us"] / 1000,
+            "p99_ms": summary["p99_us"] / 1000, "max_ms": summary["max_us"] / 1000, "errors": errors, **load}
+
+
+def main():
+    args = parse_args()
+    harness.check_interpreter()
+    harness.stop_children_on_sigterm()
+    if not shutil.which("wrk"):
+        sys.exit("wrk is not installed: apt-get update && apt-get install -y wrk")
+    var_dir = args.var_dir.resolve() / "waiters"
+    log_dir = var_dir / "logs"
+    harness.reset_var_dir(var_dir)
+    harness.reset_postgres(args.database_url)
+    harness.reset_redis(args.broker_url)
+    port = harness.free_port()
+    env = harness.config_env("postgres", var_dir, port, args.database_url, args.broker_url)
+    site = env["SITE_URL"]
+
+    print(f"migrating, creating {args.predictions} predictions ...", flush=True)
+    harness.manage(env, "migrate", "--noinput")
+    ids_file = var_dir / "ids.txt"
+    seed = harness.django_step(env, "seed", "--count", str(args.predictions), "--ids-file", str(ids_file),
+                               "--cursors-file", str(var_dir / "cursors.txt"))
+    waiting = harness.django_step(env, "setup-waiters")
+    paths = {"get": var_dir / "paths-get.txt", "gallery": var_dir / "paths-gallery.txt"}
+    paths["get"].write_text("".join(f"/v1/predictions/{i}\n" for i in ids_file.read_text().split()))
+    paths["gallery"].write_text("/gallery\n")
+
+    web = harness.gunicorn(port, env, log_dir, args.web_workers, args.web_threads, server=args.web_server)
+    phases = {}
+    try:
+        for endpoint in paths:
+            phases[("alone", endpoint)] = measure(site, seed["token"], paths[endpoint], args.connections,
+                                                  args.warmup, args.duration)
+            print(f"  {endpoint} alone: p99 {phases[('alone', endpoint)]['p99_ms']:.1f} ms", flush=True)
+        waiters = Waiters(site, waiting["token"], waiting["version"], args.waiters).start()
+        started = time.monotonic()
+        deadline = started + args.create_timeout
+        while created(args.database_url) < args.waiters and time.monotonic() < deadline:
+            time.sleep(0.2)
+        print(f"  {created(args.database_url)} of {args.waiters} waiting predictions created in "
+              f"{time.monotonic() - started:.1f} s; measuring alongside them", flush=True)
+        for endpoint in paths:
+            phases[("waiters", endpoint)] = measure(site, seed["token"], paths[endpoint], args.connections,
+                                                    args.warmup, args.duration)
+            print(f"  {endpoint} with waiters: p99 {phases[('waiters', endpoint)]['p99_ms']:.1f} ms", flush=True)
+        still_waiting = args.waiters - len(waiters.results)
+        ending = time.monotonic()
+        ended = harness.django_step(env, "end-waiters")["ended"]
+        waiters.thread.join(90)
+        wake_s = time.monotonic() - ending
+    finally:
+        web.stop()
+    results = {
+        "phases": {f"{phase} {endpoint}": r for (phase, endpoint), r in phases.items()},
+        "waiters": {"count": args.waiters, "waiting_when_ended": still_waiting, "ended": ended,
+                    "all_returned_s": wake_s, "statuses": sorted({f"{c} {s}" for c, s, _ in waiters.results})},
+    }
+    (var_dir / "results.json").write_text(json.dumps(results, indent=1))
+
+    print()
+    print(f"Waiters: {args.waiters} x Prefer: wait on gunicorn {args.web_server} {args.web_workers} workers x "
+          f"{args.web_threads} threads; wrk 1 thread x {args.connections} connections, {args.duration}s per run")
+    rows = []
+    for endpoint in paths:
+        alone, busy = phases[("alone", endpoint)], phases[("waiters", endpoint)]
+        rows.append((endpoint, f"{alone['rps']:.0f}", f"{alone['p99_ms']:.1f}", f"{busy['rps']:.0f}",
+                     f"{busy['p99_ms']:.1f}", busy["errors"], f"{busy['p99_ms'] / alone['p99_ms']:.2f}x",
+                     f"{alone['loadavg_start']:.1f}->{busy['loadavg_end']:.1f}"))
+    harness.print_table(["endpoint", "alone req/s", "alone p99 ms", "waiters req/s", "waiters p99 ms",
+                         "errors", "p99 ratio", "load"], rows)
+    w = results["waiters"]
+    print(f"waiters still waiting when their predictions were ended: {w['waiting_when_ended']} of {w['count']}; "
+          f"all {len(waiters.results)} returned {wake_s:.1f} s after; answers: {', '.join(w['statuses'])}")
+
+
+if __name__ == "__main__":
+    main()
