@@ -23,6 +23,7 @@ import sys
 import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from typing import ClassVar
 
 from django.db import connections
 from django.http import HttpResponse
@@ -123,15 +124,22 @@ class ThreadedWSGI:
             if message["type"] == "lifespan.startup":
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                # Not on the pool, which this shuts down; and before the loop
-                # ends, which shuts down its default executor, the pool, too.
-                closed = asyncio.get_running_loop().create_future()
-                loop = asyncio.get_running_loop()
-                threading.Thread(target=lambda: (self.close(), loop.call_soon_threadsafe(closed.set_result, None)),
-                                 name="web-close").start()
-                await closed
+                await self._close_off_the_pool()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+    async def _close_off_the_pool(self):
+        # Not on the pool, which close() shuts down; and before the loop ends,
+        # which shuts down its default executor (the pool) too.
+        loop = asyncio.get_running_loop()
+        closed = loop.create_future()
+
+        def close():
+            self.close()
+            loop.call_soon_threadsafe(closed.set_result, None)
+
+        threading.Thread(target=close, name="web-close").start()
+        await closed
 
     def close(self):
         """Close every pool thread's database connection (before, say, the
@@ -154,7 +162,7 @@ class ThreadedWSGI:
 
 
 async def _read_body(receive):
-    body = tempfile.SpooledTemporaryFile(max_size=BODY_IN_MEMORY)
+    body = tempfile.SpooledTemporaryFile(max_size=BODY_IN_MEMORY)  # noqa: SIM115 - the request's; Django closes it
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
@@ -194,7 +202,7 @@ async def _send_error(send):
                     "headers": [(b"content-type", b"text/plain; charset=utf-8")]})
         await send({"type": "http.response.body", "body": b"Internal server error"})
     except Exception:  # noqa: BLE001 - the response had already begun; nothing more to say
-        pass
+        log.debug("Could not send the 500", exc_info=True)
 
 
 def _environ(scope, body):
@@ -236,4 +244,4 @@ class Worker(UvicornWorker):
     """gunicorn's worker class for app.asgi (Procfile): uvicorn (with uvloop and
     httptools when installed) on UVICORN's settings."""
 
-    CONFIG_KWARGS = {**UvicornWorker.CONFIG_KWARGS, **UVICORN}
+    CONFIG_KWARGS: ClassVar[dict] = {**UvicornWorker.CONFIG_KWARGS, **UVICORN}

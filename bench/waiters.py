@@ -28,8 +28,8 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import harness  # noqa: E402
-from api_throughput import wrk  # noqa: E402
+import harness
+from api_throughput import wrk
 
 
 def parse_args():
@@ -39,6 +39,8 @@ def parse_args():
     parser.add_argument("--connections", type=int, default=2, help="wrk connections per endpoint (default 2)")
     parser.add_argument("--duration", type=int, default=8, help="measured seconds per endpoint (default 8)")
     parser.add_argument("--warmup", type=int, default=2, help="unmeasured seconds before each (default 2)")
+    parser.add_argument("--idle", type=int, default=4,
+                        help="seconds the web server's idle CPU is measured, alone and with the waiters (default 4)")
     parser.add_argument("--create-timeout", type=int, default=30,
                         help="seconds to wait for the waiters' predictions to exist before measuring (default 30)")
     parser.add_argument("--web-server", choices=harness.WEB_SERVERS, default="asgi",
@@ -97,6 +99,13 @@ def created(database_url):
         ).fetchone()[0]
 
 
+def idle_cpu(web, seconds):
+    """The web server's CPU use, in % of one core, with no other requests."""
+    before = web.cpu_seconds()
+    time.sleep(seconds)
+    return (web.cpu_seconds() - before) / seconds * 100
+
+
 def measure(site, token, paths, connections, warmup, duration):
     wrk(site, token, paths, connections, warmup)
     meter = harness.CpuMeter()
@@ -134,10 +143,10 @@ def main():
     paths["gallery"].write_text("/gallery\n")
 
     web = harness.gunicorn(port, env, log_dir, args.web_workers, args.web_threads, server=args.web_server)
-    phases = {}
+    phases, idle = {}, {"alone": idle_cpu(web, args.idle)}
     try:
-        for endpoint in paths:
-            phases[("alone", endpoint)] = measure(site, seed["token"], paths[endpoint], args.connections,
+        for endpoint, endpoint_paths in paths.items():
+            phases[("alone", endpoint)] = measure(site, seed["token"], endpoint_paths, args.connections,
                                                   args.warmup, args.duration)
             print(f"  {endpoint} alone: p99 {phases[('alone', endpoint)]['p99_ms']:.1f} ms", flush=True)
         waiters = Waiters(site, waiting["token"], waiting["version"], args.waiters).start()
@@ -147,19 +156,21 @@ def main():
             time.sleep(0.2)
         print(f"  {created(args.database_url)} of {args.waiters} waiting predictions created in "
               f"{time.monotonic() - started:.1f} s; measuring alongside them", flush=True)
-        for endpoint in paths:
-            phases[("waiters", endpoint)] = measure(site, seed["token"], paths[endpoint], args.connections,
+        for endpoint, endpoint_paths in paths.items():
+            phases[("waiters", endpoint)] = measure(site, seed["token"], endpoint_paths, args.connections,
                                                     args.warmup, args.duration)
             print(f"  {endpoint} with waiters: p99 {phases[('waiters', endpoint)]['p99_ms']:.1f} ms", flush=True)
+        idle["waiters"] = idle_cpu(web, args.idle)
         still_waiting = args.waiters - len(waiters.results)
-        ending = time.monotonic()
         ended = harness.django_step(env, "end-waiters")["ended"]
+        ending = time.monotonic()
         waiters.thread.join(90)
         wake_s = time.monotonic() - ending
     finally:
         web.stop()
     results = {
         "phases": {f"{phase} {endpoint}": r for (phase, endpoint), r in phases.items()},
+        "idle_web_cpu_percent": idle,
         "waiters": {"count": args.waiters, "waiting_when_ended": still_waiting, "ended": ended,
                     "all_returned_s": wake_s, "statuses": sorted({f"{c} {s}" for c, s, _ in waiters.results})},
     }
@@ -177,8 +188,11 @@ def main():
     harness.print_table(["endpoint", "alone req/s", "alone p99 ms", "waiters req/s", "waiters p99 ms",
                          "errors", "p99 ratio", "load"], rows)
     w = results["waiters"]
+    print(f"web server's CPU with no other requests: {idle['alone']:.1f}% of a core alone, "
+          f"{idle['waiters']:.1f}% with the waiters")
     print(f"waiters still waiting when their predictions were ended: {w['waiting_when_ended']} of {w['count']}; "
-          f"all {len(waiters.results)} returned {wake_s:.1f} s after; answers: {', '.join(w['statuses'])}")
+          f"all {len(waiters.results)} returned within {wake_s:.1f} s after the last was ended; "
+          f"answers: {', '.join(w['statuses'])}")
 
 
 if __name__ == "__main__":
