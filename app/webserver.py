@@ -201,7 +201,7 @@ async def _send_error(send):
         await send({"type": "http.response.start", "status": 500,
                     "headers": [(b"content-type", b"text/plain; charset=utf-8")]})
         await send({"type": "http.response.body", "body": b"Internal server error"})
-    except Exception:  # noqa: BLE001 - the response had already begun; nothing more to say
+    except Exception:  # the response had already begun: nothing more to say
         log.debug("Could not send the 500", exc_info=True)
 
 
