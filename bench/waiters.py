@@ -38,7 +38,7 @@ def parse_args():
     parser.add_argument("--predictions", type=int, default=2000, help="finished predictions to GET (default 2000)")
     parser.add_argument("--connections", type=int, default=2, help="wrk connections per endpoint (default 2)")
     parser.add_argument("--duration", type=int, default=8, help="measured seconds per endpoint (default 8)")
-    parser.add_argument("--warmup", type=int, default=2, help="unmeasured seconds before each (default 2)")
+    parser.add_argument("--warmup", type=int, default=3, help="unmeasured seconds before each (default 3)")
     parser.add_argument("--idle", type=int, default=4,
                         help="seconds the web server's idle CPU is measured, alone and with the waiters (default 4)")
     parser.add_argument("--create-timeout", type=int, default=30,
@@ -113,7 +113,7 @@ def measure(site, token, paths, connections, warmup, duration):
     load = meter.summary()
     seconds = summary["duration_us"] / 1e6
     errors = sum(v for k, v in summary.items() if k.startswith("errors_"))
-    return {"rps": summary["requests"] / seconds, "p50_ms": summary["p50_us"] / 1000,
+    return {"requests": summary["requests"], "rps": summary["requests"] / seconds, "p50_ms": summary["p50_us"] / 1000,
             "p99_ms": summary["p99_us"] / 1000, "max_ms": summary["max_us"] / 1000, "errors": errors, **load}
 
 
@@ -188,8 +188,10 @@ def main():
     rows = []
     for endpoint in paths:
         alone, busy = phases[("alone", endpoint)], phases[("waiters", endpoint)]
+        answered = busy["requests"] > 0  # wrk counts only the requests answered within the run
         rows.append((endpoint, f"{alone['rps']:.0f}", f"{alone['p99_ms']:.1f}", f"{busy['rps']:.0f}",
-                     f"{busy['p99_ms']:.1f}", busy["errors"], f"{busy['p99_ms'] / alone['p99_ms']:.2f}x",
+                     f"{busy['p99_ms']:.1f}" if answered else f"none in {args.duration} s", busy["errors"],
+                     f"{busy['p99_ms'] / alone['p99_ms']:.2f}x" if answered else "-",
                      f"{alone['loadavg_start']:.1f}->{busy['loadavg_end']:.1f}"))
     harness.print_table(["endpoint", "alone req/s", "alone p99 ms", "waiters req/s", "waiters p99 ms",
                          "errors", "p99 ratio", "load"], rows)
