@@ -158,19 +158,20 @@ def django_db_setup(django_db_setup):
 class WebServer:
     """The web server the Procfile runs (app.webserver's thread pool under
     uvicorn), in a thread of this process so that it sees the tests' database
-    and settings; static files are served from the finders, as by
-    pytest-django's live_server."""
+    and settings; static and media files are served as by Django's (and
+    pytest-django's) live server."""
 
     def __init__(self, threads=8):
         import uvicorn
         from django.contrib.staticfiles.handlers import StaticFilesHandler
         from django.core.handlers.wsgi import WSGIHandler
+        from django.test.testcases import _MediaFilesHandler
 
         from app.webserver import UVICORN, ThreadedWSGI
 
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.application = ThreadedWSGI(StaticFilesHandler(WSGIHandler()), threads)
+        self.application = ThreadedWSGI(StaticFilesHandler(_MediaFilesHandler(WSGIHandler())), threads)
         self.server = uvicorn.Server(
             uvicorn.Config(self.application, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on",
                            **UVICORN)
