@@ -192,8 +192,9 @@ class WebServer:
 
 
 @pytest.fixture(scope="session")
-def site():
-    """The live web server; backends send webhooks and uploads to it."""
+def site(django_db_setup):
+    """The live web server; backends send webhooks and uploads to it. It
+    stops (closing its database connections) before the database is dropped."""
     from django.conf import settings
 
     server = WebServer().start()
