@@ -1,16 +1,18 @@
 """Waiting clients versus everyone else: p99 of GET /v1/predictions/{id} and of
-the gallery page, first alone, then while 200 `Prefer: wait` creates wait for
-predictions that do not end; then the predictions end and every wait must
-return with its result.
+the gallery page, alone, then while 200 `Prefer: wait` creates wait for
+predictions that do not end, then alone again once the predictions ended and
+every wait returned with its result.
 
 It drops and creates the PostgreSQL database, migrates it, creates 2,000
 succeeded public predictions (the GETs' ids and the gallery's content) and a
 version whose predictions never run (no Celery worker), starts the web server
 (--web-server: asgi, as the Procfile runs it, or gthread, the server before)
-and measures each endpoint with wrk (one thread, --connections connections,
-closed loop) for a warm-up and --duration seconds. The waiting clients are
-one asyncio httpx client in this process with a connection per request, each
-`Prefer: wait=60`. The whole measured phase fits in the 60 s they wait.
+and measures both endpoints at once, each with a wrk (one thread, --connections
+connections, closed loop), for a warm-up and --duration seconds per phase. The
+waiting clients are one asyncio httpx client in this process with a connection
+per request, each `Prefer: wait=60`; the phase beside them fits in those 60 s.
+It also reads the web server's CPU use with no other requests, with and
+without the waiters.
 
 Run with the project's venv: .venv/bin/python bench/waiters.py
 """
@@ -22,6 +24,7 @@ import shutil
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -37,7 +40,7 @@ def parse_args():
     parser.add_argument("--waiters", type=int, default=200, help="concurrent Prefer: wait creates (default 200)")
     parser.add_argument("--predictions", type=int, default=2000, help="finished predictions to GET (default 2000)")
     parser.add_argument("--connections", type=int, default=2, help="wrk connections per endpoint (default 2)")
-    parser.add_argument("--duration", type=int, default=8, help="measured seconds per endpoint (default 8)")
+    parser.add_argument("--duration", type=int, default=15, help="measured seconds per phase (default 15)")
     parser.add_argument("--warmup", type=int, default=3, help="unmeasured seconds before each (default 3)")
     parser.add_argument("--idle", type=int, default=4,
                         help="seconds the web server's idle CPU is measured, alone and with the waiters (default 4)")
@@ -107,14 +110,28 @@ def idle_cpu(web, seconds):
 
 
 def measure(site, token, paths, connections, warmup, duration):
-    wrk(site, token, paths, connections, warmup)
+    """Both endpoints at once (a wrk each), so that a phase fits in the
+    waiters' 60 s with enough samples for a p99."""
+
+    def one(paths_file):
+        wrk(site, token, paths_file, connections, warmup)
+        summary = wrk(site, token, paths_file, connections, duration)
+        seconds = summary["duration_us"] / 1e6
+        return {"requests": summary["requests"], "rps": summary["requests"] / seconds,
+                "p50_ms": summary["p50_us"] / 1000, "p99_ms": summary["p99_us"] / 1000,
+                "max_ms": summary["max_us"] / 1000,
+                "errors": sum(v for k, v in summary.items() if k.startswith("errors_"))}
+
     meter = harness.CpuMeter()
-    summary = wrk(site, token, paths, connections, duration)
+    with ThreadPoolExecutor(len(paths)) as pool:
+        futures = {endpoint: pool.submit(one, paths_file) for endpoint, paths_file in paths.items()}
+        results = {endpoint: future.result() for endpoint, future in futures.items()}
     load = meter.summary()
-    seconds = summary["duration_us"] / 1e6
-    errors = sum(v for k, v in summary.items() if k.startswith("errors_"))
-    return {"requests": summary["requests"], "rps": summary["requests"] / seconds, "p50_ms": summary["p50_us"] / 1000,
-            "p99_ms": summary["p99_us"] / 1000, "max_ms": summary["max_us"] / 1000, "errors": errors, **load}
+    return {endpoint: {**r, **load} for endpoint, r in results.items()}
+
+
+def _p99s(phase):
+    return ", ".join(f"{endpoint} {r['p99_ms']:.1f} ms" for endpoint, r in phase.items())
 
 
 def main():
@@ -145,10 +162,8 @@ def main():
     web = harness.gunicorn(port, env, log_dir, args.web_workers, args.web_threads, server=args.web_server)
     phases, idle = {}, {"alone": idle_cpu(web, args.idle)}
     try:
-        for endpoint, endpoint_paths in paths.items():
-            phases[("alone", endpoint)] = measure(site, seed["token"], endpoint_paths, args.connections,
-                                                  args.warmup, args.duration)
-            print(f"  {endpoint} alone: p99 {phases[('alone', endpoint)]['p99_ms']:.1f} ms", flush=True)
+        phases["alone"] = measure(site, seed["token"], paths, args.connections, args.warmup, args.duration)
+        print(f"  alone: p99 {_p99s(phases['alone'])}", flush=True)
         waiters = Waiters(site, waiting["token"], waiting["version"], args.waiters).start()
         started = time.monotonic()
         deadline = started + args.create_timeout
@@ -156,10 +171,8 @@ def main():
             time.sleep(0.2)
         print(f"  {created(args.database_url)} of {args.waiters} waiting predictions created in "
               f"{time.monotonic() - started:.1f} s; measuring alongside them", flush=True)
-        for endpoint, endpoint_paths in paths.items():
-            phases[("waiters", endpoint)] = measure(site, seed["token"], endpoint_paths, args.connections,
-                                                    args.warmup, args.duration)
-            print(f"  {endpoint} with waiters: p99 {phases[('waiters', endpoint)]['p99_ms']:.1f} ms", flush=True)
+        phases["waiters"] = measure(site, seed["token"], paths, args.connections, args.warmup, args.duration)
+        print(f"  with waiters: p99 {_p99s(phases['waiters'])}", flush=True)
         idle["waiters"] = idle_cpu(web, args.idle)
         still_waiting = args.waiters - len(waiters.results)
         ended = harness.django_step(env, "end-waiters")["ended"]
@@ -172,10 +185,12 @@ def main():
             ended += harness.django_step(env, "end-waiters")["ended"]
             waiters.thread.join(15)
         wake_s = time.monotonic() - ending
+        phases["after"] = measure(site, seed["token"], paths, args.connections, args.warmup, args.duration)
+        print(f"  alone again: p99 {_p99s(phases['after'])}", flush=True)
     finally:
         web.stop()
     results = {
-        "phases": {f"{phase} {endpoint}": r for (phase, endpoint), r in phases.items()},
+        "phases": phases,
         "idle_web_cpu_percent": idle,
         "waiters": {"count": args.waiters, "waiting_when_ended": still_waiting, "ended": ended,
                     "all_returned_s": wake_s, "statuses": sorted({f"{c} {s}" for c, s, _ in waiters.results})},
@@ -187,14 +202,17 @@ def main():
           f"{args.web_threads} threads; wrk 1 thread x {args.connections} connections, {args.duration}s per run")
     rows = []
     for endpoint in paths:
-        alone, busy = phases[("alone", endpoint)], phases[("waiters", endpoint)]
+        alone, busy, after = (phases[phase][endpoint] for phase in ("alone", "waiters", "after"))
         answered = busy["requests"] > 0  # wrk counts only the requests answered within the run
-        rows.append((endpoint, f"{alone['rps']:.0f}", f"{alone['p99_ms']:.1f}", f"{busy['rps']:.0f}",
-                     f"{busy['p99_ms']:.1f}" if answered else f"none in {args.duration} s", busy["errors"],
-                     f"{busy['p99_ms'] / alone['p99_ms']:.2f}x" if answered else "-",
-                     f"{alone['loadavg_start']:.1f}->{busy['loadavg_end']:.1f}"))
-    harness.print_table(["endpoint", "alone req/s", "alone p99 ms", "waiters req/s", "waiters p99 ms",
-                         "errors", "p99 ratio", "load"], rows)
+        baseline = (alone["p99_ms"] + after["p99_ms"]) / 2
+        rows.append((endpoint, f"{alone['rps']:.0f} / {alone['p99_ms']:.1f}",
+                     f"{busy['rps']:.0f} / {busy['p99_ms']:.1f}" if answered else f"none in {args.duration} s",
+                     f"{after['rps']:.0f} / {after['p99_ms']:.1f}", busy["errors"],
+                     f"{busy['p99_ms'] / baseline:.2f}x" if answered else "-",
+                     f"{alone['loadavg_start']:.1f}->{after['loadavg_end']:.1f}"))
+    harness.print_table(["endpoint", "alone req/s / p99 ms", "with waiters", "alone again", "errors",
+                         "p99 ratio", "load"], rows)
+    print("(p99 ratio: with waiters / the mean of the two alone)")
     w = results["waiters"]
     print(f"web server's CPU with no other requests: {idle['alone']:.1f}% of a core alone, "
           f"{idle['waiters']:.1f}% with the waiters")
