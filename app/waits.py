@@ -53,6 +53,9 @@ async def wait(prediction_id, seconds, ended):
     once (`_Looks`). A notice ends the wait without a look: it is sent at the
     commit of the transition that ended the prediction.
 
+    While notices flow, a waiter sleeps until its notice (or its deadline),
+    and one sweep per loop looks at all their rows every LISTENED_POLL
+    seconds in case a notice is lost: a waiter costs no wakeups of its own.
     Without notices it looks every 5 ms at first, then every tenth of the time
     waited so far (at most 0.1 s): the answer comes within ~10% of the
     prediction's own time, and a long wait costs few queries."""
@@ -68,19 +71,23 @@ async def wait(prediction_id, seconds, ended):
                 return True
             if looked >= deadline:
                 return False
+            listened = LISTENER.heard_everything_since(looked)
+            if listened:
+                looks.sweep(prediction_id, woken)
+            timeout = deadline - looked if listened else min(_interval(started, looked), deadline - looked)
             try:
-                await asyncio.wait_for(woken.wait(), min(_interval(started, looked), deadline - looked))
+                await asyncio.wait_for(woken.wait(), timeout)
                 return True
             except TimeoutError:
                 pass
+            finally:
+                looks.unsweep(prediction_id, woken)
     finally:
         LISTENER.unsubscribe(prediction_id, woken)
         looks.leave()
 
 
 def _interval(started, looked):
-    if LISTENER.heard_everything_since(looked):
-        return LISTENED_POLL
     return min(max(0.005, (looked - started) / 10), 0.1)
 
 
@@ -100,6 +107,8 @@ class _Looks:
         self.waiters = 0
         self.pending = {}
         self.round = None
+        self.swept = {}  # prediction id -> the events of its sleeping waiters
+        self.sweeper = None
 
     @classmethod
     def of(cls, loop, ended):
@@ -113,6 +122,32 @@ class _Looks:
         self.waiters -= 1
         if not self.waiters and not self.pending:
             _LOOKS.pop((self.loop, self.ended), None)
+
+    def sweep(self, prediction_id, event):
+        """Look at this row with the others every LISTENED_POLL seconds, and
+        set `event` if it ended."""
+        self.swept.setdefault(prediction_id, set()).add(event)
+        if self.sweeper is None:
+            self.sweeper = self.loop.create_task(self._sweep())
+
+    def unsweep(self, prediction_id, event):
+        events = self.swept.get(prediction_id, set())
+        events.discard(event)
+        if not events:
+            self.swept.pop(prediction_id, None)
+
+    async def _sweep(self):
+        try:
+            while self.swept:
+                await asyncio.sleep(LISTENED_POLL)
+                over = await sync_to_async(_look, thread_sensitive=False)(self.ended, list(self.swept))
+                for prediction_id in over:
+                    for event in list(self.swept.get(prediction_id, ())):
+                        event.set()
+        except Exception:  # the next sleeping waiter starts a new sweep; each still has its deadline
+            log.warning("Looking at the rows of waiting requests failed", exc_info=True)
+        finally:
+            self.sweeper = None
 
     async def look(self, prediction_id):
         answer = self.loop.create_future()

@@ -3,8 +3,10 @@
 
 It drops and creates the PostgreSQL database, migrates it, creates 10,000
 succeeded predictions owned by one user (bulk_create, each with an Output row,
-so responses carry output URLs) and an API token for that user, starts gunicorn
-as DESIGN.md runs it (gthread; workers and threads are options) on a free port,
+so responses carry output URLs) and an API token for that user, starts the web
+server as the Procfile runs it (gunicorn with app.webserver's uvicorn workers, or
+with --web-server gthread the gthread workers before them; workers and threads are
+options) on a free port,
 then drives each endpoint with wrk (closed loop, one wrk thread, C connections,
 each request a random prediction id or a random page cursor through all the
 pages) for a warm-up and a measured period, at each connection count given.

@@ -1,7 +1,7 @@
 """Dispatch overhead: what Lightbox adds to a prediction on a Cog server.
 
-For each configuration it starts its own components: gunicorn (gthread) on a
-free port, a Celery worker, the Cog server Lightbox dispatches to (with
+For each configuration it starts its own components: the web server as the
+Procfile runs it (gunicorn's gthread workers with --trace) on a free port, a Celery worker, the Cog server Lightbox dispatches to (with
 --upload-url pointing at Lightbox, as Lightbox runs its own servers) and a
 second, plain Cog server for the direct calls; both run tests/cog_predictor,
 the instant predictor. Then, sequentially, for each of N inputs:

@@ -76,6 +76,16 @@ def test_without_notices_the_row_still_ends_the_wait(running, monkeypatch, setti
     assert seconds < 10
 
 
+def test_a_lost_notice_is_made_up_for_by_the_sweep(running, monkeypatch):
+    # Notices "flow", but this one never arrives: the loop's sweep of the rows ends the wait.
+    monkeypatch.setattr(waits, "LISTENED_POLL", 0.2)
+    monkeypatch.setattr(waits.LISTENER, "heard_everything_since", lambda moment: True)
+    monkeypatch.setattr(waits.LISTENER, "_wake", lambda prediction_id: None)
+    seconds = _seconds_to_see_it_end(running.pk)
+    assert _ended(running.pk)
+    assert seconds < 5
+
+
 def test_the_wait_gives_up_after_its_seconds(running):
     started = time.monotonic()
     assert asyncio.run(waits.wait(running.pk, 0.3, _ended_of)) is False
