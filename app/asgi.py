@@ -7,7 +7,7 @@ import os
 from django.conf import settings
 from django.core.wsgi import get_wsgi_application
 
-from app.webserver import ThreadedWSGI
+from app.webserver import ThreadedWSGI, largest_body
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "app.settings")
-application = ThreadedWSGI(get_wsgi_application(), threads=settings.WEB_THREADS)
+application = ThreadedWSGI(get_wsgi_application(), threads=settings.WEB_THREADS, max_body=largest_body())

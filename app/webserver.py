@@ -25,6 +25,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import ClassVar
 
+from django.conf import settings
 from django.db import connections
 from django.http import HttpResponse
 from uvicorn_worker import UvicornWorker
@@ -44,11 +45,21 @@ UVICORN = {
 BODY_IN_MEMORY = 2_621_440
 
 
-class ThreadedWSGI:
-    """An ASGI application running `wsgi_app` on `threads` threads."""
+def largest_body():
+    """The largest request body any endpoint accepts (a Cog server's webhook,
+    as a rule), with room for multipart's framing. A body is read whole
+    before its view runs, so a larger one is refused before it is read."""
+    return max(settings.WEBHOOK_MAX_BYTES, settings.UPLOAD_MAX_BYTES, settings.DATA_UPLOAD_MAX_MEMORY_SIZE,
+               settings.UPLOAD_IMAGE_MAX_BYTES) + 1024 * 1024
 
-    def __init__(self, wsgi_app, threads):
+
+class ThreadedWSGI:
+    """An ASGI application running `wsgi_app` on `threads` threads; bodies
+    over `max_body` bytes get 413."""
+
+    def __init__(self, wsgi_app, threads, max_body):
         self.wsgi_app = wsgi_app
+        self.max_body = max_body
         self.threads = threads
         self.pool = ThreadPoolExecutor(threads, thread_name_prefix="web")
         self._loop = None
@@ -64,15 +75,20 @@ class ThreadedWSGI:
             # sync_to_async(thread_sensitive=False) runs on the loop's default executor.
             loop.set_default_executor(self.pool)
             self._loop = loop
-        body = await _read_body(receive)
+        declared = dict(scope["headers"]).get(b"content-length", b"0")
+        if not declared.isdigit() or int(declared) > self.max_body:
+            return await _send_plain(send, 413, "Request body too large")
+        body = await _read_body(receive, self.max_body)
         if body is None:
             return  # the client left before it finished sending
+        if body is TOO_LARGE:
+            return await _send_plain(send, 413, "Request body too large")
         environ = _environ(scope, body)
         try:
             status, headers, response = await loop.run_in_executor(self.pool, self._run, environ, loop, send)
         except Exception:
             log.exception("Serving %s %s failed", scope["method"], scope["path"])
-            await _send_error(send)
+            await _send_plain(send, 500, "Internal server error")
             return
         if response is None:
             return  # sent in the thread
@@ -161,14 +177,23 @@ class ThreadedWSGI:
         self.pool.shutdown(wait=True)
 
 
-async def _read_body(receive):
+TOO_LARGE = object()
+
+
+async def _read_body(receive, max_body):
     body = tempfile.SpooledTemporaryFile(max_size=BODY_IN_MEMORY)  # noqa: SIM115 - the request's; Django closes it
+    size = 0
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
             body.close()
             return None
-        body.write(message.get("body", b""))
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > max_body:  # chunked, without a Content-Length
+            body.close()
+            return TOO_LARGE
+        body.write(chunk)
         if not message.get("more_body"):
             body.seek(0)
             return body
@@ -196,13 +221,13 @@ async def _stream(response, receive, send):
         raise pumping.exception()
 
 
-async def _send_error(send):
+async def _send_plain(send, status, text):
     try:
-        await send({"type": "http.response.start", "status": 500,
+        await send({"type": "http.response.start", "status": status,
                     "headers": [(b"content-type", b"text/plain; charset=utf-8")]})
-        await send({"type": "http.response.body", "body": b"Internal server error"})
+        await send({"type": "http.response.body", "body": text.encode()})
     except Exception:  # the response had already begun: nothing more to say
-        log.debug("Could not send the 500", exc_info=True)
+        log.debug("Could not send the %s", status, exc_info=True)
 
 
 def _environ(scope, body):

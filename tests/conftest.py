@@ -167,11 +167,13 @@ class WebServer:
         from django.core.handlers.wsgi import WSGIHandler
         from django.test.testcases import _MediaFilesHandler
 
-        from app.webserver import UVICORN, ThreadedWSGI
+        from app.webserver import UVICORN, ThreadedWSGI, largest_body
 
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.application = ThreadedWSGI(StaticFilesHandler(_MediaFilesHandler(WSGIHandler())), threads)
+        self.application = ThreadedWSGI(
+            StaticFilesHandler(_MediaFilesHandler(WSGIHandler())), threads, max_body=largest_body()
+        )
         self.server = uvicorn.Server(
             uvicorn.Config(self.application, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on",
                            **UVICORN)
