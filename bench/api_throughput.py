@@ -3,8 +3,10 @@
 
 It drops and creates the PostgreSQL database, migrates it, creates 10,000
 succeeded predictions owned by one user (bulk_create, each with an Output row,
-so responses carry output URLs) and an API token for that user, starts gunicorn
-as the Procfile runs it (gthread; workers and threads are options) on a free port,
+so responses carry output URLs) and an API token for that user, starts the web
+server as the Procfile runs it (gunicorn with lightbox.webserver's uvicorn workers, or
+with --web-server gthread the gthread workers before them; workers and threads are
+options) on a free port,
 then drives each endpoint with wrk (closed loop, one wrk thread, C connections,
 each request a random prediction id or a random page cursor through all the
 pages) for a warm-up and a measured period, at each connection count given.
@@ -40,8 +42,10 @@ def parse_args():
     parser.add_argument("--connections", default="8", help="comma-separated wrk connection counts (default 8)")
     parser.add_argument("--duration", type=int, default=20, help="measured seconds per run (default 20)")
     parser.add_argument("--warmup", type=int, default=5, help="unmeasured seconds before each run (default 5)")
+    parser.add_argument("--web-server", choices=harness.WEB_SERVERS, default="asgi",
+                        help="asgi: the Procfile's uvicorn workers; gthread: gunicorn's threads (default asgi)")
     parser.add_argument("--web-workers", type=int, default=2, help="gunicorn worker processes (default 2)")
-    parser.add_argument("--web-threads", type=int, default=8, help="gunicorn threads per worker (default 8)")
+    parser.add_argument("--web-threads", type=int, default=8, help="threads per worker (default 8)")
     parser.add_argument("--database-url", default=harness.DEFAULT_DATABASE_URL,
                         help="PostgreSQL database, dropped and recreated (default %(default)s)")
     parser.add_argument("--var-dir", type=Path, default=harness.DEFAULT_VAR_DIR,
@@ -105,7 +109,7 @@ def main():
     cursors = cursors_file.read_text().split("\n")[:-1]
     paths["list"].write_text("".join(f"/v1/predictions?cursor={c}\n" if c else "/v1/predictions\n" for c in cursors))
 
-    web = harness.gunicorn(port, env, log_dir, args.web_workers, args.web_threads)
+    web = harness.gunicorn(port, env, log_dir, args.web_workers, args.web_threads, server=args.web_server)
     results = []
     try:
         for endpoint in args.endpoints:
@@ -142,7 +146,7 @@ def main():
     (var_dir / "results.json").write_text(json.dumps({"seed": seed, "results": results}, indent=1))
 
     print()
-    print(f"API throughput: {seed['predictions']} predictions in PostgreSQL, gunicorn gthread "
+    print(f"API throughput: {seed['predictions']} predictions in PostgreSQL, gunicorn {args.web_server} "
           f"{args.web_workers} workers x {args.web_threads} threads, wrk 1 thread, {args.duration}s per run")
     harness.print_table(
         ["endpoint", "conns", "req/s", "p50 ms", "p90 ms", "p99 ms", "errors", "KB/resp", "cpu ms/req web+pg+wrk",

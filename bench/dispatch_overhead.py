@@ -1,7 +1,7 @@
 """Dispatch overhead: what Lightbox adds to a prediction on a Cog server.
 
-For each configuration it starts its own components: gunicorn (gthread) on a
-free port, a Celery worker, the Cog server Lightbox dispatches to (with
+For each configuration it starts its own components: the web server as the
+Procfile runs it (gunicorn's gthread workers with --trace) on a free port, a Celery worker, the Cog server Lightbox dispatches to (with
 --upload-url pointing at Lightbox, as Lightbox runs its own servers) and a
 second, plain Cog server for the direct calls; both run tests/cog_predictor,
 the instant predictor. Then, sequentially, for each of N inputs:
@@ -75,7 +75,9 @@ def run_config(config, args):
         print(f"[{config}] migrating, starting gunicorn, two Cog servers, a Celery worker ...", flush=True)
         harness.manage(env, "migrate", "--noinput")
         extra = ["--config", str(Path(__file__).parent / "gunicorn_trace.py")] if args.trace else []
-        processes.append(harness.gunicorn(web_port, env, log_dir, args.web_workers, args.web_threads, extra))
+        # The trace hooks are gthread's (gunicorn's pre/post_request).
+        server = "gthread" if args.trace else "asgi"
+        processes.append(harness.gunicorn(web_port, env, log_dir, args.web_workers, args.web_threads, extra, server))
         upload_url = None if args.no_upload_url else harness.django_step(
             env, "upload-url", "--cog-url", f"http://127.0.0.1:{cog_port}")["upload_url"]
         processes.append(harness.cog_server(cog_port, env, log_dir, upload_url=upload_url, name="cog-lightbox"))

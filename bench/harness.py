@@ -11,6 +11,7 @@ process started with that configuration's environment:
     python bench/harness.py seed --count 10000 ...         -> JSON on stdout
     python bench/harness.py setup-faults --cog-url URL --version NAME=URL ...
     python bench/harness.py audit < {"ids": [...], "before": [...]}
+    python bench/harness.py setup-waiters | end-waiters              -> JSON on stdout
 """
 
 import argparse
@@ -242,11 +243,23 @@ def cog_server(port, env, log_dir, upload_url=None, name="cog"):
     return server
 
 
-def gunicorn(port, env, log_dir, workers=2, threads=8, extra=()):
-    """The web process as the Procfile runs it: gthread, >= 8 threads, timeout > 60 s."""
+WEB_SERVERS = ("asgi", "gthread")
+
+
+def gunicorn(port, env, log_dir, workers=2, threads=8, extra=(), server="asgi"):
+    """The web process. "asgi": as the Procfile runs it, uvicorn workers with
+    `threads` threads each for the views (lightbox.webserver). "gthread": the
+    server before it, gunicorn's threads (a waiting request holds one)."""
+    if server == "asgi":
+        env = {**env, "LIGHTBOX_WEB_THREADS": str(threads)}
+        serving = ["lightbox.asgi", "--worker-class", "lightbox.webserver.Worker"]
+    elif server == "gthread":
+        serving = ["lightbox.wsgi", "--worker-class", "gthread", "--threads", str(threads)]
+    else:
+        raise ValueError(server)
     command = [
-        str(VENV_BIN / "gunicorn"), "lightbox.wsgi", "--bind", f"127.0.0.1:{port}", "--worker-class", "gthread",
-        "--workers", str(workers), "--threads", str(threads), "--timeout", "90", *extra,
+        str(VENV_BIN / "gunicorn"), *serving, "--bind", f"127.0.0.1:{port}",
+        "--workers", str(workers), "--timeout", "90", *extra,
     ]
     web = Process("web", command, env, log_dir, cwd=env["LIGHTBOX_VAR_DIR"]).start()
 
@@ -518,6 +531,42 @@ def _queries_per_request(token, prediction_id, cursor):
     return out
 
 
+def step_setup_waiters(args):
+    """A user and token for the waiting clients, and a version whose predictions
+    never run (no worker takes them): each waits until the benchmark ends it."""
+    _django()
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from app.models import ApiToken
+    from app.services import catalog
+
+    user = _user("bench-waiters")
+    _, token = ApiToken.issue(user, name="waiters benchmark")
+    schema = json.loads((COG_PREDICTOR_DIR / ".cog" / "openapi_schema.json").read_text())
+    version = catalog.add_version("local", "bench-waiters", "cog", "http://127.0.0.1:9", schema, "0.23.1")
+    # Available, and not asked again during the run (its server does not exist).
+    version.set_availability(True)
+    type(version).objects.filter(pk=version.pk).update(checked_at=timezone.now() + timedelta(days=1))
+    print(json.dumps({"token": token, "version": version.pk}))
+
+
+def step_end_waiters(args):
+    """End every unfinished prediction of the waiting clients' user, as a
+    webhook would: each transition notifies the waiting requests."""
+    _django()
+    from app.models import Prediction
+    from app.services import predictions
+
+    ended = 0
+    for prediction in Prediction.objects.filter(owner__username="bench-waiters").exclude(
+            status__in=Prediction.TERMINAL):
+        predictions.fail(prediction, "Ended by the benchmark")
+        ended += 1
+    print(json.dumps({"ended": ended}))
+
+
 def step_setup_faults(args):
     """A token for the faults benchmark's user, the version of the real Cog
     server and one version for each stand-in (name=url) in front of it."""
@@ -569,9 +618,12 @@ def main():
     p.add_argument("--cog-url", required=True)
     p.add_argument("--version", action="append", default=[], help="NAME=URL of a stand-in Cog server")
     sub.add_parser("audit")
+    sub.add_parser("setup-waiters")
+    sub.add_parser("end-waiters")
     args = parser.parse_args()
     steps = {"setup-dispatch": step_setup_dispatch, "upload-url": step_upload_url, "timings": step_timings,
-             "seed": step_seed, "setup-faults": step_setup_faults, "audit": step_audit}
+             "seed": step_seed, "setup-faults": step_setup_faults, "audit": step_audit,
+             "setup-waiters": step_setup_waiters, "end-waiters": step_end_waiters}
     steps[args.step](args)
 
 

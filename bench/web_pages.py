@@ -173,8 +173,8 @@ def populate(count):
 def start_gunicorn(port):
     env = {**os.environ, "LIGHTBOX_SERVER_TIMING": "1", "ALLOWED_HOSTS": "127.0.0.1,localhost"}
     process = subprocess.Popen(
-        [str(Path(sys.executable).parent / "gunicorn"), "lightbox.wsgi", "--bind", f"127.0.0.1:{port}",
-         "--worker-class", "gthread", "--workers", "2", "--threads", "8", "--timeout", "90", "--log-level", "warning"],
+        [str(Path(sys.executable).parent / "gunicorn"), "lightbox.asgi", "--bind", f"127.0.0.1:{port}",
+         "--worker-class", "lightbox.webserver.Worker", "--workers", "2", "--timeout", "90", "--log-level", "warning"],
         cwd=ROOT, env=env, start_new_session=True,
     )
     import httpx

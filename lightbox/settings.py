@@ -248,6 +248,9 @@ PREDICTION_TIMEOUT = envint("LIGHTBOX_PREDICTION_TIMEOUT", 600)
 REPLICATE_POLL_INTERVAL = envfloat("LIGHTBOX_REPLICATE_POLL_INTERVAL", 1.0)
 WEBHOOK_RETRIES = envint("LIGHTBOX_WEBHOOK_RETRIES", 5)
 PREFER_WAIT_MAX = 60
+# Threads per web process (lightbox.webserver): requests run on them, except while
+# a `Prefer: wait` request waits, which holds none.
+WEB_THREADS = envint("LIGHTBOX_WEB_THREADS", 8)
 # On PostgreSQL, wake a waiting request by NOTIFY when its prediction ends
 # (app.core.waits). Turn off behind a transaction-pooling PgBouncer, which does not
 # deliver notices; waiting then polls the row.

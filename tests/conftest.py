@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -163,13 +164,54 @@ def django_db_setup(django_db_setup):
     waits.LISTENER.stop()
 
 
+class WebServer:
+    """The web server the Procfile runs (lightbox.webserver's thread pool under
+    uvicorn), in a thread of this process so that it sees the tests' database
+    and settings; static and media files are served as by Django's (and
+    pytest-django's) live server."""
+
+    def __init__(self, threads=8):
+        import uvicorn
+        from django.contrib.staticfiles.handlers import StaticFilesHandler
+        from django.core.handlers.wsgi import WSGIHandler
+        from django.test.testcases import _MediaFilesHandler
+
+        from lightbox.webserver import UVICORN, ThreadedWSGI, largest_body
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.application = ThreadedWSGI(
+            StaticFilesHandler(_MediaFilesHandler(WSGIHandler())), threads, max_body=largest_body()
+        )
+        self.server = uvicorn.Server(
+            uvicorn.Config(self.application, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on",
+                           **UVICORN)
+        )
+        self.thread = None
+
+    def start(self):
+        self.thread = threading.Thread(target=self.server.run, name=f"web-{self.port}", daemon=True)
+        self.thread.start()
+        wait_until(lambda: self.server.started, timeout=30, message=f"web server on {self.url}")
+        return self
+
+    def stop(self):
+        # Its shutdown closes its threads' database connections (before the
+        # test database is dropped).
+        self.server.should_exit = True
+        self.thread.join(15)
+
+
 @pytest.fixture(scope="session")
-def site(live_server):
-    """The live web server; backends send webhooks and uploads to it."""
+def site(django_db_setup):
+    """The live web server; backends send webhooks and uploads to it. It
+    stops (closing its database connections) before the database is dropped."""
     from django.conf import settings
 
-    settings.SITE_URL = live_server.url
-    return live_server
+    server = WebServer().start()
+    settings.SITE_URL = server.url
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="session")

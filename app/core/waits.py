@@ -13,14 +13,20 @@ listener is up, then every LISTENED_POLL seconds in case a notice is lost (the
 listener reconnecting, say). On SQLite there are no notices, and waiting is
 polling alone; so it is with LIGHTBOX_WAIT_NOTIFY off (for a connection pooler
 that does not pass notices on, such as PgBouncer in transaction mode).
+
+A waiting request waits on the web server's event loop (lightbox.webserver) and
+holds no thread while it sleeps; the looks at the rows of all the requests
+waiting in a process take one pool thread for one query at a time.
 """
 
+import asyncio
 import logging
 import threading
 import time
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import DEFAULT_DB_ALIAS, connections
+from django.db import DEFAULT_DB_ALIAS, close_old_connections, connections
 
 log = logging.getLogger(__name__)
 
@@ -38,28 +44,158 @@ def ended(prediction_id, using=DEFAULT_DB_ALIAS):
             cursor.execute("SELECT pg_notify(%s, %s)", [CHANNEL, prediction_id])
 
 
-def wait(prediction_id, seconds, is_over):
-    """Return when `is_over()` (which reads the row) says so, or after `seconds`.
+async def wait(prediction_id, seconds, ended):
+    """Return True when the prediction has ended, False after `seconds`.
 
+    It runs on the web server's event loop and holds no thread while it
+    sleeps. `ended(ids)` (sync: the set of those ids whose rows say ended)
+    runs on the loop's executor, for the looks of all the loop's waiters at
+    once (`_Looks`). A notice ends the wait without a look: it is sent at the
+    commit of the transition that ended the prediction.
+
+    While notices flow, a waiter sleeps until its notice (or its deadline),
+    and one sweep per loop looks at all their rows every LISTENED_POLL
+    seconds in case a notice is lost: a waiter costs no wakeups of its own.
     Without notices it looks every 5 ms at first, then every tenth of the time
     waited so far (at most 0.1 s): the answer comes within ~10% of the
     prediction's own time, and a long wait costs few queries."""
     started = time.monotonic()
     deadline = started + seconds
-    woken = LISTENER.subscribe(prediction_id)
+    loop = asyncio.get_running_loop()
+    woken = LISTENER.subscribe(prediction_id, _LoopEvent(loop))
+    looks = _Looks.of(loop, ended)
     try:
         while True:
             looked = time.monotonic()
-            if is_over() or looked >= deadline:
-                return
-            if LISTENER.heard_everything_since(looked):
-                interval = LISTENED_POLL
-            else:
-                interval = min(max(0.005, (looked - started) / 10), 0.1)
-            woken.wait(min(interval, deadline - looked))
-            woken.clear()
+            if await looks.look(prediction_id):
+                return True
+            if looked >= deadline:
+                return False
+            listened = LISTENER.heard_everything_since(looked)
+            if listened:
+                looks.sweep(prediction_id, woken)
+            timeout = deadline - looked if listened else min(_interval(started, looked), deadline - looked)
+            try:
+                await asyncio.wait_for(woken.wait(), timeout)
+                return True
+            except TimeoutError:
+                pass
+            finally:
+                looks.unsweep(prediction_id, woken)
     finally:
         LISTENER.unsubscribe(prediction_id, woken)
+        looks.leave()
+
+
+def _interval(started, looked):
+    return min(max(0.005, (looked - started) / 10), 0.1)
+
+
+class _Looks:
+    """The looks at the rows of one event loop's waiters, made together: one
+    query (on a pool thread) answers every waiter that looked meanwhile. A
+    round gathers looks for longer the more requests wait (0.5 ms each, at
+    most 50 ms), so a lone wait is not slowed and 200 cost ~20 queries a
+    second, not 2,000."""
+
+    GATHER_PER_WAITER = 0.0005
+    GATHER_MAX = 0.05
+
+    def __init__(self, loop, ended):
+        self.loop = loop
+        self.ended = ended
+        self.waiters = 0
+        self.pending = {}
+        self.round = None
+        self.swept = {}  # prediction id -> the events of its sleeping waiters
+        self.sweeper = None
+
+    @classmethod
+    def of(cls, loop, ended):
+        looks = _LOOKS.get((loop, ended))
+        if looks is None:
+            looks = _LOOKS[(loop, ended)] = cls(loop, ended)
+        looks.waiters += 1
+        return looks
+
+    def leave(self):
+        self.waiters -= 1
+        if not self.waiters and not self.pending:
+            _LOOKS.pop((self.loop, self.ended), None)
+
+    def sweep(self, prediction_id, event):
+        """Look at this row with the others every LISTENED_POLL seconds, and
+        set `event` if it ended."""
+        self.swept.setdefault(prediction_id, set()).add(event)
+        if self.sweeper is None:
+            self.sweeper = self.loop.create_task(self._sweep())
+
+    def unsweep(self, prediction_id, event):
+        events = self.swept.get(prediction_id, set())
+        events.discard(event)
+        if not events:
+            self.swept.pop(prediction_id, None)
+
+    async def _sweep(self):
+        try:
+            while self.swept:
+                await asyncio.sleep(LISTENED_POLL)
+                over = await sync_to_async(_look, thread_sensitive=False)(self.ended, list(self.swept))
+                for prediction_id in over:
+                    for event in list(self.swept.get(prediction_id, ())):
+                        event.set()
+        except Exception:  # the next sleeping waiter starts a new sweep; each still has its deadline
+            log.warning("Looking at the rows of waiting requests failed", exc_info=True)
+        finally:
+            self.sweeper = None
+
+    async def look(self, prediction_id):
+        answer = self.loop.create_future()
+        self.pending.setdefault(prediction_id, []).append(answer)
+        if self.round is None:
+            self.round = self.loop.create_task(self._round())
+        return await answer
+
+    async def _round(self):
+        await asyncio.sleep(min(self.GATHER_MAX, self.GATHER_PER_WAITER * (self.waiters - 1)))
+        pending, self.pending, self.round = self.pending, {}, None
+        try:
+            over = await sync_to_async(_look, thread_sensitive=False)(self.ended, list(pending))
+        except Exception as exc:  # noqa: BLE001 - every waiter of the round gets the error
+            for answers in pending.values():
+                for answer in answers:
+                    if not answer.done():
+                        answer.set_exception(exc)
+            return
+        for prediction_id, answers in pending.items():
+            for answer in answers:
+                if not answer.done():
+                    answer.set_result(prediction_id in over)
+
+
+# (event loop, ended function) -> its _Looks; touched only on that loop's thread.
+_LOOKS = {}
+
+
+def _look(ended, ids):
+    # A pool thread outside any request: no request_started/finished closes
+    # its connection when the database dropped it.
+    close_old_connections()
+    return ended(ids)
+
+
+class _LoopEvent(asyncio.Event):
+    """An asyncio.Event the listener's thread can set."""
+
+    def __init__(self, loop):
+        super().__init__()
+        self._owner = loop
+
+    def set(self):
+        try:
+            self._owner.call_soon_threadsafe(super().set)
+        except RuntimeError:
+            pass  # the loop has closed: nobody is waiting any more
 
 
 class Listener:
@@ -75,8 +211,8 @@ class Listener:
         # time.monotonic() when LISTEN took effect; None while not listening.
         self._listening_since = None
 
-    def subscribe(self, prediction_id):
-        event = threading.Event()
+    def subscribe(self, prediction_id, event):
+        """Have `event.set()` called when the prediction ends; returns `event`."""
         with self._lock:
             self._waiting.setdefault(prediction_id, set()).add(event)
             notices = connections[self.using].vendor == "postgresql" and settings.WAIT_NOTIFY

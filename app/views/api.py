@@ -1,11 +1,14 @@
 """The /v1 HTTP API: Replicate's, so Replicate's clients work against Lightbox."""
 
+import json
 import re
 from functools import wraps
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection
-from django.http import JsonResponse
+from django.http import JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from app.core import netguard, pagination, payloads, schema, waits
@@ -164,11 +167,8 @@ def _create(request, version_ref):
         return problems.refused(exc)
     wait = _prefer_wait(request)
     if wait:
-        prediction = _wait_for(prediction, wait)
+        return _waiting_response(prediction, wait, _base(request))
     payload = api.prediction_json(prediction, _base(request))
-    if wait and not prediction.is_terminal:
-        # Replicate's clients keep polling only a "starting" prediction.
-        payload["status"] = Prediction.Status.STARTING
     response = JsonResponse(payload, status=201)
     response["Location"] = payload["urls"]["get"]
     return response
@@ -181,21 +181,41 @@ def _prefer_wait(request):
     return min(int(match.group(1) or settings.PREFER_WAIT_MAX), settings.PREFER_WAIT_MAX)
 
 
-def _wait_for(prediction, seconds):
-    """Hold the request until the prediction ends (the result arrives on another
-    thread or process, by webhook) or `seconds` pass (app.core.waits)."""
-    waits.wait(prediction.pk, seconds, lambda: _status(prediction.pk) in Prediction.TERMINAL)
+def _waiting_response(prediction, seconds, base):
+    """201 now, and the body once the prediction ends (its result arrives on
+    another thread or process, by webhook) or `seconds` pass. The body is an
+    async iterator: the web server (lightbox.webserver) awaits it on its event loop,
+    so the wait holds no thread (app.core.waits)."""
+
+    async def body():
+        await waits.wait(prediction.pk, seconds, _ended)
+        yield await sync_to_async(_waited_json, thread_sensitive=False)(prediction, base)
+
+    response = StreamingHttpResponse(body(), status=201, content_type="application/json")
+    response["Location"] = api.prediction_json(prediction, base, outputs=[])["urls"]["get"]
+    return response
+
+
+def _waited_json(prediction, base):
     prediction.refresh_from_db()
-    return prediction
+    payload = api.prediction_json(prediction, base)
+    if not prediction.is_terminal:
+        # Replicate's clients keep polling only a "starting" prediction.
+        payload["status"] = Prediction.Status.STARTING
+    return json.dumps(payload, cls=DjangoJSONEncoder)
 
 
-def _status(prediction_id):
-    """The row's status in plain SQL: it is asked for every few ms while a request
-    waits, and building the ORM query cost ~0.5 ms of CPU each time (0.08 ms so)."""
+def _ended(prediction_ids):
+    """Which of these predictions have ended, in plain SQL: waiting requests ask
+    it every few ms, and building the ORM query cost ~0.5 ms of CPU each time."""
+    terminal = [status.value for status in Prediction.TERMINAL]
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT status FROM {Prediction._meta.db_table} WHERE id = %s", [prediction_id])
-        row = cursor.fetchone()
-    return row[0] if row else None
+        cursor.execute(
+            f"SELECT id FROM {Prediction._meta.db_table} WHERE id IN ({', '.join(['%s'] * len(prediction_ids))}) "
+            f"AND status IN ({', '.join(['%s'] * len(terminal))})",
+            [*prediction_ids, *terminal],
+        )
+        return {row[0] for row in cursor.fetchall()}
 
 
 def _list(request):
