@@ -501,9 +501,10 @@ def step_seed(args):
             cursor.execute("ANALYZE")
     own = sorted(predictions, key=lambda p: (p.created_at, p.id), reverse=True)
     # Cursors of list pages all through the user's predictions, as the API makes them.
-    from app.views.api import PAGE_SIZE, _encode_cursor
+    from app.core import pagination
+    from app.views.api import PAGE_SIZE
 
-    cursors = [""] + [_encode_cursor("next", own[k - 1]) for k in range(PAGE_SIZE, len(own), PAGE_SIZE)]
+    cursors = [""] + [pagination.encode("next", own[k - 1]) for k in range(PAGE_SIZE, len(own), PAGE_SIZE)]
     Path(args.ids_file).write_text("\n".join(p.id for p in own) + "\n")
     Path(args.cursors_file).write_text("\n".join(cursors) + "\n")
     print(json.dumps({

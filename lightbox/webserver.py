@@ -18,6 +18,7 @@ switch between sync and async around every view.
 """
 
 import asyncio
+import io
 import logging
 import sys
 import tempfile
@@ -93,6 +94,9 @@ class ThreadedWSGI:
         if response is None:
             return  # sent in the thread
         await send({"type": "http.response.start", "status": status, "headers": headers})
+        if isinstance(response, bytes):
+            await send({"type": "http.response.body", "body": response})
+            return
         try:
             await _stream(response, receive, send)
         finally:
@@ -100,9 +104,11 @@ class ThreadedWSGI:
             await loop.run_in_executor(self.pool, response.close)
 
     def _run(self, environ, loop, send):
-        """On a pool thread: the WSGI call. Returns (status, headers, None) when
-        the whole response went out from here, or (status, headers, response)
-        when the loop is to stream its async body."""
+        """On a pool thread: the WSGI call. Returns (status, headers, body) for
+        a response in memory, which the loop sends (no crossing back and forth
+        per message: that cost ~0.8 ms of CPU a request); (status, headers,
+        response) when the loop is to stream its async body; (status, headers,
+        None) when a sync stream (a file) went out from here as it was read."""
         started = {}
 
         def start_response(status, headers, exc_info=None):
@@ -120,12 +126,9 @@ class ThreadedWSGI:
 
         try:
             if isinstance(result, HttpResponse):
-                # The usual case, in memory: one message each way.
-                chunks = [result.content]
-            else:
-                chunks = result  # files and sync streams: read here, sent as they come
+                return status, headers, result.content  # the usual case
             sent({"type": "http.response.start", "status": status, "headers": headers})
-            for chunk in chunks:
+            for chunk in result:  # files and sync streams: read here, sent as they come
                 if chunk:
                     sent({"type": "http.response.body", "body": chunk, "more_body": True})
             sent({"type": "http.response.body", "body": b""})
@@ -181,8 +184,16 @@ TOO_LARGE = object()
 
 
 async def _read_body(receive, max_body):
+    message = await receive()
+    if message["type"] == "http.disconnect":
+        return None
+    if not message.get("more_body"):
+        # Most requests (every GET): the body in one message, kept in memory.
+        chunk = message.get("body", b"")
+        return TOO_LARGE if len(chunk) > max_body else io.BytesIO(chunk)
     body = tempfile.SpooledTemporaryFile(max_size=BODY_IN_MEMORY)  # noqa: SIM115 - the request's; Django closes it
-    size = 0
+    body.write(message.get("body", b""))
+    size = body.tell()
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":

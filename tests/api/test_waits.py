@@ -142,7 +142,7 @@ def test_waiting_requests_hold_no_web_thread(alice_token, queued):
             assert not any(future.done() for future in waiting)
 
             for prediction_id in queued:
-                Prediction.objects.get(pk=prediction_id).fail("Ended by the test")
+                predictions.fail(Prediction.objects.get(pk=prediction_id), "Ended by the test")
             responses = [future.result(timeout=15) for future in waiting]
     finally:
         server.stop()
