@@ -20,6 +20,7 @@ switch between sync and async around every view.
 import asyncio
 import io
 import logging
+import os
 import sys
 import tempfile
 import threading
@@ -32,6 +33,13 @@ from django.http import HttpResponse
 from uvicorn_worker import UvicornWorker
 
 log = logging.getLogger(__name__)
+
+# The workers share one listening socket. libuv (under uvloop) accepts every
+# pending connection at each wake-up, so the first worker awake took all of a
+# burst of keep-alive connections and served them on one core while the other
+# idled (the list benchmark halved, bimodally). One accept per loop iteration
+# lets the other workers take their share.
+os.environ.setdefault("UV_TCP_SINGLE_ACCEPT", "1")
 
 # uvicorn's settings, for gunicorn's worker (Procfile) and the tests' server alike.
 UVICORN = {
