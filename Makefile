@@ -67,9 +67,10 @@ bench-gpu:
 bench-gpu-tiny: install
 	$(BIN)/python bench/gpu_predictor.py --tiny --runs 1
 
-# ruff (lint) and import-linter (the layers of docs/architecture.md) before the suite.
+# ruff (lint and format) and import-linter (the layers of docs/architecture.md) before the suite.
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports --no-cache
 
 test: install browser lint

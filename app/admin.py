@@ -52,7 +52,9 @@ admin.site.login_form = AdminLoginForm
 
 class ReasonActionForm(ActionForm):
     reason = forms.CharField(
-        required=False, max_length=500, label="Reason",
+        required=False,
+        max_length=500,
+        label="Reason",
         widget=forms.TextInput(attrs={"size": 40, "placeholder": "Why (kept in the audit trail)"}),
     )
 
@@ -156,9 +158,7 @@ def _thumbnails(outputs):
             items.append((output.file.url, shown.url, output.get_rating_display()))
     if not items:
         return "—"
-    return format_html_join(
-        " ", '<a href="{}" target="_blank"><img src="{}" alt="{}" height="64"></a>', items
-    )
+    return format_html_join(" ", '<a href="{}" target="_blank"><img src="{}" alt="{}" height="64"></a>', items)
 
 
 class StateFilter(admin.SimpleListFilter):
@@ -166,8 +166,13 @@ class StateFilter(admin.SimpleListFilter):
     parameter_name = "state"
 
     def lookups(self, request, model_admin):
-        return [("reported", "Open reports"), ("hidden", "Hidden"), ("shown", "Not hidden"),
-                ("nsfw", "Has NSFW outputs"), ("banned", "Owner banned")]
+        return [
+            ("reported", "Open reports"),
+            ("hidden", "Hidden"),
+            ("shown", "Not hidden"),
+            ("nsfw", "Has NSFW outputs"),
+            ("banned", "Owner banned"),
+        ]
 
     def queryset(self, request, queryset):
         value = self.value()
@@ -236,16 +241,35 @@ class PredictionAdmin(ModeratorOnly, admin.ModelAdmin):
     """Every prediction, for moderators: filters by model, user and state."""
 
     list_display = ["id", "thumbnails", "prompt", "owner", "model", "visibility", "status", "hidden", "created_at"]
-    list_filter = [PredictionStateFilter, ("version__model", admin.RelatedOnlyFieldListFilter),
-                   ("owner", admin.RelatedOnlyFieldListFilter), "visibility", "status", "source"]
+    list_filter = [
+        PredictionStateFilter,
+        ("version__model", admin.RelatedOnlyFieldListFilter),
+        ("owner", admin.RelatedOnlyFieldListFilter),
+        "visibility",
+        "status",
+        "source",
+    ]
     search_fields = ["id", "owner__username"]
     list_select_related = ["version__model", "owner"]
     actions = MODERATION_ACTIONS
     action_form = ReasonActionForm
     inlines = [ReportInline, AuditInline]
     fields = readonly_fields = [
-        "id", "thumbnails", "owner", "version", "comparison", "input", "status", "error", "visibility",
-        "source", "hidden_at", "hidden_reason", "cost", "created_at", "completed_at",
+        "id",
+        "thumbnails",
+        "owner",
+        "version",
+        "comparison",
+        "input",
+        "status",
+        "error",
+        "visibility",
+        "source",
+        "hidden_at",
+        "hidden_reason",
+        "cost",
+        "created_at",
+        "completed_at",
     ]
     date_hierarchy = "created_at"
 
@@ -295,38 +319,61 @@ class PredictionReviewAdmin(ReviewQueue, PredictionAdmin):
 
     list_select_related = False
 
-    list_display = ["id", "thumbnails", "prompt", "open_reports", "reasons", "last_reported", "owner", "model",
-                    "visibility", "hidden"]
-    list_filter = [("version__model", admin.RelatedOnlyFieldListFilter),
-                   ("owner", admin.RelatedOnlyFieldListFilter), "visibility"]
+    list_display = [
+        "id",
+        "thumbnails",
+        "prompt",
+        "open_reports",
+        "reasons",
+        "last_reported",
+        "owner",
+        "model",
+        "visibility",
+        "hidden",
+    ]
+    list_filter = [
+        ("version__model", admin.RelatedOnlyFieldListFilter),
+        ("owner", admin.RelatedOnlyFieldListFilter),
+        "visibility",
+    ]
     date_hierarchy = None
-
 
     @admin.display(description="Reasons")
     def reasons(self, obj):
         reports = obj.reports.filter(state=Report.State.OPEN)
-        return "; ".join(
-            f"{r.get_reason_display()}{': ' + r.text[:60] if r.text else ''}" for r in reports[:5]
-        )
+        return "; ".join(f"{r.get_reason_display()}{': ' + r.text[:60] if r.text else ''}" for r in reports[:5])
 
 
 @admin.register(Comparison)
 class ComparisonAdmin(ModeratorOnly, admin.ModelAdmin):
     list_display = ["id", "thumbnails", "prompt", "owner", "visibility", "hidden", "created_at"]
-    list_filter = [ComparisonStateFilter, ("predictions__version__model", admin.RelatedOnlyFieldListFilter),
-                   ("owner", admin.RelatedOnlyFieldListFilter), "visibility"]
+    list_filter = [
+        ComparisonStateFilter,
+        ("predictions__version__model", admin.RelatedOnlyFieldListFilter),
+        ("owner", admin.RelatedOnlyFieldListFilter),
+        "visibility",
+    ]
     search_fields = ["id", "owner__username"]
     list_select_related = ["owner"]
     actions = MODERATION_ACTIONS
     action_form = ReasonActionForm
     inlines = [ReportInline, AuditInline]
-    fields = readonly_fields = ["id", "thumbnails", "owner", "input", "visibility", "hidden_at", "hidden_reason",
-                                "created_at"]
+    fields = readonly_fields = [
+        "id",
+        "thumbnails",
+        "owner",
+        "input",
+        "visibility",
+        "hidden_at",
+        "hidden_reason",
+        "created_at",
+    ]
 
     @admin.display(description="Images")
     def thumbnails(self, obj):
-        return _thumbnails(Output.objects.filter(prediction__comparison=obj).order_by("prediction__created_at",
-                                                                                         "index")[:8])
+        return _thumbnails(
+            Output.objects.filter(prediction__comparison=obj).order_by("prediction__created_at", "index")[:8]
+        )
 
     @admin.display(description="Prompt")
     def prompt(self, obj):
@@ -342,16 +389,33 @@ class ComparisonReviewAdmin(ReviewQueue, ComparisonAdmin):
     list_display = ["id", "thumbnails", "prompt", "open_reports", "last_reported", "owner", "visibility", "hidden"]
 
 
-
 @admin.register(Report)
 class ReportAdmin(ModeratorOnly, admin.ModelAdmin):
-    list_display = ["created_at", "reason", "text", "target_link", "reporter", _reporter_trusted, "state",
-                    "resolved_by"]
+    list_display = [
+        "created_at",
+        "reason",
+        "text",
+        "target_link",
+        "reporter",
+        _reporter_trusted,
+        "state",
+        "resolved_by",
+    ]
     list_filter = ["state", "reason"]
     search_fields = ["prediction__id", "comparison__id", "reporter__username", "text"]
     list_select_related = ["reporter", "resolved_by"]
-    fields = readonly_fields = ["created_at", "reason", "text", "prediction", "comparison", "reporter",
-                                _reporter_trusted, "state", "resolved_at", "resolved_by"]
+    fields = readonly_fields = [
+        "created_at",
+        "reason",
+        "text",
+        "prediction",
+        "comparison",
+        "reporter",
+        _reporter_trusted,
+        "state",
+        "resolved_at",
+        "resolved_by",
+    ]
 
     def get_queryset(self, request):
         return _with_reporter_trust(super().get_queryset(request))
@@ -359,10 +423,10 @@ class ReportAdmin(ModeratorOnly, admin.ModelAdmin):
     @admin.display(description="Item")
     def target_link(self, obj):
         if obj.prediction_id:
-            return format_html('<a href="../prediction/{}/change/">prediction {}</a>', obj.prediction_id,
-                               obj.prediction_id)
-        return format_html('<a href="../comparison/{}/change/">comparison {}</a>', obj.comparison_id,
-                           obj.comparison_id)
+            return format_html(
+                '<a href="../prediction/{}/change/">prediction {}</a>', obj.prediction_id, obj.prediction_id
+            )
+        return format_html('<a href="../comparison/{}/change/">comparison {}</a>', obj.comparison_id, obj.comparison_id)
 
 
 @admin.register(ModerationAction)
@@ -372,8 +436,16 @@ class ModerationActionAdmin(ModeratorOnly, admin.ModelAdmin):
     list_display = ["created_at", "kind", "target", "moderator_name", "reason"]
     list_filter = ["kind", ("moderator", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["target", "reason", "moderator__username"]
-    fields = readonly_fields = ["created_at", "kind", "target", "moderator", "user", "prediction", "comparison",
-                                "reason"]
+    fields = readonly_fields = [
+        "created_at",
+        "kind",
+        "target",
+        "moderator",
+        "user",
+        "prediction",
+        "comparison",
+        "reason",
+    ]
 
     def has_change_permission(self, request, obj=None):
         return False
@@ -468,16 +540,33 @@ class ModelAdmin(admin.ModelAdmin):
 class VersionAdmin(admin.ModelAdmin):
     list_display = ["__str__", "backend", "location", "available", "price_per_second", "created_at"]
     list_filter = ["backend", "available"]
-    fields = ["id", "model", "backend", "location", "available", "unavailable_reason", "price_per_second",
-              "timeout", "cog_version", "created_at"]
-    readonly_fields = ["id", "model", "backend", "location", "available", "unavailable_reason", "cog_version",
-                       "created_at"]
+    fields = [
+        "id",
+        "model",
+        "backend",
+        "location",
+        "available",
+        "unavailable_reason",
+        "price_per_second",
+        "timeout",
+        "cog_version",
+        "created_at",
+    ]
+    readonly_fields = [
+        "id",
+        "model",
+        "backend",
+        "location",
+        "available",
+        "unavailable_reason",
+        "cog_version",
+        "created_at",
+    ]
 
 
 @admin.register(GroupLimits)
 class GroupLimitsAdmin(admin.ModelAdmin):
-    list_display = ["group", "predictions_per_minute", "predictions_per_day", "concurrent_predictions",
-                    "monthly_spend"]
+    list_display = ["group", "predictions_per_minute", "predictions_per_day", "concurrent_predictions", "monthly_spend"]
 
 
 @admin.register(ApiToken)
@@ -501,8 +590,17 @@ class InviteAdmin(admin.ModelAdmin):
     """Invite codes for LIGHTBOX_SIGNUP=invite: staff add one (a note and an
     optional expiry) and send its sign-up link. Deleting an unused one revokes it."""
 
-    list_display = ["code", "state", "note", "signup_link", "created_by", "created_at", "expires_at", "used_by",
-                    "used_at"]
+    list_display = [
+        "code",
+        "state",
+        "note",
+        "signup_link",
+        "created_by",
+        "created_at",
+        "expires_at",
+        "used_by",
+        "used_at",
+    ]
     list_select_related = ["created_by", "used_by"]
     search_fields = ["code", "note", "used_by__username"]
     fields = ["signup_link", "note", "expires_at", "created_by", "created_at", "used_by", "used_at"]

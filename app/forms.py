@@ -42,28 +42,46 @@ def _field_for(name, spec, required=False, help_text=""):
     label = _label(name, spec)
     attrs = {}
     if spec.get("format") == "uri":
-        return forms.FileField(label=label, required=False, help_text=help_text,
-                               widget=forms.ClearableFileInput(attrs={"accept": "image/*"}))
+        return forms.FileField(
+            label=label,
+            required=False,
+            help_text=help_text,
+            widget=forms.ClearableFileInput(attrs={"accept": "image/*"}),
+        )
     if "enum" in spec and kind in (None, "string"):
         choices = [("", "Model default")] + [(value, value) for value in spec["enum"]]
         return forms.ChoiceField(label=label, required=required, choices=choices, help_text=help_text)
     if kind == "integer":
-        return forms.IntegerField(label=label, required=required, help_text=help_text,
-                                  widget=forms.NumberInput(attrs={"inputmode": "numeric", "placeholder": "default"}))
+        return forms.IntegerField(
+            label=label,
+            required=required,
+            help_text=help_text,
+            widget=forms.NumberInput(attrs={"inputmode": "numeric", "placeholder": "default"}),
+        )
     if kind == "number":
-        return forms.FloatField(label=label, required=required, help_text=help_text,
-                                widget=forms.NumberInput(attrs={"step": "any", "inputmode": "decimal",
-                                                                "placeholder": "default"}))
+        return forms.FloatField(
+            label=label,
+            required=required,
+            help_text=help_text,
+            widget=forms.NumberInput(attrs={"step": "any", "inputmode": "decimal", "placeholder": "default"}),
+        )
     if kind == "boolean":
         choices = [("", "Model default"), ("true", "Yes"), ("false", "No")]
-        return forms.TypedChoiceField(label=label, required=False, choices=choices, help_text=help_text,
-                                      coerce=lambda value: value == "true", empty_value=None)
+        return forms.TypedChoiceField(
+            label=label,
+            required=False,
+            choices=choices,
+            help_text=help_text,
+            coerce=lambda value: value == "true",
+            empty_value=None,
+        )
     widget = forms.Textarea(attrs={"rows": 3}) if name in TEXTAREA_FIELDS else forms.TextInput(attrs=attrs)
     max_length = spec.get("maxLength")
     if not isinstance(max_length, int) or max_length > settings.MAX_TEXT_LENGTH:
         max_length = settings.MAX_TEXT_LENGTH
-    return forms.CharField(label=label, required=required, help_text=help_text, widget=widget, strip=True,
-                           max_length=max_length)
+    return forms.CharField(
+        label=label, required=required, help_text=help_text, widget=widget, strip=True, max_length=max_length
+    )
 
 
 def _merged_spec(name, versions):
@@ -103,7 +121,8 @@ def advanced_name(version, field):
 
 class PlaygroundForm(forms.Form):
     publish = forms.BooleanField(
-        label="Publish to the gallery", required=False,
+        label="Publish to the gallery",
+        required=False,
         help_text="Otherwise the comparison is unlisted: only people with its link can see it.",
     )
     mask_painted = forms.CharField(required=False, widget=forms.HiddenInput)
@@ -189,7 +208,8 @@ class SignupForm(UserCreationForm):
     retry_after = None
 
     invite = forms.CharField(
-        label="Invite code", max_length=200,
+        label="Invite code",
+        max_length=200,
         help_text="From the invitation you were sent; its link fills it in.",
     )
     email = forms.EmailField(required=True, help_text="For resetting your password.")
@@ -280,11 +300,16 @@ class VisibilityForm(forms.Form):
 
 class ReportForm(forms.Form):
     reason = forms.ChoiceField(
-        label="What is wrong with it?", choices=Report.Reason.choices, widget=forms.RadioSelect,
+        label="What is wrong with it?",
+        choices=Report.Reason.choices,
+        widget=forms.RadioSelect,
         error_messages={"required": "Choose a reason."},
     )
     text = forms.CharField(
-        label="Details", required=False, max_length=1000, widget=forms.Textarea(attrs={"rows": 3}),
+        label="Details",
+        required=False,
+        max_length=1000,
+        widget=forms.Textarea(attrs={"rows": 3}),
         help_text="Optional, except for “Other”. Moderators read it; the owner does not.",
     )
 
@@ -296,8 +321,10 @@ class ReportForm(forms.Form):
 
 
 class DeleteAccountForm(forms.Form):
-    password = forms.CharField(widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}),
-                               help_text="Type your password to confirm.")
+    password = forms.CharField(
+        widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}),
+        help_text="Type your password to confirm.",
+    )
 
     def __init__(self, user, *args, **kwargs):
         super().__init__(*args, **kwargs)

@@ -105,7 +105,6 @@ class Version(models.Model):
         self.save(update_fields=["available", "unavailable_reason", "checked_at"])
 
 
-
 class Visibility(models.TextChoices):
     """Who may see a prediction or a comparison (web runs default to unlisted, API runs to private)."""
 
@@ -431,8 +430,6 @@ def _writable_json(instance, fields):
     return instance
 
 
-
-
 def output_upload_to(instance, filename):
     return f"outputs/{instance.prediction_id[:2]}/{instance.prediction_id}/{filename}"
 
@@ -654,12 +651,8 @@ class Report(models.Model):
         DISMISSED = "dismissed", "Dismissed (item approved)"
         ACTIONED = "actioned", "Acted on"
 
-    prediction = models.ForeignKey(
-        Prediction, null=True, blank=True, on_delete=models.CASCADE, related_name="reports"
-    )
-    comparison = models.ForeignKey(
-        Comparison, null=True, blank=True, on_delete=models.CASCADE, related_name="reports"
-    )
+    prediction = models.ForeignKey(Prediction, null=True, blank=True, on_delete=models.CASCADE, related_name="reports")
+    comparison = models.ForeignKey(Comparison, null=True, blank=True, on_delete=models.CASCADE, related_name="reports")
     reporter = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="reports_made"
     )
@@ -689,7 +682,6 @@ class Report(models.Model):
     @property
     def target(self):
         return self.prediction or self.comparison
-
 
 
 class ModerationAction(models.Model):
@@ -770,7 +762,10 @@ class GroupLimits(models.Model):
     predictions_per_day = models.PositiveIntegerField(null=True, blank=True)
     concurrent_predictions = models.PositiveIntegerField(null=True, blank=True)
     monthly_spend = models.DecimalField(
-        max_digits=10, decimal_places=2, null=True, blank=True,
+        max_digits=10,
+        decimal_places=2,
+        null=True,
+        blank=True,
         help_text="USD a member may spend a month on versions that run on the site's Replicate token.",
     )
 

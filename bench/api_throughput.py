@@ -42,14 +42,25 @@ def parse_args():
     parser.add_argument("--connections", default="8", help="comma-separated wrk connection counts (default 8)")
     parser.add_argument("--duration", type=int, default=20, help="measured seconds per run (default 20)")
     parser.add_argument("--warmup", type=int, default=5, help="unmeasured seconds before each run (default 5)")
-    parser.add_argument("--web-server", choices=harness.WEB_SERVERS, default="asgi",
-                        help="asgi: the Procfile's uvicorn workers; gthread: gunicorn's threads (default asgi)")
+    parser.add_argument(
+        "--web-server",
+        choices=harness.WEB_SERVERS,
+        default="asgi",
+        help="asgi: the Procfile's uvicorn workers; gthread: gunicorn's threads (default asgi)",
+    )
     parser.add_argument("--web-workers", type=int, default=2, help="gunicorn worker processes (default 2)")
     parser.add_argument("--web-threads", type=int, default=8, help="threads per worker (default 8)")
-    parser.add_argument("--database-url", default=harness.DEFAULT_DATABASE_URL,
-                        help="PostgreSQL database, dropped and recreated (default %(default)s)")
-    parser.add_argument("--var-dir", type=Path, default=harness.DEFAULT_VAR_DIR,
-                        help="LIGHTBOX_VAR_DIR parent; logs and results go here too (default %(default)s)")
+    parser.add_argument(
+        "--database-url",
+        default=harness.DEFAULT_DATABASE_URL,
+        help="PostgreSQL database, dropped and recreated (default %(default)s)",
+    )
+    parser.add_argument(
+        "--var-dir",
+        type=Path,
+        default=harness.DEFAULT_VAR_DIR,
+        help="LIGHTBOX_VAR_DIR parent; logs and results go here too (default %(default)s)",
+    )
     parser.add_argument("--show-sql", action="store_true", help="print the SQL each endpoint runs")
     args = parser.parse_args()
     args.endpoints = [e.strip() for e in args.endpoints.split(",") if e.strip()]
@@ -61,13 +72,23 @@ def parse_args():
 
 def wrk(url, token, paths_file, connections, seconds):
     command = [
-        "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s", "-s", str(LUA), url, "--",
-        token, str(paths_file),
+        "wrk",
+        "-t1",
+        f"-c{connections}",
+        f"-d{seconds}s",
+        "--timeout",
+        "10s",
+        "-s",
+        str(LUA),
+        url,
+        "--",
+        token,
+        str(paths_file),
     ]
     result = subprocess.run(command, capture_output=True, text=True, check=True)
     for line in result.stdout.splitlines():
         if line.startswith("WRKJSON "):
-            return json.loads(line[len("WRKJSON "):])
+            return json.loads(line[len("WRKJSON ") :])
     raise RuntimeError(f"wrk printed no summary:\n{result.stdout}\n{result.stderr}")
 
 
@@ -96,10 +117,23 @@ def main():
     print(f"migrating, creating {args.predictions} predictions ...", flush=True)
     harness.manage(env, "migrate", "--noinput")
     started = time.monotonic()
-    seed = harness.django_step(env, "seed", "--count", str(args.predictions), "--outputs", str(args.outputs),
-                               "--ids-file", str(ids_file), "--cursors-file", str(cursors_file))
-    print(f"  {seed['predictions']} predictions, {seed['outputs']} outputs, {seed['pages']} list pages "
-          f"in {time.monotonic() - started:.1f}s", flush=True)
+    seed = harness.django_step(
+        env,
+        "seed",
+        "--count",
+        str(args.predictions),
+        "--outputs",
+        str(args.outputs),
+        "--ids-file",
+        str(ids_file),
+        "--cursors-file",
+        str(cursors_file),
+    )
+    print(
+        f"  {seed['predictions']} predictions, {seed['outputs']} outputs, {seed['pages']} list pages "
+        f"in {time.monotonic() - started:.1f}s",
+        flush=True,
+    )
     paths = {
         "get": var_dir / "paths-get.txt",
         "list": var_dir / "paths-list.txt",
@@ -125,20 +159,29 @@ def main():
                 load = meter.summary()
                 seconds = summary["duration_us"] / 1e6
                 errors = sum(v for k, v in summary.items() if k.startswith("errors_"))
-                results.append({
-                    "endpoint": endpoint, "connections": connections, "rps": summary["requests"] / seconds,
-                    "p50_ms": summary["p50_us"] / 1000, "p90_ms": summary["p90_us"] / 1000,
-                    "p99_ms": summary["p99_us"] / 1000, "max_ms": summary["max_us"] / 1000,
-                    "errors": errors, "requests": summary["requests"],
-                    "kb_per_response": summary["bytes"] / max(1, summary["requests"]) / 1024,
-                    "web_cpu_ms_per_request": web_cpu * 1000 / max(1, summary["requests"]),
-                    "pg_cpu_ms_per_request": pg_cpu * 1000 / max(1, summary["requests"]),
-                    "wrk_cpu_ms_per_request": wrk_cpu * 1000 / max(1, summary["requests"]), **load,
-                })
+                results.append(
+                    {
+                        "endpoint": endpoint,
+                        "connections": connections,
+                        "rps": summary["requests"] / seconds,
+                        "p50_ms": summary["p50_us"] / 1000,
+                        "p90_ms": summary["p90_us"] / 1000,
+                        "p99_ms": summary["p99_us"] / 1000,
+                        "max_ms": summary["max_us"] / 1000,
+                        "errors": errors,
+                        "requests": summary["requests"],
+                        "kb_per_response": summary["bytes"] / max(1, summary["requests"]) / 1024,
+                        "web_cpu_ms_per_request": web_cpu * 1000 / max(1, summary["requests"]),
+                        "pg_cpu_ms_per_request": pg_cpu * 1000 / max(1, summary["requests"]),
+                        "wrk_cpu_ms_per_request": wrk_cpu * 1000 / max(1, summary["requests"]),
+                        **load,
+                    }
+                )
                 r = results[-1]
                 # What two cores would serve if this work had them to itself.
-                r["rps_2_cores"] = 2000 / (r["web_cpu_ms_per_request"] + r["pg_cpu_ms_per_request"]
-                                           + r["wrk_cpu_ms_per_request"])
+                r["rps_2_cores"] = 2000 / (
+                    r["web_cpu_ms_per_request"] + r["pg_cpu_ms_per_request"] + r["wrk_cpu_ms_per_request"]
+                )
                 r = results[-1]
                 print(f"  {endpoint} c={connections}: {r['rps']:.0f} req/s, p99 {r['p99_ms']:.1f} ms", flush=True)
     finally:
@@ -146,21 +189,47 @@ def main():
     (var_dir / "results.json").write_text(json.dumps({"seed": seed, "results": results}, indent=1))
 
     print()
-    print(f"API throughput: {seed['predictions']} predictions in PostgreSQL, gunicorn {args.web_server} "
-          f"{args.web_workers} workers x {args.web_threads} threads, wrk 1 thread, {args.duration}s per run")
+    print(
+        f"API throughput: {seed['predictions']} predictions in PostgreSQL, gunicorn {args.web_server} "
+        f"{args.web_workers} workers x {args.web_threads} threads, wrk 1 thread, {args.duration}s per run"
+    )
     harness.print_table(
-        ["endpoint", "conns", "req/s", "p50 ms", "p90 ms", "p99 ms", "errors", "KB/resp", "cpu ms/req web+pg+wrk",
-         "2-core req/s", "cpu busy", "load"],
         [
-            (r["endpoint"], r["connections"], f"{r['rps']:.0f}", f"{r['p50_ms']:.1f}", f"{r['p90_ms']:.1f}",
-             f"{r['p99_ms']:.1f}", r["errors"], f"{r['kb_per_response']:.1f}",
-             f"{r['web_cpu_ms_per_request']:.2f}+{r['pg_cpu_ms_per_request']:.2f}+{r['wrk_cpu_ms_per_request']:.2f}",
-             f"{r['rps_2_cores']:.0f}", f"{r['cpu_busy']:.0%}", f"{r['loadavg_start']:.1f}->{r['loadavg_end']:.1f}")
+            "endpoint",
+            "conns",
+            "req/s",
+            "p50 ms",
+            "p90 ms",
+            "p99 ms",
+            "errors",
+            "KB/resp",
+            "cpu ms/req web+pg+wrk",
+            "2-core req/s",
+            "cpu busy",
+            "load",
+        ],
+        [
+            (
+                r["endpoint"],
+                r["connections"],
+                f"{r['rps']:.0f}",
+                f"{r['p50_ms']:.1f}",
+                f"{r['p90_ms']:.1f}",
+                f"{r['p99_ms']:.1f}",
+                r["errors"],
+                f"{r['kb_per_response']:.1f}",
+                f"{r['web_cpu_ms_per_request']:.2f}+{r['pg_cpu_ms_per_request']:.2f}+{r['wrk_cpu_ms_per_request']:.2f}",
+                f"{r['rps_2_cores']:.0f}",
+                f"{r['cpu_busy']:.0%}",
+                f"{r['loadavg_start']:.1f}->{r['loadavg_end']:.1f}",
+            )
             for r in results
         ],
     )
-    print("(2-core req/s: 2000 ms / the CPU ms one request costs gunicorn, its PostgreSQL backends and wrk,"
-          " i.e. the rate if this work had both cores to itself)")
+    print(
+        "(2-core req/s: 2000 ms / the CPU ms one request costs gunicorn, its PostgreSQL backends and wrk,"
+        " i.e. the rate if this work had both cores to itself)"
+    )
     print()
     print("SQL per request: " + ", ".join(f"{k} {v['queries']}" for k, v in seed["queries"].items()))
     if args.show_sql:

@@ -39,22 +39,40 @@ def parse_args():
     parser.add_argument("--config", choices=["postgres", "embedded", "both"], default="both")
     parser.add_argument("-n", "--predictions", type=int, default=200, help="measured predictions (default 200)")
     parser.add_argument("--warmup", type=int, default=10, help="unmeasured predictions first (default 10)")
-    parser.add_argument("--database-url", default=harness.DEFAULT_DATABASE_URL,
-                        help="PostgreSQL database, dropped and recreated (default %(default)s)")
-    parser.add_argument("--broker-url", default=harness.DEFAULT_BROKER_URL,
-                        help="Redis DB, flushed (default %(default)s)")
-    parser.add_argument("--var-dir", type=Path, default=harness.DEFAULT_VAR_DIR,
-                        help="LIGHTBOX_VAR_DIR parent; logs and results go here too (default %(default)s)")
+    parser.add_argument(
+        "--database-url",
+        default=harness.DEFAULT_DATABASE_URL,
+        help="PostgreSQL database, dropped and recreated (default %(default)s)",
+    )
+    parser.add_argument(
+        "--broker-url", default=harness.DEFAULT_BROKER_URL, help="Redis DB, flushed (default %(default)s)"
+    )
+    parser.add_argument(
+        "--var-dir",
+        type=Path,
+        default=harness.DEFAULT_VAR_DIR,
+        help="LIGHTBOX_VAR_DIR parent; logs and results go here too (default %(default)s)",
+    )
     parser.add_argument("--web-workers", type=int, default=2, help="gunicorn worker processes (default 2)")
     parser.add_argument("--web-threads", type=int, default=8, help="gunicorn threads per worker (default 8)")
     parser.add_argument("--worker-pool", default="threads", help="Celery pool (default threads, as the tests)")
     parser.add_argument("--worker-concurrency", type=int, default=2)
-    parser.add_argument("--no-upload-url", action="store_true",
-                        help="run Lightbox's Cog server without --upload-url (outputs come as data: URIs)")
-    parser.add_argument("--steps", type=int, default=4,
-                        help="num_inference_steps of each input; each step is a log line, so a webhook (default 4)")
-    parser.add_argument("--trace", action="store_true",
-                        help="log each web request's start and end (bench/gunicorn_trace.py) to logs/web.log")
+    parser.add_argument(
+        "--no-upload-url",
+        action="store_true",
+        help="run Lightbox's Cog server without --upload-url (outputs come as data: URIs)",
+    )
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=4,
+        help="num_inference_steps of each input; each step is a log line, so a webhook (default 4)",
+    )
+    parser.add_argument(
+        "--trace",
+        action="store_true",
+        help="log each web request's start and end (bench/gunicorn_trace.py) to logs/web.log",
+    )
     return parser.parse_args()
 
 
@@ -78,15 +96,19 @@ def run_config(config, args):
         # The trace hooks are gthread's (gunicorn's pre/post_request).
         server = "gthread" if args.trace else "asgi"
         processes.append(harness.gunicorn(web_port, env, log_dir, args.web_workers, args.web_threads, extra, server))
-        upload_url = None if args.no_upload_url else harness.django_step(
-            env, "upload-url", "--cog-url", f"http://127.0.0.1:{cog_port}")["upload_url"]
+        upload_url = (
+            None
+            if args.no_upload_url
+            else harness.django_step(env, "upload-url", "--cog-url", f"http://127.0.0.1:{cog_port}")["upload_url"]
+        )
         processes.append(harness.cog_server(cog_port, env, log_dir, upload_url=upload_url, name="cog-lightbox"))
         processes.append(harness.cog_server(direct_port, env, log_dir, name="cog-direct"))
         setup = harness.django_step(env, "setup-dispatch", "--cog-url", f"http://127.0.0.1:{cog_port}")
         processes.append(harness.celery_worker(env, log_dir, args.worker_pool, args.worker_concurrency))
 
-        lightbox = httpx.Client(base_url=site, timeout=90,
-                                headers={"Authorization": f"Bearer {setup['token']}", "Prefer": "wait"})
+        lightbox = httpx.Client(
+            base_url=site, timeout=90, headers={"Authorization": f"Bearer {setup['token']}", "Prefer": "wait"}
+        )
         direct = httpx.Client(base_url=f"http://127.0.0.1:{direct_port}", timeout=90)
         records = []
         meter = None
@@ -111,8 +133,7 @@ def run_config(config, args):
                 print(f"[{config}] {i + 1}/{total}", flush=True)
         load = meter.summary()
         load["cpu_ms_per_prediction"] = {
-            proc.name: round((proc.cpu_seconds() - cpu_start[proc.name]) * 1000 / len(records), 1)
-            for proc in processes
+            proc.name: round((proc.cpu_seconds() - cpu_start[proc.name]) * 1000 / len(records), 1) for proc in processes
         }
         if pg:
             load["cpu_ms_per_prediction"]["postgres"] = round(pg.seconds() * 1000 / len(records), 1)
@@ -150,8 +171,10 @@ def _through(client, version, inp):
     while response.status_code in (200, 201) and body.get("status") not in ("succeeded", "failed", "canceled"):
         # The wait ran out (60 s): keep following it, as Replicate's client does, for a while.
         if time.perf_counter() - started > 120:
-            raise RuntimeError(f"prediction {body.get('id')} still {body.get('status')} after 120 s "
-                               "(is the worker alive? see the logs folder)")
+            raise RuntimeError(
+                f"prediction {body.get('id')} still {body.get('status')} after 120 s "
+                "(is the worker alive? see the logs folder)"
+            )
         polls += 1
         time.sleep(0.05)
         response = client.get(body["urls"]["get"])
@@ -174,9 +197,12 @@ def _report(config, args, records, timings, load, var_dir):
     summary = {
         "config": config,
         "n": len(records),
-        "straight_p50": p(straight, 50), "straight_p95": p(straight, 95),
-        "through_p50": p(through, 50), "through_p95": p(through, 95),
-        "overhead_p50": p(overhead, 50), "overhead_p95": p(overhead, 95),
+        "straight_p50": p(straight, 50),
+        "straight_p95": p(straight, 95),
+        "through_p50": p(through, 50),
+        "through_p95": p(through, 95),
+        "overhead_p50": p(overhead, 50),
+        "overhead_p95": p(overhead, 95),
         "overhead_mean": statistics.fmean(overhead),
         "retries_409": sum(r["retries_409"] for r in records),
         "followed_by_polling": sum(1 for r in records if r["polls"]),
@@ -215,14 +241,23 @@ def main():
     configs = ["postgres", "embedded"] if args.config == "both" else [args.config]
     summaries = [run_config(config, args) for config in configs]
     print()
-    print(f"Dispatch overhead, {args.predictions} sequential predictions (ms; overhead = through - straight, "
-          "per input)")
+    print(
+        f"Dispatch overhead, {args.predictions} sequential predictions (ms; overhead = through - straight, per input)"
+    )
     harness.print_table(
         ["config", "straight p50", "p95", "through p50", "p95", "overhead p50", "p95", "cpu busy", "load"],
         [
-            (s["config"], _ms(s["straight_p50"]), _ms(s["straight_p95"]), _ms(s["through_p50"]),
-             _ms(s["through_p95"]), _ms(s["overhead_p50"]), _ms(s["overhead_p95"]), f"{s['cpu_busy']:.0%}",
-             f"{s['loadavg_start']:.1f}->{s['loadavg_end']:.1f}")
+            (
+                s["config"],
+                _ms(s["straight_p50"]),
+                _ms(s["straight_p95"]),
+                _ms(s["through_p50"]),
+                _ms(s["through_p95"]),
+                _ms(s["overhead_p50"]),
+                _ms(s["overhead_p95"]),
+                f"{s['cpu_busy']:.0%}",
+                f"{s['loadavg_start']:.1f}->{s['loadavg_end']:.1f}",
+            )
             for s in summaries
         ],
     )
@@ -230,11 +265,16 @@ def main():
         print()
         print(f"Where the time goes through Lightbox [{s['config']}] (ms)")
         harness.print_table(["phase", "p50", "p95"], s["breakdown"])
-        print("  CPU ms per prediction: " + ", ".join(f"{k} {v}" for k, v in s["cpu_ms_per_prediction"].items())
-              + " (cog-direct: the straight calls; Redis not counted)")
+        print(
+            "  CPU ms per prediction: "
+            + ", ".join(f"{k} {v}" for k, v in s["cpu_ms_per_prediction"].items())
+            + " (cog-direct: the straight calls; Redis not counted)"
+        )
         if s["retries_409"] or s["followed_by_polling"]:
-            print(f"  direct calls retried after 409: {s['retries_409']}; "
-                  f"Lightbox responses followed by polling: {s['followed_by_polling']}")
+            print(
+                f"  direct calls retried after 409: {s['retries_409']}; "
+                f"Lightbox responses followed by polling: {s['followed_by_polling']}"
+            )
 
 
 if __name__ == "__main__":

@@ -68,26 +68,53 @@ def parse_args():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=20, help="runs of each fault (default 20)")
     parser.add_argument("--faults", default=",".join(FAULTS), help="comma-separated subset of: " + ", ".join(FAULTS))
-    parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL", ""),
-                        help="PostgreSQL database, created if missing, migrated, kept (default $DATABASE_URL; "
-                             "SQLite under the var dir when empty)")
-    parser.add_argument("--broker-url", default=os.environ.get("CELERY_BROKER_URL", ""),
-                        help="Redis DB, flushed first (default $CELERY_BROKER_URL; the filesystem transport "
-                             "under the var dir when empty)")
-    parser.add_argument("--var-dir", type=Path, default=harness.DEFAULT_VAR_DIR / "faults",
-                        help="LIGHTBOX_VAR_DIR (media, logs, results.json), emptied first (default %(default)s)")
-    parser.add_argument("--parallel", type=int, default=3,
-                        help="runs in flight at once for the faults that allow it (default 3)")
-    parser.add_argument("--worker-concurrency", type=int, default=4,
-                        help="threads of the Celery worker (default 4: a hanging server holds one per try)")
-    parser.add_argument("--dispatch-deadline", type=float, default=7,
-                        help="LIGHTBOX_DISPATCH_DEADLINE, seconds of silence before the reconciler asks again; "
-                             "keep it above the HTTP timeout plus the longest retry backoff (4 s) (default 7)")
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get("DATABASE_URL", ""),
+        help="PostgreSQL database, created if missing, migrated, kept (default $DATABASE_URL; "
+        "SQLite under the var dir when empty)",
+    )
+    parser.add_argument(
+        "--broker-url",
+        default=os.environ.get("CELERY_BROKER_URL", ""),
+        help="Redis DB, flushed first (default $CELERY_BROKER_URL; the filesystem transport "
+        "under the var dir when empty)",
+    )
+    parser.add_argument(
+        "--var-dir",
+        type=Path,
+        default=harness.DEFAULT_VAR_DIR / "faults",
+        help="LIGHTBOX_VAR_DIR (media, logs, results.json), emptied first (default %(default)s)",
+    )
+    parser.add_argument(
+        "--parallel", type=int, default=3, help="runs in flight at once for the faults that allow it (default 3)"
+    )
+    parser.add_argument(
+        "--worker-concurrency",
+        type=int,
+        default=4,
+        help="threads of the Celery worker (default 4: a hanging server holds one per try)",
+    )
+    parser.add_argument(
+        "--dispatch-deadline",
+        type=float,
+        default=7,
+        help="LIGHTBOX_DISPATCH_DEADLINE, seconds of silence before the reconciler asks again; "
+        "keep it above the HTTP timeout plus the longest retry backoff (4 s) (default 7)",
+    )
     parser.add_argument("--http-timeout", type=float, default=2, help="LIGHTBOX_HTTP_TIMEOUT (default 2)")
-    parser.add_argument("--reconcile-interval", type=float, default=1,
-                        help="LIGHTBOX_RECONCILE_INTERVAL, how often beat runs the reconciler (default 1)")
-    parser.add_argument("--stuck-after", type=float, default=120,
-                        help="seconds after which a prediction not terminal counts as stuck (default 120)")
+    parser.add_argument(
+        "--reconcile-interval",
+        type=float,
+        default=1,
+        help="LIGHTBOX_RECONCILE_INTERVAL, how often beat runs the reconciler (default 1)",
+    )
+    parser.add_argument(
+        "--stuck-after",
+        type=float,
+        default=120,
+        help="seconds after which a prediction not terminal counts as stuck (default 120)",
+    )
     parser.add_argument("--seed", type=int, default=1, help="random seed of the kill moments (default 1)")
     args = parser.parse_args()
     args.faults = [fault.strip() for fault in args.faults.split(",") if fault.strip()]
@@ -118,7 +145,9 @@ class Bench:
             LIGHTBOX_HTTP_TIMEOUT=str(args.http_timeout),
             LIGHTBOX_RECONCILE_INTERVAL=str(args.reconcile_interval),
             # Hundreds of predictions in minutes, all by one user.
-            LIGHTBOX_RATE_LIMIT_PER_MINUTE="none", LIGHTBOX_DAILY_QUOTA="none", LIGHTBOX_MAX_CONCURRENT="none",
+            LIGHTBOX_RATE_LIMIT_PER_MINUTE="none",
+            LIGHTBOX_DAILY_QUOTA="none",
+            LIGHTBOX_MAX_CONCURRENT="none",
         )
         self.processes = {}
         self.stand_ins = []
@@ -140,19 +169,26 @@ class Bench:
         self.start_cog()
         self.start_worker()
         self.processes["beat"] = harness.celery_beat(self.env, self.log_dir)
-        stand_ins = {mode: BrokenCogServer(mode if mode != "timeout" else "hang").start()
-                     for mode in ("500", "garbage", "timeout")}
+        stand_ins = {
+            mode: BrokenCogServer(mode if mode != "timeout" else "hang").start()
+            for mode in ("500", "garbage", "timeout")
+        }
         # The proxy that loses webhooks fronts a Cog server of its own: an upload
         # token names the one location its server's version is imported from.
         lossy_port = harness.free_port()
         stand_ins["lossy"] = WebhookDroppingProxy(f"http://127.0.0.1:{lossy_port}", drop=1).start()
-        lossy_upload_url = harness.django_step(
-            self.env, "upload-url", "--cog-url", stand_ins["lossy"].url)["upload_url"]
-        self.processes["cog-lossy"] = harness.cog_server(lossy_port, self.env, self.log_dir,
-                                                         upload_url=lossy_upload_url, name="cog-lossy")
+        lossy_upload_url = harness.django_step(self.env, "upload-url", "--cog-url", stand_ins["lossy"].url)[
+            "upload_url"
+        ]
+        self.processes["cog-lossy"] = harness.cog_server(
+            lossy_port, self.env, self.log_dir, upload_url=lossy_upload_url, name="cog-lossy"
+        )
         self.stand_ins = list(stand_ins.values())
         setup = harness.django_step(
-            self.env, "setup-faults", "--cog-url", self.cog_url,
+            self.env,
+            "setup-faults",
+            "--cog-url",
+            self.cog_url,
             *(arg for name, server in stand_ins.items() for arg in ("--version", f"{name}={server.url}")),
         )
         self.versions = setup["versions"]
@@ -160,8 +196,9 @@ class Bench:
 
     def start_cog(self):
         self.restarts += 1
-        self.processes["cog"] = harness.cog_server(self.cog_port, self.env, self.log_dir, upload_url=self.upload_url,
-                                                   name=f"cog-{self.restarts}")
+        self.processes["cog"] = harness.cog_server(
+            self.cog_port, self.env, self.log_dir, upload_url=self.upload_url, name=f"cog-{self.restarts}"
+        )
 
     def start_worker(self):
         self.restarts += 1
@@ -178,8 +215,9 @@ class Bench:
     # --- predictions, through /v1 ---
 
     def create(self, version, prompt, **extra):
-        response = self.http.post("/v1/predictions", json={
-            "version": self.versions[version], "input": {"prompt": prompt, **extra}})
+        response = self.http.post(
+            "/v1/predictions", json={"version": self.versions[version], "input": {"prompt": prompt, **extra}}
+        )
         if response.status_code != 201:
             raise RuntimeError(f"creating a prediction answered {response.status_code}: {response.text[:500]}")
         return response.json()["id"]
@@ -246,8 +284,13 @@ def webhook_lost(bench, i):
 
 
 RUNS = {
-    "worker-sigkill": worker_sigkill, "cog-restart": cog_restart, "cog-sigkill": cog_sigkill,
-    "500": broken("500"), "garbage": broken("garbage"), "timeout": broken("timeout"), "409": busy,
+    "worker-sigkill": worker_sigkill,
+    "cog-restart": cog_restart,
+    "cog-sigkill": cog_sigkill,
+    "500": broken("500"),
+    "garbage": broken("garbage"),
+    "timeout": broken("timeout"),
+    "409": busy,
     "webhook-lost": webhook_lost,
 }
 
@@ -275,7 +318,8 @@ def run_fault(bench, fault, before):
 def _summary(fault, results, audit):
     times = [
         (datetime.fromisoformat(body["completed_at"]) - datetime.fromisoformat(body["created_at"])).total_seconds()
-        for body in results if body["status"] in TERMINAL and body["completed_at"]
+        for body in results
+        if body["status"] in TERMINAL and body["completed_at"]
     ]
     statuses = Counter(body["status"] for body in results)
     failed = [body for body in results if body["status"] == "failed"]
@@ -330,22 +374,63 @@ def main():
     finally:
         bench.stop()
     elapsed = time.monotonic() - started
-    config = ("PostgreSQL" if args.database_url else "SQLite") + " + " + (
-        "Redis" if args.broker_url.startswith("redis") else "filesystem broker")
-    (args.var_dir / "results.json").write_text(json.dumps(
-        {"config": config, "args": {k: str(v) for k, v in vars(args).items()}, "load": load,
-         "elapsed_s": elapsed, "faults": summaries}, indent=1))
-    print()
-    print(f"Faults, {args.runs} runs each ({config}; {elapsed / 60:.1f} min; machine CPU busy {load['cpu_busy']:.0%}, "
-          f"load average {load['loadavg_start']:.1f} -> {load['loadavg_end']:.1f})")
-    harness.print_table(
-        ["fault", "runs", "succeeded", "failed, clear error", "other", "stuck", "lost files", "orphaned files",
-         "p50 s", "max s", "sent again"],
-        [(s["fault"], s["runs"], s["succeeded"], s["failed_clear"], s["other"], s["stuck"], s["lost"],
-          s["orphaned"], _seconds(s["p50"]), _seconds(s["max"]), s["resent"]) for s in summaries],
+    config = (
+        ("PostgreSQL" if args.database_url else "SQLite")
+        + " + "
+        + ("Redis" if args.broker_url.startswith("redis") else "filesystem broker")
     )
-    print("\np50/max s: time to terminal (created_at -> completed_at); other: failed without a clear error, or "
-          "canceled;\nsent again: predictions handed to the Cog server more than once (it had lost them)")
+    (args.var_dir / "results.json").write_text(
+        json.dumps(
+            {
+                "config": config,
+                "args": {k: str(v) for k, v in vars(args).items()},
+                "load": load,
+                "elapsed_s": elapsed,
+                "faults": summaries,
+            },
+            indent=1,
+        )
+    )
+    print()
+    print(
+        f"Faults, {args.runs} runs each ({config}; {elapsed / 60:.1f} min; machine CPU busy {load['cpu_busy']:.0%}, "
+        f"load average {load['loadavg_start']:.1f} -> {load['loadavg_end']:.1f})"
+    )
+    harness.print_table(
+        [
+            "fault",
+            "runs",
+            "succeeded",
+            "failed, clear error",
+            "other",
+            "stuck",
+            "lost files",
+            "orphaned files",
+            "p50 s",
+            "max s",
+            "sent again",
+        ],
+        [
+            (
+                s["fault"],
+                s["runs"],
+                s["succeeded"],
+                s["failed_clear"],
+                s["other"],
+                s["stuck"],
+                s["lost"],
+                s["orphaned"],
+                _seconds(s["p50"]),
+                _seconds(s["max"]),
+                s["resent"],
+            )
+            for s in summaries
+        ],
+    )
+    print(
+        "\np50/max s: time to terminal (created_at -> completed_at); other: failed without a clear error, or "
+        "canceled;\nsent again: predictions handed to the Cog server more than once (it had lost them)"
+    )
     for s in summaries:
         for error, count in s["errors"]:
             print(f"  [{s['fault']}] {count} x {error}")

@@ -55,14 +55,40 @@ ROWS = [
 ROWS_BY_NAME = {r.name: r for r in ROWS}
 
 # Full-size configs, as in the models' published config files.
-CLIP_L = dict(vocab_size=49408, hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
-              num_attention_heads=12, max_position_embeddings=77, hidden_act="quick_gelu", projection_dim=768)
-OPENCLIP_H = dict(vocab_size=49408, hidden_size=1024, intermediate_size=4096, num_hidden_layers=23,
-                  num_attention_heads=16, max_position_embeddings=77, hidden_act="gelu", projection_dim=512)
-OPENCLIP_BIGG = dict(vocab_size=49408, hidden_size=1280, intermediate_size=5120, num_hidden_layers=32,
-                     num_attention_heads=20, max_position_embeddings=77, hidden_act="gelu", projection_dim=1280)
+CLIP_L = dict(
+    vocab_size=49408,
+    hidden_size=768,
+    intermediate_size=3072,
+    num_hidden_layers=12,
+    num_attention_heads=12,
+    max_position_embeddings=77,
+    hidden_act="quick_gelu",
+    projection_dim=768,
+)
+OPENCLIP_H = dict(
+    vocab_size=49408,
+    hidden_size=1024,
+    intermediate_size=4096,
+    num_hidden_layers=23,
+    num_attention_heads=16,
+    max_position_embeddings=77,
+    hidden_act="gelu",
+    projection_dim=512,
+)
+OPENCLIP_BIGG = dict(
+    vocab_size=49408,
+    hidden_size=1280,
+    intermediate_size=5120,
+    num_hidden_layers=32,
+    num_attention_heads=20,
+    max_position_embeddings=77,
+    hidden_act="gelu",
+    projection_dim=1280,
+)
 SD_UNET = dict(
-    block_out_channels=(320, 640, 1280, 1280), layers_per_block=2, sample_size=64,
+    block_out_channels=(320, 640, 1280, 1280),
+    layers_per_block=2,
+    sample_size=64,
     down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
     up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
 )
@@ -71,15 +97,26 @@ UNETS = {
     "sd-turbo": dict(SD_UNET, cross_attention_dim=1024, attention_head_dim=(5, 10, 20, 20), use_linear_projection=True),
 }
 UNETS["sdxl"] = UNETS["sdxl-turbo"] = dict(
-    block_out_channels=(320, 640, 1280), layers_per_block=2, sample_size=128,
+    block_out_channels=(320, 640, 1280),
+    layers_per_block=2,
+    sample_size=128,
     down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
     up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
-    transformer_layers_per_block=(1, 2, 10), attention_head_dim=(5, 10, 20), cross_attention_dim=2048,
-    use_linear_projection=True, addition_embed_type="text_time", addition_time_embed_dim=256,
+    transformer_layers_per_block=(1, 2, 10),
+    attention_head_dim=(5, 10, 20),
+    cross_attention_dim=2048,
+    use_linear_projection=True,
+    addition_embed_type="text_time",
+    addition_time_embed_dim=256,
     projection_class_embeddings_input_dim=2816,
 )
-VAE = dict(block_out_channels=(128, 256, 512, 512), layers_per_block=2, latent_channels=4,
-           down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4)
+VAE = dict(
+    block_out_channels=(128, 256, 512, 512),
+    layers_per_block=2,
+    latent_channels=4,
+    down_block_types=("DownEncoderBlock2D",) * 4,
+    up_block_types=("UpDecoderBlock2D",) * 4,
+)
 BETAS = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000)
 SCHEDULERS = {
     "sd15": ("PNDMScheduler", dict(BETAS, skip_prk_steps=True, steps_offset=1, set_alpha_to_one=False)),
@@ -105,13 +142,18 @@ def build_pipeline(arch: str, device: str, dtype, tiny: bool):
         token_dir = Path(tempfile.mkdtemp())
         tiny_models.write_tokenizer(token_dir)  # text length (77) is what costs, not the vocabulary
         tokenizer = CLIPTokenizer.from_pretrained(token_dir)
-        ids = dict(bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                   pad_token_id=tokenizer.pad_token_id)
+        ids = dict(
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        )
         torch.manual_seed(0)
         with torch.device(device):
             unet = diffusers.UNet2DConditionModel(**UNETS[arch])
             vae = diffusers.AutoencoderKL(
-                **VAE, sample_size=1024 if xl else 512, scaling_factor=0.13025 if xl else 0.18215,
+                **VAE,
+                sample_size=1024 if xl else 512,
+                scaling_factor=0.13025 if xl else 0.18215,
                 force_upcast=xl,
             )
             if xl:
@@ -131,8 +173,14 @@ def build_pipeline(arch: str, device: str, dtype, tiny: bool):
             )
         else:
             pipe = diffusers.StableDiffusionPipeline(
-                vae=vae, unet=unet, tokenizer=tokenizer, scheduler=scheduler, safety_checker=None,
-                feature_extractor=None, requires_safety_checker=False, **encoders,
+                vae=vae,
+                unet=unet,
+                tokenizer=tokenizer,
+                scheduler=scheduler,
+                safety_checker=None,
+                feature_extractor=None,
+                requires_safety_checker=False,
+                **encoders,
             )
     pipe.to(device, dtype)
     pipe.set_progress_bar_config(disable=True)
@@ -155,7 +203,9 @@ def median_seconds(fn, runs: int, sync) -> float:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", default=",".join(ROWS_BY_NAME), help="comma-separated: " + ", ".join(ROWS_BY_NAME))
-    parser.add_argument("--compile", default="", help="rows to also time with the speed options, e.g. sd-turbo-4,sdxl-30")
+    parser.add_argument(
+        "--compile", default="", help="rows to also time with the speed options, e.g. sd-turbo-4,sdxl-30"
+    )
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--tiny", action="store_true", help="tiny models at 64 px: check the script on a CPU")
     parser.add_argument("--json", help="append each row's figures to this file as JSON lines")
@@ -176,8 +226,11 @@ def main(argv=None) -> int:
     import diffusers
 
     diffusers.utils.logging.set_verbosity_error()
-    print(f"device {name}, torch {torch.__version__}, diffusers {diffusers.__version__}, "
-          f"{'tiny' if args.tiny else 'full-size'} random-weight models", flush=True)
+    print(
+        f"device {name}, torch {torch.__version__}, diffusers {diffusers.__version__}, "
+        f"{'tiny' if args.tiny else 'full-size'} random-weight models",
+        flush=True,
+    )
 
     rows = [ROWS_BY_NAME[n] for n in args.rows.split(",") if n]
     compiled = set(filter(None, args.compile.split(",")))
@@ -200,11 +253,25 @@ def main(argv=None) -> int:
 
         def raw():
             generator.manual_seed(0)
-            return pipe(prompt=PROMPT, width=size, height=size, num_inference_steps=row.steps,
-                        guidance_scale=row.guidance, generator=generator).images[0]
+            return pipe(
+                prompt=PROMPT,
+                width=size,
+                height=size,
+                num_inference_steps=row.steps,
+                guidance_scale=row.guidance,
+                generator=generator,
+            ).images[0]
 
-        inputs = dict(defaults, prompt=PROMPT, width=size, height=size, num_inference_steps=row.steps,
-                      guidance_scale=row.guidance, scheduler=row.scheduler, seed=0)
+        inputs = dict(
+            defaults,
+            prompt=PROMPT,
+            width=size,
+            height=size,
+            num_inference_steps=row.steps,
+            guidance_scale=row.guidance,
+            scheduler=row.scheduler,
+            seed=0,
+        )
 
         def ours(predictor):
             # The "step k/N" lines still print (into a buffer, as the Cog worker's pipe would take them).
@@ -226,26 +293,48 @@ def main(argv=None) -> int:
             traceback.print_exc()
             pipes.clear()
             continue
-        result = dict(row=row.name, device=name, size=size, steps=row.steps, a_ms=a * 1000, b_ms=b * 1000,
-                      b_over_a=b / a, generate_ms=g * 1000)
-        print(f"{row.name:13s} {size}x{size} {row.steps:2d} steps  (a) raw {a * 1000:8.1f} ms"
-              f"  (b) ours {b * 1000:8.1f} ms  b/a {b / a:.3f}  (b without PNG {g * 1000:.1f} ms)", flush=True)
+        result = dict(
+            row=row.name,
+            device=name,
+            size=size,
+            steps=row.steps,
+            a_ms=a * 1000,
+            b_ms=b * 1000,
+            b_over_a=b / a,
+            generate_ms=g * 1000,
+        )
+        print(
+            f"{row.name:13s} {size}x{size} {row.steps:2d} steps  (a) raw {a * 1000:8.1f} ms"
+            f"  (b) ours {b * 1000:8.1f} ms  b/a {b / a:.3f}  (b without PNG {g * 1000:.1f} ms)",
+            flush=True,
+        )
         if row.name in compiled:
             try:
                 torch._dynamo.reset()  # forget graphs compiled for another model of the same class
                 started = time.perf_counter()
                 fast = Predictor()
-                fast.engine = Engine(pipe, family, speed=SpeedOptions(
-                    compile=True, compile_mode=os.environ.get("LIGHTBOX_COMPILE_MODE", "reduce-overhead"),
-                    channels_last=True, fuse_qkv=True, warmup=((size, size),)))
+                fast.engine = Engine(
+                    pipe,
+                    family,
+                    speed=SpeedOptions(
+                        compile=True,
+                        compile_mode=os.environ.get("LIGHTBOX_COMPILE_MODE", "reduce-overhead"),
+                        channels_last=True,
+                        fuse_qkv=True,
+                        warmup=((size, size),),
+                    ),
+                )
                 with contextlib.redirect_stdout(io.StringIO()):
                     fast.engine.warm_up()
                 fast.png_level = 1
                 setup = time.perf_counter() - started
                 c = median_seconds(lambda: ours(fast), args.runs, sync)
                 result.update(c_ms=c * 1000, a_over_c=a / c, compile_setup_s=setup)
-                print(f"{row.name:13s} {size}x{size} {row.steps:2d} steps  (c) ours compiled {c * 1000:8.1f} ms"
-                      f"  a/c {a / c:.2f}x  (compile and warm-up {setup:.0f}s)", flush=True)
+                print(
+                    f"{row.name:13s} {size}x{size} {row.steps:2d} steps  (c) ours compiled {c * 1000:8.1f} ms"
+                    f"  a/c {a / c:.2f}x  (compile and warm-up {setup:.0f}s)",
+                    flush=True,
+                )
             except Exception:
                 traceback.print_exc()
             pipes.clear()  # compiled and fused in place: rebuild for later rows

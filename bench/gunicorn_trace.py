@@ -13,6 +13,12 @@ def pre_request(worker, req):
 
 def post_request(worker, req, environ, resp):
     worker.log.info(
-        "TRACE %.6f %.6f %.6f %s %s %s %s", req._trace_start, time.time(), time.thread_time() - req._trace_cpu,
-        worker.pid, req.method, req.path, getattr(resp, "status_code", resp.status),
+        "TRACE %.6f %.6f %.6f %s %s %s %s",
+        req._trace_start,
+        time.time(),
+        time.thread_time() - req._trace_cpu,
+        worker.pid,
+        req.method,
+        req.path,
+        getattr(resp, "status_code", resp.status),
     )

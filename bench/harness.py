@@ -32,8 +32,16 @@ DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/lightbox_bench"
 DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/5"
 DEFAULT_VAR_DIR = ROOT / "var" / "bench"
 # Settings the embedded configuration must not inherit from the caller's shell.
-CONFIG_VARS = ("DATABASE_URL", "CELERY_BROKER_URL", "MEDIA_ROOT", "SITE_URL", "PORT", "LIGHTBOX_VAR_DIR",
-               "DJANGO_SETTINGS_MODULE", "AWS_STORAGE_BUCKET_NAME")
+CONFIG_VARS = (
+    "DATABASE_URL",
+    "CELERY_BROKER_URL",
+    "MEDIA_ROOT",
+    "SITE_URL",
+    "PORT",
+    "LIGHTBOX_VAR_DIR",
+    "DJANGO_SETTINGS_MODULE",
+    "AWS_STORAGE_BUCKET_NAME",
+)
 
 
 def stop_children_on_sigterm():
@@ -118,7 +126,11 @@ class Process:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self.log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
-            self.command, cwd=self.cwd, env=self.env, stdout=self.log, stderr=subprocess.STDOUT,
+            self.command,
+            cwd=self.cwd,
+            env=self.env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         return self
@@ -231,7 +243,10 @@ def cog_server(port, env, log_dir, upload_url=None, name="cog"):
     if upload_url:
         command += ["--upload-url", upload_url]
     server = Process(
-        name, command, {**env, "PORT": str(port), "COG_PREDICT_TYPE_STUB": "predict.py:Predictor"}, log_dir,
+        name,
+        command,
+        {**env, "PORT": str(port), "COG_PREDICT_TYPE_STUB": "predict.py:Predictor"},
+        log_dir,
         cwd=COG_PREDICTOR_DIR,
     ).start()
 
@@ -258,8 +273,15 @@ def gunicorn(port, env, log_dir, workers=2, threads=8, extra=(), server="asgi"):
     else:
         raise ValueError(server)
     command = [
-        str(VENV_BIN / "gunicorn"), *serving, "--bind", f"127.0.0.1:{port}",
-        "--workers", str(workers), "--timeout", "90", *extra,
+        str(VENV_BIN / "gunicorn"),
+        *serving,
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--workers",
+        str(workers),
+        "--timeout",
+        "90",
+        *extra,
     ]
     web = Process("web", command, env, log_dir, cwd=env["LIGHTBOX_VAR_DIR"]).start()
 
@@ -279,8 +301,19 @@ def gunicorn(port, env, log_dir, workers=2, threads=8, extra=(), server="asgi"):
 def celery_worker(env, log_dir, pool="threads", concurrency=2, name="worker"):
     """A Celery worker; a restarted one needs a new `name` (its log tells when it is ready)."""
     command = [
-        str(VENV_BIN / "celery"), "-A", "lightbox", "worker", "--pool", pool, "--concurrency", str(concurrency),
-        "--loglevel", "INFO", "--without-mingle", "--without-gossip", "--without-heartbeat",
+        str(VENV_BIN / "celery"),
+        "-A",
+        "lightbox",
+        "worker",
+        "--pool",
+        pool,
+        "--concurrency",
+        str(concurrency),
+        "--loglevel",
+        "INFO",
+        "--without-mingle",
+        "--without-gossip",
+        "--without-heartbeat",
     ]
     worker = Process(name, command, env, log_dir, cwd=env["LIGHTBOX_VAR_DIR"]).start()
 
@@ -306,14 +339,23 @@ def celery_beat(env, log_dir):
 
 
 def manage(env, *args):
-    subprocess.run([sys.executable, str(ROOT / "manage.py"), *args], cwd=env["LIGHTBOX_VAR_DIR"], env=env, check=True,
-                   stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, str(ROOT / "manage.py"), *args],
+        cwd=env["LIGHTBOX_VAR_DIR"],
+        env=env,
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
 
 
 def django_step(env, *args, stdin=None):
     """Run one of this module's Django-side subcommands; return its JSON."""
     result = subprocess.run(
-        [sys.executable, str(Path(__file__)), *args], cwd=env["LIGHTBOX_VAR_DIR"], env=env, input=stdin, capture_output=True,
+        [sys.executable, str(Path(__file__)), *args],
+        cwd=env["LIGHTBOX_VAR_DIR"],
+        env=env,
+        input=stdin,
+        capture_output=True,
         text=True,
     )
     if result.returncode != 0:
@@ -473,24 +515,45 @@ def step_seed(args):
     for i in range(args.count):
         created = now - timedelta(seconds=args.count - i)
         inp = {
-            "prompt": f"a lighthouse at dusk, oil painting, number {i}", "negative_prompt": "blurry",
-            "width": 512, "height": 512, "num_outputs": args.outputs, "num_inference_steps": 4,
-            "guidance_scale": 7.5, "scheduler": "K_EULER", "seed": rng.randrange(2**32),
+            "prompt": f"a lighthouse at dusk, oil painting, number {i}",
+            "negative_prompt": "blurry",
+            "width": 512,
+            "height": 512,
+            "num_outputs": args.outputs,
+            "num_inference_steps": 4,
+            "guidance_scale": 7.5,
+            "scheduler": "K_EULER",
+            "seed": rng.randrange(2**32),
         }
         p = Prediction(
-            version=version, owner=user, input=inp, status=Prediction.Status.SUCCEEDED,
-            logs="".join(f"step {k}/4\n" for k in range(1, 5)), created_at=created,
-            started_at=created + timedelta(milliseconds=20), completed_at=created + timedelta(milliseconds=900),
-            predict_time=0.85, remote_id="", dispatched_at=created, heard_at=created,
+            version=version,
+            owner=user,
+            input=inp,
+            status=Prediction.Status.SUCCEEDED,
+            logs="".join(f"step {k}/4\n" for k in range(1, 5)),
+            created_at=created,
+            started_at=created + timedelta(milliseconds=20),
+            completed_at=created + timedelta(milliseconds=900),
+            predict_time=0.85,
+            remote_id="",
+            dispatched_at=created,
+            heard_at=created,
         )
         p.remote_id = p.id
         predictions.append(p)
         for index in range(args.outputs):
             base = f"outputs/{p.id[:2]}/{p.id}/"
-            outputs.append(Output(
-                prediction=p, index=index, file=base + f"{index}.png", thumbnail=base + f"{index}.thumb.webp",
-                width=512, height=512, sha256=f"{rng.getrandbits(256):064x}",
-            ))
+            outputs.append(
+                Output(
+                    prediction=p,
+                    index=index,
+                    file=base + f"{index}.png",
+                    thumbnail=base + f"{index}.thumb.webp",
+                    width=512,
+                    height=512,
+                    sha256=f"{rng.getrandbits(256):064x}",
+                )
+            )
     with transaction.atomic():
         Prediction.objects.bulk_create(predictions, batch_size=2000)
         Output.objects.bulk_create(outputs, batch_size=2000)
@@ -507,10 +570,17 @@ def step_seed(args):
     cursors = [""] + [pagination.encode("next", own[k - 1]) for k in range(PAGE_SIZE, len(own), PAGE_SIZE)]
     Path(args.ids_file).write_text("\n".join(p.id for p in own) + "\n")
     Path(args.cursors_file).write_text("\n".join(cursors) + "\n")
-    print(json.dumps({
-        "token": token, "predictions": Prediction.objects.count(), "outputs": Output.objects.count(),
-        "pages": len(cursors), "queries": _queries_per_request(token, own[len(own) // 2].id, cursors[1]),
-    }))
+    print(
+        json.dumps(
+            {
+                "token": token,
+                "predictions": Prediction.objects.count(),
+                "outputs": Output.objects.count(),
+                "pages": len(cursors),
+                "queries": _queries_per_request(token, own[len(own) // 2].id, cursors[1]),
+            }
+        )
+    )
 
 
 def _queries_per_request(token, prediction_id, cursor):
@@ -521,14 +591,16 @@ def _queries_per_request(token, prediction_id, cursor):
 
     client = Client(HTTP_AUTHORIZATION=f"Bearer {token}")
     out = {}
-    for name, path in (("get", f"/v1/predictions/{prediction_id}"), ("list", "/v1/predictions"),
-                       ("list_cursor", f"/v1/predictions?cursor={cursor}")):
+    for name, path in (
+        ("get", f"/v1/predictions/{prediction_id}"),
+        ("list", "/v1/predictions"),
+        ("list_cursor", f"/v1/predictions?cursor={cursor}"),
+    ):
         client.get(path)
         with CaptureQueriesContext(connection) as queries:
             response = client.get(path)
         assert response.status_code == 200, (path, response.status_code, response.content[:300])
-        out[name] = {"queries": len(queries), "sql": [q["sql"][:160] for q in queries],
-                     "bytes": len(response.content)}
+        out[name] = {"queries": len(queries), "sql": [q["sql"][:160] for q in queries], "bytes": len(response.content)}
     return out
 
 
@@ -562,7 +634,8 @@ def step_end_waiters(args):
 
     ended = 0
     for prediction in Prediction.objects.filter(owner__username="bench-waiters").exclude(
-            status__in=Prediction.TERMINAL):
+        status__in=Prediction.TERMINAL
+    ):
         predictions.fail(prediction, "Ended by the benchmark")
         ended += 1
     print(json.dumps({"ended": ended}))
@@ -581,8 +654,9 @@ def step_setup_faults(args):
     versions = {"cog": cog.id}
     for entry in args.version:
         name, _, url = entry.partition("=")
-        versions[name] = catalog.add_version("local", f"faults-{name}", "cog", url, cog.openapi_schema,
-                                             cog.cog_version).id
+        versions[name] = catalog.add_version(
+            "local", f"faults-{name}", "cog", url, cog.openapi_schema, cog.cog_version
+        ).id
     print(json.dumps({"token": token, "versions": versions}))
 
 
@@ -597,8 +671,16 @@ def step_audit(args):
     request = json.loads(sys.stdin.read())
     result = audit(request["ids"], frozenset(request["before"]))
     attempts = dict(Prediction.objects.filter(pk__in=request["ids"]).values_list("id", "dispatch_attempts"))
-    print(json.dumps({"lost": result.lost, "orphaned": result.orphaned, "files": sorted(snapshot()),
-                      "dispatch_attempts": attempts}))
+    print(
+        json.dumps(
+            {
+                "lost": result.lost,
+                "orphaned": result.orphaned,
+                "files": sorted(snapshot()),
+                "dispatch_attempts": attempts,
+            }
+        )
+    )
 
 
 def main():
@@ -622,9 +704,16 @@ def main():
     sub.add_parser("setup-waiters")
     sub.add_parser("end-waiters")
     args = parser.parse_args()
-    steps = {"setup-dispatch": step_setup_dispatch, "upload-url": step_upload_url, "timings": step_timings,
-             "seed": step_seed, "setup-faults": step_setup_faults, "audit": step_audit,
-             "setup-waiters": step_setup_waiters, "end-waiters": step_end_waiters}
+    steps = {
+        "setup-dispatch": step_setup_dispatch,
+        "upload-url": step_upload_url,
+        "timings": step_timings,
+        "seed": step_seed,
+        "setup-faults": step_setup_faults,
+        "audit": step_audit,
+        "setup-waiters": step_setup_waiters,
+        "end-waiters": step_end_waiters,
+    }
     steps[args.step](args)
 
 

@@ -78,8 +78,12 @@ def cases(size):
 
     def made(visibility, rating="safe"):
         prediction = Prediction.objects.create(
-            version=version, owner=alice, visibility=visibility, status="succeeded",
-            input={"prompt": "noise", "seed": 1}, completed_at=timezone.now(),
+            version=version,
+            owner=alice,
+            visibility=visibility,
+            status="succeeded",
+            input={"prompt": "noise", "seed": 1},
+            completed_at=timezone.now(),
         )
         storage._save_output(prediction, 0, data, "image/png", rating)
         return prediction
@@ -135,8 +139,10 @@ def main():
     width = max(map(len, results))
     print(f"{'case':<{width}}  {'p50 ms':>7}  {'p95 ms':>7}  {'CPU ms':>7}  {'req/s':>6}  {'queries':>7}")
     for name, figures in results.items():
-        print(f"{name:<{width}}  {figures['p50_ms']:>7.3f}  {figures['p95_ms']:>7.3f}  {figures['cpu_ms']:>7.3f}  "
-              f"{figures['requests_per_s']:>6}  {figures['queries']:>7}")
+        print(
+            f"{name:<{width}}  {figures['p50_ms']:>7.3f}  {figures['p95_ms']:>7.3f}  {figures['cpu_ms']:>7.3f}  "
+            f"{figures['requests_per_s']:>6}  {figures['queries']:>7}"
+        )
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
 

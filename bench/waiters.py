@@ -42,20 +42,40 @@ def parse_args():
     parser.add_argument("--connections", type=int, default=2, help="wrk connections per endpoint (default 2)")
     parser.add_argument("--duration", type=int, default=15, help="measured seconds per phase (default 15)")
     parser.add_argument("--warmup", type=int, default=3, help="unmeasured seconds before each (default 3)")
-    parser.add_argument("--idle", type=int, default=4,
-                        help="seconds the web server's idle CPU is measured, alone and with the waiters (default 4)")
-    parser.add_argument("--create-timeout", type=int, default=30,
-                        help="seconds to wait for the waiters' predictions to exist before measuring (default 30)")
-    parser.add_argument("--web-server", choices=harness.WEB_SERVERS, default="asgi",
-                        help="asgi: the Procfile's uvicorn workers; gthread: gunicorn's threads (default asgi)")
+    parser.add_argument(
+        "--idle",
+        type=int,
+        default=4,
+        help="seconds the web server's idle CPU is measured, alone and with the waiters (default 4)",
+    )
+    parser.add_argument(
+        "--create-timeout",
+        type=int,
+        default=30,
+        help="seconds to wait for the waiters' predictions to exist before measuring (default 30)",
+    )
+    parser.add_argument(
+        "--web-server",
+        choices=harness.WEB_SERVERS,
+        default="asgi",
+        help="asgi: the Procfile's uvicorn workers; gthread: gunicorn's threads (default asgi)",
+    )
     parser.add_argument("--web-workers", type=int, default=2, help="gunicorn worker processes (default 2)")
     parser.add_argument("--web-threads", type=int, default=8, help="threads per worker (default 8)")
-    parser.add_argument("--database-url", default=harness.DEFAULT_DATABASE_URL,
-                        help="PostgreSQL database, dropped and recreated (default %(default)s)")
-    parser.add_argument("--broker-url", default=harness.DEFAULT_BROKER_URL,
-                        help="Redis database, flushed (default %(default)s)")
-    parser.add_argument("--var-dir", type=Path, default=harness.DEFAULT_VAR_DIR,
-                        help="LIGHTBOX_VAR_DIR parent; logs and results go here too (default %(default)s)")
+    parser.add_argument(
+        "--database-url",
+        default=harness.DEFAULT_DATABASE_URL,
+        help="PostgreSQL database, dropped and recreated (default %(default)s)",
+    )
+    parser.add_argument(
+        "--broker-url", default=harness.DEFAULT_BROKER_URL, help="Redis database, flushed (default %(default)s)"
+    )
+    parser.add_argument(
+        "--var-dir",
+        type=Path,
+        default=harness.DEFAULT_VAR_DIR,
+        help="LIGHTBOX_VAR_DIR parent; logs and results go here too (default %(default)s)",
+    )
     return parser.parse_args()
 
 
@@ -117,10 +137,14 @@ def measure(site, token, paths, connections, warmup, duration):
         wrk(site, token, paths_file, connections, warmup)
         summary = wrk(site, token, paths_file, connections, duration)
         seconds = summary["duration_us"] / 1e6
-        return {"requests": summary["requests"], "rps": summary["requests"] / seconds,
-                "p50_ms": summary["p50_us"] / 1000, "p99_ms": summary["p99_us"] / 1000,
-                "max_ms": summary["max_us"] / 1000,
-                "errors": sum(v for k, v in summary.items() if k.startswith("errors_"))}
+        return {
+            "requests": summary["requests"],
+            "rps": summary["requests"] / seconds,
+            "p50_ms": summary["p50_us"] / 1000,
+            "p99_ms": summary["p99_us"] / 1000,
+            "max_ms": summary["max_us"] / 1000,
+            "errors": sum(v for k, v in summary.items() if k.startswith("errors_")),
+        }
 
     meter = harness.CpuMeter()
     with ThreadPoolExecutor(len(paths)) as pool:
@@ -152,8 +176,16 @@ def main():
     print(f"migrating, creating {args.predictions} predictions ...", flush=True)
     harness.manage(env, "migrate", "--noinput")
     ids_file = var_dir / "ids.txt"
-    seed = harness.django_step(env, "seed", "--count", str(args.predictions), "--ids-file", str(ids_file),
-                               "--cursors-file", str(var_dir / "cursors.txt"))
+    seed = harness.django_step(
+        env,
+        "seed",
+        "--count",
+        str(args.predictions),
+        "--ids-file",
+        str(ids_file),
+        "--cursors-file",
+        str(var_dir / "cursors.txt"),
+    )
     waiting = harness.django_step(env, "setup-waiters")
     paths = {"get": var_dir / "paths-get.txt", "gallery": var_dir / "paths-gallery.txt"}
     paths["get"].write_text("".join(f"/v1/predictions/{i}\n" for i in ids_file.read_text().split()))
@@ -169,8 +201,11 @@ def main():
         deadline = started + args.create_timeout
         while created(args.database_url) < args.waiters and time.monotonic() < deadline:
             time.sleep(0.2)
-        print(f"  {created(args.database_url)} of {args.waiters} waiting predictions created in "
-              f"{time.monotonic() - started:.1f} s; measuring alongside them", flush=True)
+        print(
+            f"  {created(args.database_url)} of {args.waiters} waiting predictions created in "
+            f"{time.monotonic() - started:.1f} s; measuring alongside them",
+            flush=True,
+        )
         phases["waiters"] = measure(site, seed["token"], paths, args.connections, args.warmup, args.duration)
         print(f"  with waiters: p99 {_p99s(phases['waiters'])}", flush=True)
         idle["waiters"] = idle_cpu(web, args.idle)
@@ -192,33 +227,51 @@ def main():
     results = {
         "phases": phases,
         "idle_web_cpu_percent": idle,
-        "waiters": {"count": args.waiters, "waiting_when_ended": still_waiting, "ended": ended,
-                    "all_returned_s": wake_s, "statuses": sorted({f"{c} {s}" for c, s, _ in waiters.results})},
+        "waiters": {
+            "count": args.waiters,
+            "waiting_when_ended": still_waiting,
+            "ended": ended,
+            "all_returned_s": wake_s,
+            "statuses": sorted({f"{c} {s}" for c, s, _ in waiters.results}),
+        },
     }
     (var_dir / "results.json").write_text(json.dumps(results, indent=1))
 
     print()
-    print(f"Waiters: {args.waiters} x Prefer: wait on gunicorn {args.web_server} {args.web_workers} workers x "
-          f"{args.web_threads} threads; wrk 1 thread x {args.connections} connections, {args.duration}s per run")
+    print(
+        f"Waiters: {args.waiters} x Prefer: wait on gunicorn {args.web_server} {args.web_workers} workers x "
+        f"{args.web_threads} threads; wrk 1 thread x {args.connections} connections, {args.duration}s per run"
+    )
     rows = []
     for endpoint in paths:
         alone, busy, after = (phases[phase][endpoint] for phase in ("alone", "waiters", "after"))
         answered = busy["requests"] > 0  # wrk counts only the requests answered within the run
         baseline = (alone["p99_ms"] + after["p99_ms"]) / 2
-        rows.append((endpoint, f"{alone['rps']:.0f} / {alone['p99_ms']:.1f}",
-                     f"{busy['rps']:.0f} / {busy['p99_ms']:.1f}" if answered else f"none in {args.duration} s",
-                     f"{after['rps']:.0f} / {after['p99_ms']:.1f}", busy["errors"],
-                     f"{busy['p99_ms'] / baseline:.2f}x" if answered else "-",
-                     f"{alone['loadavg_start']:.1f}->{after['loadavg_end']:.1f}"))
-    harness.print_table(["endpoint", "alone req/s / p99 ms", "with waiters", "alone again", "errors",
-                         "p99 ratio", "load"], rows)
+        rows.append(
+            (
+                endpoint,
+                f"{alone['rps']:.0f} / {alone['p99_ms']:.1f}",
+                f"{busy['rps']:.0f} / {busy['p99_ms']:.1f}" if answered else f"none in {args.duration} s",
+                f"{after['rps']:.0f} / {after['p99_ms']:.1f}",
+                busy["errors"],
+                f"{busy['p99_ms'] / baseline:.2f}x" if answered else "-",
+                f"{alone['loadavg_start']:.1f}->{after['loadavg_end']:.1f}",
+            )
+        )
+    harness.print_table(
+        ["endpoint", "alone req/s / p99 ms", "with waiters", "alone again", "errors", "p99 ratio", "load"], rows
+    )
     print("(p99 ratio: with waiters / the mean of the two alone)")
     w = results["waiters"]
-    print(f"web server's CPU with no other requests: {idle['alone']:.1f}% of a core alone, "
-          f"{idle['waiters']:.1f}% with the waiters")
-    print(f"waiters still waiting when their predictions were ended: {w['waiting_when_ended']} of {w['count']}; "
-          f"all {len(waiters.results)} returned within {wake_s:.1f} s after the last was ended; "
-          f"answers: {', '.join(w['statuses'])}")
+    print(
+        f"web server's CPU with no other requests: {idle['alone']:.1f}% of a core alone, "
+        f"{idle['waiters']:.1f}% with the waiters"
+    )
+    print(
+        f"waiters still waiting when their predictions were ended: {w['waiting_when_ended']} of {w['count']}; "
+        f"all {len(waiters.results)} returned within {wake_s:.1f} s after the last was ended; "
+        f"answers: {', '.join(w['statuses'])}"
+    )
 
 
 if __name__ == "__main__":

@@ -51,8 +51,10 @@ PAGE_SIZE = 24
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL",
-                                                                 "postgres://postgres@127.0.0.1:5432/lightbox_web_pages"))
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/lightbox_web_pages"),
+    )
     parser.add_argument("--predictions", type=int, default=100_000)
     parser.add_argument("--requests", type=int, default=200, help="requests per page")
     parser.add_argument("--port", type=int, default=8765)
@@ -118,9 +120,20 @@ def populate(count):
 
     have = Prediction.objects.count()
     version = catalog.add_version(
-        "local", "bench-sdxl", "cog", "http://127.0.0.1:9/bench",
-        {"components": {"schemas": {"Input": {"type": "object", "properties": {
-            "prompt": {"type": "string"}, "seed": {"type": "integer"}}}}}},
+        "local",
+        "bench-sdxl",
+        "cog",
+        "http://127.0.0.1:9/bench",
+        {
+            "components": {
+                "schemas": {
+                    "Input": {
+                        "type": "object",
+                        "properties": {"prompt": {"type": "string"}, "seed": {"type": "integer"}},
+                    }
+                }
+            }
+        },
     )
     user, _ = get_user_model().objects.get_or_create(username="bench")
     if have >= count:
@@ -131,8 +144,11 @@ def populate(count):
     if not default_storage.exists(image_path):
         default_storage.save(image_path, ContentFile(png))
         default_storage.save(thumb_path, ContentFile(images.thumbnail(png)))
-    print(f"bench: adding {count - have} predictions (image {len(png) // 1024} KB, "
-          f"thumbnail {default_storage.size(thumb_path) // 1024} KB)", flush=True)
+    print(
+        f"bench: adding {count - have} predictions (image {len(png) // 1024} KB, "
+        f"thumbnail {default_storage.size(thumb_path) // 1024} KB)",
+        flush=True,
+    )
     rng = random.Random(have)
     start = timezone.now() - timedelta(days=365)
     step = timedelta(days=365) / count
@@ -142,27 +158,51 @@ def populate(count):
         for index in range(offset, min(count, offset + batch)):
             status = "succeeded" if rng.random() < 0.93 else rng.choice(["failed", "canceled"])
             created = start + step * index
-            rows.append(Prediction(
-                version=version, owner=user, status=status, source="web",
-                visibility="public" if rng.random() < 0.7 else rng.choice(["unlisted", "private"]),
-                input={"prompt": " ".join(rng.choice(WORDS) for _ in range(rng.randint(4, 12))),
-                       "seed": rng.randrange(2**32), "width": 1024, "height": 1024},
-                logs="step 30/30\n", created_at=created, started_at=created,
-                completed_at=created + timedelta(seconds=3), predict_time=rng.uniform(1.5, 4.0),
-            ))
+            rows.append(
+                Prediction(
+                    version=version,
+                    owner=user,
+                    status=status,
+                    source="web",
+                    visibility="public" if rng.random() < 0.7 else rng.choice(["unlisted", "private"]),
+                    input={
+                        "prompt": " ".join(rng.choice(WORDS) for _ in range(rng.randint(4, 12))),
+                        "seed": rng.randrange(2**32),
+                        "width": 1024,
+                        "height": 1024,
+                    },
+                    logs="step 30/30\n",
+                    created_at=created,
+                    started_at=created,
+                    completed_at=created + timedelta(seconds=3),
+                    predict_time=rng.uniform(1.5, 4.0),
+                )
+            )
         Prediction.objects.bulk_create(rows, batch_size=1000)
         Output.objects.bulk_create(
-            [Output(prediction=p, index=0, file=image_path, thumbnail=thumb_path, width=1024, height=1024,
-                    sha256="0" * 64) for p in rows if p.status == "succeeded"],
+            [
+                Output(
+                    prediction=p,
+                    index=0,
+                    file=image_path,
+                    thumbnail=thumb_path,
+                    width=1024,
+                    height=1024,
+                    sha256="0" * 64,
+                )
+                for p in rows
+                if p.status == "succeeded"
+            ],
             batch_size=1000,
         )
         print(f"bench: {min(count, offset + batch)} predictions", flush=True)
     if not Comparison.objects.exists():
-        comparison = Comparison.objects.create(owner=user, input={"prompt": "a bench comparison"}, seed=1,
-                                               visibility="public")
-        Prediction.objects.filter(pk__in=list(
-            Prediction.objects.filter(status="succeeded").values_list("pk", flat=True)[:4]
-        )).update(comparison=comparison)
+        comparison = Comparison.objects.create(
+            owner=user, input={"prompt": "a bench comparison"}, seed=1, visibility="public"
+        )
+        Prediction.objects.filter(
+            pk__in=list(Prediction.objects.filter(status="succeeded").values_list("pk", flat=True)[:4])
+        ).update(comparison=comparison)
     from django.db import connection
 
     with connection.cursor() as cursor:
@@ -173,9 +213,23 @@ def populate(count):
 def start_gunicorn(port):
     env = {**os.environ, "LIGHTBOX_SERVER_TIMING": "1", "ALLOWED_HOSTS": "127.0.0.1,localhost"}
     process = subprocess.Popen(
-        [str(Path(sys.executable).parent / "gunicorn"), "lightbox.asgi", "--bind", f"127.0.0.1:{port}",
-         "--worker-class", "lightbox.webserver.Worker", "--workers", "2", "--timeout", "90", "--log-level", "warning"],
-        cwd=ROOT, env=env, start_new_session=True,
+        [
+            str(Path(sys.executable).parent / "gunicorn"),
+            "lightbox.asgi",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--worker-class",
+            "lightbox.webserver.Worker",
+            "--workers",
+            "2",
+            "--timeout",
+            "90",
+            "--log-level",
+            "warning",
+        ],
+        cwd=ROOT,
+        env=env,
+        start_new_session=True,
     )
     import httpx
 
@@ -221,8 +275,11 @@ def transfer(client, url):
     scripts (whitenoise serves them compressed), and the thumbnails it shows."""
     page = client.get(url, headers={"Accept-Encoding": "gzip"})
     html = page.text
-    total = {"html": len(gzip.compress(page.content)) if page.headers.get("content-encoding") != "gzip"
-             else int(page.headers.get("content-length", len(page.content)))}
+    total = {
+        "html": len(gzip.compress(page.content))
+        if page.headers.get("content-encoding") != "gzip"
+        else int(page.headers.get("content-length", len(page.content)))
+    }
     assets = re.findall(r'(?:href|src)="(/static/[^"]+)"', html)
     total["css_js"] = 0
     for asset in set(assets):
@@ -270,15 +327,21 @@ def main():
     print(f"{'page':<22}{'server p50':>12}{'server p95':>12}{'client p50':>12}{'queries':>10}")
     for name, row in results.items():
         if "url" in row:
-            print(f"{name:<22}{row['server_p50_ms']:>10.1f}ms{row['server_p95_ms']:>10.1f}ms"
-                  f"{row['client_p50_ms']:>10.1f}ms{','.join(map(str, row['queries'])):>10}")
+            print(
+                f"{name:<22}{row['server_p50_ms']:>10.1f}ms{row['server_p95_ms']:>10.1f}ms"
+                f"{row['client_p50_ms']:>10.1f}ms{','.join(map(str, row['queries'])):>10}"
+            )
     t = results["gallery transfer"]
-    print(f"\ngallery first visit: {t['total_kb']} KB = HTML {t['html'] // 1024} KB + CSS/JS {t['css_js'] // 1024} KB"
-          f" + {t['thumbnail_count']} thumbnails {t['thumbnails'] // 1024} KB")
+    print(
+        f"\ngallery first visit: {t['total_kb']} KB = HTML {t['html'] // 1024} KB + CSS/JS {t['css_js'] // 1024} KB"
+        f" + {t['thumbnail_count']} thumbnails {t['thumbnails'] // 1024} KB"
+    )
     gallery = results["gallery"]
-    print(f"targets: gallery p50 {gallery['server_p50_ms']} ms <= 25: {gallery['server_p50_ms'] <= 25}; "
-          f"queries {max(gallery['queries'])} <= 8: {max(gallery['queries']) <= 8}; "
-          f"transfer {t['total_kb']} KB < 600: {t['total_kb'] < 600}")
+    print(
+        f"targets: gallery p50 {gallery['server_p50_ms']} ms <= 25: {gallery['server_p50_ms'] <= 25}; "
+        f"queries {max(gallery['queries'])} <= 8: {max(gallery['queries']) <= 8}; "
+        f"transfer {t['total_kb']} KB < 600: {t['total_kb'] < 600}"
+    )
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
 

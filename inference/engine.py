@@ -79,11 +79,7 @@ class SpeedOptions:
         if sizes is None:
             warmup = ((family.width, family.height),) if compile_ else ()
         else:
-            warmup = tuple(
-                tuple(int(v) for v in size.lower().split("x"))
-                for size in sizes.split(",")
-                if size.strip()
-            )
+            warmup = tuple(tuple(int(v) for v in size.lower().split("x")) for size in sizes.split(",") if size.strip())
         return cls(
             compile=compile_,
             compile_mode=os.environ.get("LIGHTBOX_COMPILE_MODE", "reduce-overhead"),
@@ -172,7 +168,9 @@ class Engine:
         started = time.monotonic()
         pipe = DiffusionPipeline.from_pretrained(folder, torch_dtype=dtype, variant=variant)
         if type(pipe).__name__ not in (PIPELINES[(False, "txt2img", False)], PIPELINES[(True, "txt2img", False)]):
-            raise RuntimeError(f"{model_id} is a {type(pipe).__name__}: only SD and SDXL text-to-image models are served")
+            raise RuntimeError(
+                f"{model_id} is a {type(pipe).__name__}: only SD and SDXL text-to-image models are served"
+            )
         pipe.to(device)
         controlnet = None
         controlnet_id = os.environ.get("CONTROLNET_ID") or (
@@ -181,8 +179,10 @@ class Engine:
         if controlnet_id:
             controlnet_dir = weights.model_dir(controlnet_id, fp16)
             controlnet = ControlNetModel.from_pretrained(controlnet_dir, torch_dtype=dtype).to(device)
-        print(f"loaded {model_id} ({family.name}) on {device} in {time.monotonic() - started:.1f}s"
-              + (f" with ControlNet {controlnet_id}" if controlnet else ""))
+        print(
+            f"loaded {model_id} ({family.name}) on {device} in {time.monotonic() - started:.1f}s"
+            + (f" with ControlNet {controlnet_id}" if controlnet else "")
+        )
         engine = cls(pipe, family, controlnet, SpeedOptions.from_environment(family))
         engine.warm_up()
         return engine
@@ -327,7 +327,9 @@ class Engine:
         guidance = f.guidance if guidance_scale is None else guidance_scale
         scheduler = scheduler or f.scheduler
         if scheduler not in f.schedulers:
-            raise ValueError(f"scheduler {scheduler} does not fit {f.name} models; choose one of {', '.join(f.schedulers)}")
+            raise ValueError(
+                f"scheduler {scheduler} does not fit {f.name} models; choose one of {', '.join(f.schedulers)}"
+            )
         if scheduler == "LCM" and steps > 50:
             raise ValueError("the LCM scheduler takes at most 50 steps")
         if (mask is not None or outpainting) and image is None:
@@ -372,7 +374,9 @@ class Engine:
                     init, repaint = images.extend_canvas(init, repaint, images.parse_outpainting(outpainting))
                     strength = 1.0  # the new border starts as stretched edges: paint it from noise
                     if max(init.size) > 4096:
-                        raise ValueError(f"outpainting makes a {init.size[0]}x{init.size[1]} canvas; at most 4096 px a side")
+                        raise ValueError(
+                            f"outpainting makes a {init.size[0]}x{init.size[1]} canvas; at most 4096 px a side"
+                        )
                 original, keep = init, repaint
                 w, h = images.working_size(*init.size)
                 work = init.resize((w, h), Image.LANCZOS) if init.size != (w, h) else init

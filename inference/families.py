@@ -70,9 +70,7 @@ def get(name: str) -> Family:
     try:
         return FAMILIES[name]
     except KeyError:
-        raise ValueError(
-            f"unknown model family {name!r}; choose one of {', '.join(FAMILIES)}"
-        ) from None
+        raise ValueError(f"unknown model family {name!r}; choose one of {', '.join(FAMILIES)}") from None
 
 
 def _read_json(path: Path) -> dict:

@@ -42,11 +42,15 @@ class Predictor(BaseRunner):
         ),
         width: int = Input(
             description="Width of the output image (text or image to image; rounded down to a multiple of 8)",
-            default=FAMILY.width, ge=64, le=2048,
+            default=FAMILY.width,
+            ge=64,
+            le=2048,
         ),
         height: int = Input(
             description="Height of the output image (text or image to image; rounded down to a multiple of 8)",
-            default=FAMILY.height, ge=64, le=2048,
+            default=FAMILY.height,
+            ge=64,
+            le=2048,
         ),
         num_outputs: int = Input(description="Number of images to output", default=1, ge=1, le=4),
         num_inference_steps: int = Input(
@@ -59,17 +63,21 @@ class Predictor(BaseRunner):
         seed: Optional[int] = Input(description="Random seed. Leave blank to randomize the seed", default=None),
         prompt_strength: float = Input(
             description="Prompt strength for image to image and inpainting: 1.0 fully replaces the image",
-            default=0.8, ge=0, le=1,
+            default=0.8,
+            ge=0,
+            le=1,
         ),
         outpainting: Optional[str] = Input(
             description="Extend the image by this many pixels on each side and fill the new area, "
             "in CSS margin order: '128' (all sides), '0,256' (top and bottom, left and right) "
             "or '0,256,0,256' (top, right, bottom, left). Needs an image.",
-            default=None, regex=images.OUTPAINTING_PATTERN,
+            default=None,
+            regex=images.OUTPAINTING_PATTERN,
         ),
         lora: Optional[str] = Input(
             description="A LoRA: an http(s) URL of a .safetensors file, or the name of a file in the server's LORA_DIR",
-            default=None, regex=weights.LORA_PATTERN,
+            default=None,
+            regex=weights.LORA_PATTERN,
         ),
         lora_scale: float = Input(description="LoRA strength; 0 turns it off", default=1.0, ge=-1, le=3),
         control_image: Optional[Path] = Input(

@@ -57,7 +57,9 @@ def _input_schema(info) -> tuple[dict, dict]:
     schema = {"title": "Input", "type": "object", "properties": properties}
     if required:
         schema["required"] = required
-    url_inputs = [name for name in getattr(importlib.import_module(PREDICTOR[0]), "URL_INPUTS", ()) if name in properties]
+    url_inputs = [
+        name for name in getattr(importlib.import_module(PREDICTOR[0]), "URL_INPUTS", ()) if name in properties
+    ]
     if url_inputs:
         schema["x-lightbox-url-inputs"] = url_inputs
     return schema, enums
@@ -93,7 +95,9 @@ def openapi_schema() -> dict:
         "openapi": "3.0.2",
         "info": {"title": "Cog", "version": "0.1.0"},
         "paths": {
-            "/health-check": {"get": {"summary": "Healthcheck", "responses": {"200": {"description": "Successful Response"}}}},
+            "/health-check": {
+                "get": {"summary": "Healthcheck", "responses": {"200": {"description": "Successful Response"}}}
+            },
             "/predictions": {
                 "post": {
                     "summary": "Predict",
@@ -108,8 +112,12 @@ def openapi_schema() -> dict:
                 "post": {
                     "summary": "Cancel",
                     "parameters": [
-                        {"required": True, "schema": {"title": "Prediction Id", "type": "string"},
-                         "name": "prediction_id", "in": "path"}
+                        {
+                            "required": True,
+                            "schema": {"title": "Prediction Id", "type": "string"},
+                            "name": "prediction_id",
+                            "in": "path",
+                        }
                     ],
                     "responses": {"200": {"description": "Successful Response"}, **validation_error},
                 }
@@ -133,7 +141,11 @@ def openapi_schema() -> dict:
                         },
                     },
                 },
-                "PredictionResponse": {"title": "PredictionResponse", "type": "object", "properties": prediction_fields},
+                "PredictionResponse": {
+                    "title": "PredictionResponse",
+                    "type": "object",
+                    "properties": prediction_fields,
+                },
                 "Status": {
                     "title": "Status",
                     "description": "An enumeration.",
@@ -144,8 +156,11 @@ def openapi_schema() -> dict:
                     "title": "HTTPValidationError",
                     "type": "object",
                     "properties": {
-                        "detail": {"title": "Detail", "type": "array",
-                                   "items": {"$ref": "#/components/schemas/ValidationError"}}
+                        "detail": {
+                            "title": "Detail",
+                            "type": "array",
+                            "items": {"$ref": "#/components/schemas/ValidationError"},
+                        }
                     },
                 },
                 "ValidationError": {
@@ -153,8 +168,11 @@ def openapi_schema() -> dict:
                     "required": ["loc", "msg", "type"],
                     "type": "object",
                     "properties": {
-                        "loc": {"title": "Location", "type": "array",
-                                "items": {"anyOf": [{"type": "string"}, {"type": "integer"}]}},
+                        "loc": {
+                            "title": "Location",
+                            "type": "array",
+                            "items": {"anyOf": [{"type": "string"}, {"type": "integer"}]},
+                        },
                         "msg": {"title": "Message", "type": "string"},
                         "type": {"title": "Error Type", "type": "string"},
                     },

@@ -20,8 +20,14 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m inference.serve", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", "--model-dir", "--model-id", dest="model", required=True,
-                        help="a diffusers folder or a Hugging Face id")
+    parser.add_argument(
+        "--model",
+        "--model-dir",
+        "--model-id",
+        dest="model",
+        required=True,
+        help="a diffusers folder or a Hugging Face id",
+    )
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", 5100)))
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--family", help="sd15, sd21, sdxl, sd-turbo or sdxl-turbo (default: from the config)")

@@ -49,9 +49,7 @@ def write_tokenizer(folder: Path) -> None:
         vocab[special] = len(vocab)
     assert vocab["<|startoftext|>"] == BOS_ID and vocab["<|endoftext|>"] == EOS_ID
     (folder / "vocab.json").write_text(json.dumps(vocab))
-    (folder / "merges.txt").write_text(
-        "#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges)
-    )
+    (folder / "merges.txt").write_text("#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges))
     (folder / "special_tokens_map.json").write_text(
         json.dumps(
             {

@@ -46,11 +46,9 @@ def model_dir(model_id: str, fp16: bool) -> str:
         raise MissingModel(f"model folder {model_id!r} does not exist")
     from huggingface_hub import snapshot_download
 
-    for variant_fp16 in ((True, False) if fp16 else (False,)):
+    for variant_fp16 in (True, False) if fp16 else (False,):
         try:
-            folder = snapshot_download(
-                model_id, local_files_only=True, allow_patterns=_patterns(variant_fp16)
-            )
+            folder = snapshot_download(model_id, local_files_only=True, allow_patterns=_patterns(variant_fp16))
             if any(Path(folder).glob("*/*.safetensors")):
                 return folder
         except Exception:
@@ -226,8 +224,11 @@ def _fetch(url: str, out, max_bytes: int, seconds: float) -> None:
         parts = urlsplit(url)
         connection = _connection(url, left())
         try:
-            connection.request("GET", (parts.path or "/") + (f"?{parts.query}" if parts.query else ""),
-                               headers={"User-Agent": "Lightbox-inference/0.1"})
+            connection.request(
+                "GET",
+                (parts.path or "/") + (f"?{parts.query}" if parts.query else ""),
+                headers={"User-Agent": "Lightbox-inference/0.1"},
+            )
             response = connection.getresponse()
             location = response.getheader("Location")
             if response.status in (301, 302, 303, 307, 308) and location:

@@ -225,8 +225,11 @@ if not REDIS_URL and CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
     REDIS_URL = CELERY_BROKER_URL
 if REDIS_URL:
     CACHES = {
-        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL,
-                    "KEY_PREFIX": "lightbox"},
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": "lightbox",
+        },
     }
 else:
     CACHES = {
@@ -386,8 +389,9 @@ SIGNUPS_PER_IP_PER_HOUR = envlimit("LIGHTBOX_SIGNUPS_PER_IP_PER_HOUR", "5")
 # that last count skips addresses the username logged in from before, so
 # failures elsewhere never lock its owner out. A successful log-in clears the
 # count of its username and address.
-LOGIN_ATTEMPTS_PER_USER_IP = envlimit("LIGHTBOX_LOGIN_ATTEMPTS_PER_USER_IP",
-                                      os.environ.get("LIGHTBOX_LOGIN_ATTEMPTS", "5"))
+LOGIN_ATTEMPTS_PER_USER_IP = envlimit(
+    "LIGHTBOX_LOGIN_ATTEMPTS_PER_USER_IP", os.environ.get("LIGHTBOX_LOGIN_ATTEMPTS", "5")
+)
 LOGIN_ATTEMPTS_PER_IP = envlimit("LIGHTBOX_LOGIN_ATTEMPTS_PER_IP", "20")
 LOGIN_ATTEMPTS_PER_USER = envlimit("LIGHTBOX_LOGIN_ATTEMPTS_PER_USER", "50")
 LOGIN_WINDOW = envint("LIGHTBOX_LOGIN_WINDOW", 15 * 60)
@@ -400,8 +404,9 @@ ANONYMOUS_PREDICTIONS_PER_HOUR = envlimit("LIGHTBOX_ANONYMOUS_PREDICTIONS_PER_HO
 # Reverse proxies (addresses or networks, e.g. "127.0.0.1,10.0.0.0/8") whose
 # X-Forwarded-For is believed. Empty: the client is REMOTE_ADDR, whatever the
 # header says, since anyone can send it.
-TRUSTED_PROXIES = [entry.strip() for entry in os.environ.get("LIGHTBOX_TRUSTED_PROXIES", "").split(",")
-                   if entry.strip()]
+TRUSTED_PROXIES = [
+    entry.strip() for entry in os.environ.get("LIGHTBOX_TRUSTED_PROXIES", "").split(",") if entry.strip()
+]
 for _proxy in TRUSTED_PROXIES:
     try:
         ipaddress.ip_network(_proxy, strict=False)

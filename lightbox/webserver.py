@@ -58,8 +58,15 @@ def largest_body():
     """The largest request body any endpoint accepts (a Cog server's webhook,
     as a rule), with room for multipart's framing. A body is read whole
     before its view runs, so a larger one is refused before it is read."""
-    return max(settings.WEBHOOK_MAX_BYTES, settings.UPLOAD_MAX_BYTES, settings.DATA_UPLOAD_MAX_MEMORY_SIZE,
-               settings.UPLOAD_IMAGE_MAX_BYTES) + 1024 * 1024
+    return (
+        max(
+            settings.WEBHOOK_MAX_BYTES,
+            settings.UPLOAD_MAX_BYTES,
+            settings.DATA_UPLOAD_MAX_MEMORY_SIZE,
+            settings.UPLOAD_IMAGE_MAX_BYTES,
+        )
+        + 1024 * 1024
+    )
 
 
 class ThreadedWSGI:
@@ -242,8 +249,13 @@ async def _stream(response, receive, send):
 
 async def _send_plain(send, status, text):
     try:
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [(b"content-type", b"text/plain; charset=utf-8")]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [(b"content-type", b"text/plain; charset=utf-8")],
+            }
+        )
         await send({"type": "http.response.body", "body": text.encode()})
     except Exception:  # the response had already begun: nothing more to say
         log.debug("Could not send the %s", status, exc_info=True)

@@ -122,17 +122,19 @@ def reconcile():
     now = timezone.now()
     deadline = now - timedelta(seconds=settings.DISPATCH_DEADLINE)
     # Queued but never handed over (the message was lost with a worker).
-    for prediction_id in Prediction.objects.filter(
-        status=Prediction.Status.STARTING, dispatched_at__isnull=True
-    ).filter(Q(attempted_at__lt=deadline) | Q(attempted_at__isnull=True, created_at__lt=deadline)).values_list(
-        "pk", flat=True
-    )[:500]:
+    for prediction_id in (
+        Prediction.objects.filter(status=Prediction.Status.STARTING, dispatched_at__isnull=True)
+        .filter(Q(attempted_at__lt=deadline) | Q(attempted_at__isnull=True, created_at__lt=deadline))
+        .values_list("pk", flat=True)[:500]
+    ):
         Prediction.objects.filter(pk=prediction_id).update(attempted_at=now)
         run_prediction.delay(prediction_id)
     # Handed over but quiet: ask the backend again, or end it.
-    for prediction in Prediction.objects.active().filter(
-        dispatched_at__isnull=False, heard_at__lt=deadline
-    ).select_related("version")[:500]:
+    for prediction in (
+        Prediction.objects.active()
+        .filter(dispatched_at__isnull=False, heard_at__lt=deadline)
+        .select_related("version")[:500]
+    ):
         _recheck(prediction, now)
     # Files a Cog server uploaded for a prediction that never completed.
     for upload in Upload.objects.filter(created_at__lt=now - UPLOAD_TTL)[:500]:
@@ -148,7 +150,7 @@ def _recheck(prediction, now):
         predictions.fail(
             prediction,
             f"The model server stopped answering: nothing heard for {version.timeout} seconds, "
-            "so the prediction was stopped."
+            "so the prediction was stopped.",
         )
         return
     if version.backend == "replicate":
@@ -177,9 +179,7 @@ def _recheck(prediction, now):
         # Only quiet (a long step, a model that logs nothing): not lost, and
         # not heard from either, so the version's timeout still applies.
         return
-    Prediction.objects.filter(pk=prediction.pk).update(
-        heard_at=now, dispatch_attempts=F("dispatch_attempts") + 1
-    )
+    Prediction.objects.filter(pk=prediction.pk).update(heard_at=now, dispatch_attempts=F("dispatch_attempts") + 1)
 
 
 @shared_task(bind=True, max_retries=None)

@@ -96,7 +96,11 @@ class CogServer:
         if self.upload_url:
             command += ["--upload-url", self.upload_url]
         self.process = subprocess.Popen(
-            command, cwd=self.directory, env=env, stdout=open(self.log_path, "ab"), stderr=subprocess.STDOUT,
+            command,
+            cwd=self.directory,
+            env=env,
+            stdout=open(self.log_path, "ab"),
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         wait_until(self.ready, timeout=60, message=f"Cog server on {self.url}")
@@ -131,9 +135,25 @@ class Worker:
     def start(self):
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
-            [str(VENV_BIN / "celery"), "-A", "lightbox", "worker", "--concurrency", "2", "--pool", "threads",
-             "--loglevel", "INFO", "--without-mingle", "--without-gossip", "--without-heartbeat"],
-            cwd=ROOT, env=self.env, stdout=open(self.log_path, "ab"), stderr=subprocess.STDOUT,
+            [
+                str(VENV_BIN / "celery"),
+                "-A",
+                "lightbox",
+                "worker",
+                "--concurrency",
+                "2",
+                "--pool",
+                "threads",
+                "--loglevel",
+                "INFO",
+                "--without-mingle",
+                "--without-gossip",
+                "--without-heartbeat",
+            ],
+            cwd=ROOT,
+            env=self.env,
+            stdout=open(self.log_path, "ab"),
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         wait_until(lambda: "ready." in self.log_path.read_text(), timeout=60, message="Celery worker")
@@ -184,8 +204,9 @@ class WebServer:
             StaticFilesHandler(_MediaFilesHandler(WSGIHandler())), threads, max_body=largest_body()
         )
         self.server = uvicorn.Server(
-            uvicorn.Config(self.application, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on",
-                           **UVICORN)
+            uvicorn.Config(
+                self.application, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on", **UVICORN
+            )
         )
         self.thread = None
 
@@ -314,8 +335,14 @@ def make_trusted_reporter(user, version):
     user.date_joined = timezone.now() - timedelta(days=settings.REPORTER_MIN_AGE_DAYS, hours=1)
     user.save(update_fields=["date_joined"])
     for _ in range(settings.REPORTER_MIN_PREDICTIONS):
-        Prediction.objects.create(version=version, owner=user, input={"prompt": "mine"}, status="succeeded",
-                                  visibility="private", completed_at=timezone.now())
+        Prediction.objects.create(
+            version=version,
+            owner=user,
+            input={"prompt": "mine"},
+            status="succeeded",
+            visibility="private",
+            completed_at=timezone.now(),
+        )
     return user
 
 
@@ -329,9 +356,7 @@ def alice_token(alice):
 @pytest.fixture
 def api(site, alice_token):
     """An HTTP client for /v1 on the live server, signed in as alice."""
-    with httpx.Client(
-        base_url=site.url, headers={"Authorization": f"Bearer {alice_token}"}, timeout=70
-    ) as client:
+    with httpx.Client(base_url=site.url, headers={"Authorization": f"Bearer {alice_token}"}, timeout=70) as client:
         yield client
 
 

@@ -18,8 +18,17 @@ import replicate
 from tests.conftest import ROOT, free_port, wait_until
 
 # The embedded defaults of a fresh checkout, whatever this test run uses.
-NOT_INHERITED = ("DATABASE_URL", "CELERY_BROKER_URL", "REDIS_URL", "MEDIA_ROOT", "DJANGO_SETTINGS_MODULE",
-                 "LIGHTBOX_DISPATCH_DEADLINE", "LIGHTBOX_LOCAL_MODELS", "SITE_URL", "PORT")
+NOT_INHERITED = (
+    "DATABASE_URL",
+    "CELERY_BROKER_URL",
+    "REDIS_URL",
+    "MEDIA_ROOT",
+    "DJANGO_SETTINGS_MODULE",
+    "LIGHTBOX_DISPATCH_DEADLINE",
+    "LIGHTBOX_LOCAL_MODELS",
+    "SITE_URL",
+    "PORT",
+)
 
 
 def _free_base_port():
@@ -44,16 +53,30 @@ def stack(tmp_path):
     python = str(ROOT / ".venv" / "bin" / "python")
 
     def manage(*args, **extra):
-        return subprocess.run([python, "manage.py", *args], cwd=ROOT, env={**env, **extra}, check=True,
-                              capture_output=True, text=True).stdout
+        return subprocess.run(
+            [python, "manage.py", *args], cwd=ROOT, env={**env, **extra}, check=True, capture_output=True, text=True
+        ).stdout
 
     subprocess.run(["make", "-s", "migrate"], cwd=ROOT, env=env, check=True, capture_output=True)
-    manage("createsuperuser", "--noinput", "--username", "ada", "--email", "ada@example.com",
-           DJANGO_SUPERUSER_PASSWORD="a long pass phrase")
+    manage(
+        "createsuperuser",
+        "--noinput",
+        "--username",
+        "ada",
+        "--email",
+        "ada@example.com",
+        DJANGO_SUPERUSER_PASSWORD="a long pass phrase",
+    )
     token = manage("create_token", "ada").strip()
     log = open(tmp_path / "make-run.log", "wb")
-    process = subprocess.Popen(["make", "-s", "run", f"PORT={port}"], cwd=ROOT, env=env, stdout=log,
-                               stderr=subprocess.STDOUT, start_new_session=True)
+    process = subprocess.Popen(
+        ["make", "-s", "run", f"PORT={port}"],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     url = f"http://127.0.0.1:{port}"
 
     def web_answers():

@@ -58,8 +58,12 @@ def parameters_chunks(prediction):
     return {
         "parameters": a1111_parameters(prediction.input, prediction.version.ref),
         "lightbox": json.dumps(
-            {"prediction": prediction.id, "version": prediction.version_id, "model": str(prediction.version.model),
-             "input": prediction.input},
+            {
+                "prediction": prediction.id,
+                "version": prediction.version_id,
+                "model": str(prediction.version.model),
+                "input": prediction.input,
+            },
             sort_keys=True,
         ),
     }

@@ -165,8 +165,12 @@ def client():
     if getattr(_local, "client", None) is None:
         timeout = httpx.Timeout(settings.HTTP_TIMEOUT, connect=min(5.0, settings.HTTP_TIMEOUT))
         _local.client = httpx.Client(
-            transport=GuardedTransport(), timeout=timeout, follow_redirects=False, trust_env=False,
-            max_redirects=MAX_REDIRECTS, headers={"User-Agent": "Lightbox/0.1"},
+            transport=GuardedTransport(),
+            timeout=timeout,
+            follow_redirects=False,
+            trust_env=False,
+            max_redirects=MAX_REDIRECTS,
+            headers={"User-Agent": "Lightbox/0.1"},
         )
     return _local.client
 

@@ -59,9 +59,13 @@ def paginate(queryset, cursor, size, strict=False):
     # The redundant created_at bound lets the database start its index scan at
     # the cursor; with the OR alone PostgreSQL reads every newer row first.
     if cursor and direction == "next":
-        queryset = queryset.filter(Q(created_at__lt=created) | Q(created_at=created, pk__lt=pk), created_at__lte=created)
+        queryset = queryset.filter(
+            Q(created_at__lt=created) | Q(created_at=created, pk__lt=pk), created_at__lte=created
+        )
     elif cursor:
-        queryset = queryset.filter(Q(created_at__gt=created) | Q(created_at=created, pk__gt=pk), created_at__gte=created)
+        queryset = queryset.filter(
+            Q(created_at__gt=created) | Q(created_at=created, pk__gt=pk), created_at__gte=created
+        )
     if direction == "next":
         rows = list(queryset.order_by("-created_at", "-pk")[: size + 1])
         more, rows = len(rows) > size, rows[:size]

@@ -13,10 +13,19 @@ ALLOWED_URI_PREFIXES = ("http://", "https://", "data:")
 # Text inputs a model server downloads itself when given a URL (a LoRA), by
 # the names models give them: Replicate's schemas and Cog versions imported
 # before schemas declared them (x-lightbox-url-inputs) say nothing else.
-URL_INPUT_NAMES = frozenset({
-    "lora", "lora_url", "lora_weights", "extra_lora", "hf_lora", "replicate_weights", "weights",
-    "control_image", "controlnet_image",
-})
+URL_INPUT_NAMES = frozenset(
+    {
+        "lora",
+        "lora_url",
+        "lora_weights",
+        "extra_lora",
+        "hf_lora",
+        "replicate_weights",
+        "weights",
+        "control_image",
+        "controlnet_image",
+    }
+)
 
 
 class InputError(Exception):
@@ -64,9 +73,10 @@ def url_inputs(version):
     declared = version.input_schema.get("x-lightbox-url-inputs")
     declared = set(declared) if isinstance(declared, list) else set()
     return {
-        name: spec for name, spec in specs.items()
-        if is_file_input(spec) or (spec.get("type", "string") == "string" and (
-            name in declared or name in URL_INPUT_NAMES))
+        name: spec
+        for name, spec in specs.items()
+        if is_file_input(spec)
+        or (spec.get("type", "string") == "string" and (name in declared or name in URL_INPUT_NAMES))
     }
 
 
@@ -84,9 +94,7 @@ def validate_input(version, data):
     errors = {}
     for key in cleaned:
         if key not in props:
-            errors.setdefault(key, []).append(
-                f"Unknown field. This version accepts: {', '.join(sorted(props))}."
-            )
+            errors.setdefault(key, []).append(f"Unknown field. This version accepts: {', '.join(sorted(props))}.")
     document = {"$ref": "#/components/schemas/Input", "components": version.openapi_schema.get("components", {})}
     try:
         validator = Draft202012Validator(document)
@@ -146,8 +154,14 @@ def _message(error):
     if validator == "enum":
         return f"Must be one of: {', '.join(map(str, value))}."
     if validator == "type":
-        kind = {"integer": "a whole number", "number": "a number", "string": "text", "boolean": "true or false",
-                "array": "a list", "object": "an object"}.get(value if isinstance(value, str) else "", str(value))
+        kind = {
+            "integer": "a whole number",
+            "number": "a number",
+            "string": "text",
+            "boolean": "true or false",
+            "array": "a list",
+            "object": "an object",
+        }.get(value if isinstance(value, str) else "", str(value))
         return f"Must be {kind}."
     if validator in ("minLength", "maxLength"):
         return f"Length must be {'at least' if validator == 'minLength' else 'at most'} {value}."

@@ -54,7 +54,7 @@ def _address(text):
     "[2001:db8::1]:80"), IPv4-mapped IPv6 as IPv4; None if it is none."""
     text = text.strip()
     if text.startswith("[") and "]" in text:
-        text = text[1:text.index("]")]
+        text = text[1 : text.index("]")]
     elif text.count(":") == 1:
         text = text.split(":")[0]
     try:
@@ -71,7 +71,7 @@ def _trusted(address, proxies):
 
 
 def wait_text(seconds):
-    """"in 14 minutes", "in 40 seconds"."""
+    """ "in 14 minutes", "in 40 seconds"."""
     if seconds < 60:
         return f"in {seconds} second{'s' if seconds != 1 else ''}"
     minutes = math.ceil(seconds / 60)

@@ -67,9 +67,7 @@ def clean_image(data, *, max_bytes=None, max_pixels=None, formats=None):
         source_format = image.format or ""
         width, height = image.size
         if width * height > max_pixels or width < 1 or height < 1:
-            raise UploadRejected(
-                f"The image is {width}x{height}; images may have at most {max_pixels:,} pixels."
-            )
+            raise UploadRejected(f"The image is {width}x{height}; images may have at most {max_pixels:,} pixels.")
         try:
             image.load()
             image = ImageOps.exif_transpose(image)

@@ -105,10 +105,16 @@ def output_urls(prediction, base, outputs=None, viewer=None):
     if not outputs:
         return None
     if viewer is None:
-        return [absolute(signed_url(output.file, prediction.owner_id), base)
-                for output in outputs if output.rating != output.Rating.BLOCKED]
-    shown = [output.file if output.shows_explicit_to(viewer) else output.thumbnail_for(viewer)
-             for output in outputs if output.rating != output.Rating.BLOCKED]
+        return [
+            absolute(signed_url(output.file, prediction.owner_id), base)
+            for output in outputs
+            if output.rating != output.Rating.BLOCKED
+        ]
+    shown = [
+        output.file if output.shows_explicit_to(viewer) else output.thumbnail_for(viewer)
+        for output in outputs
+        if output.rating != output.Rating.BLOCKED
+    ]
     return [absolute(signed_url(field, viewer), base) for field in shown if field]
 
 

@@ -22,14 +22,25 @@ REPLICATE_CATALOG = Path(__file__).parent / "catalog_data" / "replicate.json"
 # inference.tiny` and take Turbo defaults (1-4 steps), so a CPU answers in
 # about a second.
 LOCAL_MODELS = {
-    "tiny-sd": (1, "Tiny random-weight SD-shaped pipeline: a smoke test that always runs, no download.",
-                "var/models/tiny-sd", "sd-turbo"),
-    "tiny-sdxl": (2, "Tiny random-weight SDXL-shaped pipeline: a smoke test that always runs, no download.",
-                  "var/models/tiny-sdxl", "sdxl-turbo"),
+    "tiny-sd": (
+        1,
+        "Tiny random-weight SD-shaped pipeline: a smoke test that always runs, no download.",
+        "var/models/tiny-sd",
+        "sd-turbo",
+    ),
+    "tiny-sdxl": (
+        2,
+        "Tiny random-weight SDXL-shaped pipeline: a smoke test that always runs, no download.",
+        "var/models/tiny-sdxl",
+        "sdxl-turbo",
+    ),
     "sd-turbo": (3, "SD Turbo, served by Lightbox's own Cog server.", "stabilityai/sd-turbo"),
     "sdxl-turbo": (4, "SDXL Turbo, served by Lightbox's own Cog server.", "stabilityai/sdxl-turbo"),
-    "sd-1.5": (5, "Stable Diffusion 1.5, served by Lightbox's own Cog server.",
-               "stable-diffusion-v1-5/stable-diffusion-v1-5"),
+    "sd-1.5": (
+        5,
+        "Stable Diffusion 1.5, served by Lightbox's own Cog server.",
+        "stable-diffusion-v1-5/stable-diffusion-v1-5",
+    ),
     "sd-2.1": (6, "Stable Diffusion 2.1, served by Lightbox's own Cog server.", "stabilityai/stable-diffusion-2-1"),
     "sdxl": (7, "SDXL 1.0, served by Lightbox's own Cog server.", "stabilityai/stable-diffusion-xl-base-1.0"),
 }
@@ -50,15 +61,29 @@ def cog_version_id(location, openapi_schema=None):
 
 
 @transaction.atomic
-def add_version(owner, name, backend, location, openapi_schema=None, cog_version="", description="",
-                version_id=None, created_at=None):
+def add_version(
+    owner,
+    name,
+    backend,
+    location,
+    openapi_schema=None,
+    cog_version="",
+    description="",
+    version_id=None,
+    created_at=None,
+):
     model, _ = Model.objects.get_or_create(owner=owner, name=name, defaults={"description": description})
     if description and model.description != description:
         model.description = description
         model.save(update_fields=["description"])
     version_id = version_id or cog_version_id(location, openapi_schema)
-    defaults = {"model": model, "backend": backend, "location": location, "cog_version": cog_version,
-                "timeout": settings.PREDICTION_TIMEOUT}
+    defaults = {
+        "model": model,
+        "backend": backend,
+        "location": location,
+        "cog_version": cog_version,
+        "timeout": settings.PREDICTION_TIMEOUT,
+    }
     if openapi_schema:
         defaults["openapi_schema"] = openapi_schema
     if created_at:

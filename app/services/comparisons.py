@@ -149,7 +149,11 @@ def start(versions, given, *, owner=None, visibility=None, seed=None, extra_inpu
         )
         for version, effective, _ in plans:
             predictions.start(
-                version, effective, owner=owner, source=Prediction.Source.WEB, visibility=visibility,
+                version,
+                effective,
+                owner=owner,
+                source=Prediction.Source.WEB,
+                visibility=visibility,
                 comparison=comparison,
             )
     return comparison
@@ -162,8 +166,12 @@ def add_version(comparison, version):
         row.changes[version.id] = changes
         row.save(update_fields=["changes"])
         prediction = predictions.start(
-            version, effective, owner=comparison.owner, source=Prediction.Source.WEB,
-            visibility=comparison.visibility, comparison=comparison,
+            version,
+            effective,
+            owner=comparison.owner,
+            source=Prediction.Source.WEB,
+            visibility=comparison.visibility,
+            comparison=comparison,
         )
     comparison.refresh_from_db()
     return prediction

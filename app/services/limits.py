@@ -62,7 +62,9 @@ def limits_for(user):
     rows = list(GroupLimits.objects.filter(group__user=user))
     if not rows:
         return Limits(
-            settings.RATE_LIMIT_PER_MINUTE, settings.DAILY_QUOTA, settings.MAX_CONCURRENT,
+            settings.RATE_LIMIT_PER_MINUTE,
+            settings.DAILY_QUOTA,
+            settings.MAX_CONCURRENT,
             settings.USER_MONTHLY_SPEND_CAP,
         )
 
@@ -71,8 +73,10 @@ def limits_for(user):
         return None if None in values else max(values)
 
     return Limits(
-        most_generous("predictions_per_minute"), most_generous("predictions_per_day"),
-        most_generous("concurrent_predictions"), most_generous("monthly_spend"),
+        most_generous("predictions_per_minute"),
+        most_generous("predictions_per_day"),
+        most_generous("concurrent_predictions"),
+        most_generous("monthly_spend"),
     )
 
 
@@ -118,7 +122,8 @@ def admit(owner, versions):
         if ban is not None:
             raise RunRefused(
                 f"Your account is suspended, so it cannot run predictions: {ban.reason}",
-                status=403, title="Account suspended",
+                status=403,
+                title="Account suspended",
             )
         limits = limits_for(owner)
         mine = Prediction.objects.filter(owner=owner)
@@ -156,7 +161,8 @@ def admit(owner, versions):
                     f"This run (about ${shared:.4f}) would take your spending on Replicate models this month "
                     f"past your cap of ${limits.monthly_spend:.2f} (spent so far: ${spent:.4f}). "
                     "Models served by this site's own servers still run.",
-                    status=402, title="Monthly spend cap reached",
+                    status=402,
+                    title="Monthly spend cap reached",
                 )
     if shared and settings.SITE_MONTHLY_SPEND_CAP is not None:
         spent = _spent(Prediction.objects.all(), now)
@@ -164,7 +170,8 @@ def admit(owner, versions):
             raise RunRefused(
                 "This site has reached its monthly spending cap on Replicate models. "
                 "Models served by this site's own servers still run.",
-                status=402, title="Site spend cap reached",
+                status=402,
+                title="Site spend cap reached",
             )
     return costs
 

@@ -31,9 +31,7 @@ def check_input(version, cleaned, owner):
     if cleaned.get("disable_safety_checker") and not (
         owner is not None and owner.is_active and owner.has_perm("app.disable_safety_checker")
     ):
-        errors["disable_safety_checker"] = [
-            "Only users allowed by the site's staff may turn off the safety checker."
-        ]
+        errors["disable_safety_checker"] = ["Only users allowed by the site's staff may turn off the safety checker."]
     terms = list(BlockedTerm.objects.values_list("term", flat=True))
     if terms:
         for field, value in cleaned.items():
@@ -69,9 +67,7 @@ def file_report(target, reason, text="", reporter=None):
     with transaction.atomic():
         existing = None
         if reporter is not None:
-            existing = Report.objects.filter(
-                **{field: target}, reporter=reporter, state=Report.State.OPEN
-            ).first()
+            existing = Report.objects.filter(**{field: target}, reporter=reporter, state=Report.State.OPEN).first()
         if existing:
             # One open report per person and item: a second one updates it.
             existing.reason, existing.text = reason, text
@@ -102,7 +98,7 @@ def trusted_reporters():
     if settings.REPORTER_MIN_PREDICTIONS > 0:
         # "Has an Nth": stops at N rows of the user's, never counts them all.
         nth_run = Prediction.objects.filter(owner=OuterRef("pk"), status=Prediction.Status.SUCCEEDED)
-        established &= Exists(nth_run[settings.REPORTER_MIN_PREDICTIONS - 1:settings.REPORTER_MIN_PREDICTIONS])
+        established &= Exists(nth_run[settings.REPORTER_MIN_PREDICTIONS - 1 : settings.REPORTER_MIN_PREDICTIONS])
     return get_user_model().objects.filter(
         Q(is_staff=True) | Q(is_superuser=True) | established, is_active=True, ban__isnull=True
     )
@@ -112,8 +108,9 @@ def open_reporters(target):
     """Distinct trusted users (trusted_reporters), other than the owner, with
     an open report on it."""
     return (
-        Report.objects.filter(**{_target_field(target): target}, state=Report.State.OPEN,
-                              reporter__in=trusted_reporters())
+        Report.objects.filter(
+            **{_target_field(target): target}, state=Report.State.OPEN, reporter__in=trusted_reporters()
+        )
         .exclude(reporter_id=target.owner_id)
         .values("reporter")
         .distinct()

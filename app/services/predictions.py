@@ -21,8 +21,17 @@ from app.services import backends, catalog, limits, moderation, storage
 WEBHOOK_THROTTLE = timedelta(milliseconds=500)
 
 
-def start(version, input, *, owner=None, source=Prediction.Source.API, visibility=None, webhook="",
-          webhook_events_filter=(), comparison=None):
+def start(
+    version,
+    input,
+    *,
+    owner=None,
+    source=Prediction.Source.API,
+    visibility=None,
+    webhook="",
+    webhook_events_filter=(),
+    comparison=None,
+):
     """Validate `input` against the version's schema, save the prediction and
     queue it once the transaction commits. Raises schema.InputError, and
     saves nothing, when the input or the version cannot run."""
@@ -109,9 +118,7 @@ def apply_update(prediction, update):
 
 def fail(prediction, error):
     storage.discard_uploads(prediction)
-    changed = prediction._transition(
-        status=Prediction.Status.FAILED, error=error, completed_at=timezone.now()
-    )
+    changed = prediction._transition(status=Prediction.Status.FAILED, error=error, completed_at=timezone.now())
     if changed:
         on_terminal(prediction)
     return changed

@@ -37,8 +37,13 @@ UPLOAD_SIGNER_SALT = "cog-upload"
 # return as a file, goes out as a sandboxed download (app.views.media). A model
 # that returns text returns a string, which Cog sends inside its output.
 IMAGE_FORMATS = ("PNG", "JPEG", "WEBP", "GIF")
-EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp", "image/gif": "gif",
-              "application/json": "json"}
+EXTENSIONS = {
+    "image/png": "png",
+    "image/jpeg": "jpg",
+    "image/webp": "webp",
+    "image/gif": "gif",
+    "application/json": "json",
+}
 INLINE_TYPES = frozenset(("image/png", "image/jpeg", "image/webp", "image/gif"))
 STORED_KINDS = "PNG, JPEG, WEBP, GIF or JSON"
 

@@ -61,8 +61,9 @@ def _create_account(request, form):
     address, signups = throttle.client_ip(request), throttle.signups_by_ip()
     form.retry_after = signups.hit(address)
     if form.retry_after:
-        form.add_error(None, f"Too many accounts were made from your network. "
-                             f"Try again {throttle.wait_text(form.retry_after)}.")
+        form.add_error(
+            None, f"Too many accounts were made from your network. Try again {throttle.wait_text(form.retry_after)}."
+        )
         return None
     try:
         with transaction.atomic():

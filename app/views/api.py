@@ -162,7 +162,9 @@ def _create(request, version_ref):
             webhook_events_filter=events,
         )
     except schema.InputError as exc:
-        return problems.invalid_input({f"input.{k}" if k not in ("input", "version") else k: v for k, v in exc.errors.items()})
+        return problems.invalid_input(
+            {f"input.{k}" if k not in ("input", "version") else k: v for k, v in exc.errors.items()}
+        )
     except limits.RunRefused as exc:
         return problems.refused(exc)
     wait = _prefer_wait(request)

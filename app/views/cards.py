@@ -52,8 +52,10 @@ def with_tiles(predictions, user, versions=None):
     without joining the catalog into the page's query (a handful of rows, often
     loaded anyway)."""
     if versions is None:
-        versions = Version.objects.select_related("model").defer("openapi_schema").filter(
-            pk__in={prediction.version_id for prediction in predictions}
+        versions = (
+            Version.objects.select_related("model")
+            .defer("openapi_schema")
+            .filter(pk__in={prediction.version_id for prediction in predictions})
         )
     by_id = {version.id: version for version in versions}
     firsts = Output.objects.filter(prediction__in=[prediction.pk for prediction in predictions], index=0).only(

@@ -1,6 +1,5 @@
 """The comparison page: one card per version, updated by HTMX polling."""
 
-
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404
@@ -33,8 +32,10 @@ def _get_comparison_for_user(request, comparison_id, owner_only=False):
 def _predictions(comparison, user):
     """The comparison's cards for `user`: each prediction by its own access rule."""
     predictions = list(
-        comparison.predictions.select_related("version__model").defer("version__openapi_schema")
-        .prefetch_related("outputs").order_by("created_at")
+        comparison.predictions.select_related("version__model")
+        .defer("version__openapi_schema")
+        .prefetch_related("outputs")
+        .order_by("created_at")
     )
     cards = []
     for prediction in predictions:
@@ -72,7 +73,9 @@ def comparison(request, comparison_id):
         og_image=request.build_absolute_uri(safe[0].file.url) if safe else "",
         predictions=cards,
         active=any(not card.is_terminal for card in cards),
-        other_versions=[v for v in Version.objects.select_related("model").defer("openapi_schema") if v.id not in shown],
+        other_versions=[
+            v for v in Version.objects.select_related("model").defer("openapi_schema") if v.id not in shown
+        ],
         can_run=can_run(request.user),
         visibility_form=VisibilityForm(initial={"visibility": comparison.visibility}),
         **reports.report_context(request.user, comparison),

@@ -13,8 +13,13 @@ from app.models import Model, Prediction, Version
 from app.views.cards import TILE_FIELDS, with_tiles
 
 PAGE_SIZE = 24
-STATUS_CHOICES = [("succeeded", "Succeeded"), ("any", "Any status"), ("processing", "Running"),
-                  ("failed", "Failed"), ("canceled", "Canceled")]
+STATUS_CHOICES = [
+    ("succeeded", "Succeeded"),
+    ("any", "Any status"),
+    ("processing", "Running"),
+    ("failed", "Failed"),
+    ("canceled", "Canceled"),
+]
 
 
 def _filters(request):
@@ -63,7 +68,9 @@ def gallery(request):
     filters = _filters(request)
     page = pagination.paginate(_filtered(request, filters), request.GET.get("cursor"), PAGE_SIZE)
     versions = list(
-        Version.objects.select_related("model").defer("openapi_schema").order_by("model__owner", "model__name", "-created_at")
+        Version.objects.select_related("model")
+        .defer("openapi_schema")
+        .order_by("model__owner", "model__name", "-created_at")
     )
     with_tiles(page.items, request.user, versions)
     context = {
@@ -104,22 +111,26 @@ def median(values):
 def _version_stats(model):
     """Per version: how many predictions, and the median predict time of the succeeded ones."""
     versions = list(
-        model.versions.defer("openapi_schema").annotate(
+        model.versions.defer("openapi_schema")
+        .annotate(
             prediction_count=Count("predictions"),
             timed_count=Count(
                 "predictions",
                 filter=Q(predictions__status=Prediction.Status.SUCCEEDED, predictions__predict_time__isnull=False),
             ),
-        ).order_by("-created_at")
+        )
+        .order_by("-created_at")
     )
     for version in versions:
-        times = Prediction.objects.filter(
-            version=version, status=Prediction.Status.SUCCEEDED, predict_time__isnull=False
-        ).order_by("predict_time").values_list("predict_time", flat=True)
+        times = (
+            Prediction.objects.filter(version=version, status=Prediction.Status.SUCCEEDED, predict_time__isnull=False)
+            .order_by("predict_time")
+            .values_list("predict_time", flat=True)
+        )
         count = version.timed_count
         # The middle one or two rows only, not the whole column.
         start = max(0, (count - 1) // 2)
-        version.median_predict_time = median(list(times[start:start + (2 - count % 2)])) if count else None
+        version.median_predict_time = median(list(times[start : start + (2 - count % 2)])) if count else None
     return versions
 
 

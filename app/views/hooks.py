@@ -52,9 +52,7 @@ def _apply(prediction, payload, backend):
     except BackendError as exc:
         return JsonResponse({"detail": str(exc)}, status=400)
     needs_download = update.status == "succeeded" and any(
-        isinstance(item, str)
-        and not item.startswith("data:")
-        and storage.upload_for(item, prediction.version) is None
+        isinstance(item, str) and not item.startswith("data:") and storage.upload_for(item, prediction.version) is None
         for item in update.output or []
     )
     if needs_download:
@@ -103,7 +101,9 @@ def cog_upload(request, token, filename, upload_id=None):
     if upload_id is not None or not _safe_filename(filename):
         return HttpResponse(
             "The file name must be 1-100 characters with no path (/, \\, ..), no leading dot and no control "
-            "characters.", status=400, content_type="text/plain",
+            "characters.",
+            status=400,
+            content_type="text/plain",
         )
     body = _read_body(request, settings.UPLOAD_MAX_BYTES)
     if body is None:

@@ -9,7 +9,6 @@ may see the item. Blocked images are gone. A signed URL (app.services.storage.si
 gets what the user it was issued to would get with their session, checked now.
 """
 
-
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AnonymousUser
 from django.core.files.storage import default_storage
@@ -77,8 +76,11 @@ def _output_for(path, with_owner=False):
         return None, None
     related = "prediction__owner" if with_owner else "prediction"
     for output in Output.objects.select_related(related).filter(prediction_id=parts[2]):
-        for kind, field in (("file", output.file), ("thumbnail", output.thumbnail),
-                            ("blurred", output.blurred_thumbnail)):
+        for kind, field in (
+            ("file", output.file),
+            ("thumbnail", output.thumbnail),
+            ("blurred", output.blurred_thumbnail),
+        ):
             if field and field.name == path:
                 return output, kind
     return None, None
@@ -113,9 +115,4 @@ def _refusal(user, output, kind):
 
 
 def _open_to_everyone(output, kind):
-    return (
-        output.prediction.is_open_to_everyone
-        and (output.rating == Output.Rating.SAFE or kind == "blurred")
-    )
-
-
+    return output.prediction.is_open_to_everyone and (output.rating == Output.Rating.SAFE or kind == "blurred")

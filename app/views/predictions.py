@@ -24,7 +24,8 @@ def _get_prediction_for_user(request, prediction_id, owner_only=False):
     """The prediction if `request.user` may see it (or act on it: `owner_only`);
     else 404, or Gone when moderators hid it."""
     prediction = get_object_or_404(
-        Prediction.objects.select_related("version__model", "comparison").defer("version__openapi_schema")
+        Prediction.objects.select_related("version__model", "comparison")
+        .defer("version__openapi_schema")
         .prefetch_related("outputs"),
         pk=prediction_id,
     )
@@ -98,8 +99,11 @@ def prediction(request, prediction_id):
         share_url=request.build_absolute_uri(),
         # Chat apps preview the image, fetched without a session: only a safe
         # one that anyone may open.
-        og_image=(base + outputs[0].file.url if outputs and outputs[0].rating == "safe"
-                  and prediction.is_open_to_everyone else ""),
+        og_image=(
+            base + outputs[0].file.url
+            if outputs and outputs[0].rating == "safe" and prediction.is_open_to_everyone
+            else ""
+        ),
         visibility_form=VisibilityForm(initial={"visibility": prediction.visibility}),
         **reports.report_context(request.user, prediction),
     )
@@ -125,8 +129,9 @@ def prediction_cancel(request, prediction_id):
         attach_changes(prediction, prediction.comparison)
         with_shown_outputs(prediction, request.user)
         return card_response(request, prediction, context={"is_owner": True, "comparison": prediction.comparison})
-    return redirect(next_url(request, prediction.comparison.get_absolute_url() if prediction.comparison else
-                              f"/p/{prediction.id}"))
+    return redirect(
+        next_url(request, prediction.comparison.get_absolute_url() if prediction.comparison else f"/p/{prediction.id}")
+    )
 
 
 @login_required

@@ -30,8 +30,12 @@ def report_context(user, target):
     mine = target.reports.filter(reporter=user, state=Report.State.OPEN).first() if user.is_authenticated else None
     form = ReportForm(initial={"reason": mine.reason, "text": mine.text} if mine else None, auto_id="report-%s")
     return {
-        "target": target, "kind": kind, "my_report": mine, "report_form": form,
-        "report_url": reverse(f"{kind}-report", args=[target.pk]), "page_url": reverse(kind, args=[target.pk]),
+        "target": target,
+        "kind": kind,
+        "my_report": mine,
+        "report_form": form,
+        "report_url": reverse(f"{kind}-report", args=[target.pk]),
+        "page_url": reverse(kind, args=[target.pk]),
     }
 
 
@@ -70,5 +74,3 @@ def _form_response(request, context, status=200):
     if request.htmx:
         return TemplateResponse(request, "_report.html", context)
     return TemplateResponse(request, "report.html", context, status=status)
-
-

@@ -191,8 +191,12 @@ def test_a_missing_version_is_named(api, queued):
 
 
 def test_a_bad_or_missing_token_is_unauthenticated(site, offline_version, queued):
-    for headers in [{}, {"Authorization": "Bearer lb_not-a-real-token"}, {"Authorization": "Basic YWxpY2U6cHc="},
-                    {"Authorization": "Bearer"}]:
+    for headers in [
+        {},
+        {"Authorization": "Bearer lb_not-a-real-token"},
+        {"Authorization": "Basic YWxpY2U6cHc="},
+        {"Authorization": "Bearer"},
+    ]:
         for method, path, body in [
             ("POST", "/v1/predictions", {"version": offline_version.id, "input": {"prompt": "x"}}),
             ("GET", "/v1/predictions", None),
@@ -241,8 +245,13 @@ def many_predictions(alice, bob, offline_version):
     """105 of alice's predictions (some created in the same microsecond) and a few of bob's."""
     start = timezone.now() - timedelta(days=1)
     rows = [
-        Prediction(version=offline_version, owner=alice, input={"prompt": f"p{i}"}, status="succeeded",
-                   created_at=start + timedelta(seconds=i // 3))
+        Prediction(
+            version=offline_version,
+            owner=alice,
+            input={"prompt": f"p{i}"},
+            status="succeeded",
+            created_at=start + timedelta(seconds=i // 3),
+        )
         for i in range(105)
     ]
     rows += [Prediction(version=offline_version, owner=bob, input={"prompt": "bob's"}) for _ in range(3)]
@@ -289,10 +298,12 @@ def test_a_garbage_cursor_is_a_bad_request(api):
 
 
 def test_another_users_private_prediction_is_not_found(api, bob, offline_version):
-    private = Prediction.objects.create(version=offline_version, owner=bob, input={"prompt": "mine"},
-                                        visibility="private", status="processing")
-    unlisted = Prediction.objects.create(version=offline_version, owner=bob, input={"prompt": "shared"},
-                                         visibility="unlisted", status="processing")
+    private = Prediction.objects.create(
+        version=offline_version, owner=bob, input={"prompt": "mine"}, visibility="private", status="processing"
+    )
+    unlisted = Prediction.objects.create(
+        version=offline_version, owner=bob, input={"prompt": "shared"}, visibility="unlisted", status="processing"
+    )
 
     assert_problem(api.get(f"/v1/predictions/{private.id}"), 404)
     assert_problem(api.post(f"/v1/predictions/{private.id}/cancel"), 404)

@@ -48,8 +48,12 @@ def test_completed_webhook_is_signed_with_the_users_secret(worker, cog_version, 
     secret = api.get("/v1/webhooks/default/secret").json()["key"]
     response = api.post(
         "/v1/predictions",
-        json={"version": cog_version.id, "input": {"prompt": "hook"}, "webhook": receiver.url,
-              "webhook_events_filter": ["completed"]},
+        json={
+            "version": cog_version.id,
+            "input": {"prompt": "hook"},
+            "webhook": receiver.url,
+            "webhook_events_filter": ["completed"],
+        },
     )
     assert response.status_code == 201
 
@@ -80,8 +84,12 @@ def test_a_failing_receiver_gets_the_completed_webhook_again(worker, cog_version
     try:
         api.post(
             "/v1/predictions",
-            json={"version": cog_version.id, "input": {"prompt": "retry"}, "webhook": receiver.url,
-                  "webhook_events_filter": ["completed"]},
+            json={
+                "version": cog_version.id,
+                "input": {"prompt": "retry"},
+                "webhook": receiver.url,
+                "webhook_events_filter": ["completed"],
+            },
         )
         wait_until(lambda: len(receiver.calls) >= 2, timeout=20, message="the retried webhook")
         assert receiver.payloads()[0] == receiver.payloads()[1]

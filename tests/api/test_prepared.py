@@ -21,8 +21,14 @@ def finished(alice):
     version.save(update_fields=["price_per_second"])
     started = timezone.now() - timedelta(seconds=3)
     prediction = Prediction.objects.create(
-        version=version, owner=alice, input={"prompt": "a lighthouse", "seed": 7}, status="succeeded",
-        started_at=started, completed_at=started + timedelta(seconds=2), predict_time=1.5, logs="step 1/1\n",
+        version=version,
+        owner=alice,
+        input={"prompt": "a lighthouse", "seed": 7},
+        status="succeeded",
+        started_at=started,
+        completed_at=started + timedelta(seconds=2),
+        predict_time=1.5,
+        logs="step 1/1\n",
     )
     for index in (1, 0):
         Output.objects.create(prediction=prediction, index=index, file=f"outputs/x/{index}.png", width=64, height=64)
@@ -65,4 +71,3 @@ def test_a_lookup_that_rewrites_its_argument_is_refused(transactional_db):
     query = Prepared(lambda text: Prediction.objects.filter(logs__icontains=text))
     with pytest.raises(ValueError, match="once each"):
         query.all("step")
-

@@ -29,8 +29,11 @@ def _ended(prediction_id):
 
 def _ended_of(prediction_ids):
     try:
-        return set(Prediction.objects.filter(pk__in=prediction_ids, status__in=Prediction.TERMINAL)
-                   .values_list("pk", flat=True))
+        return set(
+            Prediction.objects.filter(pk__in=prediction_ids, status__in=Prediction.TERMINAL).values_list(
+                "pk", flat=True
+            )
+        )
     finally:
         # On asyncio.run's executor threads, which end with the test (as its database).
         connections.close_all()
@@ -129,8 +132,12 @@ def test_waiting_requests_hold_no_web_thread(alice_token, queued):
     try:
         with httpx.Client(base_url=server.url, headers=headers, timeout=30) as client, ThreadPoolExecutor(6) as pool:
             waiting = [
-                pool.submit(client.post, "/v1/predictions", json={"version": version.pk, "input": {"prompt": "x"}},
-                            headers={"Prefer": "wait=25"})
+                pool.submit(
+                    client.post,
+                    "/v1/predictions",
+                    json={"version": version.pk, "input": {"prompt": "x"}},
+                    headers={"Prefer": "wait=25"},
+                )
                 for _ in range(6)
             ]
             wait_until(lambda: len(queued) == 6, timeout=15, message="six predictions created")

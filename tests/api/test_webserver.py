@@ -14,8 +14,10 @@ def _status_line(site, head):
 
 
 def test_a_body_larger_than_any_endpoint_takes_is_refused_before_it_is_sent(site):
-    head = (f"POST /hooks/cog/uploads/token/a.png HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-            f"Content-Length: {largest_body() + 1}\r\n\r\n")
+    head = (
+        f"POST /hooks/cog/uploads/token/a.png HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"Content-Length: {largest_body() + 1}\r\n\r\n"
+    )
     assert _status_line(site, head).startswith("HTTP/1.1 413")
 
 
@@ -24,8 +26,9 @@ def test_a_chunked_body_is_cut_off_at_the_limit(site):
     chunk = b"x" * (1024 * 1024)
     host, port = site.url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=10) as sock:
-        sock.sendall(b"POST /hooks/cog/uploads/token/a.png HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                     b"Transfer-Encoding: chunked\r\n\r\n")
+        sock.sendall(
+            b"POST /hooks/cog/uploads/token/a.png HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+        )
         try:
             for _ in range(largest_body() // len(chunk) + 2):
                 sock.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))

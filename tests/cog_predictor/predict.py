@@ -29,9 +29,7 @@ class Predictor(BasePredictor):
         num_outputs: int = Input(description="How many images.", default=1, ge=1, le=4),
         num_inference_steps: int = Input(description="Denoising steps.", default=4, ge=1, le=100),
         guidance_scale: float = Input(description="Guidance.", default=7.5, ge=0, le=20),
-        scheduler: str = Input(
-            description="Scheduler.", default="K_EULER", choices=["DDIM", "K_EULER", "PNDM"]
-        ),
+        scheduler: str = Input(description="Scheduler.", default="K_EULER", choices=["DDIM", "K_EULER", "PNDM"]),
         seed: int = Input(description="Random seed.", default=None),
         step_delay: float = Input(description="Seconds per step (tests).", default=0.0, ge=0, le=10),
         fail: str = Input(description="Raise this error (tests).", default=""),

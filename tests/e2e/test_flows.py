@@ -139,10 +139,20 @@ def test_paint_a_mask_on_an_uploaded_image(site, worker, cog_server, new_page, t
     source = catalog.import_version(cog_server.url, "local/tiny-sd")
     schema = copy.deepcopy(source.openapi_schema)
     props = schema["components"]["schemas"]["Input"]["properties"]
-    props["image"] = {"type": "string", "format": "uri", "title": "Image", "x-order": 20,
-                      "description": "Input image for img2img or inpainting."}
-    props["mask"] = {"type": "string", "format": "uri", "title": "Mask", "x-order": 21,
-                     "description": "White areas are redrawn."}
+    props["image"] = {
+        "type": "string",
+        "format": "uri",
+        "title": "Image",
+        "x-order": 20,
+        "description": "Input image for img2img or inpainting.",
+    }
+    props["mask"] = {
+        "type": "string",
+        "format": "uri",
+        "title": "Mask",
+        "x-order": 21,
+        "description": "White areas are redrawn.",
+    }
     version = catalog.add_version("local", "tiny-inpaint", "cog", cog_server.url, schema, source.cog_version)
     catalog.refresh_availability(version, max_age=0)
     picture = tmp_path / "harbour.png"

@@ -13,7 +13,9 @@ from tests.e2e.conftest import DESKTOP, PASSWORD, PHONE, axe_violations, log_in,
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 LAYOUTS = [
-    ("desktop", DESKTOP, "light"), ("phone", PHONE, "dark"), ("desktop-dark", DESKTOP, "dark"),
+    ("desktop", DESKTOP, "light"),
+    ("phone", PHONE, "dark"),
+    ("desktop-dark", DESKTOP, "dark"),
     ("phone-light", PHONE, "light"),
 ]
 
@@ -21,8 +23,11 @@ LAYOUTS = [
 @pytest.fixture
 def finished_comparison(worker, two_versions):
     owner = get_user_model().objects.create_user("frida", "frida@example.com", PASSWORD)
-    comparison = comparisons.start(two_versions, {"prompt": "a red fox in fresh snow, golden hour",
-                                                 "num_inference_steps": 8, "num_outputs": 2}, owner=owner)
+    comparison = comparisons.start(
+        two_versions,
+        {"prompt": "a red fox in fresh snow, golden hour", "num_inference_steps": 8, "num_outputs": 2},
+        owner=owner,
+    )
     for prediction in comparison.predictions.all():
         assert wait_for_status(prediction.id).status == "succeeded"
     comparison.set_visibility("public")
@@ -42,8 +47,12 @@ def test_every_main_page_at_desktop_and_phone_widths(site, finished_comparison, 
         "model": f"/models/{prediction.version.model.owner}/{prediction.version.model.name}",
         "profile": "/account/",
     }
-    anonymous = {"login": "/account/login/", "signup": "/account/signup", "password-reset": "/account/password_reset/",
-                 "not-found": "/p/nothing-here"}
+    anonymous = {
+        "login": "/account/login/",
+        "signup": "/account/signup",
+        "password-reset": "/account/password_reset/",
+        "not-found": "/p/nothing-here",
+    }
     problems = {}
     for layout, viewport, scheme in LAYOUTS:
         page = new_page(viewport=viewport, color_scheme=scheme)
@@ -55,8 +64,10 @@ def test_every_main_page_at_desktop_and_phone_widths(site, finished_comparison, 
         for name, path in signed_in.items():
             if name == "comparison-running":
                 running = comparisons.start(
-                    [prediction.version], {"prompt": "a slow watercolour of a harbour", "num_inference_steps": 30},
-                    owner=finished_comparison.owner, extra_input={prediction.version_id: {"step_delay": 0.3}},
+                    [prediction.version],
+                    {"prompt": "a slow watercolour of a harbour", "num_inference_steps": 30},
+                    owner=finished_comparison.owner,
+                    extra_input={prediction.version_id: {"step_delay": 0.3}},
                 )
                 path = f"/c/{running.id}"
             page.goto(base + path)

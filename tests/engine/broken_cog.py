@@ -105,7 +105,8 @@ class BrokenCogServer(_LocalServer):
 
     def puts(self, prediction_id=None):
         return [
-            request for request in self.requests
+            request
+            for request in self.requests
             if request[0] == "PUT" and (prediction_id is None or request[1].endswith("/" + prediction_id))
         ]
 
@@ -156,8 +157,9 @@ class WebhookDroppingProxy(_LocalServer):
                         body = json.dumps(payload).encode()
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_HEADERS}
                 try:
-                    response = proxy._client.request(self.command, proxy.cog_url + self.path, content=body,
-                                                     headers=headers)
+                    response = proxy._client.request(
+                        self.command, proxy.cog_url + self.path, content=body, headers=headers
+                    )
                 except Exception:
                     self._answer(502, b"Bad Gateway", "text/plain")
                     return

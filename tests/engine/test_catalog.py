@@ -50,8 +50,15 @@ def test_the_default_catalog_lists_the_guides_models_with_unavailable_ones_expla
 
     names = {str(m) for m in Model.objects.all()}
     assert {"stability-ai/sdxl", "stability-ai/stable-diffusion", "fofr/sdxl-turbo"} <= names
-    assert {"local/tiny-sd", "local/tiny-sdxl", "local/sd-turbo", "local/sdxl-turbo", "local/sd-1.5",
-            "local/sd-2.1", "local/sdxl"} <= names
+    assert {
+        "local/tiny-sd",
+        "local/tiny-sdxl",
+        "local/sd-turbo",
+        "local/sdxl-turbo",
+        "local/sd-1.5",
+        "local/sd-2.1",
+        "local/sdxl",
+    } <= names
     assert Version.objects.filter(model__owner="stability-ai", model__name="stable-diffusion").count() == 2
     sdxl = Version.objects.get(model__name="sdxl", model__owner="stability-ai")
     assert not sdxl.available and "REPLICATE_API_TOKEN" in sdxl.unavailable_reason
@@ -59,9 +66,13 @@ def test_the_default_catalog_lists_the_guides_models_with_unavailable_ones_expla
 
 
 def test_an_unavailable_version_refuses_runs_with_the_reason(alice):
-    version = catalog.add_version("local", "down", "cog", "http://127.0.0.1:9", {
-        "components": {"schemas": {"Input": {"type": "object", "properties": {"prompt": {"type": "string"}}}}}
-    })
+    version = catalog.add_version(
+        "local",
+        "down",
+        "cog",
+        "http://127.0.0.1:9",
+        {"components": {"schemas": {"Input": {"type": "object", "properties": {"prompt": {"type": "string"}}}}}},
+    )
 
     with pytest.raises(InputError) as caught:
         predictions.start(version, {"prompt": "x"}, owner=alice)

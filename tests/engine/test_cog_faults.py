@@ -101,8 +101,7 @@ def test_a_model_server_that_stays_busy_keeps_the_prediction_waiting_instead_of_
 
 
 def test_a_busy_model_server_queues_the_prediction_instead_of_failing_it(worker, cog_version, alice, stored_files):
-    slow = predictions.start(cog_version, {"prompt": "slow", "step_delay": 0.4, "num_inference_steps": 5},
-                            owner=alice)
+    slow = predictions.start(cog_version, {"prompt": "slow", "step_delay": 0.4, "num_inference_steps": 5}, owner=alice)
     wait_for_status(slow.id, statuses=("processing",))
 
     queued = predictions.start(cog_version, {"prompt": "next in line"}, owner=alice)
@@ -143,11 +142,11 @@ def test_a_prediction_canceled_before_a_worker_picks_it_up_never_runs(worker, co
     stored_files.assert_intact(prediction, after)
 
 
-def test_canceling_a_prediction_waiting_for_a_busy_server_means_it_never_runs(
-    worker, cog_version, api, stored_files
-):
-    slow = api.post("/v1/predictions", json={
-        "version": cog_version.id, "input": {"prompt": "hog", "step_delay": 0.4, "num_inference_steps": 5}}).json()
+def test_canceling_a_prediction_waiting_for_a_busy_server_means_it_never_runs(worker, cog_version, api, stored_files):
+    slow = api.post(
+        "/v1/predictions",
+        json={"version": cog_version.id, "input": {"prompt": "hog", "step_delay": 0.4, "num_inference_steps": 5}},
+    ).json()
     wait_for_status(slow["id"], statuses=("processing",))
     waiting = api.post("/v1/predictions", json={"version": cog_version.id, "input": {"prompt": "waiting"}}).json()
     wait_until(lambda: Prediction.objects.get(pk=waiting["id"]).attempted_at, message="a 409 for the second")
@@ -168,8 +167,10 @@ def test_canceling_a_prediction_waiting_for_a_busy_server_means_it_never_runs(
 
 
 def test_canceling_a_running_prediction_stops_the_model_server(worker, cog_version, api, stored_files):
-    long = api.post("/v1/predictions", json={
-        "version": cog_version.id, "input": {"prompt": "forever", "step_delay": 1, "num_inference_steps": 20}}).json()
+    long = api.post(
+        "/v1/predictions",
+        json={"version": cog_version.id, "input": {"prompt": "forever", "step_delay": 1, "num_inference_steps": 20}},
+    ).json()
     wait_for_status(long["id"], statuses=("processing",))
     wait_until(lambda: "step 1/20" in Prediction.objects.get(pk=long["id"]).logs, message="the first step")
 

@@ -50,8 +50,9 @@ def reconcile_until_ended(prediction_id, timeout=45):
 
 
 def test_a_worker_killed_after_the_hand_off_loses_nothing(killable, cog_version, alice, stored_files):
-    prediction = predictions.start(cog_version, {"prompt": "survivor", "step_delay": 0.3, "num_inference_steps": 6},
-                                  owner=alice)
+    prediction = predictions.start(
+        cog_version, {"prompt": "survivor", "step_delay": 0.3, "num_inference_steps": 6}, owner=alice
+    )
     wait_until(lambda: Prediction.objects.get(pk=prediction.pk).dispatched_at, message="the hand-off")
 
     killable.kill()
@@ -118,9 +119,7 @@ def _start_interrupted(server, alice):
     return prediction
 
 
-def test_a_model_server_restarted_mid_prediction_still_ends_the_prediction(
-    worker, own_cog_server, alice, stored_files
-):
+def test_a_model_server_restarted_mid_prediction_still_ends_the_prediction(worker, own_cog_server, alice, stored_files):
     prediction = _start_interrupted(own_cog_server, alice)
 
     own_cog_server.stop()  # SIGTERM, as a supervisor restarting it sends
@@ -207,11 +206,16 @@ def test_a_worker_never_reads_a_half_written_message_from_the_embedded_broker(tm
     producer = subprocess.Popen(
         [sys.executable, "-c", PRODUCER, settings.CELERY_BROKER_TRANSPORT, str(tmp_path), str(count)], cwd=ROOT
     )
-    options = {"data_folder_in": str(tmp_path), "data_folder_out": str(tmp_path),
-               "control_folder": str(tmp_path / "control"), "polling_interval": 0.001}
+    options = {
+        "data_folder_in": str(tmp_path),
+        "data_folder_out": str(tmp_path),
+        "control_folder": str(tmp_path / "control"),
+        "polling_interval": 0.001,
+    }
     try:
-        with Connection("filesystem://", transport=settings.CELERY_BROKER_TRANSPORT,
-                        transport_options=options) as connection:
+        with Connection(
+            "filesystem://", transport=settings.CELERY_BROKER_TRANSPORT, transport_options=options
+        ) as connection:
             queue = connection.SimpleQueue("race")
             received = [queue.get(timeout=20).payload["i"] for _ in range(count)]
     finally:

@@ -19,8 +19,13 @@ SMALL = {"prompt": "an astronaut riding a horse", "width": 64, "height": 64, "nu
 def sdxl(transactional_db, replicate_settings):
     entry = next(e for e in json.loads(catalog.REPLICATE_CATALOG.read_text()) if e["version_id"] == SDXL)
     version = catalog.add_version(
-        "stability-ai", "sdxl", "replicate", f"stability-ai/sdxl:{SDXL}", entry["openapi_schema"],
-        entry["cog_version"], version_id=SDXL,
+        "stability-ai",
+        "sdxl",
+        "replicate",
+        f"stability-ai/sdxl:{SDXL}",
+        entry["openapi_schema"],
+        entry["cog_version"],
+        version_id=SDXL,
     )
     catalog.refresh_availability(version, max_age=0)
     return version

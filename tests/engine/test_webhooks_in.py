@@ -45,8 +45,15 @@ def running(site, alice):
     version = catalog.add_version("local", "hooked", "cog", "http://127.0.0.1:9", SCHEMA)
     now = timezone.now()
     prediction = Prediction.objects.create(
-        version=version, owner=alice, input={"prompt": "a fox", "seed": 1}, status="processing",
-        started_at=now, dispatched_at=now, heard_at=now, remote_id="x", dispatch_attempts=1,
+        version=version,
+        owner=alice,
+        input={"prompt": "a fox", "seed": 1},
+        status="processing",
+        started_at=now,
+        dispatched_at=now,
+        heard_at=now,
+        remote_id="x",
+        dispatch_attempts=1,
     )
     prediction.remote_id = prediction.id
     prediction.save(update_fields=["remote_id"])
@@ -143,8 +150,14 @@ def test_a_webhook_with_a_wrong_token_is_forbidden(running, alice):
 
 
 def test_a_garbage_webhook_is_a_bad_request(running):
-    for content in [b"<html>502 Bad Gateway</html>", b"\xff\xfe\x00", b'["succeeded"]', b"",
-                    b'{"status": "exploded"}', b'{"logs": "no status"}']:
+    for content in [
+        b"<html>502 Bad Gateway</html>",
+        b"\xff\xfe\x00",
+        b'["succeeded"]',
+        b"",
+        b'{"status": "exploded"}',
+        b'{"logs": "no status"}',
+    ]:
         answer = deliver(running, content=content)
         assert answer.status_code == 400, content
 

@@ -36,15 +36,30 @@ class CogServer:
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = Path(run_dir) / "server.log"
         Path(run_dir).mkdir(parents=True, exist_ok=True)
-        command = [sys.executable, "-m", "inference.serve", "--model", str(model),
-                   "--port", str(self.port), "--run-dir", str(run_dir)]
+        command = [
+            sys.executable,
+            "-m",
+            "inference.serve",
+            "--model",
+            str(model),
+            "--port",
+            str(self.port),
+            "--run-dir",
+            str(run_dir),
+        ]
         if family:
             command += ["--family", family]
-        full_env = {**os.environ, "LIGHTBOX_TORCH_THREADS": "1", "HF_HUB_OFFLINE": "1",
-                    "PYTHONUNBUFFERED": "1", **(env or {})}
+        full_env = {
+            **os.environ,
+            "LIGHTBOX_TORCH_THREADS": "1",
+            "HF_HUB_OFFLINE": "1",
+            "PYTHONUNBUFFERED": "1",
+            **(env or {}),
+        }
         self.log = open(self.log_path, "w")
-        self.process = subprocess.Popen(command, cwd=ROOT, env=full_env, stdout=self.log,
-                                        stderr=subprocess.STDOUT, start_new_session=True)
+        self.process = subprocess.Popen(
+            command, cwd=ROOT, env=full_env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         self.client = httpx.Client(base_url=self.url, timeout=120)
 
     def health(self) -> dict:
@@ -146,5 +161,3 @@ class FileServer:
     def stop(self):
         self.server.shutdown()
         self.server.server_close()
-
-

@@ -40,8 +40,9 @@ def servers(tmp_path_factory, tiny_models, lora_dir):
         "sd": CogServer("tiny-sd", tiny_models["sd"], runs / "sd", env),
         # The SDXL one serves as SDXL Turbo: MODEL_FAMILY overrides the config.
         "sdxl": CogServer("tiny-sdxl", tiny_models["sdxl"], runs / "sdxl", env, family="sdxl-turbo"),
-        "offline": CogServer("offline", "stabilityai/sd-turbo", runs / "offline",
-                             {"HF_HOME": str(runs / "empty-hf-home")}),
+        "offline": CogServer(
+            "offline", "stabilityai/sd-turbo", runs / "offline", {"HF_HOME": str(runs / "empty-hf-home")}
+        ),
     }
     try:
         yield started

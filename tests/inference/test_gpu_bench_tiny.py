@@ -12,7 +12,10 @@ def test_the_gpu_benchmark_runs_every_row_with_tiny_models(tmp_path):
     out = tmp_path / "rows.jsonl"
     subprocess.run(
         [sys.executable, "bench/gpu_predictor.py", "--tiny", "--runs", "1", "--json", str(out)],
-        cwd=ROOT, check=True, capture_output=True, timeout=240,
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        timeout=240,
         env={**os.environ, "LIGHTBOX_TORCH_THREADS": "1"},
     )
     rows = [json.loads(line) for line in out.read_text().splitlines()]

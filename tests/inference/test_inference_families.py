@@ -13,8 +13,13 @@ from inference import families
 
 def schema_for(tmp_path, **env):
     out = tmp_path / "schema.json"
-    subprocess.run([sys.executable, "-m", "inference.schema", str(out)], cwd=ROOT, check=True,
-                   env={**{k: v for k, v in os.environ.items() if k not in ("MODEL_ID", "MODEL_FAMILY")}, **env}, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "inference.schema", str(out)],
+        cwd=ROOT,
+        check=True,
+        env={**{k: v for k, v in os.environ.items() if k not in ("MODEL_ID", "MODEL_FAMILY")}, **env},
+        capture_output=True,
+    )
     return json.loads(out.read_text())["components"]["schemas"]
 
 
@@ -44,9 +49,24 @@ def test_the_schema_describes_every_input_and_a_list_of_images(tmp_path):
     schemas = schema_for(tmp_path, MODEL_FAMILY="sd15")
 
     assert list(schemas["Input"]["properties"]) == [
-        "prompt", "negative_prompt", "image", "mask", "width", "height", "num_outputs",
-        "num_inference_steps", "guidance_scale", "scheduler", "seed", "prompt_strength", "outpainting",
-        "lora", "lora_scale", "control_image", "controlnet_conditioning_scale", "disable_safety_checker",
+        "prompt",
+        "negative_prompt",
+        "image",
+        "mask",
+        "width",
+        "height",
+        "num_outputs",
+        "num_inference_steps",
+        "guidance_scale",
+        "scheduler",
+        "seed",
+        "prompt_strength",
+        "outpainting",
+        "lora",
+        "lora_scale",
+        "control_image",
+        "controlnet_conditioning_scale",
+        "disable_safety_checker",
     ]
     assert schemas["Output"] == {"title": "Output", "type": "array", "items": {"type": "string", "format": "uri"}}
     assert "required" not in schemas["Input"]

@@ -58,18 +58,23 @@ def test_a_turbo_server_uses_turbo_defaults(sdxl):
 
 def test_image_to_image_returns_the_requested_size_and_follows_prompt_strength(sd):
     source = data_uri(noise_image(64, 64))
-    weak = sd.image(prompt="x", image=source, width=96, height=64, prompt_strength=0.3, seed=1,
-                    num_inference_steps=4)
-    strong = sd.image(prompt="x", image=source, width=96, height=64, prompt_strength=0.9, seed=1,
-                      num_inference_steps=4)
+    weak = sd.image(prompt="x", image=source, width=96, height=64, prompt_strength=0.3, seed=1, num_inference_steps=4)
+    strong = sd.image(prompt="x", image=source, width=96, height=64, prompt_strength=0.9, seed=1, num_inference_steps=4)
 
     assert weak.shape == strong.shape == (64, 96, 3)
     assert not np.array_equal(weak, strong)
 
 
 def test_image_to_image_on_sdxl(sdxl):
-    out = sdxl.image(prompt="x", image=data_uri(noise_image(64, 64)), width=64, height=80,
-                     prompt_strength=0.5, num_inference_steps=2, seed=1)
+    out = sdxl.image(
+        prompt="x",
+        image=data_uri(noise_image(64, 64)),
+        width=64,
+        height=80,
+        prompt_strength=0.5,
+        num_inference_steps=2,
+        seed=1,
+    )
     assert out.shape == (80, 64, 3)
 
 
@@ -85,8 +90,9 @@ def test_inpainting_leaves_every_pixel_outside_the_mask_as_it_was(servers, serve
     server.wait()
     source = noise_image(72, 64, seed=3)  # not a multiple of 16: it still comes back whole
     mask = _square_mask(72, 64, (16, 16, 48, 40))
-    out = server.image(prompt="x", image=data_uri(source), mask=data_uri(mask), seed=1,
-                       num_inference_steps=2, prompt_strength=0.9)
+    out = server.image(
+        prompt="x", image=data_uri(source), mask=data_uri(mask), seed=1, num_inference_steps=2, prompt_strength=0.9
+    )
 
     keep = np.asarray(mask) == 0
     assert out.shape == (64, 72, 3)
@@ -100,11 +106,10 @@ def test_outpainting_extends_the_canvas_and_keeps_the_original(servers, server_n
     server.wait()
     source = noise_image(64, 48, seed=4)
     # CSS order: top 16, right 8, bottom 0, left 24
-    out = server.image(prompt="x", image=data_uri(source), outpainting="16,8,0,24", seed=1,
-                       num_inference_steps=2)
+    out = server.image(prompt="x", image=data_uri(source), outpainting="16,8,0,24", seed=1, num_inference_steps=2)
 
     assert out.shape == (48 + 16, 64 + 24 + 8, 3)
-    assert np.array_equal(out[16:16 + 48, 24:24 + 64], np.asarray(source))
+    assert np.array_equal(out[16 : 16 + 48, 24 : 24 + 64], np.asarray(source))
     # The new border is generated, not a copy of the stretched edge.
     assert not np.array_equal(out[:16, 24:88], np.repeat(np.asarray(source)[:1], 16, axis=0))
 
@@ -139,8 +144,12 @@ def test_a_lora_url_inside_is_refused_by_the_server_itself_alike_for_open_and_cl
     file_server.redirects["/moved.safetensors"] = open_port  # an allowed host that points inside
     bodies = [
         sd.predict(prompt="x", lora=url, **SMALL)
-        for url in (open_port, closed_port, f"{file_server.url}/moved.safetensors",
-                    "http://no-such-host.invalid/remote.safetensors")
+        for url in (
+            open_port,
+            closed_port,
+            f"{file_server.url}/moved.safetensors",
+            "http://no-such-host.invalid/remote.safetensors",
+        )
     ]
 
     assert [body["status"] for body in bodies] == ["failed"] * 4
@@ -168,13 +177,11 @@ def test_a_missing_lora_fails_the_prediction_with_its_name(sd):
 def test_controlnet_changes_the_output(servers, server_name):
     server = servers[server_name]
     server.wait()
-    edges_from = data_uri(Image.new("RGB", (64, 64), "white").transform(
-        (64, 64), Image.EXTENT, (0, 0, 8, 8)))
+    edges_from = data_uri(Image.new("RGB", (64, 64), "white").transform((64, 64), Image.EXTENT, (0, 0, 8, 8)))
     control = data_uri(_checkerboard(64, 64))
     base = server.image(prompt="x", seed=2, **SMALL)
     guided = server.image(prompt="x", seed=2, control_image=control, **SMALL)
-    unscaled = server.image(prompt="x", seed=2, control_image=edges_from,
-                            controlnet_conditioning_scale=0.0, **SMALL)
+    unscaled = server.image(prompt="x", seed=2, control_image=edges_from, controlnet_conditioning_scale=0.0, **SMALL)
 
     assert not np.array_equal(base, guided)
     assert unscaled.shape == base.shape
@@ -185,8 +192,9 @@ def test_controlnet_with_image_to_image_and_inpainting(sd):
     source = noise_image(64, 64, seed=8)
     mask = _square_mask(64, 64, (8, 8, 40, 40))
     img2img = sd.image(prompt="x", image=data_uri(source), control_image=control, seed=2, **SMALL)
-    inpainted = sd.image(prompt="x", image=data_uri(source), mask=data_uri(mask), control_image=control,
-                         seed=2, **SMALL)
+    inpainted = sd.image(
+        prompt="x", image=data_uri(source), mask=data_uri(mask), control_image=control, seed=2, **SMALL
+    )
 
     assert img2img.shape == (64, 64, 3)
     keep = np.asarray(mask) == 0
@@ -261,8 +269,11 @@ def test_cancel_mid_run_then_the_next_prediction_runs(sd):
     hooks = _Webhooks()
     try:
         long_run = {"prompt": "x", "width": 512, "height": 512, "num_inference_steps": 200, "seed": 1}
-        response = sd.client.put("/predictions/cancel-me", json={"input": long_run, "webhook": hooks.url},
-                                 headers={"Prefer": "respond-async"})
+        response = sd.client.put(
+            "/predictions/cancel-me",
+            json={"input": long_run, "webhook": hooks.url},
+            headers={"Prefer": "respond-async"},
+        )
         assert response.status_code == 202, response.text
         hooks.wait_for(lambda b: "step 2/" in (b.get("logs") or ""))
 

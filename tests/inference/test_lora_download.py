@@ -59,7 +59,8 @@ def test_private_missing_closed_and_redirected_inside_all_read_the_same(allowed,
     monkeypatch.setattr(socket, "getaddrinfo", resolver)
     allowed.redirects["/moved.safetensors"] = f"{inside.url}/style.safetensors"
     errors = {
-        _error(url) for url in (
+        _error(url)
+        for url in (
             f"{inside.url}/style.safetensors",  # open port, private address
             f"http://127.0.0.2:{free_port()}/style.safetensors",  # closed port
             "http://inside.example/style.safetensors",  # a name that resolves inside

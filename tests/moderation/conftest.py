@@ -98,8 +98,13 @@ def make_prediction(version):
 
     def make(owner=None, visibility="public", ratings=("safe",), on=None, comparison=None):
         prediction = Prediction.objects.create(
-            version=on or version, owner=owner, visibility=visibility, input={"prompt": "a red square", "seed": 1},
-            status="succeeded", completed_at=timezone.now(), comparison=comparison,
+            version=on or version,
+            owner=owner,
+            visibility=visibility,
+            input={"prompt": "a red square", "seed": 1},
+            status="succeeded",
+            completed_at=timezone.now(),
+            comparison=comparison,
         )
         for index, rating in enumerate(ratings):
             storage._save_output(prediction, index, png((index * 40, 30, 30)), "image/png", rating)

@@ -25,8 +25,9 @@ def _act(client, url, action, items, reason=""):
     )
 
 
-def test_the_queue_lists_reported_items_most_reported_and_newest_first(make_prediction, alice, bob, carol, dave,
-                                                                       moderator):
+def test_the_queue_lists_reported_items_most_reported_and_newest_first(
+    make_prediction, alice, bob, carol, dave, moderator
+):
     quiet = make_prediction(owner=alice)
     once = make_prediction(owner=alice)
     twice = make_prediction(owner=alice)
@@ -47,8 +48,7 @@ def test_the_queue_lists_reported_items_most_reported_and_newest_first(make_pred
     assert b"Violence: a fight" in response.content
 
 
-def test_reports_say_whether_the_reporter_counts_toward_hiding(make_prediction, version, alice, bob, carol,
-                                                                 moderator):
+def test_reports_say_whether_the_reporter_counts_toward_hiding(make_prediction, version, alice, bob, carol, moderator):
     prediction = make_prediction(owner=alice)
     moderation.file_report(prediction, "spam", reporter=make_trusted_reporter(bob, version))
     moderation.file_report(prediction, "spam", reporter=carol)  # a new account

@@ -34,8 +34,9 @@ def people(alice, bob, moderator, staff):
 
 @pytest.fixture
 def items(make_prediction, alice):
-    made = {state: make_prediction(owner=alice, visibility=state if state != "hidden" else "unlisted")
-            for state in STATES}
+    made = {
+        state: make_prediction(owner=alice, visibility=state if state != "hidden" else "unlisted") for state in STATES
+    }
     made["hidden"].hide("Hidden by a moderator: test")
     return made
 

@@ -43,8 +43,11 @@ def _put(location, filename, body, content_type="image/png", prediction_id="remo
 
 def _running(version, **extra):
     return Prediction.objects.create(
-        version=version, input={"prompt": "a red square", "seed": 1}, status="processing",
-        started_at=timezone.now(), **extra,
+        version=version,
+        input={"prompt": "a red square", "seed": 1},
+        status="processing",
+        started_at=timezone.now(),
+        **extra,
     )
 
 
@@ -91,8 +94,12 @@ def test_a_damaged_image_or_hostile_json_is_refused_not_a_500(version):
 
 
 def test_every_allowed_kind_is_taken(version):
-    for fmt, content_type in (("PNG", "image/png"), ("JPEG", "image/jpeg"), ("WEBP", "image/webp"),
-                              ("GIF", "image/gif")):
+    for fmt, content_type in (
+        ("PNG", "image/png"),
+        ("JPEG", "image/jpeg"),
+        ("WEBP", "image/webp"),
+        ("GIF", "image/gif"),
+    ):
         buffer = io.BytesIO()
         Image.new("RGB", (8, 8), (1, 2, 3)).save(buffer, fmt)
         assert _put(version.location, f"out.{fmt}", buffer.getvalue(), content_type="text/html").status_code == 201
@@ -175,10 +182,21 @@ def test_an_output_of_a_refused_type_fails_the_prediction_and_stores_nothing(ver
     assert _nothing_saved(before)
 
 
-@pytest.mark.parametrize("filename", [
-    "a\r\nSet-Cookie: x=1.png", "a\nb.png", "a\x00b.png", "../escape.png", "a/b.png", "a\\b.png", "..",
-    ".htaccess", "a\u202egnp.html", "x" * 101 + ".png",
-])
+@pytest.mark.parametrize(
+    "filename",
+    [
+        "a\r\nSet-Cookie: x=1.png",
+        "a\nb.png",
+        "a\x00b.png",
+        "../escape.png",
+        "a/b.png",
+        "a\\b.png",
+        "..",
+        ".htaccess",
+        "a\u202egnp.html",
+        "x" * 101 + ".png",
+    ],
+)
 def test_unsafe_filenames_are_refused_and_nothing_is_saved(version, filename):
     before = snapshot()
 

@@ -78,41 +78,68 @@ DEEP = st.integers(30, 6000).map(lambda n: "[" * n + "]" * n) | st.integers(30, 
     lambda n: '{"a":' * n + "1" + "}" * n
 )
 EVENTS = st.none() | JSON | st.lists(st.sampled_from(["start", "output", "logs", "completed"]) | JSON, max_size=4)
-FIELDS = ["prompt", "negative_prompt", "width", "height", "num_outputs", "num_inference_steps", "guidance_scale",
-          "scheduler", "seed", "image", "nsfw", "disable_safety_checker", "unknown"]
+FIELDS = [
+    "prompt",
+    "negative_prompt",
+    "width",
+    "height",
+    "num_outputs",
+    "num_inference_steps",
+    "guidance_scale",
+    "scheduler",
+    "seed",
+    "image",
+    "nsfw",
+    "disable_safety_checker",
+    "unknown",
+]
 
 
 @FUZZ
 @given(
     input=st.dictionaries(st.sampled_from(FIELDS), JSON | st.just("__DEEP__"), max_size=6) | JSON,
-    webhook=st.none() | TEXT | st.sampled_from(["http://127.0.0.2/x", "http://[::1", "https://",
-                                               "https://example.com/\ud800"]),
+    webhook=st.none()
+    | TEXT
+    | st.sampled_from(["http://127.0.0.2/x", "http://[::1", "https://", "https://example.com/\ud800"]),
     visibility=st.none() | st.text(max_size=8),
     events=EVENTS,
     deep=DEEP,
     version_ref=st.none() | TEXT,
 )
-def test_creating_with_any_input_never_answers_5xx(version, token, no_waiting, input, webhook, visibility, events,
-                                                   deep, version_ref):
+def test_creating_with_any_input_never_answers_5xx(
+    version, token, no_waiting, input, webhook, visibility, events, deep, version_ref
+):
     body = {"version": version.id if version_ref is None else version_ref, "input": input}
     for name, value in (("webhook", webhook), ("visibility", visibility), ("webhook_events_filter", events)):
         if value is not None:
             body[name] = value
     raw = json.dumps(body).replace('"__DEEP__"', deep)
     for path in ("/v1/predictions", "/v1/models/local/idle-model/predictions"):
-        response = Client().post(path, raw, content_type="application/json",
-                                 headers={"Authorization": f"Bearer {token}"})
+        response = Client().post(
+            path, raw, content_type="application/json", headers={"Authorization": f"Bearer {token}"}
+        )
         assert response.status_code < 500, (raw[:500], response.content[:500])
 
 
-HOOK_BODIES = st.builds(
-    lambda status, output, logs, error: {"id": "r1", "status": status, "output": output, "logs": logs,
-                                         "error": error, "metrics": {"predict_time": 1.0}},
-    st.sampled_from(["starting", "processing", "succeeded", "failed", "canceled", "aborted"]) | TEXT,
-    st.none() | JSON | st.lists(DATA_URIS, max_size=2),
-    st.none() | TEXT,
-    st.none() | JSON,
-).map(json.dumps) | DEEP.map(lambda deep: '{"status": "succeeded", "output": %s}' % deep) | DEEP | st.text(max_size=50)
+HOOK_BODIES = (
+    st.builds(
+        lambda status, output, logs, error: {
+            "id": "r1",
+            "status": status,
+            "output": output,
+            "logs": logs,
+            "error": error,
+            "metrics": {"predict_time": 1.0},
+        },
+        st.sampled_from(["starting", "processing", "succeeded", "failed", "canceled", "aborted"]) | TEXT,
+        st.none() | JSON | st.lists(DATA_URIS, max_size=2),
+        st.none() | TEXT,
+        st.none() | JSON,
+    ).map(json.dumps)
+    | DEEP.map(lambda deep: '{"status": "succeeded", "output": %s}' % deep)
+    | DEEP
+    | st.text(max_size=50)
+)
 
 
 @pytest.fixture
@@ -142,8 +169,12 @@ def test_the_hook_endpoints_never_answer_5xx(hooked, settings, raw):
     response = Client().post(cog_path, raw, content_type="application/json")
     assert response.status_code < 500, (raw[:500], response.content[:500])
     now = datetime.now(tz=timezone.utc)
-    headers = {"webhook-id": "msg_1", "webhook-timestamp": str(int(now.timestamp())),
-               "webhook-signature": Webhook(settings.REPLICATE_WEBHOOK_SECRET).sign("msg_1", now, raw)}
-    response = Client().post(f"/hooks/replicate/{replicate_prediction.id}", raw, content_type="application/json",
-                             headers=headers)
+    headers = {
+        "webhook-id": "msg_1",
+        "webhook-timestamp": str(int(now.timestamp())),
+        "webhook-signature": Webhook(settings.REPLICATE_WEBHOOK_SECRET).sign("msg_1", now, raw),
+    }
+    response = Client().post(
+        f"/hooks/replicate/{replicate_prediction.id}", raw, content_type="application/json", headers=headers
+    )
     assert response.status_code < 500, (raw[:500], response.content[:500])

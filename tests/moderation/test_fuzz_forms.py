@@ -25,8 +25,25 @@ FUZZ = settings(max_examples=30, deadline=None, suppress_health_check=list(Healt
 TEXT = (
     st.text(max_size=40)
     | st.text(alphabet=st.characters(codec="utf-8"), max_size=40)
-    | st.sampled_from(["", "0", "-1", "1e309", "NaN", "\x00", "9" * 40, "a" * 5000, "on", "same", "public", "other",
-                       "a" * 10_001, "[" * 5000, '{"a":' * 1000])
+    | st.sampled_from(
+        [
+            "",
+            "0",
+            "-1",
+            "1e309",
+            "NaN",
+            "\x00",
+            "9" * 40,
+            "a" * 5000,
+            "on",
+            "same",
+            "public",
+            "other",
+            "a" * 10_001,
+            "[" * 5000,
+            '{"a":' * 1000,
+        ]
+    )
     | st.integers().map(str)
     | st.floats().map(str)
 )
@@ -34,9 +51,12 @@ TEXT = (
 
 # A painted mask is a data: URI the browser makes; a hand-made one may be anything.
 ODD_DATA_URIS = [
-    "data:image/png;base64,AAAA", "data:image/png;base64,!!!!",
+    "data:image/png;base64,AAAA",
+    "data:image/png;base64,!!!!",
     "data:image/png;base64," + base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40).decode(),
-    "data:IMAGE/PNG;base64,AAAA", "data:;base64,", "data:application/octet-stream;base64,AAAA",
+    "data:IMAGE/PNG;base64,AAAA",
+    "data:;base64,",
+    "data:application/octet-stream;base64,AAAA",
 ]
 
 
@@ -69,11 +89,21 @@ def _client(world, who):
 def _playground_fields(world):
     version = world["version"].id
     return {
-        "version": values(version), "prompt": values(), "negative_prompt": values(), "width": values("512"),
-        "height": values("64"), "num_outputs": values("1", "4"), "num_inference_steps": values("4"),
-        "guidance_scale": values("7.5"), "scheduler": values("K_EULER"), "seed": values("42"),
-        "publish": values("on"), "mask_painted": values(*ODD_DATA_URIS),
-        f"{version[:12]}-step_delay": values("0"), "remix": values(world["comparison"].id), "unknown": values(),
+        "version": values(version),
+        "prompt": values(),
+        "negative_prompt": values(),
+        "width": values("512"),
+        "height": values("64"),
+        "num_outputs": values("1", "4"),
+        "num_inference_steps": values("4"),
+        "guidance_scale": values("7.5"),
+        "scheduler": values("K_EULER"),
+        "seed": values("42"),
+        "publish": values("on"),
+        "mask_painted": values(*ODD_DATA_URIS),
+        f"{version[:12]}-step_delay": values("0"),
+        "remix": values(world["comparison"].id),
+        "unknown": values(),
     }
 
 
@@ -90,14 +120,37 @@ def test_the_playground(world, data):
 @given(data=st.data())
 def test_accounts(world, data):
     anonymous = Client()
-    _send(anonymous, "POST", "/account/signup", data.draw(_form({
-        "username": values("carol"), "email": values("carol@example.com"), "password1": values(),
-        "password2": values(), "invite": values("https://lightbox.example/account/signup?invite=x"),
-    })))
+    _send(
+        anonymous,
+        "POST",
+        "/account/signup",
+        data.draw(
+            _form(
+                {
+                    "username": values("carol"),
+                    "email": values("carol@example.com"),
+                    "password1": values(),
+                    "password2": values(),
+                    "invite": values("https://lightbox.example/account/signup?invite=x"),
+                }
+            )
+        ),
+    )
     _send(anonymous, "GET", "/account/signup", data.draw(_form({"invite": values()})))
-    _send(anonymous, "POST", "/account/login/", data.draw(_form({
-        "username": values("alice"), "password": values("correct horse battery"), "next": values("/gallery"),
-    })))
+    _send(
+        anonymous,
+        "POST",
+        "/account/login/",
+        data.draw(
+            _form(
+                {
+                    "username": values("alice"),
+                    "password": values("correct horse battery"),
+                    "next": values("/gallery"),
+                }
+            )
+        ),
+    )
     _send(anonymous, "POST", "/account/password_reset/", data.draw(_form({"email": values("alice@example.com")})))
     alice = _client(world, "alice")
     _send(alice, "POST", "/account/tokens", data.draw(_form({"name": values()})))
@@ -128,10 +181,16 @@ def test_item_pages_and_their_actions(world, data):
 @FUZZ
 @given(data=st.data(), item_id=TEXT)
 def test_listings_and_ids(world, data, item_id):
-    listing = _form({
-        "q": values("red square"), "cursor": values(), "model": values("local/idle-model"),
-        "version": values(world["version"].id), "status": values("any", "processing"), "mine": values("1"),
-    })
+    listing = _form(
+        {
+            "q": values("red square"),
+            "cursor": values(),
+            "model": values("local/idle-model"),
+            "version": values(world["version"].id),
+            "status": values("any", "processing"),
+            "mine": values("1"),
+        }
+    )
     for who in ("alice", None):
         client = _client(world, who)
         _send(client, "GET", "/gallery", data.draw(listing))
@@ -154,11 +213,13 @@ def test_deleting(world, data, make_prediction):
 def test_after_an_action_only_a_path_on_this_site_is_followed(world, target):
     # "0" once answered 500: redirect() took it for the name of a view.
     prediction = world["prediction"]
-    response = _client(world, "alice").post(f"/p/{prediction.id}/visibility", {"visibility": "unlisted",
-                                                                               "next": target})
+    response = _client(world, "alice").post(
+        f"/p/{prediction.id}/visibility", {"visibility": "unlisted", "next": target}
+    )
     assert response.status_code == 302 and response["Location"] == f"/p/{prediction.id}"
-    response = _client(world, "alice").post(f"/p/{prediction.id}/visibility", {"visibility": "public",
-                                                                               "next": "/gallery"})
+    response = _client(world, "alice").post(
+        f"/p/{prediction.id}/visibility", {"visibility": "public", "next": "/gallery"}
+    )
     assert response["Location"] == "/gallery"
 
 
@@ -169,9 +230,13 @@ def test_a_nul_character_anywhere_is_a_bad_request(world):
     comparison = world["comparison"].id
     alice = _client(world, "alice")
     for method, url, data in [
-        ("GET", "/p/%00", {}), ("GET", "/c/a%00b", {}), ("GET", "/gallery", {"q": "\x00"}),
-        ("GET", "/gallery", {"version": "x\x00"}), ("GET", "/", {"remix": "\x00"}),
-        ("POST", "/run", {"version": "\x00", "prompt": "x"}), ("POST", f"/c/{comparison}/add", {"version": "\x00"}),
+        ("GET", "/p/%00", {}),
+        ("GET", "/c/a%00b", {}),
+        ("GET", "/gallery", {"q": "\x00"}),
+        ("GET", "/gallery", {"version": "x\x00"}),
+        ("GET", "/", {"remix": "\x00"}),
+        ("POST", "/run", {"version": "\x00", "prompt": "x"}),
+        ("POST", f"/c/{comparison}/add", {"version": "\x00"}),
     ]:
         response = alice.get(url, data) if method == "GET" else alice.post(url, data)
         assert response.status_code == 400, (method, url, data)

@@ -56,12 +56,20 @@ def test_a_body_nested_thousands_deep_is_a_400(version, token):
         assert "nested" in response.json()["detail"]
 
 
-@pytest.mark.parametrize("raw, deeper", [
-    ("{}", False), ("[" * 32 + "]" * 32, False), ("[" * 33 + "]" * 33, True),
-    ('{"a": "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[\\" [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["}', False),
-    ("[" + '[[1,{"b":[2]}]],' * 1000 + "[]]", False), ("[" * 20 + "[]," * 100 + "[" * 20 + "]" * 40, True),
-    ('{"a":' * 40 + "1" + "}" * 40, True), ("[" * 5000, True), ("[[]", False),
-])
+@pytest.mark.parametrize(
+    "raw, deeper",
+    [
+        ("{}", False),
+        ("[" * 32 + "]" * 32, False),
+        ("[" * 33 + "]" * 33, True),
+        ('{"a": "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[\\" [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["}', False),
+        ("[" + '[[1,{"b":[2]}]],' * 1000 + "[]]", False),
+        ("[" * 20 + "[]," * 100 + "[" * 20 + "]" * 40, True),
+        ('{"a":' * 40 + "1" + "}" * 40, True),
+        ("[" * 5000, True),
+        ("[[]", False),
+    ],
+)
 def test_nesting_is_counted_before_parsing(raw, deeper):
     assert payloads.nested_deeper_than(raw.encode(), 32) is deeper
 
@@ -78,8 +86,9 @@ def test_the_cog_webhook_refuses_deep_json(make_prediction):
     prediction = make_prediction()
     Prediction.objects.filter(pk=prediction.pk).update(status="processing")
     url = cog.webhook_url(prediction).split("://", 1)[1].split("/", 1)[1]
-    response = Client().post("/" + url, '{"status": "succeeded", "output": %s}' % DEEP_BODY,
-                             content_type="application/json")
+    response = Client().post(
+        "/" + url, '{"status": "succeeded", "output": %s}' % DEEP_BODY, content_type="application/json"
+    )
     assert response.status_code == 400
     assert Prediction.objects.get(pk=prediction.pk).status == "processing"
 
@@ -92,9 +101,10 @@ def test_the_replicate_webhook_refuses_deep_json(replicate_version, settings, ma
     now = datetime.now(tz=timezone.utc)
     signature = Webhook(settings.REPLICATE_WEBHOOK_SECRET).sign("msg_1", now, body.decode())
     response = Client().post(
-        f"/hooks/replicate/{prediction.id}", body, content_type="application/json",
-        headers={"webhook-id": "msg_1", "webhook-timestamp": str(int(now.timestamp())),
-                 "webhook-signature": signature},
+        f"/hooks/replicate/{prediction.id}",
+        body,
+        content_type="application/json",
+        headers={"webhook-id": "msg_1", "webhook-timestamp": str(int(now.timestamp())), "webhook-signature": signature},
     )
     replicate._webhook_secret.cache_clear()
     assert response.status_code == 400, response.content[:300]
@@ -112,8 +122,12 @@ def test_nan_and_infinity_are_not_json(version, token):
 
 @pytest.mark.parametrize("events", [[[1]], [1], [None], "start", {"start": 1}, ["start", "finish"], [{"a": 1}]])
 def test_webhook_events_filter_must_be_a_list_of_event_names(version, token, events):
-    body = {"version": version.id, "input": {"prompt": "x"}, "webhook": "https://example.com/hook",
-            "webhook_events_filter": events}
+    body = {
+        "version": version.id,
+        "input": {"prompt": "x"},
+        "webhook": "https://example.com/hook",
+        "webhook_events_filter": events,
+    }
     response = _post(token, json.dumps(body))
     assert response.status_code == 422, response.content[:300]
     assert "webhook_events_filter" in _fields(response)
@@ -122,13 +136,16 @@ def test_webhook_events_filter_must_be_a_list_of_event_names(version, token, eve
 # --- Text that is not valid Unicode ------------------------------------------------------
 
 
-@pytest.mark.parametrize("raw, field", [
-    ('{"version": "%(v)s", "input": {"prompt": "a \\ud800 b"}}', "input.prompt"),
-    ('{"version": "%(v)s", "input": {"prompt": "x", "negative_prompt": "\\udfff"}}', "input.negative_prompt"),
-    ('{"version": "%(v)s", "input": {"prompt": "x", "\\ud800": "y"}}', "input"),
-    ('{"version": "%(v)s\\ud800", "input": {"prompt": "x"}}', "version"),
-    ('{"version": "%(v)s", "input": {"prompt": "x"}, "webhook": "https://example.com/\\ud800"}', "webhook"),
-])
+@pytest.mark.parametrize(
+    "raw, field",
+    [
+        ('{"version": "%(v)s", "input": {"prompt": "a \\ud800 b"}}', "input.prompt"),
+        ('{"version": "%(v)s", "input": {"prompt": "x", "negative_prompt": "\\udfff"}}', "input.negative_prompt"),
+        ('{"version": "%(v)s", "input": {"prompt": "x", "\\ud800": "y"}}', "input"),
+        ('{"version": "%(v)s\\ud800", "input": {"prompt": "x"}}', "version"),
+        ('{"version": "%(v)s", "input": {"prompt": "x"}, "webhook": "https://example.com/\\ud800"}', "webhook"),
+    ],
+)
 def test_a_lone_surrogate_anywhere_is_a_422_naming_the_field(version, token, raw, field):
     response = _post(token, raw % {"v": version.id})
     assert response.status_code == 422, response.content[:300]
@@ -140,7 +157,7 @@ def test_a_lone_surrogate_anywhere_is_a_422_naming_the_field(version, token, raw
 def test_a_surrogate_pair_is_ordinary_text(version, token):
     response = _post(token, '{"version": "%s", "input": {"prompt": "a \\ud83d\\ude00"}}' % version.id)
     assert response.status_code == 201, response.content[:300]
-    assert Prediction.objects.get().input["prompt"] == "a \U0001F600"
+    assert Prediction.objects.get().input["prompt"] == "a \U0001f600"
 
 
 def _bad_row(model=Prediction, **fields):
@@ -163,13 +180,24 @@ def _bad_row(model=Prediction, **fields):
 def test_every_page_survives_a_bad_row_already_stored(version, alice, bob, token):
     comparison = _bad_row(Comparison, owner=alice, visibility="public", input={"prompt": "bad \ud800 row"})
     prediction = _bad_row(
-        version=version, owner=alice, visibility="public", status="succeeded", comparison=comparison,
+        version=version,
+        owner=alice,
+        visibility="public",
+        status="succeeded",
+        comparison=comparison,
         input={"prompt": "bad \ud800 row", "fail": "\udc00", "\ud801": "key"},
     )
     owner, other = login(Client(), alice), login(Client(), bob)
-    for client, url in [(owner, f"/p/{prediction.id}"), (other, f"/p/{prediction.id}"), (Client(), f"/p/{prediction.id}"),
-                        (owner, "/account/"), (other, "/gallery"), (Client(), "/gallery"),
-                        (Client(), f"/c/{comparison.id}"), (Client(), f"/c/{comparison.id}?card={prediction.id}")]:
+    for client, url in [
+        (owner, f"/p/{prediction.id}"),
+        (other, f"/p/{prediction.id}"),
+        (Client(), f"/p/{prediction.id}"),
+        (owner, "/account/"),
+        (other, "/gallery"),
+        (Client(), "/gallery"),
+        (Client(), f"/c/{comparison.id}"),
+        (Client(), f"/c/{comparison.id}?card={prediction.id}"),
+    ]:
         response = client.get(url)
         assert response.status_code == 200, url
         if url.startswith("/p/"):
@@ -285,10 +313,15 @@ def test_every_page_survives_a_deeply_nested_row_already_stored(version, alice, 
     deep = []
     for _ in range(900):
         deep = [deep]
-    prediction = Prediction.objects.create(version=version, owner=alice, visibility="public", status="succeeded",
-                                           input={"prompt": "deep", "fail": deep})
-    for client, url in [(login(Client(), alice), f"/p/{prediction.id}"), (Client(), f"/p/{prediction.id}"),
-                        (login(Client(), alice), "/account/"), (Client(), "/gallery")]:
+    prediction = Prediction.objects.create(
+        version=version, owner=alice, visibility="public", status="succeeded", input={"prompt": "deep", "fail": deep}
+    )
+    for client, url in [
+        (login(Client(), alice), f"/p/{prediction.id}"),
+        (Client(), f"/p/{prediction.id}"),
+        (login(Client(), alice), "/account/"),
+        (Client(), "/gallery"),
+    ]:
         assert client.get(url).status_code == 200, url
     for url in (f"/v1/predictions/{prediction.id}", "/v1/predictions"):
         assert Client().get(url, headers={"Authorization": f"Bearer {token}"}).status_code == 200, url

@@ -148,8 +148,9 @@ def test_a_body_over_the_limit_answers_413(version, alice):
 
     token = ApiToken.issue(alice)[1]
     body = '{"version": "%s", "input": {"prompt": "%s"}}' % (version.id, "x" * 2000)
-    response = Client().post("/v1/predictions", body, content_type="application/json",
-                             headers={"Authorization": f"Bearer {token}"})
+    response = Client().post(
+        "/v1/predictions", body, content_type="application/json", headers={"Authorization": f"Bearer {token}"}
+    )
 
     assert response.status_code == 413 and "LIGHTBOX_MAX_REQUEST_BYTES" in response.json()["detail"]
 

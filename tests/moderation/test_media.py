@@ -221,8 +221,9 @@ def test_pages_embed_no_link_that_gives_a_viewer_an_nsfw_image_they_may_not_see(
                 assert _image_bytes(client.get(link)) != original, (viewer, page, link)
     # The owner's own page links to the image itself.
     html = login(Client(), alice).get(f"/p/{prediction.id}").content.decode()
-    assert any(_image_bytes(Client().get(link)) == original
-               for link in URL_IN_PAGE.findall(html) if link.startswith("/files/"))
+    assert any(
+        _image_bytes(Client().get(link)) == original for link in URL_IN_PAGE.findall(html) if link.startswith("/files/")
+    )
 
 
 def test_a_signed_link_follows_its_holders_rights_not_the_ones_they_had(make_prediction, alice, moderator):
@@ -242,7 +243,14 @@ def test_a_malformed_signed_link_is_refused_not_a_server_error(make_prediction, 
     path = make_prediction(owner=alice).outputs.get().file.name
     client = Client(raise_request_exception=False)
 
-    for token in ("²²²².1.x", "1" * 5000 + ".1.x", "9999999999.²." + "x" * 43, "9999999999." + "1" * 5000 + ".x", "..", ""):
+    for token in (
+        "²²²².1.x",
+        "1" * 5000 + ".1.x",
+        "9999999999.²." + "x" * 43,
+        "9999999999." + "1" * 5000 + ".x",
+        "..",
+        "",
+    ):
         assert client.get(f"/files/{token}/{path}").status_code in (403, 404), token
 
 

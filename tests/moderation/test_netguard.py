@@ -69,11 +69,23 @@ def inside():
     server.close()
 
 
-@pytest.mark.parametrize("url", [
-    "http://127.0.0.2/", "http://10.1.2.3/", "http://169.254.169.254/latest/meta-data/", "http://[::1]:8000/",
-    "http://0.0.0.0/", "http://[::ffff:127.0.0.2]/", "http://192.168.0.10/", "http://100.64.0.1/",
-    "file:///etc/passwd", "ftp://example.com/", "gopher://127.0.0.1/", "http:///nohost",
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.2/",
+        "http://10.1.2.3/",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://[::1]:8000/",
+        "http://0.0.0.0/",
+        "http://[::ffff:127.0.0.2]/",
+        "http://192.168.0.10/",
+        "http://100.64.0.1/",
+        "file:///etc/passwd",
+        "ftp://example.com/",
+        "gopher://127.0.0.1/",
+        "http:///nohost",
+    ],
+)
 def test_urls_to_inside_addresses_or_other_schemes_are_refused(url):
     with pytest.raises(netguard.UnsafeURL):
         netguard.check_url(url)
@@ -213,9 +225,13 @@ def _closed_port(host):
 def test_a_lora_inside_is_refused_alike_whether_its_port_is_open_or_closed(site, api, lora_version, inside):
     answers = []
     for port in (inside.httpd.server_port, _closed_port("127.0.0.2")):
-        response = api.post("/v1/predictions", json={
-            "version": lora_version.id, "input": {"prompt": "x", "lora": f"http://127.0.0.2:{port}/x.safetensors"},
-        })
+        response = api.post(
+            "/v1/predictions",
+            json={
+                "version": lora_version.id,
+                "input": {"prompt": "x", "lora": f"http://127.0.0.2:{port}/x.safetensors"},
+            },
+        )
         assert response.status_code == 422
         [field] = response.json()["invalid_fields"]
         answers.append((field["field"], field["description"]))
@@ -224,11 +240,21 @@ def test_a_lora_inside_is_refused_alike_whether_its_port_is_open_or_closed(site,
     assert not Prediction.objects.exists() and inside.requests == []
 
 
-@pytest.mark.parametrize("value", [
-    "http://127.0.0.2:6379/x.safetensors", "http://[::1]/x", "https://169.254.169.254/latest/",
-    "file:///etc/passwd", "ftp://example.com/x", "data:application/octet-stream;base64,AAAA",
-    "/etc/passwd", "../../etc/passwd", "~/x.safetensors", "C:\\loras\\x",
-])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "http://127.0.0.2:6379/x.safetensors",
+        "http://[::1]/x",
+        "https://169.254.169.254/latest/",
+        "file:///etc/passwd",
+        "ftp://example.com/x",
+        "data:application/octet-stream;base64,AAAA",
+        "/etc/passwd",
+        "../../etc/passwd",
+        "~/x.safetensors",
+        "C:\\loras\\x",
+    ],
+)
 @pytest.mark.parametrize("field", ["lora", "style"])
 def test_text_inputs_a_server_downloads_take_only_public_http_urls_or_names(lora_version, alice, field, value):
     with pytest.raises(schema.InputError) as refused:

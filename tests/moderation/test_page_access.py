@@ -36,7 +36,9 @@ def items(make_prediction, alice):
     made = {}
     for state in STATES:
         visibility = "unlisted" if state == "hidden" else state
-        comparison = Comparison.objects.create(owner=alice, visibility=visibility, input={"prompt": f"a quokka, {state}zz"})
+        comparison = Comparison.objects.create(
+            owner=alice, visibility=visibility, input={"prompt": f"a quokka, {state}zz"}
+        )
         prediction = make_prediction(owner=alice, visibility=visibility, comparison=comparison)
         prediction.input = {"prompt": f"a quokka on a beach, {state}zz", "seed": 1}
         prediction.save(update_fields=["input"])
@@ -52,7 +54,9 @@ def _client(person):
 
 def _shown(body, items):
     """The states whose prediction (or comparison) a page mentions."""
-    return {state for state, (prediction, comparison) in items.items() if prediction.id in body or comparison.id in body}
+    return {
+        state for state, (prediction, comparison) in items.items() if prediction.id in body or comparison.id in body
+    }
 
 
 def test_each_item_page(people, items):
@@ -122,8 +126,9 @@ def mixed(make_prediction, alice):
     comparison = Comparison.objects.create(owner=alice, visibility="unlisted", input={"prompt": "three quokkas"})
     made = {}
     for state, seed in (("shared", 1111111), ("private", 2222222), ("hidden", 3333333)):
-        prediction = make_prediction(owner=alice, visibility="private" if state == "private" else "unlisted",
-                                     comparison=comparison)
+        prediction = make_prediction(
+            owner=alice, visibility="private" if state == "private" else "unlisted", comparison=comparison
+        )
         prediction.input = {"prompt": f"a quokka, {state}zz", "seed": seed}
         prediction.logs = f"step 1/1\nlogs of the {state}zz one"
         prediction.save(update_fields=["input", "logs"])
@@ -136,8 +141,14 @@ def mixed(make_prediction, alice):
 def _leaks(body, prediction):
     """What of `prediction` a body shows: its id, seed, logs, prompt or images."""
     output = prediction.outputs.get()
-    found = [prediction.id, str(prediction.input["seed"]), prediction.logs.splitlines()[-1], prediction.input["prompt"],
-             output.file.name, output.thumbnail.name]
+    found = [
+        prediction.id,
+        str(prediction.input["seed"]),
+        prediction.logs.splitlines()[-1],
+        prediction.input["prompt"],
+        output.file.name,
+        output.thumbnail.name,
+    ]
     return [text for text in found if text in body]
 
 

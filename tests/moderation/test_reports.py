@@ -74,8 +74,9 @@ def test_three_trusted_accounts_hide_it(make_prediction, version, alice):
 
 
 @pytest.mark.parametrize("missing", ["age", "activity", "good standing"])
-def test_an_account_that_misses_part_of_the_rule_does_not_count(make_prediction, version, alice, moderator,
-                                                                 missing, settings):
+def test_an_account_that_misses_part_of_the_rule_does_not_count(
+    make_prediction, version, alice, moderator, missing, settings
+):
     from django.utils import timezone
 
     from app.models import Ban
@@ -140,9 +141,7 @@ def test_a_reported_comparison_hides_with_its_predictions(make_prediction, versi
     assert Comparison.objects.accessible_to(alice).count() == 1
 
 
-def test_listing_filters_leave_hidden_and_private_items_to_owner_and_moderators(
-    make_prediction, alice, bob, moderator
-):
+def test_listing_filters_leave_hidden_and_private_items_to_owner_and_moderators(make_prediction, alice, bob, moderator):
     shown = make_prediction(owner=alice, visibility="public")
     hidden = make_prediction(owner=alice, visibility="public")
     hidden.hide("test")

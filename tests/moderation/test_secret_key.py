@@ -31,11 +31,18 @@ OLD_KEY, NEW_KEY = "old-" + "k" * 60, "new-" + "n" * 60
 
 def _settings_in_a_new_process(tmp_path, **env):
     """The SECRET_KEY a fresh process reads (exit status, stdout, stderr)."""
-    base = {key: value for key, value in os.environ.items()
-            if key not in ("SECRET_KEY", "SECRET_KEY_FALLBACKS", "LIGHTBOX_SECRET_KEY_FILE", "LIGHTBOX_SECRET_KEY_CREATE")}
+    base = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("SECRET_KEY", "SECRET_KEY_FALLBACKS", "LIGHTBOX_SECRET_KEY_FILE", "LIGHTBOX_SECRET_KEY_CREATE")
+    }
     result = subprocess.run(
         [sys.executable, "-c", "from lightbox import settings; print(settings.SECRET_KEY)"],
-        cwd=ROOT, env={**base, "LIGHTBOX_VAR_DIR": str(tmp_path), **env}, capture_output=True, text=True, timeout=60,
+        cwd=ROOT,
+        env={**base, "LIGHTBOX_VAR_DIR": str(tmp_path), **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     return result.returncode, result.stdout.strip(), result.stderr
 
@@ -69,11 +76,21 @@ def test_make_run_makes_a_private_key_file_once_and_reuses_it(tmp_path):
 
 def test_check_deploy_is_clean_with_the_key_make_run_makes(tmp_path):
     env = {key: value for key, value in os.environ.items() if key not in ("SECRET_KEY", "DJANGO_ALLOW_ASYNC_UNSAFE")}
-    env.update(DEBUG="False", LIGHTBOX_HTTPS="1", ALLOWED_HOSTS="lightbox.example.com",
-               SITE_URL="https://lightbox.example.com", LIGHTBOX_VAR_DIR=str(tmp_path), LIGHTBOX_SECRET_KEY_CREATE="1")
+    env.update(
+        DEBUG="False",
+        LIGHTBOX_HTTPS="1",
+        ALLOWED_HOSTS="lightbox.example.com",
+        SITE_URL="https://lightbox.example.com",
+        LIGHTBOX_VAR_DIR=str(tmp_path),
+        LIGHTBOX_SECRET_KEY_CREATE="1",
+    )
     result = subprocess.run(
         [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert (tmp_path / "secret_key").exists()
@@ -84,7 +101,11 @@ def test_check_deploy_is_clean_with_the_key_make_run_makes(tmp_path):
 
 def _cog_webhook_status(url):
     # An empty body: a good token gets as far as "bad request", a bad one is forbidden.
-    return Client().post(url.removeprefix(storage.settings.SITE_URL), data=b"", content_type="application/json").status_code
+    return (
+        Client()
+        .post(url.removeprefix(storage.settings.SITE_URL), data=b"", content_type="application/json")
+        .status_code
+    )
 
 
 def test_links_signed_with_the_published_key_are_refused(make_prediction, alice):

@@ -62,18 +62,33 @@ def png_bytes(size=(96, 64), color=(200, 40, 40)):
     return buffer.getvalue()
 
 
-def make_prediction(version, owner=None, prompt="a red fox", visibility="public", status="succeeded",
-                    outputs=1, comparison=None, **fields):
+def make_prediction(
+    version,
+    owner=None,
+    prompt="a red fox",
+    visibility="public",
+    status="succeeded",
+    outputs=1,
+    comparison=None,
+    **fields,
+):
     from app.models import Prediction
     from app.services import storage
 
     now = timezone.now()
     prediction = Prediction.objects.create(
-        version=version, owner=owner, input={"prompt": prompt, "seed": 42, "width": 96, "height": 64},
-        status=status, visibility=visibility, source="web", comparison=comparison,
+        version=version,
+        owner=owner,
+        input={"prompt": prompt, "seed": 42, "width": 96, "height": 64},
+        status=status,
+        visibility=visibility,
+        source="web",
+        comparison=comparison,
         logs="step 1/4\nstep 2/4\nstep 3/4\nstep 4/4\n" if status == "succeeded" else "step 1/4\n",
-        started_at=now, completed_at=now if status in Prediction.TERMINAL else None,
-        predict_time=1.25 if status == "succeeded" else None, **fields,
+        started_at=now,
+        completed_at=now if status in Prediction.TERMINAL else None,
+        predict_time=1.25 if status == "succeeded" else None,
+        **fields,
     )
     for index in range(outputs if status == "succeeded" else 0):
         storage._save_output(prediction, index, png_bytes(), "image/png")

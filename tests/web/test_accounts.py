@@ -16,10 +16,15 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def test_sign_up_logs_the_new_user_in(client):
-    response = client.post("/account/signup", {
-        "username": "carol", "email": "carol@example.com",
-        "password1": "a long enough passphrase", "password2": "a long enough passphrase",
-    })
+    response = client.post(
+        "/account/signup",
+        {
+            "username": "carol",
+            "email": "carol@example.com",
+            "password1": "a long enough passphrase",
+            "password2": "a long enough passphrase",
+        },
+    )
 
     assert response.status_code == 302 and response["Location"] == "/"
     assert "carol" in client.get("/").content.decode()
@@ -38,10 +43,15 @@ def _from(address):
 
 
 def _sign_up(client, username):
-    return client.post("/account/signup", {
-        "username": username, "email": f"{username}@example.com",
-        "password1": "a long enough passphrase", "password2": "a long enough passphrase",
-    })
+    return client.post(
+        "/account/signup",
+        {
+            "username": username,
+            "email": f"{username}@example.com",
+            "password1": "a long enough passphrase",
+            "password2": "a long enough passphrase",
+        },
+    )
 
 
 def test_sign_ups_are_limited_per_address(settings, transactional_db):
@@ -150,8 +160,9 @@ def test_the_profile_changes_a_comparisons_visibility(client_alice, alice, sd_ve
 
 
 @pytest.mark.parametrize("count", [1, 8])
-def test_the_profile_runs_a_constant_number_of_queries(client_alice, alice, sd_version, django_assert_max_num_queries,
-                                                       count):
+def test_the_profile_runs_a_constant_number_of_queries(
+    client_alice, alice, sd_version, django_assert_max_num_queries, count
+):
     from app.models import Comparison
 
     for index in range(count):
@@ -180,8 +191,12 @@ def test_opting_in_shows_nsfw_images_unblurred(client, alice, bob, sd_version):
 
 # --- Sign-up modes and invites (LIGHTBOX_SIGNUP) -------------------------------------
 
-SIGNUP = {"username": "carol", "email": "carol@example.com",
-          "password1": "a long enough passphrase", "password2": "a long enough passphrase"}
+SIGNUP = {
+    "username": "carol",
+    "email": "carol@example.com",
+    "password1": "a long enough passphrase",
+    "password2": "a long enough passphrase",
+}
 
 
 def _invite(**fields):
@@ -234,11 +249,14 @@ def test_an_invite_link_fills_in_the_code_and_signs_up_once(client, settings, tr
     assert invite.used_by == carol and invite.used_at is not None
 
 
-@pytest.mark.parametrize("state, message", [
-    ("used", "This invite code has already been used."),
-    ("expired", "This invite code expired on"),
-    ("unknown", "This invite code is not valid."),
-])
+@pytest.mark.parametrize(
+    "state, message",
+    [
+        ("used", "This invite code has already been used."),
+        ("expired", "This invite code expired on"),
+        ("unknown", "This invite code is not valid."),
+    ],
+)
 def test_a_bad_invite_code_is_a_field_error_and_creates_nothing(client, settings, alice, state, message):
     from datetime import timedelta
 
@@ -297,9 +315,15 @@ def test_two_people_racing_for_one_invite_only_one_gets_an_account(settings, tra
 
     def sign_up(name):
         try:
-            responses[name] = Client().post("/account/signup", {
-                **SIGNUP, "username": name, "email": f"{name}@example.com", "invite": invite.code,
-            })
+            responses[name] = Client().post(
+                "/account/signup",
+                {
+                    **SIGNUP,
+                    "username": name,
+                    "email": f"{name}@example.com",
+                    "invite": invite.code,
+                },
+            )
         finally:
             connection.close()
 
@@ -480,8 +504,9 @@ def test_the_old_name_of_the_per_username_and_address_limit_still_works():
     def limit(**env):
         code = "from lightbox import settings; print(settings.LOGIN_ATTEMPTS_PER_USER_IP)"
         env = {key: value for key, value in os.environ.items() if not key.startswith("LIGHTBOX_LOGIN")} | env
-        return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                              check=True).stdout.strip()
+        return subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+        ).stdout.strip()
 
     assert limit() == "5"
     assert limit(LIGHTBOX_LOGIN_ATTEMPTS="3") == "3"
@@ -497,6 +522,7 @@ def test_password_reset_requests_are_throttled_per_address(client, alice, settin
 
         assert statuses == [302, 302] and refused.status_code == 429
         assert 'id="id_email_error">Too many password reset requests. Try again in 60 minutes.' in (
-            refused.content.decode())
+            refused.content.decode()
+        )
         assert int(refused["Retry-After"]) > 3000
     assert len(mail.outbox) == 2  # alice's two; none for the unknown address

@@ -56,8 +56,9 @@ def test_a_choice_a_version_does_not_offer_is_replaced(sd_version):
 
 
 def test_a_comparison_runs_every_version_with_the_same_seed(sd_version, turbo_version, alice, queued):
-    comparison = comparisons.start([sd_version, turbo_version], {"prompt": "a fox", "num_inference_steps": 8},
-                                  owner=alice)
+    comparison = comparisons.start(
+        [sd_version, turbo_version], {"prompt": "a fox", "num_inference_steps": 8}, owner=alice
+    )
 
     predictions = list(comparison.predictions.order_by("created_at"))
     assert [p.version for p in predictions] == [sd_version, turbo_version]

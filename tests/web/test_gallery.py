@@ -97,8 +97,9 @@ def test_infinite_scroll_gets_the_next_tiles_and_the_pager(client, alice, sd_ver
 
 
 @pytest.mark.parametrize("count", [3, 30])
-def test_the_page_runs_a_constant_number_of_queries_and_no_count(client_alice, alice, sd_version,
-                                                                 django_assert_max_num_queries, count):
+def test_the_page_runs_a_constant_number_of_queries_and_no_count(
+    client_alice, alice, sd_version, django_assert_max_num_queries, count
+):
     for index in range(count):
         make_prediction(sd_version, owner=alice, prompt=f"fox {index}")
 
@@ -114,8 +115,14 @@ def test_bad_cursor_gives_the_first_page(client, alice, sd_version):
     assert prompts(client.get("/gallery", {"cursor": "not-a-cursor"})) == ["fox"]
 
 
-@pytest.mark.parametrize("forged", ["next|2030-01-01T00:00:00+00:00|ab\x00c", "next|2030-01-01T00:00:00|abc",
-                                    "next|2030-01-01T00:00:00+00:00|' OR 1=1"])
+@pytest.mark.parametrize(
+    "forged",
+    [
+        "next|2030-01-01T00:00:00+00:00|ab\x00c",
+        "next|2030-01-01T00:00:00|abc",
+        "next|2030-01-01T00:00:00+00:00|' OR 1=1",
+    ],
+)
 def test_a_forged_cursor_gives_the_first_page_not_an_error(client, alice, sd_version, forged):
     """The pages' cursors get the checks the API's had: a NUL byte (PostgreSQL
     answered 500), a naive time, an id that is not ours."""

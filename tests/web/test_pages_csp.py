@@ -17,8 +17,17 @@ EVENT_ATTRIBUTE = re.compile(r"<[^>]+\son[a-z]+=", re.I)
 def test_no_page_has_inline_scripts_styles_or_handlers(client_alice, alice, sd_version):
     prediction = make_prediction(sd_version, owner=alice)
     comparison = comparisons.start([sd_version], {"prompt": "a fox"}, owner=alice)
-    urls = ["/", "/gallery", "/models", "/models/local/tiny-sd", f"/p/{prediction.id}", f"/c/{comparison.id}",
-            "/account/", "/account/delete", "/account/password_change/"]
+    urls = [
+        "/",
+        "/gallery",
+        "/models",
+        "/models/local/tiny-sd",
+        f"/p/{prediction.id}",
+        f"/c/{comparison.id}",
+        "/account/",
+        "/account/delete",
+        "/account/password_change/",
+    ]
     for url in urls:
         response = client_alice.get(url)
         html = response.content.decode()

@@ -65,16 +65,29 @@ def test_a_setting_allows_anonymous_runs(client, sd_version):
 def test_run_creates_a_comparison_with_one_prediction_per_version(client_alice, alice, sd_version, turbo_version):
     response = client_alice.post(
         "/run",
-        {"version": [sd_version.id, turbo_version.id], "prompt": "a red fox", "num_inference_steps": "12",
-         "seed": "77", f"{sd_version.id[:12]}-step_delay": "0.5"},
+        {
+            "version": [sd_version.id, turbo_version.id],
+            "prompt": "a red fox",
+            "num_inference_steps": "12",
+            "seed": "77",
+            f"{sd_version.id[:12]}-step_delay": "0.5",
+        },
     )
 
     comparison = Comparison.objects.get()
     assert response.status_code == 302 and response["Location"] == f"/c/{comparison.id}"
     predictions = {p.version_id: p for p in comparison.predictions.all()}
     assert predictions[sd_version.id].input == {
-        "prompt": "a red fox", "num_inference_steps": 12, "seed": 77, "step_delay": 0.5, "negative_prompt": "",
-        "width": 64, "height": 64, "guidance_scale": 7.5, "scheduler": "K_EULER", "num_outputs": 1,
+        "prompt": "a red fox",
+        "num_inference_steps": 12,
+        "seed": 77,
+        "step_delay": 0.5,
+        "negative_prompt": "",
+        "width": 64,
+        "height": 64,
+        "guidance_scale": 7.5,
+        "scheduler": "K_EULER",
+        "num_outputs": 1,
     }
     assert predictions[turbo_version.id].input["num_inference_steps"] == 1
     assert "step_delay" not in predictions[turbo_version.id].input
@@ -123,8 +136,9 @@ def test_an_unavailable_version_is_reported_by_name(client_alice, sd_version, tu
 
 
 def test_remix_loads_a_comparisons_input_into_the_form(client_alice, alice, sd_version, turbo_version):
-    comparison = comparisons.start([sd_version, turbo_version], {"prompt": "a blue heron", "num_inference_steps": 9},
-                                  owner=alice, seed=5)
+    comparison = comparisons.start(
+        [sd_version, turbo_version], {"prompt": "a blue heron", "num_inference_steps": 9}, owner=alice, seed=5
+    )
 
     html = client_alice.get("/", {"remix": comparison.id}).content.decode()
 
@@ -162,10 +176,14 @@ def test_a_lora_url_inside_is_refused_in_the_form_and_nothing_runs(client_alice,
     sd_version.openapi_schema = schema
     sd_version.save()
 
-    response = client_alice.post("/run", {
-        "version": sd_version.id, "prompt": "a fox",
-        advanced_name(sd_version, "lora"): "http://127.0.0.2:6379/x.safetensors",
-    })
+    response = client_alice.post(
+        "/run",
+        {
+            "version": sd_version.id,
+            "prompt": "a fox",
+            advanced_name(sd_version, "lora"): "http://127.0.0.2:6379/x.safetensors",
+        },
+    )
 
     assert response.status_code == 400
     assert "Could not fetch lora." in response.content.decode()

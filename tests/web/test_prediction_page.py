@@ -80,8 +80,9 @@ def test_the_owner_changes_its_visibility(client_alice, alice, sd_version):
 
 
 @pytest.mark.parametrize("outputs", [1, 4])
-def test_the_page_runs_a_constant_number_of_queries(client_alice, alice, sd_version, django_assert_max_num_queries,
-                                                    outputs):
+def test_the_page_runs_a_constant_number_of_queries(
+    client_alice, alice, sd_version, django_assert_max_num_queries, outputs
+):
     prediction = make_prediction(sd_version, owner=alice, outputs=outputs)
 
     with django_assert_max_num_queries(5):

@@ -63,7 +63,11 @@ def test_a_report_is_stored_and_thanked_for_in_place(client, alice, bob, sd_vers
     assert "<html" not in response.content.decode()  # only the fragment htmx swaps in
     report = Report.objects.get()
     assert (report.prediction, report.reporter, report.reason, report.text, report.state) == (
-        prediction, bob, "violence", "gore", "open"
+        prediction,
+        bob,
+        "violence",
+        "gore",
+        "open",
     )
 
 
@@ -245,10 +249,15 @@ def test_behind_a_proxy_the_limit_counts_the_address_the_proxy_saw(client, alice
     prediction = make_prediction(sd_version, owner=alice)
     visitor = f"2001:db8:{secrets.token_hex(2)}:{secrets.token_hex(2)}::7"
 
-    first = client.post(f"/p/{prediction.id}/report", {"reason": "spam"}, REMOTE_ADDR="10.0.0.2",
-                        HTTP_X_FORWARDED_FOR=f"198.51.100.1, {visitor}")
-    second = client.post(f"/p/{prediction.id}/report", {"reason": "spam"}, REMOTE_ADDR="10.0.0.3",
-                         HTTP_X_FORWARDED_FOR=visitor)
+    first = client.post(
+        f"/p/{prediction.id}/report",
+        {"reason": "spam"},
+        REMOTE_ADDR="10.0.0.2",
+        HTTP_X_FORWARDED_FOR=f"198.51.100.1, {visitor}",
+    )
+    second = client.post(
+        f"/p/{prediction.id}/report", {"reason": "spam"}, REMOTE_ADDR="10.0.0.3", HTTP_X_FORWARDED_FOR=visitor
+    )
 
     assert (first.status_code, second.status_code) == (302, 429)
     assert Report.objects.count() == 1

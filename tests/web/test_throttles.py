@@ -90,13 +90,21 @@ def test_the_forwarded_address_counts_only_behind_a_trusted_proxy(visitors_may_r
     proxy = Client(REMOTE_ADDR="10.0.0.5")
     _run(proxy, sd_version)
     # Without LIGHTBOX_TRUSTED_PROXIES, anyone could send a fresh X-Forwarded-For.
-    assert proxy.post("/run", {"version": sd_version.id, "prompt": "a fox"},
-                      headers={"X-Forwarded-For": "192.0.2.1"}).status_code == 429
+    assert (
+        proxy.post(
+            "/run", {"version": sd_version.id, "prompt": "a fox"}, headers={"X-Forwarded-For": "192.0.2.1"}
+        ).status_code
+        == 429
+    )
 
     settings.TRUSTED_PROXIES = ["10.0.0.0/8"]
     for client_address in ("192.0.2.1", "192.0.2.2"):
-        assert proxy.post("/run", {"version": sd_version.id, "prompt": "a fox"},
-                          headers={"X-Forwarded-For": client_address}).status_code == 302
+        assert (
+            proxy.post(
+                "/run", {"version": sd_version.id, "prompt": "a fox"}, headers={"X-Forwarded-For": client_address}
+            ).status_code
+            == 302
+        )
 
 
 # --- client_ip -----------------------------------------------------------------------

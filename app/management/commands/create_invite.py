@@ -30,5 +30,6 @@ class Command(BaseCommand):
             invite = Invite.objects.create(note=note[:200], expires_at=expires_at, created_by=created_by)
             self.stdout.write(invite.signup_url)
         if settings.SIGNUP != "invite":
-            self.stderr.write(f"Note: LIGHTBOX_SIGNUP is {settings.SIGNUP!r}; sign-up asks for invites only when it "
-                              "is 'invite'.")
+            self.stderr.write(
+                f"Note: LIGHTBOX_SIGNUP is {settings.SIGNUP!r}; sign-up asks for invites only when it is 'invite'."
+            )

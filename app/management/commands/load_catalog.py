@@ -9,17 +9,22 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument(
-            "--wait", type=float, default=0, metavar="SECONDS",
+            "--wait",
+            type=float,
+            default=0,
+            metavar="SECONDS",
             help="First wait up to SECONDS for the local model servers `make run` starts "
-                 "(tiny-sd, tiny-sdxl and LIGHTBOX_LOCAL_MODELS) to answer, so that their versions "
-                 "are catalogued with their schemas and the first request runs.",
+            "(tiny-sd, tiny-sdxl and LIGHTBOX_LOCAL_MODELS) to answer, so that their versions "
+            "are catalogued with their schemas and the first request runs.",
         )
 
     def handle(self, *args, wait=0, **options):
         if wait:
             missing = catalog.wait_for_local(settings.SERVED_LOCAL_MODELS, timeout=wait)
             if missing:
-                self.stderr.write(f"Not answering after {wait:g} s: {', '.join(missing)}; cataloguing them as unavailable.")
+                self.stderr.write(
+                    f"Not answering after {wait:g} s: {', '.join(missing)}; cataloguing them as unavailable."
+                )
         for version in catalog.load_default():
             available = catalog.refresh_availability(version, max_age=0)
             state = "available" if available else f"unavailable: {version.unavailable_reason}"

@@ -17,8 +17,17 @@ class Command(BaseCommand):
         if name not in LOCAL_MODELS:
             raise CommandError(f"No local model {name!r}. Known: {', '.join(LOCAL_MODELS)}.")
         _, _, model, *family = LOCAL_MODELS[name]
-        command = [sys.executable, "-m", "inference.serve", "--model", model, "--port", str(local_port(name)),
-                   "--upload-url", storage.upload_url(local_url(name))]
+        command = [
+            sys.executable,
+            "-m",
+            "inference.serve",
+            "--model",
+            model,
+            "--port",
+            str(local_port(name)),
+            "--upload-url",
+            storage.upload_url(local_url(name)),
+        ]
         if family:
             command += ["--family", family[0]]
         os.execv(sys.executable, command)

@@ -59,7 +59,7 @@ def _detail(response):
 
 
 def split_location(location):
-    """"owner/name:version_id" -> (owner, name, version_id)."""
+    """ "owner/name:version_id" -> (owner, name, version_id)."""
     ref, _, version_id = location.partition(":")
     owner, _, name = ref.partition("/")
     if not (owner and name and version_id):
