@@ -121,9 +121,13 @@ def reconcile():
     """Make sure every prediction ends, whatever the broker or a backend lost."""
     now = timezone.now()
     deadline = now - timedelta(seconds=settings.DISPATCH_DEADLINE)
-    # Queued but never handed over (the message was lost with a worker).
+    # Not (or no longer) handed over: the message was lost with a worker, or
+    # the worker died between the server's answer and recording it (the row
+    # may say "processing" by then, from the server's start webhook), or a
+    # busy server's re-queue was lost. Handing it over again is idempotent.
     for prediction_id in (
-        Prediction.objects.filter(status=Prediction.Status.STARTING, dispatched_at__isnull=True)
+        Prediction.objects.active()
+        .filter(dispatched_at__isnull=True)
         .filter(Q(attempted_at__lt=deadline) | Q(attempted_at__isnull=True, created_at__lt=deadline))
         .values_list("pk", flat=True)[:500]
     ):
@@ -132,7 +136,8 @@ def reconcile():
     # Handed over but quiet: ask the backend again, or end it.
     for prediction in (
         Prediction.objects.active()
-        .filter(dispatched_at__isnull=False, heard_at__lt=deadline)
+        .filter(dispatched_at__isnull=False)
+        .filter(Q(heard_at__lt=deadline) | Q(heard_at__isnull=True))
         .select_related("version")[:500]
     ):
         _recheck(prediction, now)
@@ -144,7 +149,7 @@ def reconcile():
 
 def _recheck(prediction, now):
     version = prediction.version
-    if prediction.heard_at < now - timedelta(seconds=version.timeout):
+    if (prediction.heard_at or prediction.dispatched_at) < now - timedelta(seconds=version.timeout):
         # A hung model holds the server's only slot: free it.
         backends.for_version(version).cancel(prediction)
         predictions.fail(
@@ -169,7 +174,9 @@ def _recheck(prediction, now):
         still_running = backends.cog.resubmit(prediction)
     except Busy:
         # Busy with another prediction: ours is lost there. Queue it again.
-        Prediction.objects.filter(pk=prediction.pk, status__in=Prediction.ACTIVE).update(dispatched_at=None)
+        Prediction.objects.filter(pk=prediction.pk, status__in=Prediction.ACTIVE).update(
+            dispatched_at=None, attempted_at=now
+        )
         run_prediction.delay(prediction.id)
         return
     except BackendError as exc:
