@@ -334,3 +334,18 @@ class DeleteAccountForm(forms.Form):
         if not self.user.check_password(self.cleaned_data["password"]):
             raise forms.ValidationError("That is not your password.")
         return self.cleaned_data["password"]
+
+
+class DecisionForm(forms.Form):
+    """A moderator's decision on one reported item (app/views/moderation.py)."""
+
+    DECISIONS = [("approve", "Approve"), ("hide", "Hide"), ("nsfw", "Mark NSFW"), ("delete", "Delete images")]
+
+    decision = forms.ChoiceField(choices=DECISIONS, error_messages={"required": "Choose what to do with it."})
+    reason = forms.CharField(
+        label="Reason",
+        max_length=500,
+        error_messages={"required": "Give a reason: the owner reads it, and it goes into the audit trail."},
+        help_text="The owner reads it; it goes into the audit trail.",
+    )
+    tell_reporters = forms.BooleanField(label="Tell the reporters too", required=False)

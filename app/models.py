@@ -130,6 +130,17 @@ class ModeratedQuerySet(models.QuerySet):
     def public(self):
         return self.filter(visibility="public", hidden_at__isnull=True)
 
+    def with_open_reports(self):
+        """The review queue: items with open reports, each with how many
+        (`open_reports`), from how many accounts (`reporters`; anonymous
+        reports count in `open_reports` only) and the latest (`last_reported`)."""
+        open_ = models.Q(reports__state="open")
+        return self.annotate(
+            open_reports=models.Count("reports", filter=open_, distinct=True),
+            reporters=models.Count("reports__reporter", filter=open_, distinct=True),
+            last_reported=models.Max("reports__created_at", filter=open_),
+        ).filter(open_reports__gt=0)
+
     def visible_to(self, user):
         if not user.is_authenticated:
             return self.public()
@@ -792,6 +803,31 @@ class ContentPreference(models.Model):
 
     def __str__(self):
         return f"{self.user}: {'shows' if self.show_nsfw else 'blurs'} NSFW"
+
+
+class NoticeQuerySet(models.QuerySet):
+    def unread(self):
+        return self.filter(read_at__isnull=True)
+
+
+class Notice(models.Model):
+    """A message from the site to one user (a moderator's decision on their
+    item or on their report), shown on their pages until they dismiss it."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notices")
+    text = models.CharField(max_length=1000)
+    url = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    read_at = models.DateTimeField(null=True, blank=True)
+
+    objects = NoticeQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        indexes = [models.Index(fields=["user", "read_at"], name="notice_user_read")]
+
+    def __str__(self):
+        return self.text
 
 
 class PredictionReview(Prediction):

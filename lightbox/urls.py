@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path, re_path
 
-from app.views import accounts, api, comparisons, gallery, health, hooks, media, playground, predictions
+from app.views import accounts, api, comparisons, gallery, health, hooks, media, moderation, playground, predictions
 
 api_patterns = [
     path("predictions", api.predictions, name="predictions"),
@@ -33,6 +33,7 @@ account_patterns = [
     path("tokens/<int:token_id>/revoke", accounts.token_revoke, name="token-revoke"),
     path("delete", accounts.delete_account, name="delete-account"),
     path("content", accounts.content_preference, name="content-preference"),
+    path("notices/dismiss", accounts.notices_dismiss, name="notices-dismiss"),
     path("", include("django.contrib.auth.urls")),
 ]
 
@@ -54,6 +55,8 @@ page_patterns = [
     path("gallery", gallery.gallery, name="gallery"),
     path("models", gallery.models, name="models"),
     path("models/<str:owner>/<str:name>", gallery.model, name="model"),
+    path("moderation", moderation.queue, name="moderation"),
+    path("moderation/<str:kind>/<str:item_id>", moderation.decide, name="moderation-decide"),
     path("account/", include(account_patterns)),
 ]
 

@@ -15,7 +15,7 @@ from django.utils import timezone
 from app.core import throttle
 from app.core.roles import is_moderator
 from app.core.schema import InputError
-from app.models import Ban, BlockedTerm, Comparison, ModerationAction, Output, Prediction, Report
+from app.models import Ban, BlockedTerm, Comparison, ModerationAction, Notice, Output, Prediction, Report
 from app.services import storage
 
 BAN_HIDE_REASON = "The owner's account is suspended."
@@ -166,10 +166,11 @@ def record(kind, target, moderator, reason=""):
 
 
 def _resolve_reports(target, state, moderator):
-
-    return Report.objects.filter(**{_target_field(target): target}, state=Report.State.OPEN).update(
-        state=state, resolved_at=timezone.now(), resolved_by=moderator
-    )
+    """Close the item's open reports; the accounts that filed them."""
+    reports = Report.objects.filter(**{_target_field(target): target}, state=Report.State.OPEN)
+    reporters = set(reports.exclude(reporter=None).values_list("reporter", flat=True))
+    reports.update(state=state, resolved_at=timezone.now(), resolved_by=moderator)
+    return reporters
 
 
 def _require_moderator(moderator):
@@ -177,44 +178,109 @@ def _require_moderator(moderator):
         raise PermissionDenied("Only moderators can moderate.")
 
 
+def under_review(target):
+    """Is `target` waiting for a moderator (open reports), rather than decided?
+    The threshold hides an item with its reports still open; every decision
+    closes them."""
+    return Report.objects.filter(**{_target_field(target): target}, state=Report.State.OPEN).exists()
+
+
+def _sentence(prefix, reason):
+    """'Hidden by a moderator: spam.' from the prefix and a moderator's reason,
+    written once: the pages and notices show it as it is."""
+    reason = reason.strip().rstrip(".")
+    return f"{prefix}: {reason}." if reason else f"{prefix}."
+
+
+def _because(reason):
+    reason = reason.strip().rstrip(".")
+    return f" Their reason: {reason}." if reason else ""
+
+
+def described(target):
+    kind = _target_field(target)
+    prompt = str(target.input.get("prompt") or "").strip()
+    if len(prompt) > 60:
+        prompt = prompt[:59] + "…"
+    return f"{kind} “{prompt}”" if prompt else kind
+
+
+def _tell(target, owner_text, reporters, reporter_text):
+    """Notices of a decision: to the owner (unless they took it themselves)
+    and to `reporters`, the accounts whose reports it closed (may be empty)."""
+    url = target.get_absolute_url()
+    notices = [Notice(user_id=target.owner_id, text=owner_text, url=url)] if owner_text and target.owner_id else []
+    notices += [Notice(user_id=pk, text=reporter_text, url="") for pk in reporters if pk != target.owner_id]
+    Notice.objects.bulk_create(notices)
+
+
 @transaction.atomic
-def approve(target, moderator, reason=""):
+def approve(target, moderator, reason="", tell_reporters=False):
     """The item is fine: dismiss its open reports and show it again."""
     _require_moderator(moderator)
-    _resolve_reports(target, Report.State.DISMISSED, moderator)
-    if target.is_hidden and target.hidden_reason != BAN_HIDE_REASON:
+    reporters = _resolve_reports(target, Report.State.DISMISSED, moderator)
+    shown_again = target.is_hidden and target.hidden_reason != BAN_HIDE_REASON
+    if shown_again:
         target.unhide()
     record(ModerationAction.Kind.APPROVE, target, moderator, reason)
+    what = described(target)
+    _tell(
+        target,
+        f"Moderators reviewed your {what} and show it again.{_because(reason)}" if shown_again else "",
+        reporters if tell_reporters else (),
+        f"Moderators reviewed the {what} you reported and found it within the rules.",
+    )
 
 
 @transaction.atomic
-def hide(target, moderator, reason):
+def hide(target, moderator, reason, tell_reporters=False):
     """Gone from the gallery; its share links answer 410; its owner sees why."""
     _require_moderator(moderator)
-    target.hide(f"Hidden by a moderator: {reason}" if reason else "Hidden by a moderator.")
-    _resolve_reports(target, Report.State.ACTIONED, moderator)
+    target.hide(_sentence("Hidden by a moderator", reason))
+    reporters = _resolve_reports(target, Report.State.ACTIONED, moderator)
     record(ModerationAction.Kind.HIDE, target, moderator, reason)
+    what = described(target)
+    _tell(
+        target,
+        f"Moderators hid your {what}; only you still see it.{_because(reason)}",
+        reporters if tell_reporters else (),
+        f"Moderators reviewed the {what} you reported and hid it. Thank you.",
+    )
 
 
 @transaction.atomic
-def mark_nsfw(target, moderator, reason=""):
+def mark_nsfw(target, moderator, reason="", tell_reporters=False):
     """Rate every output nsfw: listings show blurred thumbnails from now on."""
     _require_moderator(moderator)
     for output in _outputs(target):
         storage.mark_nsfw(output)
-    _resolve_reports(target, Report.State.ACTIONED, moderator)
+    reporters = _resolve_reports(target, Report.State.ACTIONED, moderator)
     record(ModerationAction.Kind.MARK_NSFW, target, moderator, reason)
+    what = described(target)
+    _tell(
+        target,
+        f"Moderators marked the images of your {what} NSFW: others see them blurred.{_because(reason)}",
+        reporters if tell_reporters else (),
+        f"Moderators reviewed the {what} you reported and marked its images NSFW. Thank you.",
+    )
 
 
 @transaction.atomic
-def delete_outputs(target, moderator, reason):
+def delete_outputs(target, moderator, reason, tell_reporters=False):
     """Delete the image files for good (rated blocked) and hide the item."""
     _require_moderator(moderator)
     for output in _outputs(target):
         output.block()
-    target.hide(f"Its images were removed by a moderator: {reason}" if reason else "Its images were removed.")
-    _resolve_reports(target, Report.State.ACTIONED, moderator)
+    target.hide(_sentence("Its images were removed by a moderator", reason))
+    reporters = _resolve_reports(target, Report.State.ACTIONED, moderator)
     record(ModerationAction.Kind.DELETE_OUTPUTS, target, moderator, reason)
+    what = described(target)
+    _tell(
+        target,
+        f"Moderators removed the images of your {what} for good.{_because(reason)}",
+        reporters if tell_reporters else (),
+        f"Moderators reviewed the {what} you reported and removed its images. Thank you.",
+    )
 
 
 @transaction.atomic

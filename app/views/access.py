@@ -7,14 +7,21 @@ from django.template.response import TemplateResponse
 from django.utils.http import url_has_allowed_host_and_scheme
 
 from app.models import Access
+from app.services import moderation
 
 
 class Gone(Exception):
     """Moderators hid it: its share link answers 410 (app.services.moderation)."""
 
+    def __init__(self, item):
+        super().__init__(item)
+        self.item = item
 
-def gone_response(request):
-    return TemplateResponse(request, "410.html", status=410)
+
+def gone_response(request, gone):
+    """The 410 page: whether moderators are still reviewing the item or decided."""
+    context = {"under_review": moderation.under_review(gone.item), "kind": gone.item._meta.verbose_name}
+    return TemplateResponse(request, "410.html", context, status=410)
 
 
 def allowed_or_raise(item, user):
@@ -22,7 +29,7 @@ def allowed_or_raise(item, user):
     or Gone when moderators hid it (Moderated.access_for)."""
     access = item.access_for(user)
     if access == Access.HIDDEN:
-        raise Gone()
+        raise Gone(item)
     if access == Access.PRIVATE:
         raise Http404(f"No such {item._meta.verbose_name}")
     return item

@@ -12,6 +12,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Count
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
+from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
 
 from app.core import pagination, throttle
@@ -24,8 +25,9 @@ from app.forms import (
     VisibilityForm,
     invite_code,
 )
-from app.models import ApiToken, ContentPreference, Invite
+from app.models import ApiToken, ContentPreference, Invite, Notice
 from app.services import predictions
+from app.views.access import next_url
 from app.views.cards import TILE_FIELDS, with_tiles
 
 PAGE_SIZE = 24
@@ -134,6 +136,14 @@ def content_preference(request):
     ContentPreference.objects.update_or_create(user=request.user, defaults={"show_nsfw": show})
     messages.success(request, "NSFW images are shown." if show else "NSFW images are blurred.")
     return redirect("profile")
+
+
+@login_required
+@require_POST
+def notices_dismiss(request):
+    """Mark the user's notices (moderators' decisions) read: they leave the pages' top."""
+    Notice.objects.filter(user=request.user).unread().update(read_at=timezone.now())
+    return redirect(next_url(request, "profile"))
 
 
 @login_required

@@ -54,8 +54,8 @@ def _predictions(comparison, user):
 def comparison(request, comparison_id):
     try:
         comparison = _get_comparison_for_user(request, comparison_id)
-    except Gone:
-        return gone_response(request)
+    except Gone as gone:
+        return gone_response(request, gone)
     cards, predictions = _predictions(comparison, request.user)
     is_owner = request.user.is_authenticated and comparison.owner_id == request.user.pk
     context = {"comparison": comparison, "is_owner": is_owner}
@@ -88,8 +88,8 @@ def comparison_report(request, comparison_id):
     """Anyone who can see it may report it (app.views.reports)."""
     try:
         comparison = _get_comparison_for_user(request, comparison_id)
-    except Gone:
-        return gone_response(request)
+    except Gone as gone:
+        return gone_response(request, gone)
     return reports.report(request, comparison)
 
 
@@ -107,8 +107,8 @@ def comparison_rerun(request, comparison_id):
     """The same input on the same versions, with the same seed or a new one."""
     try:
         comparison = _get_comparison_for_user(request, comparison_id)
-    except Gone:
-        return gone_response(request)
+    except Gone as gone:
+        return gone_response(request, gone)
     if not can_run(request.user):
         return redirect("login")
     versions = [p.version for p in comparison.predictions.select_related("version__model").order_by("created_at")]

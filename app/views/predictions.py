@@ -80,8 +80,8 @@ def input_rows(prediction):
 def prediction(request, prediction_id):
     try:
         prediction = with_shown_outputs(_get_prediction_for_user(request, prediction_id), request.user)
-    except Gone:
-        return gone_response(request)
+    except Gone as gone:
+        return gone_response(request, gone)
     is_owner = request.user.is_authenticated and prediction.owner_id == request.user.pk
     context = {"prediction": prediction, "is_owner": is_owner}
     if request.htmx and request.GET.get("part") == "result":
@@ -115,8 +115,8 @@ def prediction_report(request, prediction_id):
     """Anyone who can see it may report it (app.views.reports)."""
     try:
         prediction = _get_prediction_for_user(request, prediction_id)
-    except Gone:
-        return gone_response(request)
+    except Gone as gone:
+        return gone_response(request, gone)
     return reports.report(request, prediction)
 
 

@@ -180,12 +180,59 @@ document.addEventListener("keydown", (event) => {
   }
 });
 
+// The moderation queue by keyboard: J/K move between items; A, H, N and D
+// decide on the item with the focus (D asks again on a page of its own).
+// A decision needs a reason: without one the browser says so at the reason
+// field, and Enter there then takes the decision that was asked for.
+const DECISION_KEYS = { a: "approve", h: "hide", n: "nsfw", d: "delete" };
+
+function reviewItems() { return [...document.querySelectorAll("[data-review]")]; }
+
+function decide(form, decision) {
+  const button = form.querySelector(`button[value="${decision}"]`);
+  form.dataset.pending = decision;
+  form.requestSubmit(button);
+}
+
+document.addEventListener("keydown", (event) => {
+  if (!document.querySelector("[data-reviews]") || event.ctrlKey || event.metaKey || event.altKey) return;
+  const target = event.target instanceof Element ? event.target : document.body;
+  const item = target.closest("[data-review]");
+  if (target.matches("[data-reason]")) {
+    const form = target.form;
+    if (event.key === "Enter") {
+      event.preventDefault();
+      if (form.dataset.pending) decide(form, form.dataset.pending);
+    } else if (event.key === "Escape") {
+      item.focus();
+    }
+    return;
+  }
+  if (target.closest("input, textarea, select, [contenteditable]")) return;
+  const items = reviewItems();
+  const key = event.key.toLowerCase();
+  if (key === "j" || key === "k") {
+    const index = items.indexOf(item);
+    const next = items[Math.max(0, Math.min(items.length - 1, index + (key === "j" ? 1 : -1)))];
+    if (next) { event.preventDefault(); next.focus(); next.scrollIntoView({ block: "nearest" }); }
+  } else if (DECISION_KEYS[key] && (item || items[0])) {
+    event.preventDefault();
+    decide((item || items[0]).querySelector("form[data-decision]"), DECISION_KEYS[key]);
+  }
+});
+
 function setUp(root) {
   setUpCopyButtons(root);
   setUpMaskPainter(root);
   setUpZoom(root);
 }
 
-document.addEventListener("DOMContentLoaded", () => setUp(document));
+document.addEventListener("DOMContentLoaded", () => {
+  setUp(document);
+  // The moderation queue starts on its first item (or the one a refused decision names).
+  const invalid = document.querySelector("[data-review] [aria-invalid=true]");
+  const first = document.querySelector("[data-review]");
+  if (invalid) invalid.focus(); else if (first) first.focus({ preventScroll: true });
+});
 // The playground's fields are swapped in by htmx when the chosen models change.
 document.addEventListener("htmx:afterSwap", (event) => setUp(event.detail.elt.parentNode || document));

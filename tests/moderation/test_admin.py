@@ -89,7 +89,7 @@ def test_hide_in_bulk_needs_a_reason_and_is_audited(make_prediction, alice, bob,
 
     _act(client, PREDICTIONS, "hide", items, reason="gore")
     assert Prediction.objects.hidden().count() == 2
-    assert all(p.hidden_reason == "Hidden by a moderator: gore" for p in Prediction.objects.all())
+    assert all(p.hidden_reason == "Hidden by a moderator: gore." for p in Prediction.objects.all())
     assert ModerationAction.objects.filter(kind="hide", moderator=moderator, reason="gore").count() == 2
     assert not Prediction.objects.public().exists()
 

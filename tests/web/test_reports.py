@@ -109,7 +109,11 @@ def test_distinct_signed_in_reporters_hide_it_and_its_owner_sees_why(client, ali
     assert client.get("/gallery").content.decode().count(f'href="{url}"') == 0
     client.force_login(alice)
     owner_page = client.get(url).content.decode()
-    assert "Hidden by moderators: Hidden while moderators review reports (sexual content, violence)" in owner_page
+    assert (
+        "Hidden while moderators review reports (sexual content, violence). Only you and moderators see it."
+        in owner_page
+    )
+    assert "Hidden by moderators: Hidden" not in owner_page
 
 
 def test_reports_hide_a_comparison_through_its_page(client, alice, bob, sd_version, settings):
