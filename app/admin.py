@@ -16,6 +16,7 @@ from django.contrib.admin.helpers import ActionForm
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin
 from django.db.models import Count, Exists, Max, OuterRef, Q
+from django.template.response import TemplateResponse
 from django.utils.html import format_html, format_html_join
 
 from app.core.roles import is_moderator
@@ -39,6 +40,7 @@ from app.models import (
 from app.services import moderation
 
 admin.site.site_header = "Lightbox administration"
+admin.site.index_title = "Site administration (moderators: the review queue is at /moderation)"
 OPEN = Q(reports__state=Report.State.OPEN)
 
 
@@ -112,8 +114,19 @@ def mark_nsfw(modeladmin, request, queryset):
     _act(modeladmin, request, queryset, moderation.mark_nsfw, "mark NSFW")
 
 
-@admin.action(description="Delete outputs (image files removed for good)", permissions=["moderate"])
+@admin.action(description="Delete outputs (image files removed for good; asks first)", permissions=["moderate"])
 def delete_outputs(modeladmin, request, queryset):
+    if _reason(request) and request.POST.get("confirmed") != "yes":
+        # Irreversible: a page that asks again, as Django's own "delete selected" does.
+        context = {
+            **modeladmin.admin_site.each_context(request),
+            "title": "Delete these images for good?",
+            "items": queryset,
+            "reason": _reason(request),
+            "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+            "opts": modeladmin.model._meta,
+        }
+        return TemplateResponse(request, "admin/app/confirm_delete_outputs.html", context)
     _act(modeladmin, request, queryset, moderation.delete_outputs, "delete outputs", needs_reason=True)
 
 
@@ -158,7 +171,7 @@ def _thumbnails(outputs):
             items.append((output.file.url, shown.url, output.get_rating_display()))
     if not items:
         return "—"
-    return format_html_join(" ", '<a href="{}" target="_blank"><img src="{}" alt="{}" height="64"></a>', items)
+    return format_html_join(" ", '<a href="{}" target="_blank"><img src="{}" alt="{}" height="128"></a>', items)
 
 
 class StateFilter(admin.SimpleListFilter):
@@ -249,7 +262,7 @@ class PredictionAdmin(ModeratorOnly, admin.ModelAdmin):
         "status",
         "source",
     ]
-    search_fields = ["id", "owner__username"]
+    search_fields = ["id", "owner__username", "input__prompt"]
     list_select_related = ["version__model", "owner"]
     actions = MODERATION_ACTIONS
     action_form = ReasonActionForm
@@ -304,9 +317,19 @@ class ReviewQueue:
     def get_ordering(self, request):
         return ["-open_reports", "-last_reported"]
 
+    def changelist_view(self, request, extra_context=None):
+        # Not Django's "Select reported prediction to change".
+        title = f"Review queue: reported {self.model._meta.verbose_name_plural.split(': ')[-1]}, most reported first"
+        return super().changelist_view(request, {"title": title, **(extra_context or {})})
+
     @admin.display(description="Open reports", ordering="open_reports")
     def open_reports(self, obj):
         return obj.open_reports
+
+    @admin.display(description="Reasons")
+    def reasons(self, obj):
+        reports = obj.reports.filter(state=Report.State.OPEN)
+        return "; ".join(f"{r.get_reason_display()}{': ' + r.text[:60] if r.text else ''}" for r in reports[:5])
 
     @admin.display(description="Last reported", ordering="last_reported")
     def last_reported(self, obj):
@@ -319,29 +342,14 @@ class PredictionReviewAdmin(ReviewQueue, PredictionAdmin):
 
     list_select_related = False
 
-    list_display = [
-        "id",
-        "thumbnails",
-        "prompt",
-        "open_reports",
-        "reasons",
-        "last_reported",
-        "owner",
-        "model",
-        "visibility",
-        "hidden",
-    ]
+    # Few columns, so that the images and reasons fit at 1280 px.
+    list_display = ["thumbnails", "prompt", "open_reports", "reasons", "owner", "model", "hidden"]
     list_filter = [
         ("version__model", admin.RelatedOnlyFieldListFilter),
         ("owner", admin.RelatedOnlyFieldListFilter),
         "visibility",
     ]
     date_hierarchy = None
-
-    @admin.display(description="Reasons")
-    def reasons(self, obj):
-        reports = obj.reports.filter(state=Report.State.OPEN)
-        return "; ".join(f"{r.get_reason_display()}{': ' + r.text[:60] if r.text else ''}" for r in reports[:5])
 
 
 @admin.register(Comparison)
@@ -353,7 +361,7 @@ class ComparisonAdmin(ModeratorOnly, admin.ModelAdmin):
         ("owner", admin.RelatedOnlyFieldListFilter),
         "visibility",
     ]
-    search_fields = ["id", "owner__username"]
+    search_fields = ["id", "owner__username", "input__prompt"]
     list_select_related = ["owner"]
     actions = MODERATION_ACTIONS
     action_form = ReasonActionForm
@@ -386,7 +394,7 @@ class ComparisonAdmin(ModeratorOnly, admin.ModelAdmin):
 
 @admin.register(ComparisonReview)
 class ComparisonReviewAdmin(ReviewQueue, ComparisonAdmin):
-    list_display = ["id", "thumbnails", "prompt", "open_reports", "last_reported", "owner", "visibility", "hidden"]
+    list_display = ["thumbnails", "prompt", "open_reports", "reasons", "owner", "hidden"]
 
 
 @admin.register(Report)

@@ -42,6 +42,7 @@ def test_the_queue_lists_reported_items_most_reported_and_newest_first(
     assert response.status_code == 200
     shown = [row.pk for row in response.context["cl"].result_list]
     assert shown == [twice.pk, once_later.pk, once.pk]
+    assert b"Review queue: reported predictions, most reported first" in response.content
     assert quiet.pk not in shown
     thumbnail = twice.outputs.get().thumbnail.url
     assert f'src="{thumbnail}"'.encode() in response.content
@@ -110,8 +111,16 @@ def test_delete_outputs_removes_the_files_for_good(make_prediction, alice, moder
 
     prediction = make_prediction(owner=alice)
     name = prediction.outputs.get().file.name
+    client = login(Client(), moderator)
 
-    _act(login(Client(), moderator), PREDICTIONS, "delete_outputs", [prediction], "illegal")
+    # It asks first: nothing is deleted until the moderator confirms.
+    asked = _act(client, PREDICTIONS, "delete_outputs", [prediction], "illegal")
+    assert b"Delete these images for good?" in asked.content
+    assert prediction.outputs.get().rating == "safe" and default_storage.exists(name)
+    client.post(
+        PREDICTIONS,
+        {"action": "delete_outputs", "_selected_action": [prediction.pk], "reason": "illegal", "confirmed": "yes"},
+    )
 
     output = prediction.outputs.get()
     assert output.rating == "blocked" and not output.file
@@ -204,3 +213,21 @@ def test_the_comparison_queue_and_hiding_a_comparison_with_its_predictions(make_
     assert all(p.is_hidden for p in Prediction.objects.all())
     assert Report.objects.get().state == "actioned"
     assert ModerationAction.objects.get().comparison == comparison
+
+
+def test_the_queues_search_prompts_and_show_comparisons_reasons(make_prediction, alice, bob, moderator):
+    from app.models import Comparison
+
+    fox = make_prediction(owner=alice)
+    Prediction.objects.filter(pk=fox.pk).update(input={"prompt": "a fox at dawn"})
+    moderation.file_report(fox, "spam", reporter=bob)
+    moderation.file_report(make_prediction(owner=alice), "spam", reporter=bob)
+    comparison = Comparison.objects.create(owner=alice, input={"prompt": "two cats"}, visibility="public")
+    moderation.file_report(comparison, "violence", "claws out", reporter=bob)
+    client = login(Client(), moderator)
+
+    found = client.get(QUEUE, {"q": "fox"})
+    comparisons = client.get(reverse("admin:app_comparisonreview_changelist"))
+
+    assert [row.pk for row in found.context["cl"].result_list] == [fox.pk]
+    assert b"Violence: claws out" in comparisons.content
