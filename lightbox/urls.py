@@ -41,6 +41,7 @@ page_patterns = [
     path("", playground.playground, name="playground"),
     path("run", playground.run, name="run"),
     path("c/<str:comparison_id>", comparisons.comparison, name="comparison"),
+    path("c/<str:comparison_id>/preview.jpg", comparisons.comparison_preview, name="comparison-preview"),
     path("c/<str:comparison_id>/cancel", comparisons.comparison_cancel, name="comparison-cancel"),
     path("c/<str:comparison_id>/rerun", comparisons.comparison_rerun, name="comparison-rerun"),
     path("c/<str:comparison_id>/add", comparisons.comparison_add_version, name="comparison-add"),

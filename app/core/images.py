@@ -110,3 +110,37 @@ def blurred_thumbnail(data, width=THUMBNAIL_WIDTH):
         buffer = io.BytesIO()
         blurred.save(buffer, "WEBP", quality=60)
         return buffer.getvalue()
+
+
+def side_by_side(pictures, size=(1200, 630), background=(17, 17, 21)):
+    """A link preview (og:image) of a comparison: each (image bytes, label)
+    in a column of its own, the image fitted whole into it, the label (a
+    model's name) under it. JPEG: a preview is a photo, and small."""
+    from PIL import ImageDraw, ImageFont
+
+    width, height = size
+    label_height = 56
+    gap = 8
+    count = max(1, len(pictures))
+    column = (width - gap * (count + 1)) // count
+    canvas = Image.new("RGB", size, background)
+    draw = ImageDraw.Draw(canvas)
+    font = ImageFont.load_default(size=26)
+    for index, (data, label) in enumerate(pictures):
+        left = gap + index * (column + gap)
+        with Image.open(io.BytesIO(data)) as image:
+            image = image.convert("RGB")
+            image.thumbnail((column, height - label_height - gap), Image.LANCZOS)
+            if image.width < column and image.height < height - label_height - gap:
+                scale = min(column / image.width, (height - label_height - gap) / image.height)
+                image = image.resize((round(image.width * scale), round(image.height * scale)), Image.LANCZOS)
+            canvas.paste(
+                image, (left + (column - image.width) // 2, gap + (height - label_height - gap - image.height) // 2)
+            )
+        text = label
+        while text and draw.textlength(text, font=font) > column:
+            text = text[:-2] + "…" if len(text) > 2 else ""
+        draw.text((left + column // 2, height - label_height // 2), text, font=font, fill=(236, 236, 241), anchor="mm")
+    buffer = io.BytesIO()
+    canvas.save(buffer, "JPEG", quality=85, optimize=True)
+    return buffer.getvalue()

@@ -1,13 +1,16 @@
 """The comparison page: one card per version, updated by HTMX polling."""
 
+import hashlib
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import Http404
+from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
+from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from app.core import schema
+from app.core import images, schema
 from app.forms import VisibilityForm
 from app.models import Access, Comparison, Output, Version, Visibility
 from app.services import comparisons, limits
@@ -15,6 +18,8 @@ from app.views import reports
 from app.views.access import Gone, allowed_or_raise, gone_response, next_url
 from app.views.cards import WithheldCard, attach_changes, card_response
 from app.views.running import can_run, start_comparison
+
+PREVIEW_COLUMNS = 4
 
 
 def _get_comparison_for_user(request, comparison_id, owner_only=False):
@@ -66,11 +71,8 @@ def comparison(request, comparison_id):
             raise Http404("No such card")
         return card_response(request, card, context=context)
     shown = {prediction.version_id for prediction in predictions}
-    # The first safe image previews the link in chat apps, which fetch it
-    # without a session: only from a prediction anyone may open.
-    safe = [o for p in predictions if p.is_open_to_everyone for o in p.outputs.all() if o.rating == Output.Rating.SAFE]
     context.update(
-        og_image=request.build_absolute_uri(safe[0].file.url) if safe else "",
+        og_image=_preview_url(request, comparison, predictions),
         predictions=cards,
         active=any(not card.is_terminal for card in cards),
         other_versions=[
@@ -81,6 +83,52 @@ def comparison(request, comparison_id):
         **reports.report_context(request.user, comparison),
     )
     return TemplateResponse(request, "comparison.html", context)
+
+
+def _preview_outputs(comparison, predictions):
+    """What the link preview shows: the first safe image of each prediction
+    anyone may open (chat apps fetch it without a session), four at most;
+    nothing for a comparison that is not open to everyone."""
+    if not comparison.is_open_to_everyone:
+        return []
+    firsts = []
+    for prediction in predictions:
+        if prediction.is_open_to_everyone:
+            safe = [o for o in prediction.outputs.all() if o.rating == Output.Rating.SAFE and o.file]
+            firsts += safe[:1]
+    return firsts[:PREVIEW_COLUMNS]
+
+
+def _preview_url(request, comparison, predictions):
+    outputs = _preview_outputs(comparison, predictions)
+    if not outputs:
+        return ""
+    # Named by what it shows, so a chat app's cached copy is not reused once
+    # moderators hide one of them.
+    shows = hashlib.sha256(",".join(str(o.pk) for o in outputs).encode()).hexdigest()[:12]
+    return request.build_absolute_uri(f"{reverse('comparison-preview', args=[comparison.pk])}?shows={shows}")
+
+
+@require_GET
+def comparison_preview(request, comparison_id):
+    """The link preview (og:image): the models' images side by side, named."""
+    comparison = get_object_or_404(Comparison, pk=comparison_id)
+    predictions = (
+        comparison.predictions.select_related("version__model")
+        .defer("version__openapi_schema", "logs")
+        .prefetch_related("outputs")
+        .order_by("created_at")
+    )
+    outputs = _preview_outputs(comparison, predictions)
+    if not outputs:
+        raise Http404("No preview")
+    pictures = []
+    for output in outputs:
+        with output.file.open("rb") as handle:
+            pictures.append((handle.read(), output.prediction.version.model.name))
+    response = HttpResponse(images.side_by_side(pictures), content_type="image/jpeg")
+    response["Cache-Control"] = "public, max-age=300"
+    return response
 
 
 @require_http_methods(["GET", "POST"])

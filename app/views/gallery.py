@@ -1,37 +1,54 @@
-"""The gallery of public predictions, and the model pages."""
+"""The gallery of public predictions and comparisons, and the model pages."""
 
 from urllib.parse import urlencode
 
-from django.db.models import Count, Q
+from django.db.models import Count, Exists, OuterRef, Q
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
+from django.urls import reverse
 from django.views.decorators.http import require_GET
 from django.views.decorators.vary import vary_on_headers
 
 from app.core import pagination
-from app.models import Model, Prediction, Version
+from app.models import Comparison, Model, Prediction, Version
 from app.views.cards import TILE_FIELDS, with_tiles
 
 PAGE_SIZE = 24
+STRIPS_PAGE_SIZE = 12
+# What a gallery shows: single images, or comparisons as side-by-side strips.
+SHOW_CHOICES = [("images", "Single images"), ("comparisons", "Comparisons")]
+# Only for one's own items ("Only mine"): the public gallery shows finished images.
 STATUS_CHOICES = [
-    ("succeeded", "Succeeded"),
+    ("succeeded", "Finished"),
     ("any", "Any status"),
-    ("processing", "Running"),
+    ("processing", "Still running"),
     ("failed", "Failed"),
     ("canceled", "Canceled"),
 ]
 
 
 def _filters(request):
-    """The gallery's filters from the query string, cleaned."""
+    """The gallery's filters from the query string, cleaned. Visitors' lists
+    show finished images only; the status filter is for one's own."""
+    mine = request.GET.get("mine") == "1" and request.user.is_authenticated
     status = request.GET.get("status", "succeeded")
+    show = request.GET.get("show", "images")
     return {
+        "show": show if show in dict(SHOW_CHOICES) else "images",
         "q": request.GET.get("q", "").strip()[:200],
         "model": request.GET.get("model", ""),
-        "version": request.GET.get("version", ""),
-        "status": status if status in dict(STATUS_CHOICES) else "succeeded",
-        "mine": request.GET.get("mine") == "1" and request.user.is_authenticated,
+        # Not offered as a filter (hashes mean nothing to visitors); model pages link with it.
+        "version": request.GET.get("version", "")[:64],
+        "status": status if mine and status in dict(STATUS_CHOICES) else "succeeded",
+        "mine": mine,
     }
+
+
+def _model_filter(filters, prefix=""):
+    if filters["model"].count("/") != 1:
+        return Q()
+    owner, name = filters["model"].split("/")
+    return Q(**{f"{prefix}version__model__owner": owner, f"{prefix}version__model__name": name})
 
 
 def _filtered(request, filters):
@@ -41,14 +58,48 @@ def _filtered(request, filters):
         queryset = queryset.active()
     elif filters["status"] != "any":
         queryset = queryset.filter(status=filters["status"])
-    if filters["model"].count("/") == 1:
-        owner, name = filters["model"].split("/")
-        queryset = queryset.filter(version__model__owner=owner, version__model__name=name)
+    queryset = queryset.filter(_model_filter(filters))
     if filters["version"]:
         queryset = queryset.filter(version_id=filters["version"])
     if filters["q"]:
         queryset = queryset.search(filters["q"])
     return queryset
+
+
+def _filtered_comparisons(request, filters):
+    queryset = Comparison.objects.only("id", "owner_id", "input", "seed", "visibility", "hidden_at", "created_at")
+    queryset = queryset.filter(owner=request.user) if filters["mine"] else queryset.public()
+    runs = Prediction.objects.filter(comparison=OuterRef("pk"))
+    if not filters["mine"]:
+        runs = runs.public()
+    if filters["model"] or filters["version"]:
+        runs = runs.filter(_model_filter(filters))
+        if filters["version"]:
+            runs = runs.filter(version_id=filters["version"])
+        queryset = queryset.filter(Exists(runs))
+    if filters["status"] == "processing":
+        queryset = queryset.filter(Exists(runs.filter(status__in=Prediction.ACTIVE)))
+    elif filters["status"] != "any":
+        queryset = queryset.filter(Exists(runs.filter(status=filters["status"])))
+    if filters["q"]:
+        queryset = queryset.filter(input__prompt__icontains=filters["q"])
+    return queryset
+
+
+def with_strips(comparisons, user, versions):
+    """Give each comparison of a page its predictions as tiles (`strip`), in
+    creation order: those `user` may open by their own link, so a prediction
+    moderators hid or its owner made private is not in the strip."""
+    predictions = list(
+        Prediction.objects.filter(comparison__in=[c.pk for c in comparisons])
+        .accessible_to(user)
+        .only(*TILE_FIELDS, "comparison_id", "hidden_at")
+        .order_by("created_at")
+    )
+    with_tiles(predictions, user, versions)
+    for comparison in comparisons:
+        comparison.strip = [p for p in predictions if p.comparison_id == comparison.pk]
+    return comparisons
 
 
 def _page_url(filters, cursor):
@@ -57,6 +108,8 @@ def _page_url(filters, cursor):
         params["mine"] = "1"
     if params.get("status") == "succeeded":
         params.pop("status")
+    if params.get("show") == "images":
+        params.pop("show")
     if cursor:
         params["cursor"] = cursor
     return "?" + urlencode(params) if params else "?"
@@ -66,13 +119,17 @@ def _page_url(filters, cursor):
 @vary_on_headers("HX-Request")
 def gallery(request):
     filters = _filters(request)
-    page = pagination.paginate(_filtered(request, filters), request.GET.get("cursor"), PAGE_SIZE)
     versions = list(
         Version.objects.select_related("model")
         .defer("openapi_schema")
         .order_by("model__owner", "model__name", "-created_at")
     )
-    with_tiles(page.items, request.user, versions)
+    if filters["show"] == "comparisons":
+        page = pagination.paginate(_filtered_comparisons(request, filters), request.GET.get("cursor"), STRIPS_PAGE_SIZE)
+        with_strips(page.items, request.user, versions)
+    else:
+        page = pagination.paginate(_filtered(request, filters), request.GET.get("cursor"), PAGE_SIZE)
+        with_tiles(page.items, request.user, versions)
     context = {
         "page": page,
         "filters": filters,
@@ -83,13 +140,23 @@ def gallery(request):
     # Going back to a pushed URL asks for the whole page again (history restore).
     partial = request.htmx and not request.htmx.history_restore_request
     if partial and request.GET.get("cursor") and request.htmx.target != "results":
+        # Infinite scroll: the tiles go under those shown, which start at the
+        # newest, so the pager below them offers older ones only.
+        context["previous_url"] = ""
         return TemplateResponse(request, "gallery.html#more", {**context, "oob_pager": True})
     if partial and request.htmx.target == "results":
-        return TemplateResponse(request, "gallery.html#results", context)
+        response = TemplateResponse(request, "gallery.html#results", context)
+        # The address says what the filters say (not what the last keystroke
+        # sent): reload and share show the same results.
+        first = context["first_url"]
+        response["HX-Push-Url"] = reverse("gallery") + ("" if first == "?" else first)
+        return response
     context.update(
         versions=versions,
         models=list(dict.fromkeys(version.model for version in versions)),
         status_choices=STATUS_CHOICES,
+        show_choices=SHOW_CHOICES,
+        version_filtered=next((v for v in versions if v.id == filters["version"]), None),
     )
     return TemplateResponse(request, "gallery.html", context)
 

@@ -141,11 +141,36 @@ def test_the_page_runs_a_constant_number_of_queries(
     assert response.content.decode().count("<article") == count
 
 
-def test_a_shared_link_previews_its_first_image(client, alice, sd_version):
+def test_a_shared_link_previews_the_models_side_by_side(client, alice, sd_version):
+    import io
+    import re
+
+    from PIL import Image
+
     comparison = Comparison.objects.create(owner=alice, input={"prompt": "a harbour"}, seed=1)
-    prediction = make_prediction(sd_version, owner=alice, comparison=comparison)
+    make_prediction(sd_version, owner=alice, comparison=comparison)
+    make_prediction(sd_version, owner=alice, comparison=comparison)
 
     html = client.get(f"/c/{comparison.id}").content.decode()
 
-    assert f'<meta property="og:image" content="http://testserver{prediction.outputs.get().file.url}">' in html
     assert '<meta property="og:title" content="a harbour">' in html
+    url = re.search(r'<meta property="og:image" content="http://testserver(/c/[^"]+)"', html).group(1)
+    response = client.get(url)
+    assert response["Content-Type"] == "image/jpeg"
+    image = Image.open(io.BytesIO(response.content))
+    assert image.size == (1200, 630)
+
+    # Two pictures (red), each in its half; between them, the background (JPEG: nearly).
+    def red(x, y):
+        return image.getpixel((x, y))[0] > 150
+
+    assert red(300, 200) and red(900, 200) and not red(600, 200) and not red(3, 3)
+
+
+def test_no_preview_of_a_private_comparison(client, alice, sd_version):
+    comparison = Comparison.objects.create(owner=alice, input={"prompt": "mine"}, seed=1, visibility="private")
+    make_prediction(sd_version, owner=alice, comparison=comparison, visibility="private")
+
+    client.force_login(alice)
+    assert "og:image" not in client.get(f"/c/{comparison.id}").content.decode()
+    assert client.get(f"/c/{comparison.id}/preview.jpg").status_code == 404

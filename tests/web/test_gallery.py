@@ -48,7 +48,7 @@ def test_search_on_postgresql_is_full_text(client, alice, sd_version):
     assert prompts(client.get("/gallery", {"q": "fox -snow"})) == []
 
 
-def test_filters_by_model_version_and_status(client, alice, sd_version):
+def test_filters_by_model_version_and_own_status(client, alice, sd_version):
     turbo = make_version("local", "sd-turbo", turbo_schema())
     make_prediction(sd_version, owner=alice, prompt="sd fox")
     make_prediction(turbo, owner=alice, prompt="turbo fox")
@@ -56,8 +56,11 @@ def test_filters_by_model_version_and_status(client, alice, sd_version):
 
     assert prompts(client.get("/gallery", {"model": "local/sd-turbo"})) == ["turbo fox"]
     assert prompts(client.get("/gallery", {"version": sd_version.id})) == ["sd fox"]
-    assert prompts(client.get("/gallery", {"status": "canceled"})) == ["canceled fox"]
-    assert len(prompts(client.get("/gallery", {"status": "any"}))) == 3
+    # Visitors get finished images, whatever the address asks.
+    assert prompts(client.get("/gallery", {"status": "canceled"})) == ["turbo fox", "sd fox"]
+    client.force_login(alice)
+    assert prompts(client.get("/gallery", {"mine": "1", "status": "canceled"})) == ["canceled fox"]
+    assert len(prompts(client.get("/gallery", {"mine": "1", "status": "any"}))) == 3
 
 
 def test_mine_shows_all_of_mine_and_none_of_theirs(client_alice, alice, bob, sd_version):
@@ -187,3 +190,65 @@ def test_hidden_predictions_leave_the_gallery_and_their_links_answer_gone(client
     client.force_login(alice)
     page = client.get(f"/p/{prediction.id}")
     assert page.status_code == 200 and "Reported as spam" in page.content.decode()
+
+
+def test_public_filters_offer_models_but_no_version_hashes_or_run_states(client, alice, sd_version):
+    make_prediction(sd_version, owner=alice, prompt="fox")
+
+    html = client.get("/gallery").content.decode()
+
+    assert 'name="version"' not in html and sd_version.id[:8] not in html
+    assert 'name="status"' not in html and "Failed" not in html
+    assert '<option value="local/tiny-sd"' in html
+    client.force_login(alice)
+    mine = client.get("/gallery", {"mine": "1"}).content.decode()
+    assert '<option value="failed"' in mine and "Still running" in mine
+
+
+def test_the_address_follows_the_filters(client, alice, sd_version):
+    make_prediction(sd_version, owner=alice, prompt="dragon")
+
+    typed = client.get("/gallery", {"q": "dragon", "model": ""}, headers={"HX-Request": "true", "HX-Target": "results"})
+    picked = client.get(
+        "/gallery", {"q": "dragon", "model": "local/tiny-sd"}, headers={"HX-Request": "true", "HX-Target": "results"}
+    )
+    cleared = client.get("/gallery", {"q": ""}, headers={"HX-Request": "true", "HX-Target": "results"})
+
+    assert typed["HX-Push-Url"] == "/gallery?q=dragon"
+    assert picked["HX-Push-Url"] == "/gallery?q=dragon&model=local%2Ftiny-sd"
+    assert cleared["HX-Push-Url"] == "/gallery"
+
+
+def test_infinite_scroll_offers_no_stale_newer_link(client, alice, sd_version):
+    for index in range(30):
+        make_prediction(sd_version, owner=alice, prompt=f"fox {index:02}", outputs=0)
+    next_url = client.get("/gallery").context["next_url"]
+
+    html = client.get("/gallery" + next_url, headers={"HX-Request": "true"}).content.decode()
+
+    pager = html.split('id="pager"')[1]
+    assert "Newer" not in pager and "Newest" not in pager and "Older" not in pager
+
+
+def test_comparisons_show_as_strips_without_what_visitors_may_not_see(client, alice, sd_version):
+    from app.models import Comparison
+
+    turbo = make_version("local", "sd-turbo", turbo_schema())
+    shared = Comparison.objects.create(owner=alice, input={"prompt": "two foxes"}, seed=7, visibility="public")
+    shown = make_prediction(sd_version, owner=alice, comparison=shared)
+    hidden = make_prediction(turbo, owner=alice, comparison=shared)
+    hidden.hide("Hidden by a moderator: gore.")
+    Comparison.objects.create(owner=alice, input={"prompt": "unlisted foxes"}, visibility="unlisted")
+    make_prediction(sd_version, owner=alice, prompt="a single fox")
+
+    response = client.get("/gallery", {"show": "comparisons"})
+
+    html = response.content.decode()
+    assert [c.input["prompt"] for c in response.context["page"].items] == ["two foxes"]
+    assert f'href="/c/{shared.id}"' in html and "a single fox" not in html
+    assert shown.outputs.get().thumbnail.url in html
+    assert hidden.outputs.get().thumbnail.url not in html and "sd-turbo" not in html.split('id="results"')[1]
+    assert prompts(client.get("/gallery", {"show": "comparisons", "model": "local/tiny-sd"})) == ["two foxes"]
+    # Its sd-turbo image is hidden: filtering by that model does not find it.
+    assert prompts(client.get("/gallery", {"show": "comparisons", "model": "local/sd-turbo"})) == []
+    assert prompts(client.get("/gallery", {"show": "comparisons", "q": "nothing"})) == []
