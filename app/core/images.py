@@ -1,8 +1,10 @@
-"""Pillow work on images: thumbnails, and generation parameters in PNG files."""
+"""Pillow work on images: thumbnails, generation parameters in PNG files, link previews, download names."""
 
 import io
 import json
+import re
 import struct
+import unicodedata
 import zlib
 
 from PIL import Image
@@ -30,6 +32,28 @@ def a1111_parameters(prediction_input, version_ref):
     settings.append(f"Model: {version_ref}")
     lines.append(", ".join(settings))
     return "\n".join(lines)
+
+
+def download_name(model_name, prompt, seed, index, extension, kind=""):
+    """A file name that says what the image is: the model, the prompt's first
+    words and the seed, e.g. "tiny-sd_a-red-fox-in-fresh-snow_seed-42.png";
+    the second image of a prediction ends "-2". Only ASCII letters, digits and
+    dashes, so every browser and file system keeps it as it is."""
+
+    def slug(text, limit):
+        words = re.sub(r"[^a-z0-9]+", " ", unicodedata.normalize("NFKD", str(text)).lower()).split()
+        kept = []
+        for word in words:
+            if len("-".join([*kept, word])) > limit:
+                break
+            kept.append(word)
+        return "-".join(kept)
+
+    parts = [slug(model_name, 40) or "lightbox", slug(prompt, 48) or "image"]
+    if seed is not None and seed != "":
+        parts.append(f"seed-{slug(seed, 24)}")
+    name = "_".join(parts) + (f"-{index + 1}" if index else "") + (f"-{kind}" if kind else "")
+    return f"{name}.{extension}"
 
 
 def _chunk(kind, data):

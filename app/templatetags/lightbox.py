@@ -2,6 +2,9 @@
 
 from django import template
 
+from app.core import images
+from app.services import storage
+
 register = template.Library()
 
 
@@ -12,3 +15,16 @@ def seconds(value, digits=1):
     if value is None or value == "":
         return "—"
     return f"{float(value):.{int(digits)}f} s"
+
+
+@register.simple_tag
+def download_name(prediction, output):
+    """The name a page's download link saves an output as: the same as its
+    file's Content-Disposition (app/views/media.py)."""
+    return images.download_name(
+        prediction.version.model.name,
+        prediction.input.get("prompt", ""),
+        prediction.input.get("seed"),
+        output.index,
+        storage.EXTENSIONS.get(output.content_type, "bin"),
+    )

@@ -15,6 +15,7 @@ from django.core.files.storage import default_storage
 from django.http import Http404, HttpResponse
 from django.views.decorators.http import require_GET
 
+from app.core import images
 from app.models import Access, Output
 from app.services import storage
 from app.views.files import file_response
@@ -58,13 +59,27 @@ def _serve(request, path, holder=None):
         handle = default_storage.open(path, "rb")
     except (FileNotFoundError, OSError):
         raise Http404
-    response = file_response(handle, output.content_type if kind == "file" else "image/webp")
+    content_type = output.content_type if kind == "file" else "image/webp"
+    response = file_response(handle, content_type, _download_name(output, kind, content_type))
     if signed or not _open_to_everyone(output, kind):
         response["Cache-Control"] = "private, max-age=600"
         response["Vary"] = "Cookie"
     else:
         response["Cache-Control"] = "private, max-age=31536000, immutable"
     return response
+
+
+def _download_name(output, kind, content_type):
+    """What the file is saved as, from a page's link or the API's URL alike."""
+    prediction = output.prediction
+    return images.download_name(
+        prediction.version.model.name,
+        prediction.input.get("prompt", ""),
+        prediction.input.get("seed"),
+        output.index,
+        storage.EXTENSIONS.get(content_type, "bin"),
+        kind="" if kind == "file" else kind,
+    )
 
 
 def _output_for(path, with_owner=False):
@@ -74,8 +89,10 @@ def _output_for(path, with_owner=False):
     parts = path.split("/")
     if len(parts) != 4:
         return None, None
-    related = "prediction__owner" if with_owner else "prediction"
-    for output in Output.objects.select_related(related).filter(prediction_id=parts[2]):
+    # The model comes along for the download name (one query all the same).
+    related = ["prediction__version__model", *(["prediction__owner"] if with_owner else [])]
+    outputs = Output.objects.select_related(*related).defer("prediction__logs", "prediction__version__openapi_schema")
+    for output in outputs.filter(prediction_id=parts[2]):
         for kind, field in (
             ("file", output.file),
             ("thumbnail", output.thumbnail),

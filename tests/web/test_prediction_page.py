@@ -17,7 +17,7 @@ def test_it_shows_the_image_input_snippets_and_share_tags(client, alice, sd_vers
     html = client.get(f"/p/{prediction.id}").content.decode()
 
     assert f'src="{output.file.url}"' in html
-    assert f'download="lightbox-{prediction.id}-0.png"' in html
+    assert 'download="tiny-sd_a-red-fox-in-the-snow_seed-42.png"' in html
     assert '<th scope="row">seed</th><td>42</td>' in html
     assert "/v1/predictions" in html and "Prefer: wait" in html
     assert f"client.run(\n    &#x27;{sd_version.ref}&#x27;" in html
@@ -105,3 +105,22 @@ def test_view_on_site_in_the_admin_opens_the_page_of_a_prediction_and_of_a_compa
         content_type = ContentType.objects.get_for_model(item)
         response = client.get(f"/admin/r/{content_type.pk}/{item.pk}/")
         assert response.status_code == 302 and response["Location"].endswith(page)
+
+
+def test_downloads_are_named_by_model_prompt_and_seed_from_the_page_and_the_api(client, alice, alice_token, sd_version):
+    import re
+
+    prediction = make_prediction(sd_version, owner=alice, prompt="A red fox, in fresh snow! (golden hour)", outputs=2)
+    expected = [
+        "tiny-sd_a-red-fox-in-fresh-snow-golden-hour_seed-42.png",
+        "tiny-sd_a-red-fox-in-fresh-snow-golden-hour_seed-42-2.png",
+    ]
+
+    page = client.get(f"/p/{prediction.id}").content.decode()
+    served = [client.get(output.file.url)["Content-Disposition"] for output in prediction.outputs.all()]
+    api = client.get(f"/v1/predictions/{prediction.id}", headers={"Authorization": f"Bearer {alice_token}"}).json()
+    from_api = [client.get(url.replace("http://testserver", ""))["Content-Disposition"] for url in api["output"]]
+
+    assert set(re.findall(r'download="([^"]+)"', page)) == set(expected)
+    assert served == [f'inline; filename="{name}"' for name in expected]
+    assert from_api == served
