@@ -285,6 +285,19 @@ class PredictionQuerySet(ModeratedQuerySet):
     def for_model(self, model):
         return self.filter(version__model=model)
 
+    def ahead_of(self, prediction):
+        """Active predictions sent to the same model server before `prediction`:
+        a Cog server runs one at a time, so these go first."""
+        return self.active().filter(version__location=prediction.version.location, created_at__lt=prediction.created_at)
+
+    def recent_predict_times(self, version_id, steps=None, count=20):
+        """The predict times of the version's last `count` succeeded runs
+        (with `steps` steps, when given): what the next one will likely take."""
+        runs = self.filter(version_id=version_id, status="succeeded", predict_time__isnull=False)
+        if steps is not None:
+            runs = runs.filter(input__num_inference_steps=steps)
+        return list(runs.order_by("-created_at").values_list("predict_time", flat=True)[:count])
+
     def search(self, text):
         """Predictions whose prompt matches `text`: PostgreSQL full-text search
         (on the stored, indexed prompt_search column of migration 0004, which

@@ -1,5 +1,5 @@
-"""What a model's logs tell besides the text: progress, and the safety
-checker's verdicts.
+"""What a model's logs tell besides the text: progress, the safety
+checker's verdicts, and which lines are libraries talking to developers.
 
 Progress is diffusers' "step k/N". The local checker's verdicts: a Cog
 prediction's output is a plain list of URLs, with no room for flags, so a
@@ -16,6 +16,22 @@ rated nsfw, with a blurred thumbnail.
 import re
 
 from app.core import payloads
+
+# Python's warnings ("/site-packages/diffusers/x.py:140: FutureWarning: ..."),
+# followed by the source line they quote, indented.
+PYTHON_WARNING_RE = re.compile(r"^\S+\.py:\d+: \w*Warning: ")
+# What diffusers, transformers and friends log to stderr for developers:
+# deprecations, ignored config keys, the safety checker turned off by design.
+LIBRARY_LINE_RE = re.compile(
+    r"^(?:WARNING|Warning)\b[:\s]"
+    r"|^\w*Warning: "
+    r"|^You have disabled the safety checker for "
+    r"|^The config attributes \{.*\} were passed to .* but are not expected"
+    r"|^Keyword arguments \{.*\} are not expected by "
+    r"|^.* is deprecated and will be removed in version "
+    r"|^An error occurred while trying to fetch "
+    r"|^Defaulting to unsafe serialization"
+)
 
 STEP_RE = re.compile(r"step (\d+)/(\d+)")
 NSFW_LINE_RE = re.compile(r"^nsfw_content_detected:\s*(\[.*\])\s*$", re.M)
@@ -41,3 +57,22 @@ def nsfw_flags(logs):
     except ValueError:
         return []
     return [bool(flag) for flag in flags] if isinstance(flags, list) else []
+
+
+def without_library_warnings(logs):
+    """(what a user's logs show, the library warnings taken out of them).
+    Users see what the model says about their run (seed, steps, sizes);
+    warnings libraries print for developers (deprecations and the like)
+    belong in the server's log, not on a card."""
+    kept, removed = [], []
+    quoting = False
+    for line in (logs or "").splitlines(keepends=True):
+        if quoting and line[:1] in (" ", "\t"):
+            removed.append(line)  # the source line a Python warning quotes
+            continue
+        quoting = bool(PYTHON_WARNING_RE.match(line))
+        if quoting or LIBRARY_LINE_RE.match(line):
+            removed.append(line)
+        else:
+            kept.append(line)
+    return "".join(kept), "".join(removed)

@@ -8,6 +8,7 @@ before the status turns terminal, the cost is settled and the webhook queued
 after the terminal commit.
 """
 
+import logging
 from datetime import timedelta
 
 from django.conf import settings
@@ -15,8 +16,11 @@ from django.db import transaction
 from django.utils import timezone
 
 from app.core import jobs, netguard, payloads, schema, uploads
+from app.core.logs import without_library_warnings
 from app.models import Prediction
 from app.services import backends, catalog, limits, moderation, storage
+
+logger = logging.getLogger(__name__)
 
 WEBHOOK_THROTTLE = timedelta(milliseconds=500)
 
@@ -78,9 +82,12 @@ def apply_update(prediction, update):
         return False
     Status = Prediction.Status
     changes = {"heard_at": timezone.now()}
-    logs = _printable(update.logs)
+    logs, warnings = without_library_warnings(_printable(update.logs)) if update.logs else (None, "")
     if logs is not None and len(logs) >= len(prediction.logs):
         changes["logs"] = logs
+    if warnings and update.status in Prediction.TERMINAL:
+        # Once, with the whole run's logs: webhooks repeat everything so far.
+        logger.warning("Library warnings of prediction %s (kept out of its logs):\n%s", prediction.id, warnings)
     if update.status == Status.PROCESSING or update.status in Prediction.TERMINAL:
         if not prediction.started_at:
             changes["started_at"] = timezone.now()

@@ -2,12 +2,14 @@
 card (and the withheld card of one the viewer may not open), and the tiles of
 galleries and accounts."""
 
+import statistics
 from dataclasses import dataclass
 
 from django.template.response import TemplateResponse
+from django.utils import timezone
 from django_htmx.http import HttpResponseStopPolling
 
-from app.models import Access, Output, Version
+from app.models import Access, Output, Prediction, Version
 
 
 def attach_changes(prediction, comparison):
@@ -15,6 +17,52 @@ def attach_changes(prediction, comparison):
     changes = comparison.changes.get(prediction.version_id, []) if comparison else []
     prediction.adjusted = [change for change in changes if change["kind"] != "default"]
     prediction.defaulted = [change for change in changes if change["kind"] == "default"]
+    return prediction
+
+
+def attach_live_state(prediction, now=None):
+    """What the card of a prediction that has not ended says, besides its
+    logs: `queue_ahead` (predictions the same model server takes first),
+    `elapsed` (seconds since it was asked for), `usual` (the median predict
+    time of the version's recent runs, with the same steps when there are
+    some), `phase` (in words) and `shown_percent` (None: a bar that says
+    "working" without a figure). The figure is the steps done, or the time
+    run against the usual time when the model reports no steps yet; it stops
+    short of 100 until the images are stored."""
+    if prediction.is_terminal:
+        prediction.shown_percent = 100 if prediction.status == Prediction.Status.SUCCEEDED else prediction.percent
+        return prediction
+    now = now or timezone.now()
+    prediction.elapsed = (now - prediction.created_at).total_seconds()
+    steps = prediction.input.get("num_inference_steps")
+    times = Prediction.objects.recent_predict_times(prediction.version_id, steps) if steps else []
+    times = times or Prediction.objects.recent_predict_times(prediction.version_id)
+    prediction.usual = statistics.median(times) if times else None
+    prediction.queue_ahead = 0
+    prediction.shown_percent = None
+    if prediction.status == Prediction.Status.STARTING:
+        if prediction.version.backend == Version.Backend.COG:
+            prediction.queue_ahead = Prediction.objects.ahead_of(prediction).count()
+        if prediction.queue_ahead:
+            ahead = prediction.queue_ahead
+            prediction.phase = f"In the queue: {ahead} prediction{'s' if ahead != 1 else ''} ahead of it"
+        else:
+            prediction.phase = "Waiting for the model to start"
+        return prediction
+    running = (now - (prediction.started_at or prediction.created_at)).total_seconds()
+    by_time = min(95, int(100 * running / prediction.usual)) if prediction.usual else None
+    progress = prediction.progress
+    if progress and progress[0] >= progress[1]:
+        prediction.phase = f"All {progress[1]} steps done; saving the images"
+        prediction.shown_percent = 99
+    elif progress:
+        prediction.phase = f"Step {progress[0]} of {progress[1]}"
+        prediction.shown_percent = max(
+            prediction.percent, min(by_time or 0, int(100 * (progress[0] + 1) / progress[1]))
+        )
+    else:
+        prediction.phase = "Running: the model is getting ready"
+        prediction.shown_percent = by_time
     return prediction
 
 

@@ -16,7 +16,7 @@ from app.models import Access, Comparison, Output, Version, Visibility
 from app.services import comparisons, limits
 from app.views import reports
 from app.views.access import Gone, allowed_or_raise, gone_response, next_url
-from app.views.cards import WithheldCard, attach_changes, card_response
+from app.views.cards import WithheldCard, attach_changes, attach_live_state, card_response
 from app.views.running import can_run, start_comparison
 
 PREVIEW_COLUMNS = 4
@@ -49,6 +49,7 @@ def _predictions(comparison, user):
             cards.append(WithheldCard(prediction.version, access))
             continue
         attach_changes(prediction, comparison)
+        attach_live_state(prediction)
         for output in prediction.outputs.all():
             output.shown = output.shows_explicit_to(user)
         cards.append(prediction)
@@ -69,7 +70,9 @@ def comparison(request, comparison_id):
         card = next((card for card, p in zip(cards, predictions) if p.id == card_id), None)
         if card is None:
             raise Http404("No such card")
-        return card_response(request, card, context=context)
+        # The header's controls follow too: "Cancel all" goes once nothing runs.
+        active = any(not other.is_terminal for other in cards)
+        return card_response(request, card, context={**context, "active": active, "controls_oob": True})
     shown = {prediction.version_id for prediction in predictions}
     context.update(
         og_image=_preview_url(request, comparison, predictions),
@@ -146,7 +149,10 @@ def comparison_report(request, comparison_id):
 def comparison_cancel(request, comparison_id):
     comparison = _get_comparison_for_user(request, comparison_id, owner_only=True)
     canceled = comparisons.cancel(comparison)
-    messages.info(request, f"Canceled {canceled} running prediction{'s' if canceled != 1 else ''}.")
+    if canceled:
+        messages.info(request, f"Canceled {canceled} running prediction{'s' if canceled != 1 else ''}.")
+    else:
+        messages.info(request, "Nothing was running: every prediction had already ended.")
     return redirect(comparison)
 
 

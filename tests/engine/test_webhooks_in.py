@@ -196,3 +196,28 @@ def test_nul_characters_in_a_models_logs_do_not_lose_the_result(running):
     assert running.status == "succeeded"
     assert running.logs == "step 1/2\nbinary junk\nstep 2/2\n"
     assert running.outputs.count() == 2
+
+
+DIFFUSERS_NOISE = (
+    "/venv/lib/python3.11/site-packages/diffusers/configuration_utils.py:140: FutureWarning: Accessing config"
+    " attribute `in_channels` directly via 'UNet2DConditionModel' object attribute is deprecated.\n"
+    '  deprecate("direct config name access", "1.0.0", deprecation_message, standard_warn=False)\n'
+    "You have disabled the safety checker for <class 'StableDiffusionPipeline'> by passing `safety_checker=None`.\n"
+)
+
+
+def test_library_warnings_stay_out_of_the_users_logs_but_reach_the_servers(running, caplog):
+    logs = "Using seed: 1\n" + DIFFUSERS_NOISE + "step 1/2\nstep 2/2\n"
+    deliver(running, {"status": "processing", "logs": "Using seed: 1\n" + DIFFUSERS_NOISE, "output": None})
+    running.refresh_from_db()
+    assert running.logs == "Using seed: 1\n"
+
+    with caplog.at_level("WARNING", logger="app.services.predictions"):
+        deliver(running, {**SUCCEEDED, "logs": logs})
+
+    running.refresh_from_db()
+    assert running.logs == "Using seed: 1\nstep 1/2\nstep 2/2\n"
+    assert running.progress == (2, 2)
+    [record] = [r for r in caplog.records if "Library warnings" in r.getMessage()]
+    assert running.id in record.getMessage() and "FutureWarning: Accessing config" in record.getMessage()
+    assert "You have disabled the safety checker" in record.getMessage()

@@ -1,5 +1,7 @@
 """The comparison page /c/<id>: cards, polling that stops, owner actions."""
 
+import re
+
 import pytest
 
 from app.models import Comparison, Prediction
@@ -174,3 +176,77 @@ def test_no_preview_of_a_private_comparison(client, alice, sd_version):
     client.force_login(alice)
     assert "og:image" not in client.get(f"/c/{comparison.id}").content.decode()
     assert client.get(f"/c/{comparison.id}/preview.jpg").status_code == 404
+
+
+def _card(client, comparison, prediction):
+    return client.get(f"/c/{comparison.id}?card={prediction.id}", headers={"HX-Request": "true"})
+
+
+def test_a_waiting_card_says_its_place_in_the_queue_and_the_usual_time(client_alice, alice, sd_version):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    for seconds in (2.0, 4.0, 3.0):
+        done = make_prediction(sd_version, owner=alice)
+        Prediction.objects.filter(pk=done.pk).update(
+            predict_time=seconds, input={"prompt": "x", "num_inference_steps": 8}
+        )
+    earlier = make_prediction(sd_version, owner=alice, status="processing")
+    Prediction.objects.filter(pk=earlier.pk).update(created_at=timezone.now() - timedelta(seconds=20))
+    comparison = Comparison.objects.create(owner=alice, input={"prompt": "a queue"}, seed=1)
+    waiting = make_prediction(sd_version, owner=alice, status="starting", comparison=comparison)
+    Prediction.objects.filter(pk=waiting.pk).update(
+        created_at=timezone.now() - timedelta(seconds=12), input={"prompt": "a queue", "num_inference_steps": 8}
+    )
+
+    html = _card(client_alice, comparison, waiting).content.decode()
+
+    assert "In the queue: 1 prediction ahead of it" in html
+    assert "<dt>Elapsed</dt><dd data-elapsed>12 s</dd>" in html
+    assert "<dt>Usually takes</dt><dd>3.0 s</dd>" in html
+    # No figure while it waits: the bar says "working" without one.
+    assert '<progress max="100"  aria-label=' in html
+
+
+def test_a_running_cards_progress_moves_with_time_and_says_when_it_saves(client_alice, alice, sd_version):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    for _ in range(3):
+        done = make_prediction(sd_version, owner=alice)
+        Prediction.objects.filter(pk=done.pk).update(predict_time=10.0)
+    comparison = Comparison.objects.create(owner=alice, input={"prompt": "slow"}, seed=1)
+    running = make_prediction(sd_version, owner=alice, status="processing", comparison=comparison)
+    five_seconds_ago = timezone.now() - timedelta(seconds=5)
+    Prediction.objects.filter(pk=running.pk).update(logs="", started_at=five_seconds_ago)
+
+    getting_ready = _card(client_alice, comparison, running).content.decode()
+    Prediction.objects.filter(pk=running.pk).update(logs="step 4/4\n")
+    saving = _card(client_alice, comparison, running).content.decode()
+
+    assert "the model is getting ready" in getting_ready
+    # 5 s into a run that usually takes 10 s: about half way.
+    assert 50 <= int(re.search(r'<progress max="100" value="(\d+)"', getting_ready).group(1)) <= 60
+    assert "All 4 steps done; saving the images" in saving and 'value="99"' in saving
+
+
+def test_cancel_all_goes_when_the_last_prediction_ends(client_alice, alice, sd_version):
+    comparison = Comparison.objects.create(owner=alice, input={"prompt": "two"}, seed=1)
+    first = make_prediction(sd_version, owner=alice, status="processing", comparison=comparison)
+    second = make_prediction(sd_version, owner=alice, status="processing", comparison=comparison)
+    assert "Cancel all" in client_alice.get(f"/c/{comparison.id}").content.decode()
+
+    Prediction.objects.filter(pk=first.pk).update(status="succeeded")
+    one_left = _card(client_alice, comparison, first).content.decode()
+    Prediction.objects.filter(pk=second.pk).update(status="canceled")
+    none_left = _card(client_alice, comparison, second)
+
+    assert 'id="cancel-all"' in one_left and "Cancel all" in one_left
+    assert none_left.status_code == 286
+    assert 'id="cancel-all" class="inline-form" hx-swap-oob="true"' in none_left.content.decode()
+    assert "Cancel all" not in none_left.content.decode()
+    assert "Cancel all" not in client_alice.get(f"/c/{comparison.id}").content.decode()
+    answer = client_alice.post(f"/c/{comparison.id}/cancel", follow=True).content.decode()
+    assert "Nothing was running: every prediction had already ended." in answer
