@@ -189,9 +189,14 @@ const DECISION_KEYS = { a: "approve", h: "hide", n: "nsfw", d: "delete" };
 function reviewItems() { return [...document.querySelectorAll("[data-review]")]; }
 
 function decide(form, decision) {
-  const button = form.querySelector(`button[value="${decision}"]`);
+  const reason = form.querySelector("[data-reason]");
   form.dataset.pending = decision;
-  form.requestSubmit(button);
+  if (!reason.value.trim()) {
+    reason.focus();
+    reason.reportValidity();
+    return;
+  }
+  form.requestSubmit(form.querySelector(`button[value="${decision}"]`));
 }
 
 document.addEventListener("keydown", (event) => {

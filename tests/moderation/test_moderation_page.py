@@ -66,7 +66,7 @@ def test_the_queue_shows_predictions_and_comparisons_with_reasons_and_reporters(
     assert page.count('class="review-preview"') == 3
     assert once.outputs.get().thumbnail.url in page
     # The header counts the items waiting.
-    assert re.search(r'aria-label="2 to review">2</span>', page)
+    assert re.search(r'Moderation <span class="count count-due">2</span><span class="visually-hidden"> to review', page)
 
 
 def test_search_finds_prompt_text(make_prediction, alice, bob, moderator):
