@@ -17,6 +17,17 @@ def seconds(value, digits=1):
     return f"{float(value):.{int(digits)}f} s"
 
 
+@register.filter
+def duration(value):
+    """Seconds as a person reads a running clock: "12 s", "1 min 44 s"."""
+    if value is None or value == "":
+        return "—"
+    seconds = int(value)
+    if seconds < 60:
+        return f"{seconds} s"
+    return f"{seconds // 60} min {seconds % 60} s"
+
+
 @register.simple_tag
 def download_name(prediction, output):
     """The name a page's download link saves an output as: the same as its

@@ -145,6 +145,7 @@ def gallery(request):
         context["previous_url"] = ""
         return TemplateResponse(request, "gallery.html#more", {**context, "oob_pager": True})
     if partial and request.htmx.target == "results":
+        context["status_choices"] = STATUS_CHOICES
         response = TemplateResponse(request, "gallery.html#results", context)
         # The address says what the filters say (not what the last keystroke
         # sent): reload and share show the same results.

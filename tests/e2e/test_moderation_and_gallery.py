@@ -100,7 +100,7 @@ def catalog_versions(transactional_db):
 
 def test_a_moderator_works_through_the_queue_by_keyboard(site, catalog_versions, new_page):
     base = site.url
-    owner, reporter, mod = user("olga"), user("rick"), moderator_user()
+    owner, reporter, _ = user("olga"), user("rick"), moderator_user()
     dragon = finished(catalog_versions[0], owner, "a dragon over the harbour at night", 1)
     duel = shared_comparison(catalog_versions, owner, "two knights duelling in the rain", 3)
     moderation.file_report(dragon, "spam", "posted ten times today", reporter=reporter)

@@ -252,3 +252,15 @@ def test_comparisons_show_as_strips_without_what_visitors_may_not_see(client, al
     # Its sd-turbo image is hidden: filtering by that model does not find it.
     assert prompts(client.get("/gallery", {"show": "comparisons", "model": "local/sd-turbo"})) == []
     assert prompts(client.get("/gallery", {"show": "comparisons", "q": "nothing"})) == []
+
+
+def test_ticking_only_mine_brings_the_status_filter_along(client_alice, alice, sd_version):
+    htmx = {"HX-Request": "true", "HX-Target": "results"}
+
+    mine = client_alice.get("/gallery", {"mine": "1"}, headers=htmx).content.decode()
+    everyone = client_alice.get("/gallery", {"show": "comparisons"}, headers=htmx).content.decode()
+
+    assert '<div class="field" id="gallery-status-field" hx-swap-oob="true">' in mine
+    assert 'id="gallery-lead" hx-swap-oob="true">Everything you ran' in mine
+    assert 'id="gallery-status-field" hidden hx-swap-oob="true"' in everyone
+    assert "Prompts people ran on several models at once" in everyone
