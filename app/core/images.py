@@ -158,13 +158,14 @@ def side_by_side(pictures, size=(1200, 630), background=(17, 17, 21)):
             if image.width < column and image.height < height - label_height - gap:
                 scale = min(column / image.width, (height - label_height - gap) / image.height)
                 image = image.resize((round(image.width * scale), round(image.height * scale)), Image.LANCZOS)
-            canvas.paste(
-                image, (left + (column - image.width) // 2, gap + (height - label_height - gap - image.height) // 2)
-            )
+            # The picture and its label under it, centred together.
+            top = (height - image.height - label_height) // 2
+            canvas.paste(image, (left + (column - image.width) // 2, top))
         text = label
         while text and draw.textlength(text, font=font) > column:
             text = text[:-2] + "…" if len(text) > 2 else ""
-        draw.text((left + column // 2, height - label_height // 2), text, font=font, fill=(236, 236, 241), anchor="mm")
+        middle = (left + column // 2, top + image.height + label_height // 2)
+        draw.text(middle, text, font=font, fill=(236, 236, 241), anchor="mm")
     buffer = io.BytesIO()
     canvas.save(buffer, "JPEG", quality=85, optimize=True)
     return buffer.getvalue()

@@ -198,7 +198,8 @@ def test_a_moderator_on_a_phone_decides_with_the_buttons(site, catalog_versions,
     )
 
 
-def test_the_gallery_address_follows_the_filters_and_shows_comparisons(site, catalog_versions, new_page):
+@pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desktop", "phone"])
+def test_the_gallery_address_follows_the_filters_and_shows_comparisons(site, catalog_versions, new_page, viewport):
     base = site.url
     owner = user("gina")
     for index in range(30):
@@ -207,7 +208,7 @@ def test_the_gallery_address_follows_the_filters_and_shows_comparisons(site, cat
     finished(catalog_versions[1], owner, "a dragon made of paper", 4)
     duel = shared_comparison(catalog_versions, owner, "a dragon duel at dawn", 6)
 
-    page = new_page()
+    page = new_page(viewport=viewport)
     page.goto(base + "/gallery")
     # Visitors get human filters: models by name, no version hashes, no run states.
     expect(page.get_by_label("Version")).to_have_count(0)
@@ -230,7 +231,7 @@ def test_the_gallery_address_follows_the_filters_and_shows_comparisons(site, cat
     expect(strip).to_have_count(1)
     expect(strip.locator("img")).to_have_count(2)
     expect(strip.locator(".strip-label")).to_have_text(["tiny-sd", "tiny-sdxl"])
-    screenshot(page, "gallery-comparisons-journey")
+    screenshot(page, f"gallery-comparisons-journey-{'phone' if viewport == PHONE else 'desktop'}")
     strip.click()
     page.wait_for_url(f"{base}/c/{duel.id}")
     preview = page.locator('meta[property="og:image"]').get_attribute("content")
@@ -246,7 +247,8 @@ def test_the_gallery_address_follows_the_filters_and_shows_comparisons(site, cat
     assert page.csp_violations == []
 
 
-def test_a_download_is_named_after_the_model_prompt_and_seed(site, catalog_versions, new_page):
+@pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desktop", "phone"])
+def test_a_download_is_named_after_the_model_prompt_and_seed(site, catalog_versions, new_page, viewport):
     """The page's link and the API's file URL name the file alike. (The test
     server serves /media/ itself, as Django's live server does, without the
     view that names the file; the signed URL goes through it, as every media
@@ -256,7 +258,7 @@ def test_a_download_is_named_after_the_model_prompt_and_seed(site, catalog_versi
     owner = user("hugo")
     prediction = finished(catalog_versions[0], owner, "A Red Fox, in fresh snow!", 1, seed=1234)
     name = "tiny-sd_a-red-fox-in-fresh-snow_seed-1234.png"
-    page = new_page()
+    page = new_page(viewport=viewport)
     page.goto(f"{site.url}/p/{prediction.id}")
     expect(page.get_by_role("link", name="Download PNG")).to_have_attribute("download", name)
 
