@@ -20,7 +20,7 @@ def attach_changes(prediction, comparison):
     return prediction
 
 
-def attach_live_state(prediction, now=None):
+def attach_live_state(prediction, usual_times=None, now=None):
     """What the card of a prediction that has not ended says, besides its
     logs: `queue_ahead` (predictions the same model server takes first),
     `elapsed` (seconds since it was asked for), `usual` (the median predict
@@ -28,16 +28,21 @@ def attach_live_state(prediction, now=None):
     some), `phase` (in words) and `shown_percent` (None: a bar that says
     "working" without a figure). The figure is the steps done, or the time
     run against the usual time when the model reports no steps yet; it stops
-    short of 100 until the images are stored."""
+    short of 100 until the images are stored. `usual_times` keeps the usual
+    times already looked up, by version and steps, for the other cards."""
     if prediction.is_terminal:
         prediction.shown_percent = 100 if prediction.status == Prediction.Status.SUCCEEDED else prediction.percent
         return prediction
     now = now or timezone.now()
     prediction.elapsed = (now - prediction.created_at).total_seconds()
     steps = prediction.input.get("num_inference_steps")
-    times = Prediction.objects.recent_predict_times(prediction.version_id, steps) if steps else []
-    times = times or Prediction.objects.recent_predict_times(prediction.version_id)
-    prediction.usual = statistics.median(times) if times else None
+    key = (prediction.version_id, steps)
+    usual_times = {} if usual_times is None else usual_times
+    if key not in usual_times:
+        times = Prediction.objects.recent_predict_times(prediction.version_id, steps) if steps else []
+        times = times or Prediction.objects.recent_predict_times(prediction.version_id)
+        usual_times[key] = statistics.median(times) if times else None
+    prediction.usual = usual_times[key]
     prediction.queue_ahead = 0
     prediction.shown_percent = None
     if prediction.status == Prediction.Status.STARTING:

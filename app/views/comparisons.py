@@ -49,7 +49,6 @@ def _predictions(comparison, user):
             cards.append(WithheldCard(prediction.version, access))
             continue
         attach_changes(prediction, comparison)
-        attach_live_state(prediction)
         for output in prediction.outputs.all():
             output.shown = output.shows_explicit_to(user)
         cards.append(prediction)
@@ -72,7 +71,13 @@ def comparison(request, comparison_id):
             raise Http404("No such card")
         # The header's controls follow too: "Cancel all" goes once nothing runs.
         active = any(not other.is_terminal for other in cards)
+        if not getattr(card, "withheld", False):
+            attach_live_state(card)
         return card_response(request, card, context={**context, "active": active, "controls_oob": True})
+    usual_times = {}  # one look per version and step count, however many cards
+    for card in cards:
+        if not getattr(card, "withheld", False):
+            attach_live_state(card, usual_times)
     shown = {prediction.version_id for prediction in predictions}
     context.update(
         og_image=_preview_url(request, comparison, predictions),

@@ -19,7 +19,7 @@ STRIPS_PAGE_SIZE = 12
 SHOW_CHOICES = [("images", "Single images"), ("comparisons", "Comparisons")]
 # Only for one's own items ("Only mine"): the public gallery shows finished images.
 STATUS_CHOICES = [
-    ("succeeded", "Finished"),
+    ("succeeded", "Succeeded"),
     ("any", "Any status"),
     ("processing", "Still running"),
     ("failed", "Failed"),
@@ -44,11 +44,12 @@ def _filters(request):
     }
 
 
-def _model_filter(filters, prefix=""):
+def _model_filter(filters):
+    """Predictions of the model the filters name ("owner/name"), if they name one."""
     if filters["model"].count("/") != 1:
         return Q()
     owner, name = filters["model"].split("/")
-    return Q(**{f"{prefix}version__model__owner": owner, f"{prefix}version__model__name": name})
+    return Q(version__model__owner=owner, version__model__name=name)
 
 
 def _filtered(request, filters):

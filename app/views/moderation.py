@@ -102,6 +102,7 @@ def _with_reports_and_previews(items):
         item.kind = item._meta.model_name
         item.open = grouped.get(item.pk, [])
         item.reason_counts = Counter(report.get_reason_display() for report in item.open).most_common()
+        item.accounts = len({r.reporter_id for r in item.open if r.reporter_id})
         item.trusted_reporters = len({r.reporter_id for r in item.open if r.trusted})
         item.anonymous_reports = sum(1 for r in item.open if r.reporter_id is None)
         item.previews = previews.get(item.pk, [])

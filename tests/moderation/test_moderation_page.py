@@ -59,7 +59,7 @@ def test_the_queue_shows_predictions_and_comparisons_with_reasons_and_reporters(
 
     # Most reported first: the comparison (3 reports), then the prediction.
     assert page.index("two foxes compared") < page.index("a red square")
-    assert "3 open reports · 1 trusted reporter · 1 anonymous" in page
+    assert "3 open reports from 2 accounts (1 trusted) and 1 anonymous visitor" in page
     assert "<strong>Violence</strong> × 2" in page and "<strong>Sexual content</strong> × 1" in page
     assert "“a fight”" in page and "“buy my stuff”" in page
     # Large previews: the 384 px thumbnails, one per model of the comparison, every image of the prediction.
