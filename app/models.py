@@ -544,6 +544,31 @@ class ReconcilerState(models.Model):
     def current(cls):
         return cls.objects.get_or_create(pk=cls.SINGLETON)[0]
 
+    def beat_problem(self, now=None):
+        """Why beat is not keeping its schedule (three reconcile intervals
+        without its run), or "": /healthz fails with it and the admin shows it."""
+        now, interval = now or timezone.now(), settings.RECONCILE_INTERVAL
+        if self.beat_at is None:
+            reason = "beat has never run the reconciler"
+        elif now - self.beat_at > timedelta(seconds=3 * interval):
+            reason = (
+                f"beat last ran the reconciler {(now - self.beat_at).total_seconds():.0f} s ago "
+                f"(at {self.beat_at:%Y-%m-%d %H:%M:%S} UTC; it runs it every {interval:g} s)"
+            )
+        else:
+            return ""
+        if self.finished_at and now - self.finished_at <= timedelta(seconds=3 * interval):
+            ago = (now - self.finished_at).total_seconds()
+            return f"{reason}; workers run it meanwhile (last {ago:.0f} s ago, by {self.finished_by})"
+        return f"{reason}, and no worker has run it since"
+
+    def overdue(self, now=None):
+        """No run has ended for two reconcile intervals and none holds the
+        lease: beat is late, and a worker should run it (tasks.standby)."""
+        now = now or timezone.now()
+        late = self.finished_at is None or now - self.finished_at > timedelta(seconds=2 * settings.RECONCILE_INTERVAL)
+        return late and (self.lease_until is None or self.lease_until < now)
+
     @classmethod
     def beat_ran(cls):
         cls.current()

@@ -130,7 +130,7 @@ def reconcile(by="beat"):
     the lease held returns False at once."""
     if by == "beat":
         ReconcilerState.beat_ran()
-    holder = f"{by} ({socket.gethostname()} pid {os.getpid()} #{uuid.uuid4().hex[:8]})"
+    holder = f"{by} ({socket.gethostname()} pid {os.getpid()}, run {uuid.uuid4().hex[:8]})"
     lease = timedelta(seconds=max(30, 3 * settings.HTTP_TIMEOUT))
     if not ReconcilerState.acquire(holder, lease):
         log.info("reconcile: another run holds the lease; %s skips this round", by)
