@@ -5,6 +5,7 @@ only when the server restarted since it accepted it (its health check names
 its setup's start), or when nothing came for the version's whole timeout
 (then the webhook was lost, not late)."""
 
+import os
 from datetime import timedelta
 
 import pytest
@@ -18,8 +19,11 @@ from tests.engine.broken_cog import BrokenCogServer, WebhookDelayingProxy
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
-DEADLINE = 1.0  # the reconciler's quiet threshold in these tests (LIGHTBOX_DISPATCH_DEADLINE)
-LATE_BY = 4.0  # every webhook reaches the app this late: far past the threshold
+# The reconciler's quiet threshold in these tests (LIGHTBOX_DISPATCH_DEADLINE),
+# how late every webhook reaches the app (far past it) and how many predictions
+# run; the issue's case, at the shipped threshold, is
+# LATE_WEBHOOKS="30 35 10" pytest tests/engine/test_late_webhooks.py -k threshold -s
+DEADLINE, LATE_BY, COUNT = (float(n) for n in os.environ.get("LATE_WEBHOOKS", "1 4 3").split())
 
 
 @pytest.fixture
@@ -41,7 +45,7 @@ def test_webhooks_arriving_past_the_quiet_threshold_cause_no_second_run(
     settings.DISPATCH_DEADLINE = DEADLINE
     proxy, runs = slow_network_cog_server
     version = catalog.import_version(proxy.url, "local/far-away")
-    prompts = [f"late news {n}" for n in range(3)]
+    prompts = [f"late news {n}" for n in range(int(COUNT))]
     started = [
         predictions.start(version, {"prompt": prompt, "num_inference_steps": 2}, owner=alice) for prompt in prompts
     ]
@@ -51,7 +55,9 @@ def test_webhooks_arriving_past_the_quiet_threshold_cause_no_second_run(
         rows = Prediction.objects.filter(pk__in=[p.pk for p in started])
         return all(row.is_terminal for row in rows) and list(rows)
 
-    ended = wait_until(all_ended, timeout=60, interval=0.5, message="the three predictions to end")
+    ended = wait_until(all_ended, timeout=60 + LATE_BY + 5 * COUNT, interval=0.5, message="the predictions to end")
+    twice = len(runs.read_text().splitlines()) - len(prompts)
+    print(f"\n{len(prompts)} predictions, webhooks {LATE_BY:g} s late, threshold {DEADLINE:g} s: {twice} ran twice")
 
     for prediction in ended:
         assert prediction.status == "succeeded", prediction.error
