@@ -70,7 +70,7 @@ def run_prediction(self, prediction_id, failures=0):
             predictions.fail(prediction, str(exc))
             return
         raise self.retry(args=[prediction_id, failures + 1], countdown=_backoff(failures))
-    if not prediction.mark_dispatched(remote_id, server_boot):
+    if not prediction.mark_dispatched(remote_id, server_boot or ""):
         # Canceled while we were handing it over: stop it there too.
         prediction.remote_id = remote_id
         prediction.dispatched_at = timezone.now()
@@ -201,7 +201,7 @@ def _recheck(prediction, now):
     restarted = bool(boot and prediction.server_boot and boot != prediction.server_boot)
     if not (restarted or timed_out):
         return
-    if timed_out and not boot:
+    if timed_out and boot is None:
         _stop_quiet(prediction)  # not even its health check answers
         return
     if prediction.dispatch_attempts >= MAX_DISPATCHES:
@@ -225,10 +225,10 @@ def _recheck(prediction, now):
     if still_running and timed_out:
         _stop_quiet(prediction)  # a hung model holds the server's only slot
     elif still_running:
-        Prediction.objects.filter(pk=prediction.pk).update(server_boot=boot)
+        Prediction.objects.filter(pk=prediction.pk).update(server_boot=boot or "")
     else:
         Prediction.objects.filter(pk=prediction.pk).update(
-            heard_at=now, dispatch_attempts=F("dispatch_attempts") + 1, server_boot=boot
+            heard_at=now, dispatch_attempts=F("dispatch_attempts") + 1, server_boot=boot or ""
         )
 
 

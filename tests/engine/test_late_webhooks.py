@@ -121,9 +121,12 @@ def test_a_server_that_restarted_since_it_accepted_the_prediction_is_sent_it_aga
     assert prediction.server_boot == accepting.boot
 
 
-def test_without_a_boot_to_compare_the_server_is_asked_only_past_the_timeout(accepting, queued):
+@pytest.mark.parametrize("server_says", [True, False])
+def test_without_a_boot_to_compare_the_server_is_asked_only_past_the_timeout(accepting, queued, server_says):
+    if not server_says:
+        accepting.boot = None  # a Cog server whose health check names no setup time
     version = _version(accepting, timeout=300)
-    prediction = _quiet(version, boot="")  # accepted by a server whose health check did not say
+    prediction = _quiet(version, boot="")  # accepted when its health check did not say
 
     reconcile()
     assert accepting.puts(prediction.id) == []

@@ -63,13 +63,14 @@ def check(version):
 def server_boot(version):
     """Which run of the server answers at the version's location: coglet's
     health check names when its setup started (to the nanosecond), which a
-    restart changes. "" when it cannot be told (no answer, or a server that
-    does not say)."""
+    restart changes. "" from a server that does not say, None when its
+    health check does not answer."""
     try:
-        setup = http.client().get(_url(version, "/health-check"), timeout=3).json().get("setup")
-        started = setup.get("started_at") if isinstance(setup, dict) else None
-    except (httpx.HTTPError, ValueError, AttributeError):
-        return ""
+        health = http.client().get(_url(version, "/health-check"), timeout=3).json()
+    except (httpx.HTTPError, ValueError):
+        return None
+    setup = health.get("setup") if isinstance(health, dict) else None
+    started = setup.get("started_at") if isinstance(setup, dict) else None
     return started[:64] if isinstance(started, str) else ""
 
 
