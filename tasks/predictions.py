@@ -56,10 +56,10 @@ def run_prediction(self, prediction_id, failures=0):
     prediction = _load(prediction_id)
     if prediction is None or prediction.dispatched_at:
         return
-    Prediction.objects.filter(pk=prediction.pk).update(attempted_at=timezone.now())
     backend = backends.for_version(prediction.version)
     # Asked before the hand-over: a restart between the two then reads as one.
-    server_boot = backend.server_boot(prediction.version)
+    server_boot = backend.server_boot(prediction.version) or ""
+    Prediction.objects.filter(pk=prediction.pk).update(attempted_at=timezone.now(), server_boot=server_boot)
     try:
         remote_id = backend.submit(prediction)
     except Busy:
@@ -70,7 +70,7 @@ def run_prediction(self, prediction_id, failures=0):
             predictions.fail(prediction, str(exc))
             return
         raise self.retry(args=[prediction_id, failures + 1], countdown=_backoff(failures))
-    if not prediction.mark_dispatched(remote_id, server_boot or ""):
+    if not prediction.mark_dispatched(remote_id, server_boot):
         # Canceled while we were handing it over: stop it there too.
         prediction.remote_id = remote_id
         prediction.dispatched_at = timezone.now()
@@ -148,6 +148,14 @@ def _reconcile(still_ours):
     call may take LIGHTBOX_HTTP_TIMEOUT) and says whether to go on."""
     now = timezone.now()
     deadline = now - timedelta(seconds=settings.DISPATCH_DEADLINE)
+    # Heard of from its Cog server after the last hand-over attempt, but not
+    # recorded as handed over: the worker died between the server's 202 and
+    # recording it. The server has it; sending it again would run it twice if
+    # it has finished and its webhooks are late. Recorded now, the quiet
+    # prediction rules below take it from here.
+    Prediction.objects.active().filter(
+        version__backend="cog", dispatched_at__isnull=True, attempted_at__lt=deadline, heard_at__gt=F("attempted_at")
+    ).update(dispatched_at=F("heard_at"), remote_id=F("id"), dispatch_attempts=F("dispatch_attempts") + 1)
     # Not (or no longer) handed over: the message was lost with a worker, or
     # the worker died between the server's answer and recording it (the row
     # may say "processing" by then, from the server's start webhook), or a

@@ -138,3 +138,30 @@ def test_without_a_boot_to_compare_the_server_is_asked_only_past_the_timeout(acc
     assert len(accepting.puts(prediction.id)) == 1
     prediction.refresh_from_db()
     assert (prediction.status, prediction.dispatch_attempts) == ("processing", 2)
+
+
+def test_a_prediction_its_server_spoke_of_after_the_hand_over_is_not_sent_again(accepting, queued):
+    """The worker died between the server's 202 and recording the hand-over;
+    the server's webhooks came since. It has the prediction: sending it again
+    would run it twice, should it have finished with its last webhook late."""
+    now = timezone.now()
+    prediction = Prediction.objects.create(
+        version=_version(accepting),
+        input={"prompt": "handed over, not recorded"},
+        status="processing",
+        created_at=now - timedelta(minutes=2),
+        attempted_at=now - timedelta(minutes=2),
+        heard_at=now - timedelta(minutes=1),
+        server_boot=accepting.boot,
+    )
+
+    reconcile()
+
+    assert queued == [] and accepting.puts(prediction.id) == []
+    prediction.refresh_from_db()
+    assert prediction.dispatched_at == prediction.heard_at and prediction.dispatch_attempts == 1
+    assert prediction.status == "processing"
+
+    accepting.boot = "2026-12-02T09:05:00.000000002+00:00"  # and should the server restart, it is lost there
+    reconcile()
+    assert len(accepting.puts(prediction.id)) == 1
