@@ -15,7 +15,7 @@ from app.services import predictions
 from app.services.api_json import prediction_json
 from app.views import reports
 from app.views.access import Gone, allowed_or_raise, gone_response, next_url
-from app.views.cards import attach_changes, card_response
+from app.views.cards import attach_changes, attach_live_state, card_response
 
 SNIPPET_STRING_MAX = 200
 
@@ -127,8 +127,13 @@ def prediction_cancel(request, prediction_id):
     predictions.cancel(prediction)
     if request.htmx:
         attach_changes(prediction, prediction.comparison)
+        attach_live_state(prediction)
         with_shown_outputs(prediction, request.user)
-        return card_response(request, prediction, context={"is_owner": True, "comparison": prediction.comparison})
+        context = {"is_owner": True, "comparison": prediction.comparison}
+        if prediction.comparison:
+            # The comparison's "Cancel all" goes with its last running prediction.
+            context.update(active=prediction.comparison.predictions.active().exists(), controls_oob=True)
+        return card_response(request, prediction, context=context)
     return redirect(
         next_url(request, prediction.comparison.get_absolute_url() if prediction.comparison else f"/p/{prediction.id}")
     )

@@ -81,6 +81,11 @@ def test_cancel_one_card_with_htmx_returns_the_canceled_card(client_alice, compa
     assert response.status_code == 286
     assert "Canceled" in response.content.decode()
     assert comparison.predictions.filter(status="canceled").count() == 1
+    # The other still runs: "Cancel all" stays; once it is canceled too, it goes.
+    assert "Cancel all" in response.content.decode()
+    last = client_alice.post(f"/p/{comparison.predictions.last().id}/cancel", headers={"HX-Request": "true"})
+    assert 'id="cancel-all" class="inline-form" hx-swap-oob="true"' in last.content.decode()
+    assert "Cancel all" not in last.content.decode()
 
 
 def test_rerun_with_the_same_seed(client_alice, comparison):
