@@ -337,11 +337,12 @@ def test_the_changed_pages_at_desktop_and_phone_widths_light_and_dark(site, cata
     )
     pages = {
         "moderation": ("mona", "/moderation"),
-        "gallery": (None, "/gallery"),
+        # Names apart from test_pages_look's, whose screenshots share the folder.
+        "gallery-images": (None, "/gallery"),
         "gallery-comparisons": (None, "/gallery?show=comparisons"),
         "gallery-mine": ("olga", "/gallery?mine=1&status=any"),
-        "comparison": (None, f"/c/{duel.id}"),
-        "comparison-running": ("olga", f"/c/{running.id}"),
+        "comparison-shared": (None, f"/c/{duel.id}"),
+        "comparison-live": ("olga", f"/c/{running.id}"),
         "prediction-notice": ("olga", f"/p/{hidden.id}"),
         "gone": (None, f"/p/{hidden.id}"),
     }
@@ -355,7 +356,7 @@ def test_the_changed_pages_at_desktop_and_phone_widths_light_and_dark(site, cata
                     log_in(sessions[who], base, who)
             page = sessions[who]
             page.goto(base + path)
-            if name == "comparison-running":
+            if name == "comparison-live":
                 expect(page.locator("[data-phase]")).to_contain_text("Step 2 of 4")
             else:
                 page.wait_for_load_state("networkidle")
