@@ -190,7 +190,7 @@ class WebServer:
     and settings; static and media files are served as by Django's (and
     pytest-django's) live server."""
 
-    def __init__(self, threads=8):
+    def __init__(self, threads=8, results_threads=4):
         import uvicorn
         from django.contrib.staticfiles.handlers import StaticFilesHandler
         from django.core.handlers.wsgi import WSGIHandler
@@ -201,7 +201,10 @@ class WebServer:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.application = ThreadedWSGI(
-            StaticFilesHandler(_MediaFilesHandler(WSGIHandler())), threads, max_body=largest_body()
+            StaticFilesHandler(_MediaFilesHandler(WSGIHandler())),
+            threads,
+            max_body=largest_body(),
+            results_threads=results_threads,
         )
         self.server = uvicorn.Server(
             uvicorn.Config(
