@@ -37,7 +37,11 @@ from typing import ClassVar
 from django.conf import settings
 from django.db import connections
 from django.http import HttpResponse
+from gunicorn.arbiter import Arbiter
+from uvicorn import Server
 from uvicorn_worker import UvicornWorker
+
+from app.core import waits
 
 log = logging.getLogger(__name__)
 
@@ -317,8 +321,28 @@ def _environ(scope, body):
     return environ
 
 
+class _Server(Server):
+    async def shutdown(self, sockets=None):
+        # uvicorn waits for every open response before it stops, so a waiting
+        # request would hold the worker until gunicorn's grace period ends and
+        # then lose its connection, its client never learning the prediction.
+        # End the waits first: each answers its prediction as it is now.
+        waits.release_all()
+        await super().shutdown(sockets)
+
+
 class Worker(UvicornWorker):
     """gunicorn's worker class for lightbox.asgi (Procfile): uvicorn (with uvloop and
-    httptools when installed) on UVICORN's settings."""
+    httptools when installed) on UVICORN's settings, whose waiting requests
+    answer at once when the worker is told to stop."""
 
     CONFIG_KWARGS: ClassVar[dict] = {**UvicornWorker.CONFIG_KWARGS, **UVICORN}
+
+    async def _serve(self):
+        # UvicornWorker._serve (uvicorn-worker 0.4) with _Server in place of uvicorn's Server.
+        self.config.app = self.wsgi
+        server = _Server(config=self.config)
+        self._install_sigquit_handler()
+        await server.serve(sockets=self.sockets)
+        if not server.started:
+            sys.exit(Arbiter.WORKER_BOOT_ERROR)

@@ -4,7 +4,9 @@ prediction, and an `Idempotency-Key` makes a retried create answer the
 prediction the first one started instead of running it twice."""
 
 import json
+import signal
 import threading
+import time
 from datetime import timedelta
 
 import httpx
@@ -17,7 +19,7 @@ from app.models import IdempotencyKey, Prediction
 from app.services import catalog, limits
 from app.views import api as api_views
 from tasks.predictions import reconcile
-from tests.conftest import COG_PREDICTOR_DIR, free_port
+from tests.conftest import COG_PREDICTOR_DIR, Gunicorn, free_port, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -107,6 +109,41 @@ def test_the_official_client_learns_the_id_when_the_wait_fails(client, version, 
 
     assert created.id == Prediction.objects.get().pk
     assert created.status == "starting"
+
+
+def test_a_web_worker_told_to_stop_answers_its_waiting_creates_first(worker_env, alice_token, version):
+    # A deploy or a restart: gunicorn TERMs its workers, which finish their
+    # open responses within the grace period (30 s), then are killed.
+    server = Gunicorn(worker_env).start()
+    answer = {}
+
+    def create():
+        try:
+            response = httpx.post(
+                f"{server.url}/v1/predictions",
+                json={"version": version.pk, "input": {"prompt": "a fox"}},
+                headers={"Authorization": f"Bearer {alice_token}", "Prefer": "wait=60"},
+                timeout=60,
+            )
+            answer.update(status=response.status_code, body=response.json())
+        except (httpx.HTTPError, ValueError) as exc:
+            answer.update(error=repr(exc))
+
+    waiting = threading.Thread(target=create)
+    try:
+        waiting.start()
+        wait_until(Prediction.objects.exists, timeout=30, message="the waiting create's prediction")
+        time.sleep(0.5)  # its response has begun: the 201 went out, the body waits
+        stopping = time.monotonic()
+        server.process.send_signal(signal.SIGTERM)
+        waiting.join(60)
+        seconds = time.monotonic() - stopping
+    finally:
+        server.stop()
+    assert answer.get("status") == 201, answer
+    assert answer["body"]["id"] == Prediction.objects.get().pk
+    assert answer["body"]["status"] == "starting"
+    assert seconds < 10
 
 
 # --- Idempotency-Key ---------------------------------------------------------------------

@@ -7,7 +7,6 @@ thread and 200 clients wait with `Prefer: wait`."""
 import asyncio
 import io
 import json
-import subprocess
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -25,7 +24,7 @@ from app.models import ApiToken, Prediction
 from app.services import catalog, predictions, storage
 from app.services.backends import cog
 from lightbox.webserver import RESULTS_PREFIX
-from tests.conftest import COG_PREDICTOR_DIR, ROOT, VENV_BIN, free_port, wait_until
+from tests.conftest import COG_PREDICTOR_DIR, Gunicorn, free_port, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -36,62 +35,10 @@ WAITERS = 200
 
 @pytest.fixture(scope="module")
 def web(worker_env):
-    """gunicorn as the Procfile runs it, one worker with CLIENT_THREADS client
-    threads (so that a few slow requests fill them), on the tests' database.
-    Its broker is in memory: the predictions it starts are never sent (the
-    session's worker must not end the waiting clients' predictions)."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = {
-        **worker_env,
-        "SITE_URL": url,
-        "CELERY_BROKER_URL": "memory://",
-        "LIGHTBOX_WEB_THREADS": str(CLIENT_THREADS),
-        "LIGHTBOX_RESULTS_THREADS": "2",
-        "LIGHTBOX_RATE_LIMIT_PER_MINUTE": "none",
-        "LIGHTBOX_DAILY_QUOTA": "none",
-        "LIGHTBOX_MAX_CONCURRENT": "none",
-    }
-    if worker_env.get("CELERY_BROKER_URL", "").startswith("redis"):
-        env["REDIS_URL"] = worker_env["CELERY_BROKER_URL"]
-    log_path = ROOT / "var" / "test" / f"gunicorn-{port}.log"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    process = subprocess.Popen(
-        [
-            str(VENV_BIN / "gunicorn"),
-            "lightbox.asgi",
-            "--worker-class",
-            "lightbox.webserver.Worker",
-            "--workers",
-            "1",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--timeout",
-            "90",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=open(log_path, "ab"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-
-    def up():
-        if process.poll() is not None:
-            raise AssertionError(f"gunicorn exited: {log_path.read_text()[-3000:]}")
-        try:
-            return httpx.get(url + "/v1/openapi.json", timeout=2).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    wait_until(up, timeout=60, message="gunicorn")
-    yield url
-    process.terminate()
-    try:
-        process.wait(15)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+    """One worker with CLIENT_THREADS client threads, so that a few slow requests fill them."""
+    server = Gunicorn(worker_env, threads=CLIENT_THREADS, results_threads=2).start()
+    yield server.url
+    server.stop()
 
 
 def _idle_version(name):
