@@ -509,9 +509,6 @@ class Upload(models.Model):
 
 
 class IdempotencyKeyQuerySet(models.QuerySet):
-    def live(self):
-        return self.filter(created_at__gte=timezone.now() - IdempotencyKey.TTL)
-
     def expired(self):
         return self.filter(created_at__lt=timezone.now() - IdempotencyKey.TTL)
 

@@ -169,6 +169,10 @@ def test_a_cog_upload_and_webhook_are_answered_at_once_whatever_the_clients_do(w
         webhook_seconds = time.monotonic() - started
         assert answered.status_code == 200
         assert upload_seconds < 2 and webhook_seconds < 2, (upload_seconds, webhook_seconds)
+        # Replicate's webhooks take the same path (this one is unsigned: refused, at once).
+        started = time.monotonic()
+        refused = httpx.post(f"{web}/hooks/replicate/{running.pk}", json={"id": "x"}, timeout=10)
+        assert refused.status_code == 401 and time.monotonic() - started < 2
         running.refresh_from_db()
         assert running.status == "succeeded"
         assert running.outputs.count() == 1
