@@ -283,6 +283,12 @@ class Gunicorn:
         except httpx.HTTPError:
             return False
 
+    def kill(self):
+        """SIGKILL the master and its workers, as when the machine runs out of memory."""
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
     def stop(self):
         if self.process and self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGTERM)

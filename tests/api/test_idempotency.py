@@ -158,6 +158,41 @@ def test_a_retry_with_the_same_key_and_body_answers_the_same_prediction(client, 
     assert IdempotencyKey.objects.get().prediction_id == first.id
 
 
+def test_a_client_whose_web_worker_was_killed_retries_without_running_it_twice(worker_env, alice_token, version):
+    # The ghost: the row is saved, the worker dies mid-wait (SIGKILL,
+    # out of memory), the client never learns the id and sends the create again.
+    body = {"version": version.pk, "input": {"prompt": "a fox"}}
+    headers = {"Authorization": f"Bearer {alice_token}", "Prefer": "wait=60", "Idempotency-Key": "ghost"}
+    server = Gunicorn(worker_env).start()
+    lost = {}
+
+    def create():
+        try:
+            lost["answer"] = httpx.post(f"{server.url}/v1/predictions", json=body, headers=headers, timeout=60).json()
+        except (httpx.HTTPError, ValueError) as exc:
+            lost["error"] = exc
+
+    waiting = threading.Thread(target=create)
+    try:
+        waiting.start()
+        wait_until(Prediction.objects.exists, timeout=30, message="the first create's prediction")
+        server.kill()
+        waiting.join(30)
+    finally:
+        server.stop()
+    assert "error" in lost  # the first answer never arrived
+    retry_headers = {name: value for name, value in headers.items() if name != "Prefer"}
+    restarted = Gunicorn(worker_env).start()
+    try:
+        retried = httpx.post(f"{restarted.url}/v1/predictions", json=body, headers=retry_headers, timeout=30)
+    finally:
+        restarted.stop()
+
+    assert retried.status_code == 201
+    assert retried.headers["Idempotent-Replayed"] == "true"
+    assert retried.json()["id"] == Prediction.objects.get().pk
+
+
 def test_a_retry_by_model_answers_the_same_prediction(client, version, queued):
     first = client("by-model").models.predictions.create(model=str(version.model), input={"prompt": "a fox"})
     again = client("by-model").models.predictions.create(model=str(version.model), input={"prompt": "a fox"})
