@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from app.core import netguard
 from app.models import Prediction, Upload
-from app.services import backends, catalog, predictions
+from app.services import backends, catalog, files, predictions
 from app.services.api_json import prediction_json, webhook_headers
 from app.services.backends import BackendError, Busy
 
@@ -145,6 +145,8 @@ def reconcile():
     for upload in Upload.objects.filter(created_at__lt=now - UPLOAD_TTL)[:500]:
         upload.file.delete(save=False)
         upload.delete()
+    # Files of /v1/files past their expires_at.
+    files.sweep()
 
 
 def _recheck(prediction, now):

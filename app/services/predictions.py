@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from app.core import jobs, netguard, payloads, schema, uploads
 from app.models import Prediction
-from app.services import backends, catalog, limits, moderation, storage
+from app.services import backends, catalog, files, limits, moderation, storage
 
 WEBHOOK_THROTTLE = timedelta(milliseconds=500)
 
@@ -37,6 +37,8 @@ def start(
     saves nothing, when the input or the version cannot run."""
     catalog.ensure_schema(version)
     cleaned = schema.validate_input(version, input)
+    # Files of /v1/files become their content before anything checks URLs.
+    cleaned = files.resolve_inputs(version, cleaned, owner)
     moderation.check_input(version, cleaned, owner)
     netguard.check_input_urls(version, cleaned)
     cleaned = uploads.clean_input_images(version, cleaned)
