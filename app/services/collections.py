@@ -30,7 +30,7 @@ TEXT_TO_IMAGE = BuiltIn(
 BUILT_IN = {TEXT_TO_IMAGE.slug: TEXT_TO_IMAGE}
 
 
-def all():  # noqa: A001 (the namespace's list, as Replicate's clients call it)
+def listed():
     return [*BUILT_IN.values(), *Collection.objects.all()]
 
 

@@ -40,10 +40,10 @@ def create(owner, content, *, filename="", metadata=None):
     client declared), at most LIGHTBOX_UPLOAD_IMAGE_MAX_BYTES, re-encoded."""
     limit = settings.UPLOAD_IMAGE_MAX_BYTES
     if content.size is not None and content.size > limit:
-        raise FileRefused(413, f"Files must be at most {limit // (1024 * 1024)} MB.")
+        raise FileRefused(413, f"Files must be at most {_amount(limit)}.")
     data = content.read(limit + 1)
     if len(data) > limit:
-        raise FileRefused(413, f"Files must be at most {limit // (1024 * 1024)} MB.")
+        raise FileRefused(413, f"Files must be at most {_amount(limit)}.")
     try:
         cleaned = uploads.clean_image(data)
     except uploads.UploadRejected as exc:
@@ -63,6 +63,11 @@ def create(owner, content, *, filename="", metadata=None):
     found.file.save(f"content.{cleaned.extension}", ContentFile(cleaned.data), save=False)
     found.save()
     return found
+
+
+def _amount(size):
+    mb = 1024 * 1024
+    return f"{size // mb} MB" if size % mb == 0 else f"{size:,} bytes"
 
 
 def get_for_owner(owner, file_id):

@@ -603,7 +603,7 @@ def hardware_list(request):
 @api_view("GET")
 def collections(request):
     return JsonResponse(
-        {"next": None, "previous": None, "results": [api.collection_json(c) for c in model_collections.all()]}
+        {"next": None, "previous": None, "results": [api.collection_json(c) for c in model_collections.listed()]}
     )
 
 
