@@ -1,0 +1,57 @@
+"""Every answer under /v1 is JSON (RFC 7807 for errors), whatever the path,
+the method or what went wrong: Replicate's clients read nothing else."""
+
+import httpx
+import pytest
+
+pytestmark = [pytest.mark.django_db(transaction=True)]
+
+
+def assert_problem(response, status):
+    assert response.status_code == status, response.text
+    assert response.headers["Content-Type"] == "application/problem+json"
+    assert response.json()["status"] == status
+
+
+@pytest.mark.parametrize("method", ["GET", "POST", "PUT", "PATCH", "DELETE"])
+@pytest.mark.parametrize("path", ["/v1/nothing-here", "/v1/files/abc/def/ghi", "/v1", "/v1/"])
+def test_an_unknown_path_is_a_json_404_with_any_method(site, method, path):
+    # No token and no CSRF cookie, as an API client sends: not Django's CSRF page.
+    response = httpx.request(method, site.url + path, json={"a": 1})
+
+    assert_problem(response, 404)
+    assert path in response.json()["detail"]
+
+
+def test_a_form_post_without_csrf_is_answered_as_an_api(site, alice_token):
+    response = httpx.post(
+        site.url + "/v1/trainings", data={"a": "b"}, headers={"Authorization": f"Bearer {alice_token}"}
+    )
+
+    assert_problem(response, 404)
+
+
+def test_a_broken_multipart_body_is_a_json_400(api):
+    # A multipart body without a boundary, as a hand-written client may send.
+    response = api.post("/v1/files", content=b"--x\r\nnot a part", headers={"Content-Type": "multipart/form-data"})
+
+    assert_problem(response, 400)
+
+
+def test_an_error_inside_a_view_is_a_json_500(api, monkeypatch):
+    from app.services import api_json
+
+    def broken(user):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(api_json, "account_json", broken)
+    response = api.get("/v1/account")
+
+    assert_problem(response, 500)
+    assert "boom" not in response.text
+
+
+def test_pages_keep_their_html_404(site):
+    response = httpx.get(site.url + "/no-such-page")
+
+    assert response.status_code == 404 and response.headers["Content-Type"].startswith("text/html")
