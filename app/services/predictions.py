@@ -35,6 +35,11 @@ def start(
     """Validate `input` against the version's schema, save the prediction and
     queue it once the transaction commits. Raises schema.InputError, and
     saves nothing, when the input or the version cannot run."""
+    if version.model.visibility == version.model.Visibility.PRIVATE and (
+        owner is None or version.model.user_id != owner.pk
+    ):
+        # Callers look versions up among the models their user may see; this is the rule itself.
+        raise schema.InputError({"version": [f"{version.model} is a private model of another account."]})
     catalog.ensure_schema(version)
     cleaned = schema.validate_input(version, input)
     # Files of /v1/files become their content before anything checks URLs.

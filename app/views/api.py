@@ -349,9 +349,9 @@ def _create_model(request):
     owner, name = body.get("owner"), body.get("name")
     if name and not (isinstance(name, str) and MODEL_NAME_RE.fullmatch(name)):
         errors["name"] = ["Lowercase letters, digits, '-', '_' and '.', at most 100, starting and ending alphanumeric."]
-    if body.get("visibility") and body["visibility"] not in Model.Visibility.values:
+    if body.get("visibility") and not _one_of(body["visibility"], Model.Visibility.values):
         errors["visibility"] = [f"One of: {', '.join(Model.Visibility.values)}."]
-    if body.get("hardware") and body["hardware"] not in hardware.SKUS:
+    if body.get("hardware") and not _one_of(body["hardware"], hardware.SKUS):
         errors["hardware"] = [f"One of: {', '.join(sorted(hardware.SKUS))} (GET /v1/hardware)."]
     if errors:
         return problems.invalid_input(errors)
@@ -369,6 +369,10 @@ def _create_model(request):
     response = JsonResponse(api.model_json(created, _base(request)), status=201)
     response["Location"] = _base(request) + f"/v1/models/{owner}/{name}"
     return response
+
+
+def _one_of(value, choices):
+    return isinstance(value, str) and value in choices
 
 
 @api_view("GET", "PATCH", "DELETE")
