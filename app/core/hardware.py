@@ -1,12 +1,16 @@
-"""The kinds of model server a model or a deployment can run on, in
-Replicate's shape ({"sku", "name"}, /v1/hardware). Lightbox runs models on Cog
-servers; what matters to it is who starts them: Lightbox itself, on this
-machine (a local model, `LIGHTBOX_LOCAL_MODELS`), or someone else, at a URL an
-admin registers."""
+"""The kinds of model server a model or a deployment runs on, in Replicate's
+shape ({"sku", "name"}, GET /v1/hardware) and with Replicate's SKUs where they
+exist, so code written for Replicate names them the same. A deployment's
+pool of Cog servers is of one kind; a model's `hardware` says which it is
+meant for."""
 
 HARDWARE = (
-    ("local", "Cog servers Lightbox starts on this machine"),
-    ("cog", "Cog servers at URLs an admin registers"),
+    ("cpu", "CPU"),
+    ("gpu-t4", "Nvidia T4 GPU"),
+    ("gpu-l40s", "Nvidia L40S GPU"),
+    ("gpu-a100-large", "Nvidia A100 (80GB) GPU"),
+    ("gpu-h100", "Nvidia H100 GPU"),
+    ("gpu-h200", "Nvidia H200 GPU"),
 )
 
 SKUS = frozenset(sku for sku, _ in HARDWARE)

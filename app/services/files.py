@@ -7,7 +7,6 @@ A file's URL given as a prediction's input is read here, from storage: it is
 this site's own address, which the network guard rightly refuses to fetch
 (app.core.netguard), and the file is its owner's only."""
 
-import base64
 import hashlib
 import re
 from datetime import timedelta
@@ -111,8 +110,7 @@ def resolve_inputs(version, data, owner):
     its content, a data: URI (then checked as any image given so:
     app.core.uploads.clean_input_images); raises InputError naming the field
     when the file is not `owner`'s, or has expired."""
-    resolved = {key: (list(value) if isinstance(value, list) else value) for key, value in data.items()}
-    errors = {}
+    resolved, errors = [], {}
     for name, index, value in netguard.uri_fields(version, data):
         file_id = file_id_in(value)
         if file_id is None:
@@ -121,17 +119,8 @@ def resolve_inputs(version, data, owner):
         if found is None:
             errors.setdefault(name, []).append(f"No file {file_id}: it does not exist, has expired or is not yours.")
             continue
-        uri = data_uri(found)
-        if index is None:
-            resolved[name] = uri
-        else:
-            resolved[name][index] = uri
+        with found.file.open("rb") as handle:
+            resolved.append((name, index, uploads.data_uri(handle.read(), found.content_type)))
     if errors:
         raise InputError(errors)
-    return resolved
-
-
-def data_uri(found):
-    with found.file.open("rb") as handle:
-        content = handle.read()
-    return f"data:{found.content_type};base64,{base64.b64encode(content).decode()}"
+    return uploads.replaced(data, resolved)

@@ -124,13 +124,20 @@ def _resolve_version(request, ref):
     return version
 
 
-def _create(request, version_ref):
+def _json_body(request):
+    """(the request's JSON object, None), or (None, the problem to answer)."""
     try:
-        body = problems.parse_json_body(request)
+        return problems.parse_json_body(request), None
     except problems.BodyTooLarge as exc:
-        return problems.problem(413, "Request body too large", str(exc))
+        return None, problems.problem(413, "Request body too large", str(exc))
     except ValueError as exc:
-        return problems.problem(400, "Bad request", str(exc))
+        return None, problems.problem(400, "Bad request", str(exc))
+
+
+def _create(request, version_ref):
+    body, refusal = _json_body(request)
+    if refusal:
+        return refusal
     # Text nothing downstream can encode, wherever it is (a key too).
     path = payloads.find_invalid_unicode(body)
     if path is not None:
@@ -336,12 +343,9 @@ def models(request):
 
 
 def _create_model(request):
-    try:
-        body = problems.parse_json_body(request)
-    except problems.BodyTooLarge as exc:
-        return problems.problem(413, "Request body too large", str(exc))
-    except ValueError as exc:
-        return problems.problem(400, "Bad request", str(exc))
+    body, refusal = _json_body(request)
+    if refusal:
+        return refusal
     errors = _model_field_errors(body, MODEL_CREATE_FIELDS)
     for key in ("owner", "name", "visibility", "hardware"):
         if not body.get(key):
@@ -352,7 +356,7 @@ def _create_model(request):
     if body.get("visibility") and not _one_of(body["visibility"], Model.Visibility.values):
         errors["visibility"] = [f"One of: {', '.join(Model.Visibility.values)}."]
     if body.get("hardware") and not _one_of(body["hardware"], hardware.SKUS):
-        errors["hardware"] = [f"One of: {', '.join(sorted(hardware.SKUS))} (GET /v1/hardware)."]
+        errors["hardware"] = [f"One of: {', '.join(sku for sku, _ in hardware.HARDWARE)} (GET /v1/hardware)."]
     if errors:
         return problems.invalid_input(errors)
     # Lightbox has no organisations: a model's owner is its creator's username.
@@ -394,12 +398,9 @@ def _update_model(request, owner, name):
     found, refusal = _get_own_model(request, owner, name, "change")
     if refusal:
         return refusal
-    try:
-        body = problems.parse_json_body(request)
-    except problems.BodyTooLarge as exc:
-        return problems.problem(413, "Request body too large", str(exc))
-    except ValueError as exc:
-        return problems.problem(400, "Bad request", str(exc))
+    body, refusal = _json_body(request)
+    if refusal:
+        return refusal
     errors = _model_field_errors(body, MODEL_UPDATE_FIELDS)
     if errors:
         return problems.invalid_input(errors)
@@ -423,7 +424,10 @@ def _delete_model(request, owner, name):
 
 
 def _examples(found):
-    """A model's examples: its owner's public predictions of it that succeeded."""
+    """A model's examples: its owner's public predictions of it that succeeded
+    (none for the catalog's models, which no account owns)."""
+    if found.user_id is None:
+        return Prediction.objects.none()
     return (
         Prediction.objects.public()
         .for_model(found)
@@ -444,7 +448,7 @@ def model_examples(request, owner, name):
         outputs = api.outputs_by_prediction(items)
         return [api.prediction_json(p, base, outputs[p.pk], viewer=request.user) for p in items]
 
-    return _page_response(request, _examples(found) if found.user_id else Prediction.objects.none(), render)
+    return _page_response(request, _examples(found), render)
 
 
 @api_view("GET")

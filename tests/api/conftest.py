@@ -1,25 +1,27 @@
-import json
-
+import httpx
 import pytest
-
-SDXL = "7762fd07cf82c948538e41f63f77d685e02b063e37e496e96eefd46c929f9bdc"
+import replicate
 
 
 @pytest.fixture
-def sdxl(transactional_db, replicate_settings, replicate_cloud):
-    """The catalog's SDXL on Replicate's cloud (its stand-in, tests.fakes.replicate_cloud)."""
-    from app.services import catalog
+def client(site, alice_token):
+    """The official Python client, signed in as alice."""
+    return replicate.Client(api_token=alice_token, base_url=site.url)
 
-    replicate_cloud.reset()
-    entry = next(e for e in json.loads(catalog.REPLICATE_CATALOG.read_text()) if e["version_id"] == SDXL)
-    version = catalog.add_version(
-        "stability-ai",
-        "sdxl",
-        "replicate",
-        f"stability-ai/sdxl:{SDXL}",
-        entry["openapi_schema"],
-        entry["cog_version"],
-        version_id=SDXL,
-    )
-    catalog.refresh_availability(version, max_age=0)
-    return version
+
+@pytest.fixture
+def bob_token(bob):
+    from app.models import ApiToken
+
+    return ApiToken.issue(bob)[1]
+
+
+@pytest.fixture
+def bob_client(site, bob_token):
+    return replicate.Client(api_token=bob_token, base_url=site.url)
+
+
+@pytest.fixture
+def bob_api(site, bob_token):
+    with httpx.Client(base_url=site.url, headers={"Authorization": f"Bearer {bob_token}"}, timeout=70) as http:
+        yield http

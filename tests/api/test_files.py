@@ -5,7 +5,6 @@ import io
 import json
 from datetime import timedelta
 
-import httpx
 import pytest
 import replicate
 from django.core.files.storage import default_storage
@@ -16,20 +15,6 @@ from tests.api.clients import image_size, png
 from tests.conftest import wait_for_status
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture
-def client(site, alice_token):
-    return replicate.Client(api_token=alice_token, base_url=site.url)
-
-
-@pytest.fixture
-def bob_api(site, bob):
-    from app.models import ApiToken
-
-    token = ApiToken.issue(bob)[1]
-    with httpx.Client(base_url=site.url, headers={"Authorization": f"Bearer {token}"}, timeout=70) as http:
-        yield http
 
 
 @pytest.fixture
@@ -217,3 +202,12 @@ def _named(data, name):
     handle = io.BytesIO(data)
     handle.name = name
     return handle
+
+
+def test_a_deleted_account_takes_its_files_with_it(client, alice, photo):
+    client.files.create(photo)
+    found = File.objects.get()
+
+    alice.delete()
+
+    assert not File.objects.exists() and not _stored(found)

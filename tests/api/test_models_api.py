@@ -7,33 +7,17 @@ import pytest
 import replicate
 from django.core.files.storage import default_storage
 
-from app.models import ApiToken, Collection, Model, Output, Prediction, Version
-from app.services import catalog
+from app.core.schema import InputError
+from app.models import Collection, Model, Output, Prediction, Version
+from app.services import catalog, predictions
 from tests.conftest import wait_for_status
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 
-@pytest.fixture
-def client(site, alice_token):
-    return replicate.Client(api_token=alice_token, base_url=site.url)
-
-
-@pytest.fixture
-def bob_client(site, bob):
-    return replicate.Client(api_token=ApiToken.issue(bob)[1], base_url=site.url)
-
-
-@pytest.fixture
-def bob_api(site, bob):
-    token = ApiToken.issue(bob)[1]
-    with httpx.Client(base_url=site.url, headers={"Authorization": f"Bearer {token}"}, timeout=70) as http:
-        yield http
-
-
 def test_create_get_and_list(client, bob_client, cog_version):
     created = client.models.create(
-        owner="alice", name="hot-dog", visibility="private", hardware="local", description="Finds hot dogs"
+        owner="alice", name="hot-dog", visibility="private", hardware="cpu", description="Finds hot dogs"
     )
 
     assert (created.owner, created.name, created.visibility) == ("alice", "hot-dog", "private")
@@ -54,7 +38,7 @@ def test_list_pages_and_paginate_walks_them(client, monkeypatch):
 
     monkeypatch.setattr(api_views, "PAGE_SIZE", 2)
     for index in range(5):
-        client.models.create(owner="alice", name=f"model-{index}", visibility="public", hardware="cog")
+        client.models.create(owner="alice", name=f"model-{index}", visibility="public", hardware="gpu-t4")
 
     first = client.models.list()
     assert len(first.results) == 2 and first.next
@@ -65,17 +49,17 @@ def test_list_pages_and_paginate_walks_them(client, monkeypatch):
 @pytest.mark.parametrize(
     "body, status, field",
     [
-        ({"owner": "bob", "name": "x", "visibility": "public", "hardware": "local"}, 403, None),
-        ({"owner": "alice", "name": "x", "visibility": "secret", "hardware": "local"}, 422, "visibility"),
-        ({"owner": "alice", "name": "x", "visibility": "public", "hardware": "gpu-t4"}, 422, "hardware"),
-        ({"owner": "alice", "name": "Not A Slug", "visibility": "public", "hardware": "local"}, 422, "name"),
-        ({"owner": "alice", "visibility": "public", "hardware": "local"}, 422, "name"),
+        ({"owner": "bob", "name": "x", "visibility": "public", "hardware": "cpu"}, 403, None),
+        ({"owner": "alice", "name": "x", "visibility": "secret", "hardware": "cpu"}, 422, "visibility"),
+        ({"owner": "alice", "name": "x", "visibility": "public", "hardware": "tpu-v5"}, 422, "hardware"),
+        ({"owner": "alice", "name": "Not A Slug", "visibility": "public", "hardware": "cpu"}, 422, "name"),
+        ({"owner": "alice", "visibility": "public", "hardware": "cpu"}, 422, "name"),
         (
-            {"owner": "alice", "name": "x", "visibility": "public", "hardware": "local", "paper_url": "ftp://x"},
+            {"owner": "alice", "name": "x", "visibility": "public", "hardware": "cpu", "paper_url": "ftp://x"},
             422,
             "paper_url",
         ),
-        ({"owner": "alice", "name": "x", "visibility": "public", "hardware": "local", "colour": "red"}, 422, "colour"),
+        ({"owner": "alice", "name": "x", "visibility": "public", "hardware": "cpu", "colour": "red"}, 422, "colour"),
     ],
 )
 def test_create_refuses_with_a_reason_and_makes_nothing(api, body, status, field):
@@ -89,19 +73,19 @@ def test_create_refuses_with_a_reason_and_makes_nothing(api, body, status, field
 
 
 def test_a_name_taken_is_409_and_the_catalogs_owner_names_are_not_yours(client, api, cog_version, alice):
-    client.models.create(owner="alice", name="mine", visibility="public", hardware="local")
+    client.models.create(owner="alice", name="mine", visibility="public", hardware="cpu")
     with pytest.raises(replicate.exceptions.ReplicateError) as caught:
-        client.models.create(owner="alice", name="mine", visibility="public", hardware="local")
+        client.models.create(owner="alice", name="mine", visibility="public", hardware="cpu")
     assert caught.value.status == 409
 
     alice.username = "local"  # the catalog's owner name
     alice.save()
-    response = api.post("/v1/models", json={"owner": "local", "name": "x", "visibility": "public", "hardware": "cog"})
+    response = api.post("/v1/models", json={"owner": "local", "name": "x", "visibility": "public", "hardware": "cpu"})
     assert response.status_code == 403 and "catalog" in response.json()["detail"]
 
 
 def test_update_the_readme_and_urls(client, api, bob_api):
-    client.models.create(owner="alice", name="mine", visibility="public", hardware="local")
+    client.models.create(owner="alice", name="mine", visibility="public", hardware="cpu")
 
     response = api.patch(
         "/v1/models/alice/mine",
@@ -123,7 +107,7 @@ def test_update_the_readme_and_urls(client, api, bob_api):
 def test_delete_is_refused_while_versions_exist_then_versions_go_with_their_predictions(
     worker, client, cog_server, alice, bob_api
 ):
-    client.models.create(owner="alice", name="mine", visibility="public", hardware="local")
+    client.models.create(owner="alice", name="mine", visibility="public", hardware="cpu")
     version = catalog.import_version(cog_server.url, "alice/mine")
     catalog.refresh_availability(version, max_age=0)
     done = client.predictions.create(version=version.id, input={"prompt": "a lighthouse"})
@@ -144,9 +128,7 @@ def test_delete_is_refused_while_versions_exist_then_versions_go_with_their_pred
 
 
 def test_a_version_others_ran_stays(worker, client, cog_server, bob, bob_api):
-    from app.services import predictions
-
-    client.models.create(owner="alice", name="mine", visibility="public", hardware="local")
+    client.models.create(owner="alice", name="mine", visibility="public", hardware="cpu")
     version = catalog.import_version(cog_server.url, "alice/mine")
     catalog.refresh_availability(version, max_age=0)
     wait_for_status(predictions.start(version, {"prompt": "bob's"}, owner=bob).id)
@@ -159,9 +141,7 @@ def test_a_version_others_ran_stays(worker, client, cog_server, bob, bob_api):
 
 
 def test_examples_are_the_owners_public_predictions(worker, client, cog_server, alice):
-    from app.services import predictions
-
-    client.models.create(owner="alice", name="mine", visibility="public", hardware="local")
+    client.models.create(owner="alice", name="mine", visibility="public", hardware="cpu")
     version = catalog.import_version(cog_server.url, "alice/mine")
     catalog.refresh_availability(version, max_age=0)
     shown = wait_for_status(predictions.start(version, {"prompt": "shown"}, owner=alice, visibility="public").id)
@@ -177,12 +157,12 @@ def test_account_hardware_and_collections(client, bob_client, cog_version, bob):
     account = client.accounts.current()
     assert (account.type, account.username) == ("user", "alice")
 
-    skus = {hardware.sku for hardware in client.hardware.list()}
-    assert skus == {"local", "cog"}
+    listed = [(hardware.sku, hardware.name) for hardware in client.hardware.list()]
+    assert listed[:2] == [("cpu", "CPU"), ("gpu-t4", "Nvidia T4 GPU")] and len(listed) == 6
 
     curated = Collection.objects.create(slug="favourites", name="Favourites", description="Staff picks")
     cog_version.model.collections.add(curated)
-    bob_client.models.create(owner="bob", name="secret", visibility="private", hardware="local")
+    bob_client.models.create(owner="bob", name="secret", visibility="private", hardware="cpu")
     Model.objects.get(name="secret").collections.add(curated)
 
     slugs = [collection.slug for collection in client.collections.list()]
@@ -198,12 +178,25 @@ def test_account_hardware_and_collections(client, bob_client, cog_version, bob):
     )
 
 
-def test_a_private_model_of_another_cannot_be_run(bob_api, client, cog_server, queued):
-    client.models.create(owner="alice", name="mine", visibility="private", hardware="local")
+def test_a_private_model_of_another_cannot_be_run(bob_api, bob, client, cog_server, queued):
+    client.models.create(owner="alice", name="mine", visibility="private", hardware="cpu")
     version = catalog.import_version(cog_server.url, "alice/mine")
 
     by_version = bob_api.post("/v1/predictions", json={"version": version.id, "input": {"prompt": "x"}})
     by_model = bob_api.post("/v1/models/alice/mine/predictions", json={"input": {"prompt": "x"}})
 
     assert by_version.status_code == 404 and by_model.status_code == 404
+    with pytest.raises(InputError) as caught:
+        predictions.start(version, {"prompt": "x"}, owner=bob)  # the rule itself, for the pages too
+    assert caught.value.errors == {"version": ["alice/mine is a private model of another account."]}
     assert not Prediction.objects.exists()
+
+
+def test_the_models_pages_keep_a_private_model_to_its_owner(site, client):
+    client.models.create(owner="alice", name="secret", visibility="private", hardware="cpu")
+    client.models.create(owner="alice", name="shown", visibility="public", hardware="cpu")
+
+    listing = httpx.get(site.url + "/models")
+
+    assert "alice/shown" in listing.text and "alice/secret" not in listing.text
+    assert httpx.get(site.url + "/models/alice/secret").status_code == 404
