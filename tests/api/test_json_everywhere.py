@@ -55,3 +55,17 @@ def test_pages_keep_their_html_404(site):
     response = httpx.get(site.url + "/no-such-page")
 
     assert response.status_code == 404 and response.headers["Content-Type"].startswith("text/html")
+
+
+def test_a_body_larger_than_any_endpoint_takes_is_a_json_413_unread(site):
+    import json
+    import socket
+
+    with socket.create_connection(("127.0.0.1", site.port), timeout=10) as sock:
+        sock.sendall(b"POST /v1/files HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 999999999999\r\n\r\n")
+        answer = sock.recv(65536).decode()
+
+    head, _, body = answer.partition("\r\n\r\n")
+    assert head.startswith("HTTP/1.1 413") and "content-type: application/problem+json" in head.lower()
+    # The body may come chunked: the problem is the JSON object in it.
+    assert json.loads(body[body.index("{") : body.rindex("}") + 1])["status"] == 413
