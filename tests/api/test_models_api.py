@@ -200,3 +200,26 @@ def test_the_models_pages_keep_a_private_model_to_its_owner(site, client):
 
     assert "alice/shown" in listing.text and "alice/secret" not in listing.text
     assert httpx.get(site.url + "/models/alice/secret").status_code == 404
+
+
+def test_the_clients_other_methods(worker, client, cog_version, alice):
+    from app.services.api_json import webhook_secret
+
+    assert [v.id for v in client.models.get("local/test-model").versions.list()] == [cog_version.id]
+    first = client.models.predictions.create("local/test-model", input={"prompt": "a"}, wait=True)
+    second = client.predictions.create(version=cog_version.id, input={"prompt": "b"})
+    second.wait()
+    walked = [p.id for page in replicate.pagination.paginate(client.predictions.list) for p in page]
+
+    assert first.status == "succeeded" and second.status == "succeeded"
+    assert walked == [second.id, first.id]
+    assert client.webhooks.default.secret().key == webhook_secret(alice)
+
+
+def test_staff_cannot_make_a_collection_that_shadows_a_built_in_one():
+    from app.admin import CollectionForm
+
+    form = CollectionForm(data={"slug": "text-to-image", "name": "Mine", "description": "x"})
+
+    assert not form.is_valid() and "Lightbox makes itself" in form.errors["slug"][0]
+    assert CollectionForm(data={"slug": "picks", "name": "Picks", "description": "x"}).is_valid()

@@ -52,7 +52,9 @@ def test_files_create_list_get_and_delete(node, tmp_path):
     assert not File.objects.exists()
 
 
-def test_predictions_create_wait_get_list_and_paginate(worker, cog_version, node):
+def test_predictions_create_wait_get_list_paginate_cancel_and_the_webhook_secret(worker, cog_version, node, alice):
+    from app.services.api_json import webhook_secret
+
     result = node(f"""
         const created = await replicate.predictions.create({{version: {cog_version.id!r}, input: {{prompt: "a"}}}});
         const done = await replicate.wait(created, {{interval: 100}});
@@ -60,12 +62,19 @@ def test_predictions_create_wait_get_list_and_paginate(worker, cog_version, node
         const second = await replicate.predictions.create({{model: "local/test-model", input: {{prompt: "b"}}, wait: true}});
         const pages = [];
         for await (const page of replicate.paginate(replicate.predictions.list)) pages.push(page.map((p) => p.id));
-        return {{done: done.status, output: got.output, second: second.status, ids: [created.id, second.id], pages}};
+        const slow = await replicate.predictions.create({{version: {cog_version.id!r},
+            input: {{prompt: "slow", step_delay: 0.5, num_inference_steps: 20}}}});
+        const canceled = await replicate.predictions.cancel(slow.id);
+        const secret = await replicate.webhooks.default.secret.get();
+        return {{done: done.status, output: got.output, second: second.status, ids: [created.id, second.id], pages,
+                 canceled: canceled.status, secret: secret.key}};
     """)
 
     assert result["done"] == "succeeded" and len(result["output"]) == 1
     assert result["second"] == "succeeded"
     assert result["pages"] == [result["ids"][::-1]]
+    assert result["canceled"] == "canceled" and Prediction.objects.get(status="canceled").input["prompt"] == "slow"
+    assert result["secret"] == webhook_secret(alice)
 
 
 def test_models_list_get_create_and_versions(cog_version, node, monkeypatch):
