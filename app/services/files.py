@@ -26,7 +26,8 @@ FILE_ID_RE = re.compile(r"[a-z0-9]{1,32}")
 
 
 class FileRefused(ValueError):
-    """An upload /v1/files does not take: `status` is 413 (too large) or 422."""
+    """An upload /v1/files does not take: `status` is 413 (too large), 403
+    (too many files held) or 422 (not an image Lightbox takes)."""
 
     def __init__(self, status, detail):
         super().__init__(detail)
@@ -35,8 +36,14 @@ class FileRefused(ValueError):
 
 def create(owner, content, *, filename="", metadata=None):
     """Store `content` (an UploadedFile) as `owner`'s File; raises FileRefused.
-    Images only (LIGHTBOX_UPLOAD_FORMATS, told by the bytes, whatever type the
+    At most LIGHTBOX_FILES_PER_USER live files each; images only (LIGHTBOX_UPLOAD_FORMATS, told by the bytes, whatever type the
     client declared), at most LIGHTBOX_UPLOAD_IMAGE_MAX_BYTES, re-encoded."""
+    held = File.objects.live().filter(owner=owner).count()
+    if settings.FILES_PER_USER is not None and held >= settings.FILES_PER_USER:
+        raise FileRefused(
+            403,
+            f"You hold {held} files, as many as one may (LIGHTBOX_FILES_PER_USER): delete some, or wait until they expire.",
+        )
     limit = settings.UPLOAD_IMAGE_MAX_BYTES
     if content.size is not None and content.size > limit:
         raise FileRefused(413, f"Files must be at most {_amount(limit)}.")

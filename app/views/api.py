@@ -545,6 +545,8 @@ def _create_file(request):
     except user_files.FileRefused as exc:
         if exc.status == 413:
             return problems.problem(413, "Content Too Large", str(exc))
+        if exc.status == 403:
+            return _forbidden(str(exc))
         return problems.invalid_input({"content": [str(exc)]})
     payload = api.file_json(created, _base(request))
     response = JsonResponse(payload, status=201)

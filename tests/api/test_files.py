@@ -211,3 +211,16 @@ def test_a_deleted_account_takes_its_files_with_it(client, alice, photo):
     alice.delete()
 
     assert not File.objects.exists() and not _stored(found)
+
+
+def test_a_user_holds_at_most_so_many_files(client, api, settings):
+    settings.FILES_PER_USER = 2
+    for index in range(2):
+        client.files.create(_named(png(), f"{index}.png"))
+
+    response = api.post("/v1/files", files={"content": ("third.png", png())})
+
+    assert response.status_code == 403 and "You hold 2 files" in response.json()["detail"]
+    assert File.objects.count() == 2
+    client.files.delete(File.objects.first().id)
+    assert api.post("/v1/files", files={"content": ("third.png", png())}).status_code == 201
