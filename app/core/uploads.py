@@ -44,7 +44,23 @@ class CleanImage:
 
     @property
     def data_uri(self):
-        return f"data:{self.content_type};base64,{base64.b64encode(self.data).decode()}"
+        return data_uri(self.data, self.content_type)
+
+
+def data_uri(content, content_type):
+    return f"data:{content_type or 'application/octet-stream'};base64,{base64.b64encode(content).decode()}"
+
+
+def replaced(data, values):
+    """A copy of the input `data` with each (field, index or None, value) of
+    `values` put in its place (netguard.url_fields names them so)."""
+    copy = {key: (list(value) if isinstance(value, list) else value) for key, value in data.items()}
+    for name, index, value in values:
+        if index is None:
+            copy[name] = value
+        else:
+            copy[name][index] = value
+    return copy
 
 
 def clean_image(data, *, max_bytes=None, max_pixels=None, formats=None):
@@ -126,8 +142,7 @@ def clean_image_bytes_for_model(data, content_type):
 def clean_input_images(version, data):
     """`data` with every image given as a data: URI checked and re-encoded, as
     an upload is; raises schema.InputError naming the field."""
-    cleaned_input = {key: (list(value) if isinstance(value, list) else value) for key, value in data.items()}
-    errors = {}
+    cleaned, errors = [], {}
     for name, index, value in netguard.uri_fields(version, data):
         if not value.startswith("data:"):
             continue
@@ -139,13 +154,10 @@ def clean_input_images(version, data):
         except ValueError as exc:  # UploadRejected too
             errors.setdefault(name, []).append(str(exc))
             continue
-        if index is None:
-            cleaned_input[name] = uri
-        else:
-            cleaned_input[name][index] = uri
+        cleaned.append((name, index, uri))
     if errors:
         raise InputError(errors)
-    return cleaned_input
+    return replaced(data, cleaned)
 
 
 def inline_urls(version, data):
@@ -154,7 +166,7 @@ def inline_urls(version, data):
     never requests a user's image URL. Text URLs (a LoRA) are checked again,
     their host may have moved inside since the prediction was created. Raises
     netguard.UnsafeURL whose message names the field."""
-    inlined = {key: (list(value) if isinstance(value, list) else value) for key, value in data.items()}
+    inlined = []
     for name, index, value, is_file in netguard.url_fields(version, data):
         if not netguard.is_http(value):
             continue
@@ -169,9 +181,5 @@ def inline_urls(version, data):
                 raise netguard.UnsafeURL(f"The image at {value[:100]}: {exc}", public=f"{name}: {exc}") from exc
         except netguard.UnsafeURL as exc:
             raise netguard.UnsafeURL(str(exc), public=netguard.refusal(name, exc)) from exc
-        uri = f"data:{content_type or 'application/octet-stream'};base64,{base64.b64encode(content).decode()}"
-        if index is None:
-            inlined[name] = uri
-        else:
-            inlined[name][index] = uri
-    return inlined
+        inlined.append((name, index, data_uri(content, content_type)))
+    return replaced(data, inlined)
