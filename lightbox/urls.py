@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path, re_path
 
-from app.views import accounts, api, comparisons, gallery, health, hooks, media, playground, predictions
+from app.views import accounts, api, comparisons, gallery, health, help, hooks, media, playground, predictions
 
 api_patterns = [
     path("predictions", api.predictions, name="predictions"),
@@ -55,6 +55,7 @@ page_patterns = [
     path("models", gallery.models, name="models"),
     path("models/<str:owner>/<str:name>", gallery.model, name="model"),
     path("account/", include(account_patterns)),
+    path("help/running-models", help.running_models, name="help-running-models"),
 ]
 
 urlpatterns = page_patterns + [

@@ -61,13 +61,16 @@ def test_formats_outside_the_allowlist_are_refused():
 def test_a_decompression_bomb_is_refused_before_decoding():
     with pytest.raises(UploadRejected, match="pixels"):
         clean_image(_png_bomb())  # past Pillow's own bomb limit
-    with pytest.raises(UploadRejected, match="5000x5000"):
+    # In words a person uses: sizes, not a count of pixels ("16,777,216").
+    with pytest.raises(UploadRejected, match="5000 x 5000 pixels; the largest allowed is 4096 x 4096 pixels"):
         clean_image(_png_bomb(5000, 5000))  # under Pillow's, over LIGHTBOX_UPLOAD_MAX_PIXELS
 
 
 def test_the_pixel_and_byte_caps():
-    with pytest.raises(UploadRejected, match="at most 100 pixels"):
+    with pytest.raises(UploadRejected, match="largest allowed is 10 x 10 pixels"):
         clean_image(_image(size=(20, 20)), max_pixels=100)
+    with pytest.raises(UploadRejected, match="largest allowed is 2.0 megapixels"):
+        clean_image(_image(size=(1500, 1500)), max_pixels=2_000_000)
     with pytest.raises(UploadRejected, match="larger than"):
         clean_image(_image(), max_bytes=10)
 

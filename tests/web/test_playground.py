@@ -9,48 +9,64 @@ from django.test import override_settings
 from app.models import Comparison, Prediction
 from app.services import comparisons
 from tasks.predictions import refresh_versions
-from tests.web.conftest import png_bytes
+from tests.web.conftest import make_prediction, png_bytes
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def test_it_builds_the_common_fields_once_from_the_schemas(client, sd_version, turbo_version):
-    response = client.get("/", {"version": [sd_version.id, turbo_version.id]})
+def test_it_builds_the_common_fields_once_from_the_schemas(client_alice, sd_version, turbo_version):
+    response = client_alice.get("/", {"version": [sd_version.id, turbo_version.id]})
 
     assert response.status_code == 200
     html = response.content.decode()
     assert html.count('name="prompt"') == 1
     assert html.count('name="width"') == 1
-    # Each field's description is its help, with every version's default.
-    assert "Width in pixels." in html
-    assert "tiny-sd: default 64, 16–1024; sd-turbo: default 512, 16–1024" in html
-    # A version's own fields go under "advanced" for it.
+    # Each field's description is its help, said once: per model only where they differ.
+    assert "Width in pixels. Default 64 for tiny-sd; 512 for sd-turbo. From 16 to 1024." in html
+    assert "Guidance. Default 7.5 for tiny-sd; 0 for sd-turbo. From 0 to 20." in html
+    # The browser knows the range: the union of the versions' ranges.
+    assert 'name="num_inference_steps"' in html and 'min="1" max="100"' in html
+    # A required prompt has no default; a field only one version has is said once.
+    assert "Prompt</label>" in html and "What to draw.</p>" in html
+    # A field several versions have (a LoRA, here a step delay) is shown once.
+    assert html.count('name="step_delay"') == 1
+    assert "local/tiny-sd: default" not in html
+    # A field only one chosen version has goes under its own options, said as such.
+    html = client_alice.get("/", {"version": sd_version.id}).content.decode()
     assert f'name="{sd_version.id[:12]}-step_delay"' in html
-    assert "Advanced: local/sd-turbo" in html
+    assert "More options for local/tiny-sd only" in html
 
 
-def test_a_field_only_some_versions_have_is_shown_and_says_so(client, sd_version, turbo_version):
-    response = client.get("/", {"version": [sd_version.id, turbo_version.id]})
+def test_a_field_only_some_versions_have_is_shown_and_says_so(client_alice, sd_version, turbo_version):
+    response = client_alice.get("/", {"version": [sd_version.id, turbo_version.id]})
 
-    assert "sd-turbo: not an input" in response.content.decode()  # negative_prompt, scheduler
+    assert "Not used by sd-turbo." in response.content.decode()  # negative_prompt, scheduler
 
 
-def test_the_fields_region_alone_for_htmx(client, sd_version):
-    response = client.get("/", {"version": sd_version.id}, headers={"HX-Request": "true", "HX-Target": "fields"})
+def test_the_fields_region_alone_for_htmx(client_alice, sd_version):
+    response = client_alice.get("/", {"version": sd_version.id}, headers={"HX-Request": "true", "HX-Target": "fields"})
 
     html = response.content.decode()
     assert html.lstrip().startswith('<div id="fields"')
     assert "<html" not in html
 
 
-def test_anonymous_visitors_are_asked_to_log_in_to_run(client, sd_version):
-    page = client.get("/")
-    assert "to run models" in page.content.decode()
+def test_anonymous_visitors_see_what_lightbox_is_and_recent_public_comparisons(client, alice, sd_version):
+    for prompt, visibility in (("a public heron", "public"), ("an unlisted owl", "unlisted")):
+        comparison = Comparison.objects.create(owner=alice, input={"prompt": prompt}, seed=1, visibility=visibility)
+        make_prediction(sd_version, owner=alice, prompt=prompt, visibility=visibility, comparison=comparison)
+
+    html = client.get("/").content.decode()
+
+    assert "Write a prompt once and run it on several image models" in html
+    assert "Sign up to run models" in html and "Recent public comparisons" in html
+    assert "a public heron" in html and "an unlisted owl" not in html
+    assert 'name="prompt"' not in html  # no disabled form
 
     response = client.post("/run", {"version": sd_version.id, "prompt": "a fox"})
 
     assert response.status_code == 302 and response["Location"].startswith("/account/login/")
-    assert not Comparison.objects.exists()
+    assert Comparison.objects.count() == 2
 
 
 @override_settings(ANONYMOUS_RUNS=True)
@@ -70,7 +86,7 @@ def test_run_creates_a_comparison_with_one_prediction_per_version(client_alice, 
             "prompt": "a red fox",
             "num_inference_steps": "12",
             "seed": "77",
-            f"{sd_version.id[:12]}-step_delay": "0.5",
+            "step_delay": "0.5",
         },
     )
 
@@ -89,8 +105,9 @@ def test_run_creates_a_comparison_with_one_prediction_per_version(client_alice, 
         "scheduler": "K_EULER",
         "num_outputs": 1,
     }
-    assert predictions[turbo_version.id].input["num_inference_steps"] == 1
-    assert "step_delay" not in predictions[turbo_version.id].input
+    # 12 is past sd-turbo's maximum: its maximum, the nearest it takes.
+    assert predictions[turbo_version.id].input["num_inference_steps"] == 4
+    assert predictions[turbo_version.id].input["step_delay"] == 0.5
     assert comparison.visibility == "unlisted"
 
 
@@ -148,7 +165,8 @@ def test_remix_loads_a_comparisons_input_into_the_form(client_alice, alice, sd_v
     assert html.count("checked") == 2
 
 
-def test_the_page_reads_stored_availability_which_the_beat_refreshes(client, sd_version, turbo_version):
+def test_the_page_reads_stored_availability_which_the_beat_refreshes(client_alice, sd_version, turbo_version):
+    client = client_alice
     # As after a model server died: the stored state still says available.
     Version = type(sd_version)
     Version.objects.filter(pk=turbo_version.pk).update(available=True, checked_at=None)
@@ -163,9 +181,10 @@ def test_the_page_reads_stored_availability_which_the_beat_refreshes(client, sd_
     turbo_version.refresh_from_db()
     assert not turbo_version.available and "could not connect" in turbo_version.unavailable_reason
     html = client.get("/").content.decode()
-    assert html.count("offline") == 1
-    # Only the available one is chosen by default.
-    assert html.count("checked") == 1
+    assert "1 offline model: why, and how to start it" in html
+    assert "does not answer (could not connect)" in html
+    # Only the available one is chosen by default; the offline one cannot be.
+    assert html.count("checked") == 1 and html.count("disabled id=\"offline-") == 1
 
 
 def test_a_lora_url_inside_is_refused_in_the_form_and_nothing_runs(client_alice, sd_version):
