@@ -25,8 +25,12 @@ def test_it_shows_one_card_per_version_with_every_change(client, comparison):
     assert "local/tiny-sd" in html and "local/sd-turbo" in html
     # What the mapping changed, once above the cards, and the values that ran in the header.
     assert "Not every model took every value" in html
-    assert "<strong>local/sd-turbo</strong>: num_inference_steps 8 → 4 (above its maximum 4, the nearest it takes)" in html
-    assert f"Seed <code>{comparison.seed}</code> · num_inference_steps <code>8 for tiny-sd · 4 for sd-turbo</code>" in html
+    assert (
+        "<strong>local/sd-turbo</strong>: num_inference_steps 8 → 4 (above its maximum 4, the nearest it takes)" in html
+    )
+    assert (
+        f"Seed <code>{comparison.seed}</code> · num_inference_steps <code>8 for tiny-sd · 4 for sd-turbo</code>" in html
+    )
     # Running cards poll; without JavaScript the page reloads itself.
     assert html.count('hx-trigger="every 1s"') == 2
     assert '<noscript><meta http-equiv="refresh" content="3"></noscript>' in html

@@ -184,7 +184,7 @@ def test_the_page_reads_stored_availability_which_the_beat_refreshes(client_alic
     assert "1 offline model: why, and how to start it" in html
     assert "does not answer (could not connect)" in html
     # Only the available one is chosen by default; the offline one cannot be.
-    assert html.count("checked") == 1 and html.count("disabled id=\"offline-") == 1
+    assert html.count("checked") == 1 and html.count('disabled id="offline-') == 1
 
 
 def test_a_lora_url_inside_is_refused_in_the_form_and_nothing_runs(client_alice, sd_version):
