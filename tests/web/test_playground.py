@@ -207,3 +207,142 @@ def test_a_lora_url_inside_is_refused_in_the_form_and_nothing_runs(client_alice,
     assert response.status_code == 400
     assert "Could not fetch lora." in response.content.decode()
     assert not Comparison.objects.exists() and not Prediction.objects.exists()
+
+
+def test_values_no_chosen_version_takes_are_refused_with_field_errors(client_alice, sd_version, turbo_version):
+    response = client_alice.post(
+        "/run",
+        {
+            "version": [sd_version.id, turbo_version.id],
+            "prompt": "a fox",
+            "width": "10",
+            "num_inference_steps": "101",
+            "guidance_scale": "-5",
+            "num_outputs": "0",
+        },
+    )
+
+    html = response.content.decode()
+    assert response.status_code == 400
+    # One summary at the top, each line a link to its field.
+    assert "Nothing was run.</strong> Fix 4 problems:" in html
+    assert '<a href="#id_width">Width: Must be from 16 to 1024.</a>' in html
+    assert (
+        '<a href="#id_num_inference_steps">Num Inference Steps: Must be from 1 to 100. (1 to 4 for sd-turbo; 1 to 100 for tiny-sd.)</a>'
+        in html
+    )
+    assert '<a href="#id_guidance_scale">Guidance Scale: Must be from 0 to 20.</a>' in html
+    assert '<a href="#id_num_outputs">Num Outputs: Must be from 1 to 4.</a>' in html
+    assert not Comparison.objects.exists()
+
+
+def test_seed_minus_one_means_random(client_alice, sd_version):
+    client_alice.post("/run", {"version": sd_version.id, "prompt": "a fox", "seed": "-1"})
+
+    seed = Comparison.objects.get().seed
+    assert seed is not None and seed >= 0
+    assert Comparison.objects.get().predictions.get().input["seed"] == seed
+
+
+def _with_image_input(version):
+    props = version.openapi_schema["components"]["schemas"]["Input"]["properties"]
+    props["mask"] = {"type": "string", "format": "uri", "title": "Mask", "description": "Mask.", "x-order": 12}
+    version.save()
+    return version
+
+
+def test_a_form_that_comes_back_keeps_its_image_and_painted_mask(client_alice, sd_version):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from app.core import uploads
+
+    _with_image_input(sd_version)
+    painted = uploads.clean_image(png_bytes(color=(255, 255, 255))).data_uri
+    upload = SimpleUploadedFile("in.png", png_bytes(), content_type="image/png")
+
+    response = client_alice.post(
+        "/run", {"version": sd_version.id, "prompt": "", "image": upload, "mask_painted": painted}
+    )
+
+    html = response.content.decode()
+    assert response.status_code == 400
+    kept = uploads.clean_image(png_bytes()).data_uri
+    assert f'<input type="hidden" name="image_kept" value="{kept}"' in html
+    assert f'<input type="hidden" name="mask_painted" value="{painted}"' in html
+    assert f'<img src="{kept}" alt="The image to use">' in html
+
+    # Sent again as it came back (the file input empty): the kept image runs.
+    client_alice.post(
+        "/run", {"version": sd_version.id, "prompt": "a fox", "image_kept": kept, "mask_painted": painted}
+    )
+    prediction = Comparison.objects.get().predictions.get()
+    assert prediction.input["image"] == kept and prediction.input["mask"] == painted
+
+
+def test_remix_keeps_the_image_and_mask(client_alice, alice, sd_version):
+    from app.core import uploads
+
+    _with_image_input(sd_version)
+    image = uploads.clean_image(png_bytes()).data_uri
+    comparison = comparisons.start([sd_version], {"prompt": "a heron", "image": image, "mask": image}, owner=alice)
+
+    html = client_alice.get("/", {"remix": comparison.id}).content.decode()
+
+    assert f'<input type="hidden" name="image_kept" value="{image}"' in html
+    assert f'<input type="hidden" name="mask_kept" value="{image}"' in html
+    assert '<details class="image-inputs" open>' in html
+
+
+def test_an_output_goes_to_image_to_image(client_alice, alice, bob, sd_version):
+    from tests.web.conftest import make_prediction
+
+    prediction = make_prediction(sd_version, owner=alice, prompt="a red kite", visibility="private")
+
+    html = client_alice.get("/", {"from": prediction.id, "output": "0"}).content.decode()
+
+    assert 'name="image_kept" value="data:image/png;base64,' in html
+    assert "a red kite</textarea>" in html
+    client_alice.force_login(bob)  # not his to open
+    assert client_alice.get("/", {"from": prediction.id, "output": "0"}).status_code == 404
+
+
+def test_a_bad_image_is_named_in_the_summary_in_words(client_alice, sd_version, settings):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    settings.UPLOAD_MAX_PIXELS = 64 * 64
+    _with_image_input(sd_version)
+    for upload, message in (
+        (
+            SimpleUploadedFile("notes.txt", b"not an image", content_type="text/plain"),
+            "Upload an image: PNG, JPEG, WEBP.",
+        ),
+        (
+            SimpleUploadedFile("big.png", png_bytes(size=(96, 64))),
+            "The image is 96 x 64 pixels; the largest allowed is 64 x 64 pixels.",
+        ),
+    ):
+        html = client_alice.post(
+            "/run", {"version": sd_version.id, "prompt": "a fox", "image": upload}
+        ).content.decode()
+        assert f'<a href="#id_image">Image: {message}</a>' in html
+        assert '<details class="image-inputs" open>' in html
+    assert not Comparison.objects.exists()
+
+
+def test_an_offline_version_asked_for_is_not_chosen_and_says_why(client_alice, sd_version, turbo_version):
+    turbo_version.set_availability(False, "The model server at http://127.0.0.1:9 does not answer (could not connect).")
+
+    html = client_alice.get("/", {"version": [sd_version.id, turbo_version.id]}).content.decode()
+
+    assert "local/sd-turbo is offline, so it is not chosen." in html
+    assert "Run 1 model" in html
+    assert f'value="{turbo_version.id}"' not in html  # nothing to tick
+    assert "does not answer (could not connect)." in html
+    assert 'href="/help/running-models"' in html
+
+
+def test_the_help_page_shows_the_readmes_section(client):
+    html = client.get("/help/running-models").content.decode()
+
+    assert "From the README: Running real models" in html
+    assert "python manage.py serve_model NAME" in html
