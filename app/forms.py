@@ -354,6 +354,11 @@ class SignupForm(UserCreationForm):
         if not needs_invite:
             del self.fields["invite"]
 
+    def validate_password_for_user(self, user, password_field_name="password1"):
+        # A weak password is the password field's problem (Django puts it under
+        # the confirmation, which only has to match).
+        super().validate_password_for_user(user, password_field_name="password1")
+
     def clean_invite(self):
         code = invite_code(self.cleaned_data["invite"])
         problem = Invite.problem_with(Invite.objects.filter(code=code).first())
@@ -425,6 +430,20 @@ class TokenForm(forms.Form):
 
 class VisibilityForm(forms.Form):
     visibility = forms.ChoiceField(choices=Visibility.choices)
+
+
+class BulkForm(forms.Form):
+    """An action on several of one's own comparisons (the history page)."""
+
+    DELETE = "delete"
+
+    ids = forms.MultipleChoiceField(error_messages={"required": "Tick at least one comparison first."})
+    action = forms.ChoiceField(choices=[*Visibility.choices, (DELETE, "Delete")])
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Any id is accepted here; the view acts only on the user's own.
+        self.fields["ids"].valid_value = lambda value: isinstance(value, str) and 0 < len(value) <= 32
 
 
 class ReportForm(forms.Form):

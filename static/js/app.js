@@ -17,9 +17,10 @@ function setUpCopyButtons(root) {
   });
 }
 
-// Forms with data-confirm ask first.
+// Forms with data-confirm, and buttons with data-confirm-button, ask first.
 document.addEventListener("submit", (event) => {
-  const message = event.target.dataset && event.target.dataset.confirm;
+  const button = event.submitter;
+  const message = (button && button.dataset.confirmButton) || (event.target.dataset && event.target.dataset.confirm);
   if (message && !window.confirm(message)) event.preventDefault();
 }, true);
 
