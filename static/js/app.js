@@ -105,9 +105,13 @@ function setUpMaskPainter(root) {
 
   // The picture to paint on: a chosen file, or the image kept from before (a
   // remix, a form that came back); a mask painted before is put back on it.
+  let loads = 0;
   function load(url, restore) {
+    // Only the latest picture counts (a large file is replaced by its scaled copy).
+    const mine = ++loads;
     picture = new Image();
     picture.onload = () => {
+      if (mine !== loads) return;
       canvas.width = mask.width = picture.naturalWidth;
       canvas.height = mask.height = picture.naturalHeight;
       strokes.length = 0;
@@ -233,16 +237,19 @@ function setUpImageInputs(root) {
     const preview = zone.querySelector("[data-image-preview]");
     const maxBytes = Number(zone.dataset.maxBytes);
     const maxPixels = Number(zone.dataset.maxPixels);
+    let assigning = false;
     async function take(file) {
       error.hidden = true;
       try {
         const fitted = await fitImage(file, maxBytes, maxPixels);
-        if (fitted !== file || input.files[0] !== file) {
+        if (input.files[0] !== fitted) {
           const transfer = new DataTransfer();
           transfer.items.add(fitted);
           input.files = transfer.files;
+          // Others (the mask painter) hear of the new file; this handler does not again.
+          assigning = true;
           input.dispatchEvent(new Event("change", { bubbles: true }));
-          return;
+          assigning = false;
         }
         preview.querySelector("img").src = URL.createObjectURL(fitted);
         preview.hidden = false;
@@ -252,7 +259,7 @@ function setUpImageInputs(root) {
         error.hidden = false;
       }
     }
-    input.addEventListener("change", () => { if (input.files[0]) take(input.files[0]); });
+    input.addEventListener("change", () => { if (!assigning && input.files[0]) take(input.files[0]); });
     zone.addEventListener("dragover", (event) => { event.preventDefault(); zone.classList.add("dropping"); });
     zone.addEventListener("dragleave", () => zone.classList.remove("dropping"));
     zone.addEventListener("drop", (event) => {
