@@ -333,7 +333,7 @@ def test_the_smaller_things(site, worker, two_versions, new_page):
     visitor.goto(site.url + "/")
     expect(visitor.get_by_role("heading", level=1)).to_have_text("Lightbox")
     expect(visitor.get_by_text("Write a prompt once and run it on several image models")).to_be_visible()
-    expect(visitor.get_by_role("link", name="a heron in the reeds")).to_be_visible()
+    expect(visitor.get_by_role("link", name="a heron in the reeds", exact=True)).to_be_visible()
     expect(visitor.locator(".recent-comparison img")).to_have_count(2)
     expect(visitor.get_by_label("Prompt", exact=True)).to_have_count(0)
 
@@ -345,7 +345,8 @@ def test_the_smaller_things(site, worker, two_versions, new_page):
     page.get_by_label("Password", exact=True).fill("abc")
     page.get_by_label("Password confirmation").fill("abc")
     page.get_by_role("button", name="Create account").click()
-    expect(page.locator("#id_password1_error")).to_contain_text("This password is too short")
+    expect(page.locator("#id_password1_error")).to_contain_text("This password is too short.")
+    expect(page.locator("#id_password1_error")).to_contain_text("This password is too common.")
     expect(page.locator("#id_password2_error")).to_have_count(0)
     sign_up(page, site.url, "quinn")
 
