@@ -57,7 +57,7 @@ def _field_for(name, spec, required=False, help_text=""):
         attrs = {"inputmode": "numeric" if kind == "integer" else "decimal", "step": 1 if kind == "integer" else "any"}
         attrs.update({bound: spec[key] for bound, key in (("min", "minimum"), ("max", "maximum")) if key in spec})
         if spec.get("default") not in (None, ""):
-            attrs["placeholder"] = f"default {spec['default']}"
+            attrs["placeholder"] = f"default {_number(spec['default'])}"
         field_class = forms.IntegerField if kind == "integer" else forms.FloatField
         return field_class(label=label, required=required, help_text=help_text, widget=forms.NumberInput(attrs=attrs))
     if kind == "boolean":
@@ -105,6 +105,9 @@ def _merged_spec(name, versions):
 
 
 def _number(value):
+    """A value as the form shows it: 7.5, 0 (not 0.0), Yes/No for booleans."""
+    if isinstance(value, bool):
+        return "Yes" if value else "No"
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 

@@ -4,6 +4,8 @@ from django.conf import settings
 from django.template.response import TemplateResponse
 from django.views.decorators.http import require_GET
 
+from app.services import catalog
+
 README_SECTION = "## Running real models"
 
 
@@ -24,8 +26,13 @@ def readme_section(heading, readme=None):
 
 @require_GET
 def running_models(request):
+    servers = [(name, catalog.local_url(name), catalog.LOCAL_MODELS[name][2]) for name in catalog.LOCAL_MODELS]
     return TemplateResponse(
         request,
         "help_models.html",
-        {"section": readme_section(README_SECTION), "availability_interval": settings.AVAILABILITY_INTERVAL},
+        {
+            "section": readme_section(README_SECTION),
+            "availability_interval": settings.AVAILABILITY_INTERVAL,
+            "servers": servers,
+        },
     )

@@ -232,6 +232,7 @@ function setUpImageInputs(root) {
   root.querySelectorAll("[data-image-drop]").forEach((zone) => {
     if (zone.dataset.ready) return;
     zone.dataset.ready = "1";
+    zone.querySelectorAll("[data-js-only]").forEach((element) => { element.hidden = false; });
     const input = zone.querySelector("input[type=file]");
     const error = zone.querySelector("[data-image-error]");
     const preview = zone.querySelector("[data-image-preview]");
