@@ -98,7 +98,13 @@ def _recent_comparisons(user):
     """The latest public comparisons, each with the tiles of its public predictions."""
     recent = list(Comparison.objects.public().order_by("-created_at")[:RECENT_COMPARISONS])
     tiles = with_tiles(
-        list(Prediction.objects.public().filter(comparison__in=recent).only(*TILE_FIELDS, "comparison_id")), user
+        list(
+            Prediction.objects.public()
+            .filter(comparison__in=recent)
+            .only(*TILE_FIELDS, "comparison_id")
+            .order_by("created_at")
+        ),
+        user,
     )
     for comparison in recent:
         comparison.tiles = [tile for tile in tiles if tile.comparison_id == comparison.pk][:4]
