@@ -12,7 +12,13 @@ from urllib.parse import parse_qs, urlsplit
 from django import forms
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.contrib.auth.forms import AuthenticationForm, PasswordResetForm, UserCreationForm
+from django.contrib.auth.forms import (
+    AuthenticationForm,
+    PasswordChangeForm,
+    PasswordResetForm,
+    SetPasswordForm,
+    UserCreationForm,
+)
 from django.core.validators import MaxValueValidator, MinValueValidator
 
 from app.core import payloads, schema, throttle, uploads
@@ -425,6 +431,21 @@ class PasswordResetRequestForm(PasswordResetForm):
                 f"Too many password reset requests. Try again {throttle.wait_text(wait)}.", code="throttled"
             )
         return email
+
+
+class NewPasswordForm(SetPasswordForm):
+    """Setting a password after a reset: a weak one is told under the new
+    password, not under its confirmation (as SignupForm does)."""
+
+    def validate_password_for_user(self, user, password_field_name="new_password1"):
+        super().validate_password_for_user(user, password_field_name="new_password1")
+
+
+class ChangePasswordForm(PasswordChangeForm):
+    """Changing one's password, with errors under the field they are about."""
+
+    def validate_password_for_user(self, user, password_field_name="new_password1"):
+        super().validate_password_for_user(user, password_field_name="new_password1")
 
 
 class TokenForm(forms.Form):

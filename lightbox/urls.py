@@ -28,6 +28,8 @@ account_patterns = [
     # Before Django's own (included below): throttled forms.
     path("login/", accounts.LoginView.as_view(), name="login"),
     path("password_reset/", accounts.PasswordResetView.as_view(), name="password_reset"),
+    path("password_change/", accounts.PasswordChangeView.as_view(), name="password_change"),
+    path("reset/<uidb64>/<token>/", accounts.PasswordResetConfirmView.as_view(), name="password_reset_confirm"),
     path("", accounts.profile, name="profile"),
     path("history", accounts.history, name="history"),
     path("history/bulk", accounts.history_bulk, name="history-bulk"),

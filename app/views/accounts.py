@@ -19,8 +19,10 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from app.core import pagination, throttle
 from app.forms import (
     BulkForm,
+    ChangePasswordForm,
     DeleteAccountForm,
     LoginForm,
+    NewPasswordForm,
     PasswordResetRequestForm,
     SignupForm,
     TokenForm,
@@ -108,6 +110,14 @@ class PasswordResetView(auth_views.PasswordResetView):
 
     def form_invalid(self, form):
         return _refused_if_throttled(super().form_invalid(form), form)
+
+
+class PasswordChangeView(auth_views.PasswordChangeView):
+    form_class = ChangePasswordForm
+
+
+class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):
+    form_class = NewPasswordForm
 
 
 def _get_token_for_user(request, token_id):

@@ -580,3 +580,16 @@ def test_my_history_changes_and_deletes_several_of_ones_own_comparisons_at_once(
     response = client.post("/account/history/bulk", {"action": "delete"}, follow=True)
     assert "Tick at least one comparison first." in response.content.decode()
     assert Comparison.objects.count() == 2
+
+
+def test_changing_a_password_tells_a_weak_one_under_the_new_password(client, alice):
+    client.force_login(alice)
+
+    response = client.post(
+        "/account/password_change/",
+        {"old_password": "correct horse battery", "new_password1": "abc", "new_password2": "abc"},
+    )
+
+    html = response.content.decode()
+    assert 'id="id_new_password1_error">This password is too short.' in html
+    assert 'id="id_new_password2_error"' not in html
