@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path, re_path
 
-from app.views import accounts, api, comparisons, gallery, health, hooks, media, playground, predictions
+from app.views import accounts, api, comparisons, gallery, health, help, hooks, media, playground, predictions
 
 api_patterns = [
     path("predictions", api.predictions, name="predictions"),
@@ -38,7 +38,11 @@ account_patterns = [
     # Before Django's own (included below): throttled forms.
     path("login/", accounts.LoginView.as_view(), name="login"),
     path("password_reset/", accounts.PasswordResetView.as_view(), name="password_reset"),
+    path("password_change/", accounts.PasswordChangeView.as_view(), name="password_change"),
+    path("reset/<uidb64>/<token>/", accounts.PasswordResetConfirmView.as_view(), name="password_reset_confirm"),
     path("", accounts.profile, name="profile"),
+    path("history", accounts.history, name="history"),
+    path("history/bulk", accounts.history_bulk, name="history-bulk"),
     path("tokens", accounts.token_create, name="token-create"),
     path("tokens/<int:token_id>/revoke", accounts.token_revoke, name="token-revoke"),
     path("delete", accounts.delete_account, name="delete-account"),
@@ -65,6 +69,7 @@ page_patterns = [
     path("models", gallery.models, name="models"),
     path("models/<str:owner>/<str:name>", gallery.model, name="model"),
     path("account/", include(account_patterns)),
+    path("help/running-models", help.running_models, name="help-running-models"),
 ]
 
 # Every answer under /v1 is JSON, errors Django raises included.

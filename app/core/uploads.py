@@ -14,6 +14,7 @@ for our Cog servers (`inline_urls`, through app.core.netguard).
 
 import base64
 import io
+import math
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -76,14 +77,18 @@ def clean_image(data, *, max_bytes=None, max_pixels=None, formats=None):
     try:
         image = Image.open(io.BytesIO(data), formats=list(formats))
     except Image.DecompressionBombError as exc:
-        raise UploadRejected("The image has too many pixels.") from exc
+        raise UploadRejected(
+            f"The image has too many pixels: the largest allowed is {pixels_text(max_pixels)}."
+        ) from exc
     except Exception as exc:  # Pillow raises many kinds for bad bytes
         raise UploadRejected(f"Upload an image: {', '.join(formats)}.") from exc
     with image:
         source_format = image.format or ""
         width, height = image.size
         if width * height > max_pixels or width < 1 or height < 1:
-            raise UploadRejected(f"The image is {width}x{height}; images may have at most {max_pixels:,} pixels.")
+            raise UploadRejected(
+                f"The image is {width} x {height} pixels; the largest allowed is {pixels_text(max_pixels)}."
+            )
         try:
             image.load()
             image = ImageOps.exif_transpose(image)
@@ -97,6 +102,15 @@ def clean_image(data, *, max_bytes=None, max_pixels=None, formats=None):
         buffer = io.BytesIO()
         image.save(buffer, pillow_format, **({"quality": 95} if pillow_format == "JPEG" else {}))
         return CleanImage(buffer.getvalue(), content_type, extension, image.width, image.height)
+
+
+def pixels_text(max_pixels):
+    """The pixel limit as people say it: "4096 x 4096" for a square limit,
+    else megapixels ("2.1 megapixels"), never a raw count."""
+    side = math.isqrt(max_pixels)
+    if side * side == max_pixels:
+        return f"{side} x {side} pixels"
+    return f"{max_pixels / 1_000_000:.1f} megapixels"
 
 
 def clean_upload(uploaded_file):
