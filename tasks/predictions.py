@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from app.core import netguard
 from app.models import Prediction, Upload
-from app.services import backends, catalog, predictions
+from app.services import backends, catalog, pools, predictions
 from app.services.api_json import prediction_json, webhook_headers
 from app.services.backends import BackendError, Busy
 
@@ -34,6 +34,9 @@ SUBMIT_RETRIES = 5
 # lost it (a restarted Cog server).
 MAX_DISPATCHES = 3
 UPLOAD_TTL = timedelta(days=1)
+# Seconds a pool's instance may say nothing of the prediction it runs before
+# the reconciler checks that it is still there (diffusers log every step).
+INSTANCE_QUIET = 3
 
 
 def _load(prediction_id):
@@ -55,12 +58,34 @@ def run_prediction(self, prediction_id, failures=0):
         return
     Prediction.objects.filter(pk=prediction.pk).update(attempted_at=timezone.now())
     backend = backends.for_version(prediction.version)
+    instance = None
+    if pools.is_pooled(prediction.version):
+        try:
+            instance = pools.claim(prediction, lease=settings.DISPATCH_DEADLINE)
+        except pools.NoInstance as exc:
+            if not exc.any_up and failures >= SUBMIT_RETRIES:
+                predictions.fail(prediction, f"{prediction.version.model} cannot run: {exc}")
+                return
+            # All busy: wait our turn, as long as it takes (a freed slot
+            # also wakes the longest waiting prediction: pools.wake_next).
+            failures = failures if exc.any_up else failures + 1
+            raise self.retry(args=[prediction_id, failures], countdown=_backoff(min(self.request.retries, 5), 0.1, 2))
+        if instance is None:
+            return  # another worker is handing it over, or has
     try:
         remote_id = backend.submit(prediction)
-    except Busy:
+    except Busy as exc:
+        if instance is not None:
+            # Busy with something we do not know of: try another instance.
+            pools.release(prediction, instance)
+            raise self.retry(countdown=_backoff(0, base=0.05)) from exc
         # Another prediction holds the slot: wait our turn, as long as it takes.
         raise self.retry(countdown=_backoff(min(self.request.retries, 4), base=0.05, cap=1.0))
     except BackendError as exc:
+        if instance is not None and not exc.permanent:
+            # That instance is down: skip it until a health check finds it up.
+            pools.release(prediction, instance, down_reason=str(exc))
+            raise self.retry(args=[prediction_id, failures], countdown=_backoff(0, base=0.05)) from exc
         if exc.permanent or failures >= SUBMIT_RETRIES:
             predictions.fail(prediction, str(exc))
             return
@@ -133,6 +158,12 @@ def reconcile():
     ):
         Prediction.objects.filter(pk=prediction_id).update(attempted_at=now)
         run_prediction.delay(prediction_id)
+    # A pool's instance that went quiet while running a prediction: if it is
+    # gone, the prediction goes back to the queue for another instance.
+    for instance in pools.lost_instances(now - timedelta(seconds=INSTANCE_QUIET)):
+        reason = pools.check(instance)
+        if reason:
+            pools.requeue_lost(instance.prediction, instance, reason)
     # Handed over but quiet: ask the backend again, or end it.
     for prediction in (
         Prediction.objects.active()
@@ -181,6 +212,9 @@ def _recheck(prediction, now):
         return
     except BackendError as exc:
         log.warning("reconcile: model server for %s: %s", prediction.id, exc)
+        if prediction.instance_id and not exc.permanent:
+            # Another instance of the pool can run it.
+            pools.requeue_lost(prediction, prediction.instance, str(exc))
         return
     if still_running:
         # Only quiet (a long step, a model that logs nothing): not lost, and

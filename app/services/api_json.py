@@ -146,6 +146,35 @@ def model_json(model, base=None, run_count=0):
     }
 
 
+def account_json(user):
+    """The account fields Replicate's clients read (their Account needs a name)."""
+    return {
+        "type": "user",
+        "username": user.username,
+        "name": user.get_full_name() or user.username,
+        "github_url": None,
+    }
+
+
+def deployment_json(deployment):
+    return {
+        "owner": deployment.owner.username,
+        "name": deployment.name,
+        "current_release": {
+            "number": deployment.release,
+            "model": str(deployment.version.model),
+            "version": deployment.version_id,
+            "created_at": _iso(deployment.released_at),
+            "created_by": account_json(deployment.released_by or deployment.owner),
+            "configuration": {
+                "hardware": deployment.hardware,
+                "min_instances": deployment.min_instances,
+                "max_instances": deployment.max_instances,
+            },
+        },
+    }
+
+
 # --- Outbound webhooks, signed as Replicate signs them (Standard Webhooks) ---
 
 

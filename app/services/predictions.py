@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from app.core import jobs, netguard, payloads, schema, uploads
 from app.models import Prediction
-from app.services import backends, catalog, limits, moderation, storage
+from app.services import backends, catalog, limits, moderation, pools, storage
 
 WEBHOOK_THROTTLE = timedelta(milliseconds=500)
 
@@ -31,6 +31,7 @@ def start(
     webhook="",
     webhook_events_filter=(),
     comparison=None,
+    deployment=None,
 ):
     """Validate `input` against the version's schema, save the prediction and
     queue it once the transaction commits. Raises schema.InputError, and
@@ -58,6 +59,7 @@ def start(
             webhook=webhook,
             webhook_events_filter=list(webhook_events_filter),
             comparison=comparison,
+            deployment=deployment,
             cost=cost,
         )
         # robust: with the broker down the prediction is saved all the
@@ -141,6 +143,9 @@ def on_terminal(prediction):
     """Settle the cost and tell the caller's webhook; runs once, after the
     terminal commit."""
     limits.settle_cost(prediction)
+    if prediction.instance_id:
+        # Its slot was freed with the terminal commit: the next one may run.
+        pools.wake_next(prediction.version)
     if prediction.webhook and prediction.wants_event("completed"):
         jobs.after_commit("tasks.predictions.send_webhook", prediction.id, "completed")
 

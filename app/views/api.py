@@ -8,14 +8,15 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection
-from django.http import JsonResponse, StreamingHttpResponse
+from django.http import HttpResponse, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from app.core import netguard, pagination, payloads, schema, waits
 from app.core.openapi import document
 from app.core.prepared import Prepared
-from app.models import Access, ApiToken, Model, Prediction, Version, Visibility
+from app.models import Access, ApiToken, Deployment, Model, Prediction, Version, Visibility
 from app.services import api_json as api
+from app.services import deployments as deployment_service
 from app.services import limits
 from app.services import predictions as lifecycle
 from app.views import problems
@@ -116,7 +117,7 @@ def _resolve_version(ref):
     return version
 
 
-def _create(request, version_ref):
+def _create(request, version_ref, deployment=None):
     try:
         body = problems.parse_json_body(request)
     except problems.BodyTooLarge as exc:
@@ -160,6 +161,7 @@ def _create(request, version_ref):
             visibility=visibility,
             webhook=webhook,
             webhook_events_filter=events,
+            deployment=deployment,
         )
     except schema.InputError as exc:
         return problems.invalid_input(
@@ -256,6 +258,90 @@ def prediction_cancel(request, prediction_id):
         return refusal
     lifecycle.cancel(found)
     return JsonResponse(api.prediction_json(found, _base(request)))
+
+
+# --- Deployments -----------------------------------------------------------------
+
+
+def _get_deployment_for_user(request, owner, name):
+    """(deployment, None), or (None, a 404): only its owner sees a deployment."""
+    found = (
+        Deployment.objects.select_related("owner", "released_by", "version__model")
+        .filter(owner=request.user, owner__username=owner, name=name)
+        .first()
+    )
+    if found is None:
+        return None, _not_found(f"Deployment {owner}/{name}")
+    return found, None
+
+
+def _deployment_body(request):
+    """(body, None), or (None, the problem to answer)."""
+    try:
+        body = problems.parse_json_body(request)
+    except problems.BodyTooLarge as exc:
+        return None, problems.problem(413, "Request body too large", str(exc))
+    except ValueError as exc:
+        return None, problems.problem(400, "Bad request", str(exc))
+    if payloads.find_invalid_unicode(body) is not None:
+        return None, problems.problem(400, "Bad request", payloads.INVALID_UNICODE)
+    return body, None
+
+
+@api_view("GET", "POST")
+def deployments(request):
+    if request.method == "POST":
+        body, refusal = _deployment_body(request)
+        if refusal:
+            return refusal
+        try:
+            created = deployment_service.create(request.user, body)
+        except deployment_service.Invalid as exc:
+            return problems.invalid_input(exc.errors)
+        return JsonResponse(api.deployment_json(created), status=201)
+    queryset = Deployment.objects.filter(owner=request.user).select_related("owner", "released_by", "version__model")
+    try:
+        page = pagination.paginate(queryset, request.GET.get("cursor"), PAGE_SIZE, strict=True)
+    except pagination.BadCursor:
+        return problems.problem(400, "Bad request", "The cursor is not valid.")
+    page_url = _base(request) + request.path + "?cursor="
+    return JsonResponse(
+        {
+            "next": page_url + page.next_cursor if page.next_cursor else None,
+            "previous": page_url + page.previous_cursor if page.previous_cursor else None,
+            "results": [api.deployment_json(deployment) for deployment in page.items],
+        }
+    )
+
+
+@api_view("GET", "PATCH", "DELETE")
+def deployment(request, owner, name):
+    found, refusal = _get_deployment_for_user(request, owner, name)
+    if refusal:
+        return refusal
+    if request.method == "DELETE":
+        try:
+            deployment_service.delete(found)
+        except deployment_service.Conflict as exc:
+            return problems.problem(409, "Conflict", str(exc))
+        return HttpResponse(status=204)
+    if request.method == "PATCH":
+        body, refusal = _deployment_body(request)
+        if refusal:
+            return refusal
+        try:
+            found = deployment_service.update(found, body, request.user)
+        except deployment_service.Invalid as exc:
+            return problems.invalid_input(exc.errors)
+    return JsonResponse(api.deployment_json(found))
+
+
+@api_view("POST")
+def deployment_predictions(request, owner, name):
+    found, refusal = _get_deployment_for_user(request, owner, name)
+    if refusal:
+        return refusal
+    return _create(request, version_ref=found.version, deployment=found)
 
 
 # --- Models and versions ---------------------------------------------------------

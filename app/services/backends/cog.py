@@ -19,8 +19,12 @@ from app.services.backends import BackendError, Busy, json_body, update_from_pay
 EVENTS = ["start", "output", "logs", "completed"]
 
 
-def _url(version, path):
-    return version.location.rstrip("/") + path
+def server(prediction):
+    """Where `prediction` runs: the instance of its version's pool it was
+    handed to (app.services.pools), or the version's own server."""
+    if prediction.instance_id:
+        return prediction.instance.url
+    return prediction.version.location.rstrip("/")
 
 
 def fetch_schema(location):
@@ -46,13 +50,18 @@ def fetch_schema(location):
 
 
 def check(version):
+    return check_url(version.location)
+
+
+def check_url(location):
+    """Why the Cog server at `location` cannot run predictions now, or ""."""
     try:
-        response = http.client().get(_url(version, "/health-check"), timeout=3)
+        response = http.client().get(location.rstrip("/") + "/health-check", timeout=3)
         status = response.json().get("status")
     except httpx.HTTPError as exc:
-        return f"The model server at {version.location} {http.describe(exc)}."
+        return f"The model server at {location} {http.describe(exc)}."
     except (ValueError, AttributeError):
-        return f"The model server at {version.location} did not answer its health check with JSON."
+        return f"The model server at {location} did not answer its health check with JSON."
     if status in ("READY", "BUSY"):
         return ""
     if status == "STARTING":
@@ -104,12 +113,12 @@ def _put(prediction):
     }
     try:
         response = http.client().put(
-            _url(prediction.version, f"/predictions/{prediction.id}"),
+            f"{server(prediction)}/predictions/{prediction.id}",
             content=json_body(body),
             headers={"Prefer": "respond-async", "Content-Type": "application/json"},
         )
     except httpx.HTTPError as exc:
-        raise BackendError(f"The model server at {prediction.version.location} {http.describe(exc)}.") from exc
+        raise BackendError(f"The model server at {server(prediction)} {http.describe(exc)}.") from exc
     if response.status_code == 409:
         raise Busy("The model server is busy with another prediction.")
     if response.status_code == 422:
@@ -127,7 +136,7 @@ def _put(prediction):
 
 def cancel(prediction):
     try:
-        http.client().post(_url(prediction.version, f"/predictions/{prediction.id}/cancel"), timeout=5)
+        http.client().post(f"{server(prediction)}/predictions/{prediction.id}/cancel", timeout=5)
     except httpx.HTTPError:
         # The server is gone or the prediction finished: nothing left to stop.
         pass
