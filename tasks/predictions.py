@@ -69,7 +69,7 @@ def run_prediction(self, prediction_id, failures=0):
             # All busy: wait our turn, as long as it takes (a freed slot
             # also wakes the longest waiting prediction: pools.wake_next).
             failures = failures if exc.any_up else failures + 1
-            raise self.retry(args=[prediction_id, failures], countdown=_backoff(min(self.request.retries, 5), 0.1, 2))
+            raise self.retry(args=[prediction_id, failures], countdown=_backoff(min(self.request.retries, 6), 0.1, 5))
         if instance is None:
             return  # another worker is handing it over, or has
     try:

@@ -80,7 +80,8 @@ def create(owner, body):
     model_ref = body.get("model")
     model = None
     if "model" in body:
-        owner_name, _, model_name = model_ref.partition("/") if isinstance(model_ref, str) else ("", "", "")
+        plain = isinstance(model_ref, str) and "\x00" not in model_ref  # PostgreSQL refuses a NUL
+        owner_name, _, model_name = model_ref.partition("/") if plain else ("", "", "")
         model = Model.objects.filter(owner=owner_name, name=model_name).first() if model_name else None
         if model is None:
             errors["model"] = [f"No model {model_ref!r} (give owner/name)."]

@@ -42,6 +42,9 @@ def claim(prediction, lease):
     Returns None when another worker is handing it over right now or it was
     handed over already. Raises NoInstance when none is free."""
     now = timezone.now()
+    if not Instance.objects.holding(prediction).exists():
+        # Most claims of a busy pool end here: say so without taking a lock.
+        _raise_unless_free(prediction.version_id)
     with transaction.atomic():
         # One claimer per prediction at a time (the same lock _transition takes).
         row = Prediction.objects.select_for_update().filter(pk=prediction.pk).first()
@@ -64,14 +67,19 @@ def claim(prediction, lease):
             .first()
         )
         if instance is None:
-            any_up = Instance.objects.up().filter(version_id=row.version_id).exists()
-            reason = "Every instance is busy." if any_up else "No instance of the pool is up."
-            raise NoInstance(reason, any_up=any_up)
+            _raise_unless_free(row.version_id)
+            raise NoInstance("Every instance is busy.", any_up=True)  # the free one was just taken
         Instance.objects.filter(pk=instance.pk).update(prediction=row, claimed_at=now)
         Prediction.objects.filter(pk=row.pk).update(instance=instance)
     prediction.instance = instance
     prediction.instance_id = instance.pk
     return instance
+
+
+def _raise_unless_free(version_id):
+    if not Instance.objects.free().filter(version_id=version_id).exists():
+        any_up = Instance.objects.up().filter(version_id=version_id).exists()
+        raise NoInstance("Every instance is busy." if any_up else "No instance of the pool is up.", any_up=any_up)
 
 
 def _deployment_has_room(deployment_id):
@@ -91,9 +99,19 @@ def release(prediction, instance, down_reason=None):
         instance.set_health(down_reason)
 
 
+def release_finished(prediction):
+    """The instance running `prediction` reported its end, so it is free now:
+    give back the slot before the outputs are stored, and let the next
+    prediction start meanwhile."""
+    if Instance.objects.holding(prediction).update(prediction=None):
+        wake_next(prediction.version)
+
+
 def wake_next(version):
     """A slot of `version`'s pool was freed: hand the prediction that waited
     longest to a worker now, rather than when its retry comes round."""
+    if not Instance.objects.free().filter(version=version).exists():
+        return
     waiting = (
         Prediction.objects.active()
         .filter(version=version, dispatched_at__isnull=True)

@@ -91,6 +91,8 @@ def apply_update(prediction, update):
     if update.output is not None:
         changes["output"] = update.output
     if update.status in Prediction.TERMINAL:
+        if prediction.instance_id:
+            pools.release_finished(prediction)
         if update.status == Status.SUCCEEDED:
             storage.store_outputs(prediction, update.output, logs=update.logs or prediction.logs)
         # Before the status turns terminal, so that a terminal prediction

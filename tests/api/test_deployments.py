@@ -134,6 +134,7 @@ def _body(of, **changes):
     [
         ({"name": "Not A Slug!"}, "name"),
         ({"model": "nobody/nothing"}, "model"),
+        ({"model": "local/test\u0000model"}, "model"),
         ({"version": "f" * 64}, "version"),
         ({"hardware": "tpu-v9"}, "hardware"),
         ({"min_instances": 6}, "min_instances"),
