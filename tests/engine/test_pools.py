@@ -20,8 +20,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 HEALTH_TOKEN = "health-" + "p" * 40
 
 
-@pytest.fixture(scope="module")
-def servers(site):
+def _two_servers():
     """Two Cog servers of one pool; both upload as the pool's version (whose
     location is the first one's), as `make run` starts a local pool."""
     first = CogServer(COG_PREDICTOR_DIR)
@@ -31,6 +30,11 @@ def servers(site):
     yield [first, second]
     for server in (first, second):
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def servers(site):
+    yield from _two_servers()
 
 
 def _pool(urls, name="local/pooled"):
@@ -126,13 +130,7 @@ def test_a_pool_with_every_instance_down_fails_the_prediction_with_a_clear_error
 @pytest.fixture
 def own_servers(site):
     """Two servers of a pool of this test's own: one is killed."""
-    first = CogServer(COG_PREDICTOR_DIR)
-    second = CogServer(COG_PREDICTOR_DIR)
-    for server in (first, second):
-        server.uploading(first.url).start()
-    yield [first, second]
-    for server in (first, second):
-        server.stop()
+    yield from _two_servers()
 
 
 def test_a_prediction_whose_instance_dies_mid_run_goes_back_to_the_queue_and_succeeds(
