@@ -279,7 +279,7 @@ def _deleted(operation):
 def _deployment_fields():
     return {
         "version": {"type": "string", "description": "A version id of the model."},
-        "hardware": {"type": "string", "description": "GET /v1/hardware lists the kinds."},
+        "hardware": {"type": "string", "description": "cpu, gpu-t4, gpu-l40s, gpu-a100-large, gpu-h100 or gpu-h200."},
         "min_instances": {"type": "integer", "minimum": 0, "maximum": 5},
         "max_instances": {"type": "integer", "minimum": 1, "maximum": 20},
     }

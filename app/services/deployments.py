@@ -47,7 +47,7 @@ def _instances(body, errors, current=None):
 def _hardware(body, errors, current=None):
     value = body.get("hardware", getattr(current, "hardware", None))
     if value not in Deployment.Hardware.values:
-        errors["hardware"] = [f"One of: {', '.join(Deployment.Hardware.values)} (GET /v1/hardware)."]
+        errors["hardware"] = [f"One of: {', '.join(Deployment.Hardware.values)}."]
     return value
 
 
