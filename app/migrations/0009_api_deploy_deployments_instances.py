@@ -9,7 +9,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('app', '0008_comparison_visibility_choices'),
+        ('app', '0009_reconciler_state'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

@@ -2,6 +2,9 @@
 
     fetch_schema(location) -> (openapi_schema, cog_version)
     check(version)         -> reason it cannot run now, or "" when it can
+    server_boot(prediction) -> which run of the server it runs on answers ("" if it
+                              does not say, None if it does not answer), asked
+                              before submit: a later change means it lost it
     submit(prediction)     -> remote id; raises Busy or BackendError
     cancel(prediction)
     parse_update(payload)  -> Update
