@@ -21,7 +21,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import urlencode
 
-from app.core import logs, payloads, waits
+from app.core import idempotency, logs, payloads, waits
 from app.core.prepared import Prepared
 from app.core.roles import is_moderator
 
@@ -603,6 +603,40 @@ class Upload(models.Model):
     file = models.FileField(upload_to="uploads/", max_length=300)
     content_type = models.CharField(max_length=100, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
+
+
+class IdempotencyKeyQuerySet(models.QuerySet):
+    def expired(self):
+        return self.filter(created_at__lt=timezone.now() - IdempotencyKey.TTL)
+
+
+class IdempotencyKey(models.Model):
+    """The `Idempotency-Key` of an API create: the same user sending the same
+    key within TTL gets the prediction it started, not a second one. Saved in
+    the transaction that saves the prediction; the unique constraint, not a
+    look before, makes concurrent duplicates start exactly one."""
+
+    TTL = timedelta(hours=24)
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=idempotency.MAX_LENGTH)
+    # sha256 of the request (endpoint and body): the same key with another request is refused.
+    fingerprint = models.CharField(max_length=64)
+    prediction = models.ForeignKey(Prediction, on_delete=models.CASCADE, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    objects = IdempotencyKeyQuerySet.as_manager()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "key"], name="idempotency_user_key")]
+        indexes = [models.Index(fields=["created_at"], name="idempotency_created")]
+
+    def __str__(self):
+        return self.key
+
+    @property
+    def is_expired(self):
+        return self.created_at < timezone.now() - self.TTL
 
 
 class ReconcilerState(models.Model):

@@ -257,6 +257,9 @@ PREFER_WAIT_MAX = 60
 # Threads per web process (lightbox.webserver): requests run on them, except while
 # a `Prefer: wait` request waits, which holds none.
 WEB_THREADS = envint("LIGHTBOX_WEB_THREADS", 8)
+# Threads per web process for the results path alone (Cog's webhooks and uploads,
+# Replicate's webhooks), so that no client load can hold a result up.
+RESULTS_THREADS = envint("LIGHTBOX_RESULTS_THREADS", 4)
 # On PostgreSQL, wake a waiting request by NOTIFY when its prediction ends
 # (app.core.waits). Turn off behind a transaction-pooling PgBouncer, which does not
 # deliver notices; waiting then polls the row.

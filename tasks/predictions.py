@@ -23,7 +23,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from app.core import netguard
-from app.models import Prediction, ReconcilerState, Upload
+from app.models import IdempotencyKey, Prediction, ReconcilerState, Upload
 from app.services import backends, catalog, pools, predictions
 from app.services.api_json import prediction_json, webhook_headers
 from app.services.backends import BackendError, Busy
@@ -217,6 +217,10 @@ def _reconcile(still_ours):
     for upload in Upload.objects.filter(created_at__lt=now - UPLOAD_TTL)[:500]:
         upload.file.delete(save=False)
         upload.delete()
+    # Idempotency-Keys past their day: the same key may start a new prediction.
+    IdempotencyKey.objects.filter(
+        pk__in=list(IdempotencyKey.objects.expired().values_list("pk", flat=True)[:5000])
+    ).delete()
     return True
 
 

@@ -1,9 +1,11 @@
 """The OpenAPI 3.1 document of /v1, served at /v1/openapi.json."""
 
+from app.core import idempotency
+
 PROBLEM = {"$ref": "#/components/responses/Problem"}
 
 
-def _op(summary, operation_id, ok, *, body=None, params=(), wait=False, ok_status="200"):
+def _op(summary, operation_id, ok, *, body=None, params=(), wait=False, ok_status="200", idempotent=False):
     operation = {
         "summary": summary,
         "operationId": operation_id,
@@ -17,6 +19,15 @@ def _op(summary, operation_id, ok, *, body=None, params=(), wait=False, ok_statu
     }
     if wait:
         operation["parameters"].append({"$ref": "#/components/parameters/prefer"})
+    if idempotent:
+        operation["parameters"].append({"$ref": "#/components/parameters/idempotency_key"})
+        operation["responses"][ok_status]["headers"] = {
+            "Idempotent-Replayed": {
+                "description": "'true' when an earlier request with the same Idempotency-Key started the prediction.",
+                "schema": {"type": "string", "enum": ["true"]},
+            }
+        }
+        operation["responses"]["409"] = PROBLEM  # the key was used for another request
     if body:
         operation["requestBody"] = {"required": True, "content": {"application/json": {"schema": body}}}
         operation["responses"]["400"] = PROBLEM
@@ -57,6 +68,7 @@ def document(base_url):
                     body=_ref("PredictionRequest"),
                     wait=True,
                     ok_status="201",
+                    idempotent=True,
                 ),
             },
             "/v1/predictions/{prediction_id}": {
@@ -77,6 +89,7 @@ def document(base_url):
                     params=["model_owner", "model_name"],
                     wait=True,
                     ok_status="201",
+                    idempotent=True,
                 )
             },
             "/v1/models/{model_owner}/{model_name}/versions": {
@@ -149,6 +162,17 @@ def document(base_url):
                     "required": False,
                     "description": "'wait' or 'wait=N' (N <= 60): hold the request until the prediction ends.",
                     "schema": {"type": "string"},
+                },
+                "idempotency_key": {
+                    "name": "Idempotency-Key",
+                    "in": "header",
+                    "required": False,
+                    "description": "Makes a create safe to retry: the same key with the same request (endpoint and "
+                    "body) from the same user within 24 hours answers the prediction the first request started "
+                    "(201, with its current state, and 'Idempotent-Replayed: true'), never a second one, even when "
+                    "the requests overlap; the same key with a different request answers 409. A key may be quoted "
+                    "('\"...\"'); a key that does not match the pattern answers 400.",
+                    "schema": {"type": "string", "pattern": idempotency.PATTERN, "maxLength": idempotency.MAX_LENGTH},
                 },
             },
             "responses": {

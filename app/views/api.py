@@ -1,6 +1,7 @@
 """The /v1 HTTP API: Replicate's, so Replicate's clients work against Lightbox."""
 
 import json
+import logging
 import re
 from functools import wraps
 
@@ -11,10 +12,10 @@ from django.db import connection
 from django.http import HttpResponse, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from app.core import netguard, pagination, payloads, schema, waits
+from app.core import idempotency, netguard, pagination, payloads, schema, waits
 from app.core.openapi import document
 from app.core.prepared import Prepared
-from app.models import Access, ApiToken, Deployment, Model, Prediction, Version, Visibility
+from app.models import Access, ApiToken, Deployment, IdempotencyKey, Model, Prediction, Version, Visibility
 from app.services import api_json as api
 from app.services import deployments as deployment_service
 from app.services import limits
@@ -24,6 +25,8 @@ from app.views import problems
 PAGE_SIZE = 100
 EVENTS = {"start", "output", "logs", "completed"}
 PREFER_WAIT_RE = re.compile(r"(?:^|[,;\s])wait(?:=(\d+))?", re.I)
+
+log = logging.getLogger(__name__)
 
 
 def api_view(*methods):
@@ -101,9 +104,11 @@ def predictions(request):
 @api_view("POST")
 def model_predictions(request, owner, name):
     model = _get_model(owner, name)
-    if model is None or model.latest_version is None:
+    version = model.latest_version if model is not None else None
+    if version is None:
         return _not_found(f"Model {owner}/{name}")
-    return _create(request, version_ref=model.latest_version)
+    version.model = model  # so that answering once the row is saved needs no query
+    return _create(request, version_ref=version)
 
 
 def _resolve_version(ref):
@@ -119,6 +124,10 @@ def _resolve_version(ref):
 
 def _create(request, version_ref, deployment=None):
     try:
+        key = _idempotency_key(request)
+    except ValueError as exc:
+        return problems.problem(400, "Bad Idempotency-Key", str(exc))
+    try:
         body = problems.parse_json_body(request)
     except problems.BodyTooLarge as exc:
         return problems.problem(413, "Request body too large", str(exc))
@@ -128,6 +137,16 @@ def _create(request, version_ref, deployment=None):
     path = payloads.find_invalid_unicode(body)
     if path is not None:
         return problems.invalid_input({".".join(map(str, path)) or "body": [payloads.INVALID_UNICODE]})
+    keyed = (key, idempotency.fingerprint(request.path, body)) if key else None
+    if keyed:
+        # Before any check: a retry gets its prediction even if, say, the
+        # version has become unavailable since.
+        try:
+            started = lifecycle.keyed(request.user, *keyed)
+        except lifecycle.KeyReused:
+            return _key_reused(key)
+        if started is not None:
+            return _created(request, started, replayed=True)
     version = version_ref or _resolve_version(body.get("version"))
     if version is None:
         if "version" not in body:
@@ -162,6 +181,7 @@ def _create(request, version_ref, deployment=None):
             webhook=webhook,
             webhook_events_filter=events,
             deployment=deployment,
+            idempotency=keyed,
         )
     except schema.InputError as exc:
         return problems.invalid_input(
@@ -169,13 +189,46 @@ def _create(request, version_ref, deployment=None):
         )
     except limits.RunRefused as exc:
         return problems.refused(exc)
+    except lifecycle.AlreadyStarted as exc:
+        return _created(request, exc.prediction, replayed=True)
+    except lifecycle.KeyReused:
+        return _key_reused(key)
+    return _created(request, prediction)
+
+
+def _created(request, prediction, replayed=False):
+    """201 with the prediction. Once its row is saved nothing here may fail:
+    what it answers is built from the row in memory (no outputs yet), and a
+    `Prefer: wait` body falls back to that whatever happens to the wait.
+    A prediction an Idempotency-Key started before is answered as it is now."""
     wait = _prefer_wait(request)
-    if wait:
-        return _waiting_response(prediction, wait, _base(request))
-    payload = api.prediction_json(prediction, _base(request))
-    response = JsonResponse(payload, status=201)
-    response["Location"] = payload["urls"]["get"]
+    if wait and not prediction.is_terminal:
+        response = _waiting_response(prediction, wait, _base(request))
+    else:
+        payload = api.prediction_json(
+            prediction, _base(request), outputs=api.outputs_of(prediction) if replayed else []
+        )
+        response = JsonResponse(payload, status=201)
+        response["Location"] = payload["urls"]["get"]
+    if replayed:
+        response["Idempotent-Replayed"] = "true"
     return response
+
+
+def _idempotency_key(request):
+    """The request's Idempotency-Key, or "" without one; ValueError for a bad one."""
+    raw = request.headers.get("Idempotency-Key")
+    return "" if raw is None else idempotency.parse(raw)
+
+
+def _key_reused(key):
+    return problems.problem(
+        409,
+        "Idempotency-Key reused",
+        f"The Idempotency-Key {key!r} already started a prediction from a different request (another body or "
+        f"endpoint) in the last {IdempotencyKey.TTL.total_seconds() / 3600:.0f} hours. Use a new key for a new "
+        "request.",
+    )
 
 
 def _prefer_wait(request):
@@ -191,12 +244,26 @@ def _waiting_response(prediction, seconds, base):
     async iterator: the web server (lightbox.webserver) awaits it on its event loop,
     so the wait holds no thread (app.core.waits)."""
 
+    # Its state now, the answer should the wait or the look at the row fail
+    # (the database restarting, say): the 201 has gone out, and the client
+    # must learn the id of the prediction that runs anyway.
+    known = api.prediction_json(prediction, base, outputs=[])
+    known["status"] = Prediction.Status.STARTING  # not terminal: Replicate's clients poll it
+
     async def body():
-        await waits.wait(prediction.pk, seconds, _ended)
-        yield await sync_to_async(_waited_json, thread_sensitive=False)(prediction, base)
+        try:
+            await waits.wait(prediction.pk, seconds, _ended)
+        except Exception:
+            log.warning("Waiting for prediction %s failed; answering its state", prediction.pk, exc_info=True)
+        try:
+            answer = await sync_to_async(_waited_json, thread_sensitive=False)(prediction, base)
+        except Exception:
+            log.warning("Reading prediction %s failed; answering what is known", prediction.pk, exc_info=True)
+            answer = json.dumps(known, cls=DjangoJSONEncoder)
+        yield answer
 
     response = StreamingHttpResponse(body(), status=201, content_type="application/json")
-    response["Location"] = api.prediction_json(prediction, base, outputs=[])["urls"]["get"]
+    response["Location"] = known["urls"]["get"]
     return response
 
 
