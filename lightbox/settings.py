@@ -349,6 +349,12 @@ UPLOAD_MAX_PIXELS = envint("LIGHTBOX_UPLOAD_MAX_PIXELS", 4096 * 4096)
 # a megabyte prompt made a megabyte page wherever the prediction shows.
 MAX_TEXT_LENGTH = envint("LIGHTBOX_MAX_TEXT_LENGTH", 10000)
 UPLOAD_FORMATS = tuple(os.environ.get("LIGHTBOX_UPLOAD_FORMATS", "PNG,JPEG,WEBP").upper().split(","))
+# Seconds a file uploaded through /v1/files lives (Replicate's: a day); the
+# reconciler deletes it then.
+FILE_TTL = envint("LIGHTBOX_FILE_TTL", 24 * 3600)
+# Files a user may hold at once ("none": no limit): each may be
+# LIGHTBOX_UPLOAD_IMAGE_MAX_BYTES, and they stay until they expire or are deleted.
+FILES_PER_USER = envlimit("LIGHTBOX_FILES_PER_USER", "100")
 
 # A bearer token that shows monitors /healthz's details (each check, backend
 # addresses and errors), which anonymous visitors do not get; empty: staff only.

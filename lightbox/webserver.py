@@ -26,6 +26,7 @@ switch between sync and async around every view.
 
 import asyncio
 import io
+import json
 import logging
 import os
 import sys
@@ -112,19 +113,19 @@ class ThreadedWSGI:
             self._loop = loop
         declared = dict(scope["headers"]).get(b"content-length", b"0")
         if not declared.isdigit() or int(declared) > self.max_body:
-            return await _send_plain(send, 413, "Request body too large")
+            return await _send_plain(send, 413, "Request body too large", scope["path"])
         body = await _read_body(receive, self.max_body)
         if body is None:
             return  # the client left before it finished sending
         if body is TOO_LARGE:
-            return await _send_plain(send, 413, "Request body too large")
+            return await _send_plain(send, 413, "Request body too large", scope["path"])
         environ = _environ(scope, body)
         pool = self.results_pool if scope["path"].startswith(RESULTS_PREFIX) else self.pool
         try:
             status, headers, response = await loop.run_in_executor(pool, self._run, environ, loop, send)
         except Exception:
             log.exception("Serving %s %s failed", scope["method"], scope["path"])
-            await _send_plain(send, 500, "Internal server error")
+            await _send_plain(send, 500, "Internal server error", scope["path"])
             return
         if response is None:
             return  # sent in the thread
@@ -272,16 +273,16 @@ async def _stream(response, receive, send):
         raise pumping.exception()
 
 
-async def _send_plain(send, status, text):
+async def _send_plain(send, status, text, path=""):
+    """`text` as the whole answer; under /v1 as an RFC 7807 problem, as every
+    answer of the API is (app.views.problems)."""
+    content_type, body = b"text/plain; charset=utf-8", text.encode()
+    if path == "/v1" or path.startswith("/v1/"):
+        content_type = b"application/problem+json"
+        body = json.dumps({"type": "about:blank", "title": text, "detail": f"{text}.", "status": status}).encode()
     try:
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [(b"content-type", b"text/plain; charset=utf-8")],
-            }
-        )
-        await send({"type": "http.response.body", "body": text.encode()})
+        await send({"type": "http.response.start", "status": status, "headers": [(b"content-type", content_type)]})
+        await send({"type": "http.response.body", "body": body})
     except Exception:  # the response had already begun: nothing more to say
         log.debug("Could not send the %s", status, exc_info=True)
 

@@ -24,7 +24,7 @@ from django.utils import timezone
 
 from app.core import netguard
 from app.models import IdempotencyKey, Prediction, ReconcilerState, Upload
-from app.services import backends, catalog, pools, predictions
+from app.services import backends, catalog, files, pools, predictions
 from app.services.api_json import prediction_json, webhook_headers
 from app.services.backends import BackendError, Busy
 
@@ -221,6 +221,10 @@ def _reconcile(still_ours):
     IdempotencyKey.objects.filter(
         pk__in=list(IdempotencyKey.objects.expired().values_list("pk", flat=True)[:5000])
     ).delete()
+    if not still_ours():
+        return False
+    # Files of /v1/files past their expires_at.
+    files.sweep()
     return True
 
 

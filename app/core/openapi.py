@@ -3,19 +3,34 @@
 from app.core import idempotency
 
 PROBLEM = {"$ref": "#/components/responses/Problem"}
+MODEL_URLS = ("cover_image_url", "github_url", "paper_url", "license_url", "weights_url")
 
 
-def _op(summary, operation_id, ok, *, body=None, params=(), wait=False, ok_status="200", idempotent=False):
+def _op(
+    summary,
+    operation_id,
+    ok,
+    *,
+    body=None,
+    params=(),
+    wait=False,
+    ok_status="200",
+    body_type="application/json",
+    ok_type="application/json",
+    extra=(),
+    idempotent=False,
+):
+    """One operation; `ok` None: an answer without a body (204); `extra`:
+    more problem statuses it may answer."""
+    ok_response = {"description": "OK"}
+    if ok is not None:
+        ok_response["content"] = {ok_type: {"schema": ok}}
     operation = {
         "summary": summary,
         "operationId": operation_id,
         "security": [{"bearerAuth": []}],
         "parameters": [{"$ref": f"#/components/parameters/{p}"} for p in params],
-        "responses": {
-            ok_status: {"description": "OK", "content": {"application/json": {"schema": ok}}},
-            "401": PROBLEM,
-            "404": PROBLEM,
-        },
+        "responses": {ok_status: ok_response, "401": PROBLEM, "404": PROBLEM},
     }
     if wait:
         operation["parameters"].append({"$ref": "#/components/parameters/prefer"})
@@ -29,12 +44,14 @@ def _op(summary, operation_id, ok, *, body=None, params=(), wait=False, ok_statu
         }
         operation["responses"]["409"] = PROBLEM  # the key was used for another request
     if body:
-        operation["requestBody"] = {"required": True, "content": {"application/json": {"schema": body}}}
+        operation["requestBody"] = {"required": True, "content": {body_type: {"schema": body}}}
         operation["responses"]["400"] = PROBLEM
         operation["responses"]["422"] = PROBLEM
         # Refusals (app.services.limits): spend caps, a suspended account, body size, rate and quotas.
         for status in ("402", "403", "413", "429"):
             operation["responses"][status] = PROBLEM
+    for status in extra:
+        operation["responses"][status] = PROBLEM
     return operation
 
 
@@ -77,8 +94,56 @@ def document(base_url):
             "/v1/predictions/{prediction_id}/cancel": {
                 "post": _op("Cancel a prediction", "predictions.cancel", prediction, params=["prediction_id"])
             },
+            "/v1/models": {
+                "get": _op(
+                    "List the models you may see (public ones and your own), newest first",
+                    "models.list",
+                    _ref("ModelPage"),
+                    params=["cursor"],
+                ),
+                "post": _op(
+                    "Create a model under your username (Lightbox has no organisations)",
+                    "models.create",
+                    _ref("Model"),
+                    body=_ref("ModelRequest"),
+                    ok_status="201",
+                    extra=["409"],
+                ),
+            },
             "/v1/models/{model_owner}/{model_name}": {
-                "get": _op("Get a model", "models.get", _ref("Model"), params=["model_owner", "model_name"])
+                "get": _op("Get a model", "models.get", _ref("Model"), params=["model_owner", "model_name"]),
+                "patch": _op(
+                    "Update a model of yours",
+                    "models.update",
+                    _ref("Model"),
+                    body=_ref("ModelUpdate"),
+                    params=["model_owner", "model_name"],
+                ),
+                "delete": _op(
+                    "Delete a model of yours that has no versions",
+                    "models.delete",
+                    None,
+                    params=["model_owner", "model_name"],
+                    ok_status="204",
+                    extra=["403", "409"],
+                ),
+            },
+            "/v1/models/{model_owner}/{model_name}/readme": {
+                "get": _op(
+                    "Get a model's README (Markdown)",
+                    "models.readme.get",
+                    {"type": "string"},
+                    params=["model_owner", "model_name"],
+                    ok_type="text/markdown",
+                )
+            },
+            "/v1/models/{model_owner}/{model_name}/examples": {
+                "get": _op(
+                    "List a model's examples: its owner's public predictions of it",
+                    "models.examples.list",
+                    page,
+                    params=["model_owner", "model_name", "cursor"],
+                )
             },
             "/v1/models/{model_owner}/{model_name}/predictions": {
                 "post": _op(
@@ -106,6 +171,55 @@ def document(base_url):
                     "models.versions.get",
                     _ref("Version"),
                     params=["model_owner", "model_name", "version_id"],
+                ),
+                "delete": _op(
+                    "Delete a version of your model, with your predictions of it (refused while others' use it)",
+                    "models.versions.delete",
+                    None,
+                    params=["model_owner", "model_name", "version_id"],
+                    ok_status="204",
+                    extra=["403", "409"],
+                ),
+            },
+            "/v1/files": {
+                "get": _op("List your files, newest first", "files.list", _ref("FilePage"), params=["cursor"]),
+                "post": _op(
+                    "Upload a file (an image) to give as a prediction's input",
+                    "files.create",
+                    _ref("File"),
+                    body=_ref("FileRequest"),
+                    body_type="multipart/form-data",
+                    ok_status="201",
+                ),
+            },
+            "/v1/files/{file_id}": {
+                "get": _op("Get a file of yours", "files.get", _ref("File"), params=["file_id"]),
+                "delete": _op("Delete a file of yours", "files.delete", None, params=["file_id"], ok_status="204"),
+            },
+            "/v1/files/{file_id}/download": {
+                "get": _op(
+                    "Download a file of yours",
+                    "files.download",
+                    {"type": "string", "format": "binary"},
+                    params=["file_id"],
+                    ok_type="application/octet-stream",
+                )
+            },
+            "/v1/account": {"get": _op("Get your account", "account.get", _ref("Account"))},
+            "/v1/hardware": {
+                "get": _op(
+                    "List the kinds of model server models and deployments run on",
+                    "hardware.list",
+                    {"type": "array", "items": _ref("Hardware")},
+                )
+            },
+            "/v1/collections": {"get": _op("List collections of models", "collections.list", _ref("CollectionPage"))},
+            "/v1/collections/{collection_slug}": {
+                "get": _op(
+                    "Get a collection with the models in it you may see",
+                    "collections.get",
+                    _ref("Collection"),
+                    params=["collection_slug"],
                 )
             },
             "/v1/deployments": {
@@ -153,7 +267,15 @@ def document(base_url):
             "parameters": {
                 **{
                     name: {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
-                    for name in ("prediction_id", "model_owner", "model_name", "version_id", *DEPLOYMENT)
+                    for name in (
+                        "prediction_id",
+                        "model_owner",
+                        "model_name",
+                        "version_id",
+                        "file_id",
+                        "collection_slug",
+                        *DEPLOYMENT,
+                    )
                 },
                 "cursor": {"name": "cursor", "in": "query", "required": False, "schema": {"type": "string"}},
                 "prefer": {
@@ -266,9 +388,11 @@ def document(base_url):
                         "owner": {"type": "string"},
                         "name": {"type": "string"},
                         "description": {"type": ["string", "null"]},
-                        "visibility": {"type": "string"},
+                        "visibility": {"type": "string", "enum": ["public", "private"]},
                         "run_count": {"type": "integer"},
                         "cover_image_url": {"type": ["string", "null"]},
+                        **{key: {"type": ["string", "null"]} for key in MODEL_URLS[1:]},
+                        "default_example": {"oneOf": [prediction, {"type": "null"}]},
                         "latest_version": {"oneOf": [_ref("Version"), {"type": "null"}]},
                     },
                 },
@@ -284,6 +408,86 @@ def document(base_url):
                     },
                 },
                 "DeploymentUpdate": {"type": "object", "properties": _deployment_fields()},
+                "ModelPage": _page("Model"),
+                "ModelRequest": {
+                    "type": "object",
+                    "required": ["owner", "name", "visibility", "hardware"],
+                    "properties": {
+                        "owner": {"type": "string", "description": "Your username."},
+                        "name": {"type": "string", "pattern": "^[a-z0-9]([a-z0-9_.-]{0,98}[a-z0-9])?$"},
+                        "visibility": {"type": "string", "enum": ["public", "private"]},
+                        "hardware": {"type": "string", "description": "A sku of GET /v1/hardware."},
+                        "description": {"type": "string"},
+                        **{key: {"type": "string", "format": "uri"} for key in MODEL_URLS[:4]},
+                    },
+                },
+                "ModelUpdate": {
+                    "type": "object",
+                    "properties": {
+                        "description": {"type": "string"},
+                        "readme": {"type": "string"},
+                        **{key: {"type": "string", "format": "uri"} for key in MODEL_URLS[1:]},
+                    },
+                },
+                "FileRequest": {
+                    "type": "object",
+                    "required": ["content"],
+                    "properties": {
+                        "content": {"type": "string", "format": "binary", "description": "An image."},
+                        "filename": {"type": "string", "maxLength": 255},
+                        "type": {"type": "string", "description": "Ignored: the type is told by the content."},
+                        "metadata": {"type": "object"},
+                    },
+                },
+                "File": {
+                    "type": "object",
+                    "required": ["id", "urls", "content_type", "size", "checksums", "metadata", "created_at"],
+                    "properties": {
+                        "id": {"type": "string"},
+                        "name": {"type": "string"},
+                        "content_type": {"type": "string"},
+                        "size": {"type": "integer"},
+                        "etag": {"type": "string"},
+                        "checksums": {"type": "object", "properties": {"sha256": {"type": "string"}}},
+                        "metadata": {"type": "object"},
+                        "created_at": {"type": "string", "format": "date-time"},
+                        "expires_at": {"type": "string", "format": "date-time"},
+                        "urls": {
+                            "type": "object",
+                            "properties": {
+                                "get": {"type": "string", "description": "Give this as a prediction's file input."}
+                            },
+                        },
+                    },
+                },
+                "FilePage": _page("File"),
+                "Account": {
+                    "type": "object",
+                    "required": ["type", "username", "name"],
+                    "properties": {
+                        "type": {"type": "string", "enum": ["user", "organization"]},
+                        "username": {"type": "string"},
+                        "name": {"type": "string"},
+                        "github_url": {"type": ["string", "null"]},
+                    },
+                },
+                "Hardware": {
+                    "type": "object",
+                    "required": ["sku", "name"],
+                    "properties": {"sku": {"type": "string"}, "name": {"type": "string"}},
+                },
+                "Collection": {
+                    "type": "object",
+                    "required": ["name", "slug", "description"],
+                    "properties": {
+                        "name": {"type": "string"},
+                        "slug": {"type": "string"},
+                        "description": {"type": "string"},
+                        "full_description": {"type": ["string", "null"]},
+                        "models": {"type": "array", "items": _ref("Model")},
+                    },
+                },
+                "CollectionPage": _page("Collection"),
                 "Secret": {"type": "object", "required": ["key"], "properties": {"key": {"type": "string"}}},
             },
         },
@@ -303,7 +507,7 @@ def _deleted(operation):
 def _deployment_fields():
     return {
         "version": {"type": "string", "description": "A version id of the model."},
-        "hardware": {"type": "string", "description": "cpu, gpu-t4, gpu-l40s, gpu-a100-large, gpu-h100 or gpu-h200."},
+        "hardware": {"type": "string", "description": "A sku of GET /v1/hardware."},
         "min_instances": {"type": "integer", "minimum": 0, "maximum": 5},
         "max_instances": {"type": "integer", "minimum": 1, "maximum": 20},
     }

@@ -6,6 +6,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
+from app.core import hardware
 from app.models import Deployment, Model, Prediction, Version
 
 FIELDS = ("name", "model", "version", "hardware", "min_instances", "max_instances")
@@ -46,8 +47,8 @@ def _instances(body, errors, current=None):
 
 def _hardware(body, errors, current=None):
     value = body.get("hardware", getattr(current, "hardware", None))
-    if value not in Deployment.Hardware.values:
-        errors["hardware"] = [f"One of: {', '.join(Deployment.Hardware.values)}."]
+    if not (isinstance(value, str) and value in hardware.SKUS):
+        errors["hardware"] = [f"One of: {', '.join(sku for sku, _ in hardware.HARDWARE)} (GET /v1/hardware)."]
     return value
 
 

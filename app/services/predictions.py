@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from app.core import jobs, netguard, payloads, schema, uploads
 from app.models import IdempotencyKey, Prediction
-from app.services import backends, catalog, limits, moderation, pools, storage
+from app.services import backends, catalog, files, limits, moderation, pools, storage
 
 WEBHOOK_THROTTLE = timedelta(milliseconds=500)
 
@@ -70,8 +70,15 @@ def start(
     (see `keyed`), is saved with the prediction; when a concurrent request
     with the same key saved its prediction first, nothing is saved and
     AlreadyStarted (or KeyReused, for another request) says which."""
+    if version.model.visibility == version.model.Visibility.PRIVATE and (
+        owner is None or version.model.user_id != owner.pk
+    ):
+        # Callers look versions up among the models their user may see; this is the rule itself.
+        raise schema.InputError({"version": [f"{version.model} is a private model of another account."]})
     catalog.ensure_schema(version)
     cleaned = schema.validate_input(version, input)
+    # Files of /v1/files become their content before anything checks URLs.
+    cleaned = files.resolve_inputs(version, cleaned, owner)
     moderation.check_input(version, cleaned, owner)
     netguard.check_input_urls(version, cleaned)
     cleaned = uploads.clean_input_images(version, cleaned)

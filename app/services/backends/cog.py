@@ -59,7 +59,7 @@ def check_url(location):
         response = http.client().get(location.rstrip("/") + "/health-check", timeout=3)
         status = response.json().get("status")
     except httpx.HTTPError as exc:
-        return f"The model server at {location} {http.describe(exc)}."
+        return f"The model server at {location} does not answer ({http.describe(exc)})."
     except (ValueError, AttributeError):
         return f"The model server at {location} did not answer its health check with JSON."
     if status in ("READY", "BUSY"):
