@@ -11,6 +11,7 @@ from django.core.management.base import CommandError
 from app.models import Version
 from app.services import catalog, pools
 from lightbox.settings import local_pools
+from tests.conftest import free_port
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -45,16 +46,19 @@ def test_an_unknown_local_model_is_refused_by_name(settings):
 
 
 def test_the_catalog_serves_a_local_model_from_its_pool(settings):
-    settings.COG_BASE_PORT = 47100  # nothing listens: versions are catalogued as unavailable
+    # Nothing listens there (the suite's servers bind 127.0.0.1): the versions
+    # are catalogued as unavailable.
+    settings.COG_HOST, settings.COG_BASE_PORT = "127.0.0.3", free_port()
     settings.LOCAL_POOLS = local_pools("tiny-sd*3")
 
     catalog.load_default()
 
     tiny_sd = Version.objects.get(model__owner="local", model__name="tiny-sd")
+    base = settings.COG_BASE_PORT
     assert sorted(tiny_sd.instances.values_list("url", flat=True)) == [
-        "http://127.0.0.1:47101",
-        "http://127.0.0.1:47111",
-        "http://127.0.0.1:47121",
+        f"http://127.0.0.3:{base + 1}",
+        f"http://127.0.0.3:{base + 11}",
+        f"http://127.0.0.3:{base + 21}",
     ]
     assert pools.is_pooled(tiny_sd)
     tiny_sdxl = Version.objects.get(model__owner="local", model__name="tiny-sdxl")

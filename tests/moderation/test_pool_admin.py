@@ -24,7 +24,7 @@ def test_a_down_instance_is_listed_with_the_reason(staff, version, alice):
     deployments = client.get("/admin/app/deployment/")
 
     assert instances.status_code == 200
-    assert f"The model server at {dead} could not connect." in instances.content.decode()
+    assert f"The model server at {dead} does not answer (could not connect)." in instances.content.decode()
     assert "0 / 2 up — fewer than min_instances" in deployments.content.decode()
 
 
