@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from app.core import netguard
 from app.models import Prediction, Upload
-from app.services import backends, catalog, predictions
+from app.services import backends, catalog, predictions, storage
 from app.services.api_json import prediction_json, webhook_headers
 from app.services.backends import BackendError, Busy
 
@@ -104,7 +104,7 @@ def finish_prediction(self, prediction_id, payload):
         predictions.apply_update(prediction, backend.parse_update(payload))
     except BackendError as exc:
         if exc.permanent or self.request.retries >= SUBMIT_RETRIES:
-            predictions.fail(prediction, f"Could not store the outputs: {exc}")
+            predictions.fail_storing(prediction, exc)
             return
         raise self.retry(countdown=_backoff(self.request.retries))
 
@@ -145,6 +145,8 @@ def reconcile():
     for upload in Upload.objects.filter(created_at__lt=now - UPLOAD_TTL)[:500]:
         upload.file.delete(save=False)
         upload.delete()
+    # Uploads kept in this machine's spool while the database or storage was down.
+    storage.drain_spool()
 
 
 def _recheck(prediction, now):
@@ -187,6 +189,12 @@ def _recheck(prediction, now):
         # not heard from either, so the version's timeout still applies.
         return
     Prediction.objects.filter(pk=prediction.pk).update(heard_at=now, dispatch_attempts=F("dispatch_attempts") + 1)
+
+
+@shared_task
+def sweep_storage():
+    """Delete the files in storage and the spool that no row names, a day old."""
+    return len(storage.sweep_orphans())
 
 
 @shared_task(bind=True, max_retries=None)

@@ -12,11 +12,12 @@ from django.utils.crypto import constant_time_compare
 from django.views.decorators.cache import never_cache
 
 from app.models import Version
+from app.services import storage
 
 
 @never_cache
 def healthz(request):
-    checks = {"database": _database(), "broker": _broker()}
+    checks = {"database": _database(), "broker": _broker(), "storage": storage.disk_problem() or "ok"}
     versions = {}
     for version in Version.objects.select_related("model"):
         # The stored state, as the beat last found it (tasks.predictions.refresh_versions).
