@@ -51,9 +51,14 @@ def _apply(prediction, payload, backend):
         update = backend.parse_update(payload)
     except BackendError as exc:
         return JsonResponse({"detail": str(exc)}, status=400)
-    needs_download = update.status == "succeeded" and any(
-        isinstance(item, str) and not item.startswith("data:") and not storage.is_upload(item, prediction.version)
-        for item in update.output or []
+    # A terminal prediction takes nothing more (a late or repeated webhook).
+    needs_download = (
+        update.status == "succeeded"
+        and not prediction.is_terminal
+        and any(
+            isinstance(item, str) and not item.startswith("data:") and not storage.is_upload(item, prediction.version)
+            for item in update.output or []
+        )
     )
     if needs_download:
         finish_prediction.delay(prediction.id, payload)
