@@ -342,7 +342,10 @@ def _spooled(upload_id, location, with_data=True):
 def open_upload(upload_id, server):
     """(a file handle, content type) of an upload of `server`, or None."""
     record_spooled(upload_id)
-    upload = Upload.objects.filter(pk=upload_id, server=server).first()
+    try:
+        upload = Upload.objects.filter(pk=upload_id, server=server).first()
+    except DatabaseError:  # down: the spool may have it
+        upload = None
     if upload is not None:
         return upload.file.open("rb"), upload.content_type
     spooled = _spooled(upload_id, server)

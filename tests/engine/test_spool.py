@@ -161,12 +161,13 @@ def test_an_upload_is_kept_while_the_database_is_down_and_taken_by_the_completed
 
     with connection.execute_wrapper(_database_down):
         response = _put(version.location, "out.png", png(), prediction_id=prediction.id)
+        assert response.status_code == 201
+        served = Client().get(urlsplit(response["Location"]).path)  # and served meanwhile
+        assert served.status_code == 200 and b"".join(served.streaming_content) == png()
 
-    assert response.status_code == 201
     upload_id = _upload_id(response)
     assert _spooled(spool_dir) == [upload_id]  # kept on disk, not yet recorded
     assert Upload.objects.count() == 0
-    assert Client().get(urlsplit(response["Location"]).path).status_code == 200  # and served meanwhile
 
     # The database is back: the completed webhook records it and takes it.
     response = _completed(prediction, [response["Location"]])
