@@ -17,25 +17,12 @@ Django must be set up (pytest-django, or bench/harness.py's Django steps).
 
 from dataclasses import dataclass, field
 
-FOLDERS = ("outputs", "uploads")
-
 
 def snapshot():
     """The names of every file under outputs/ and uploads/ in storage now."""
-    from django.core.files.storage import default_storage
+    from app.services import storage
 
-    return frozenset(name for folder in FOLDERS for name in _walk(default_storage, folder))
-
-
-def _walk(storage, folder):
-    try:
-        folders, files = storage.listdir(folder)
-    except FileNotFoundError:
-        return
-    for name in files:
-        yield f"{folder}/{name}"
-    for name in folders:
-        yield from _walk(storage, f"{folder}/{name}")
+    return frozenset(name for folder in storage.STORED_FOLDERS for name in storage.walk(folder))
 
 
 @dataclass

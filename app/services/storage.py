@@ -457,7 +457,7 @@ def sweep_orphans():
     cutoff = timezone.now() - timedelta(seconds=settings.ORPHAN_TTL)
     for folder in STORED_FOLDERS:
         old = []
-        for name in _walk(folder):
+        for name in walk(folder):
             with contextlib.suppress(FileNotFoundError):
                 if default_storage.get_modified_time(name) < cutoff:
                     old.append(name)
@@ -468,7 +468,8 @@ def sweep_orphans():
     return removed
 
 
-def _walk(folder):
+def walk(folder):
+    """The names of every file under `folder` in storage."""
     try:
         folders, files = default_storage.listdir(folder)
     except FileNotFoundError:
@@ -476,7 +477,7 @@ def _walk(folder):
     for name in files:
         yield f"{folder}/{name}"
     for name in folders:
-        yield from _walk(f"{folder}/{name}")
+        yield from walk(f"{folder}/{name}")
 
 
 def _delete_unnamed(names):
