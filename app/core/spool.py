@@ -65,12 +65,20 @@ def read(folder, name, with_data=True):
 
 def names(folder):
     """The names of the whole entries, oldest first."""
+    return [name for _, name in sorted(_listing(folder)) if not name.startswith(".")]
+
+
+def _listing(folder):
+    """(mtime, name) of each file in `folder`; one removed meanwhile is left out."""
+    found = []
     try:
         with os.scandir(folder) as it:
-            found = [(entry.stat().st_mtime, entry.name) for entry in it if not entry.name.startswith(".")]
+            for entry in it:
+                with contextlib.suppress(FileNotFoundError):
+                    found.append((entry.stat().st_mtime, entry.name))
     except FileNotFoundError:
-        return []
-    return [name for _, name in sorted(found)]
+        pass
+    return found
 
 
 def remove(folder, name):
@@ -81,16 +89,10 @@ def remove(folder, name):
 def remove_older_than(folder, age):
     """Remove entries and temporary files older than `age` seconds; their names."""
     cutoff = time.time() - age
-    removed = []
-    try:
-        with os.scandir(folder) as it:
-            old = [entry.name for entry in it if entry.is_file() and entry.stat().st_mtime < cutoff]
-    except FileNotFoundError:
-        return removed
+    old = sorted(name for mtime, name in _listing(folder) if mtime < cutoff)
     for name in old:
         remove(folder, name)
-        removed.append(name)
-    return removed
+    return old
 
 
 def free_bytes(path):

@@ -92,7 +92,11 @@ def apply_update(prediction, update):
         changes["output"] = update.output
     if update.status in Prediction.TERMINAL:
         if update.status == Status.SUCCEEDED:
-            storage.store_outputs(prediction, update.output, logs=update.logs or prediction.logs)
+            try:
+                storage.store_outputs(prediction, update.output, logs=update.logs or prediction.logs)
+            except storage.NotStored as exc:
+                # Whoever applies it (a webhook, a poll, the reconciler): it ends here.
+                return fail_storing(prediction, exc)
         # Before the status turns terminal, so that a terminal prediction
         # never has stray uploads.
         storage.discard_uploads(prediction)

@@ -177,8 +177,11 @@ def fetch(item, version):
         raise BackendError("An output names a file uploaded by another model server.", permanent=True)
     upload = upload_for(item, version)
     if upload is not None:
-        with upload.file.open("rb") as fh:
-            return fh.read()
+        try:
+            with upload.file.open("rb") as fh:
+                return fh.read()
+        except OSError as exc:
+            raise BackendError(f"An uploaded output could not be read ({_describe(exc)}).", permanent=True) from exc
     spooled = _spooled(match["id"], version.location) if match else None
     if spooled is not None:
         return spooled[1]  # received, but not yet recorded (storage down)
