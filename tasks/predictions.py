@@ -48,10 +48,12 @@ def _backoff(attempt, base=0.25, cap=10.0):
 
 
 @shared_task(bind=True, max_retries=None)
-def run_prediction(self, prediction_id, failures=0):
-    """Hand a prediction to its backend. A busy backend queues it; it never fails it."""
+def run_prediction(self, prediction_id, failures=0, rerun=False):
+    """Hand a prediction to its backend. A busy backend queues it; it never fails it.
+    `rerun`: its output was lost (predictions.rerun_lost_output); hand it over
+    even if the first run's hand-off was recorded after that run had ended."""
     prediction = _load(prediction_id)
-    if prediction is None or prediction.dispatched_at:
+    if prediction is None or (prediction.dispatched_at and not rerun):
         return
     Prediction.objects.filter(pk=prediction.pk).update(attempted_at=timezone.now())
     backend = backends.for_version(prediction.version)

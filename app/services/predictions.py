@@ -155,7 +155,7 @@ def rerun_lost_output(prediction):
         if rerun:
             # Cog forgets a finished prediction, so the same PUT runs it again.
             # A lost message is sent again by the reconciler (not dispatched).
-            jobs.after_commit("tasks.predictions.run_prediction", prediction.id, robust=True)
+            jobs.after_commit("tasks.predictions.run_prediction", prediction.id, 0, True, robust=True)
     prediction.refresh_from_db()
     return bool(rerun)
 

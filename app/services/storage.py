@@ -38,7 +38,7 @@ from django.utils.http import RFC3986_SUBDELIMS
 
 from app.core import http, images, payloads, spool
 from app.core.logs import nsfw_flags
-from app.models import Output, Upload, new_id
+from app.models import Output, Prediction, Upload, new_id
 from app.services.backends import BackendError
 
 log = logging.getLogger(__name__)
@@ -303,7 +303,9 @@ def record_spooled(upload_id):
         return False
     meta, data = entry
     try:
-        if not Upload.objects.filter(pk=upload_id).exists():
+        if _ended(meta["remote_prediction_id"]):
+            pass  # no prediction will take it now (apply_update discards a late run's files)
+        elif not Upload.objects.filter(pk=upload_id).exists():
             upload = Upload(
                 id=upload_id,
                 server=meta["server"],
@@ -321,6 +323,16 @@ def record_spooled(upload_id):
         return False
     spool.remove(settings.SPOOL_DIR, upload_id)
     return True
+
+
+def _ended(remote_prediction_id):
+    """Whether the prediction an upload names has ended (Cog names ours by our id)."""
+    return (
+        bool(remote_prediction_id)
+        and Prediction.objects.filter(
+            Q(pk=remote_prediction_id) | Q(remote_id=remote_prediction_id), status__in=Prediction.TERMINAL
+        ).exists()
+    )
 
 
 def drain_spool():

@@ -196,6 +196,21 @@ def test_a_spooled_upload_is_recorded_by_the_reconciler_once_the_database_is_bac
     upload.file.delete(save=False)
 
 
+def test_a_spooled_upload_of_a_prediction_that_ended_meanwhile_is_dropped_not_recorded(
+    version, spool_dir, stored_files
+):
+    prediction = _running(version)
+    with connection.execute_wrapper(_database_down):
+        response = _put(version.location, "out.png", png(), prediction_id=prediction.id)
+    assert response.status_code == 201 and _spooled(spool_dir)
+    predictions.fail(prediction, "The model server stopped answering.")
+
+    reconcile()
+
+    assert _spooled(spool_dir) == [] and Upload.objects.count() == 0
+    stored_files.assert_intact(prediction)
+
+
 def test_an_upload_whose_row_cannot_be_saved_leaves_no_file_in_storage(version, spool_dir, monkeypatch):
     before = snapshot()
 
@@ -338,7 +353,7 @@ def test_an_output_the_model_server_could_not_upload_is_run_again_and_succeeds(
 
     prediction = wait_for_status(prediction.id)
     assert prediction.status == "succeeded", prediction.error
-    assert prediction.output_reruns == 1 and prediction.dispatch_attempts == 2
+    assert (prediction.output_reruns, prediction.dispatch_attempts) == (1, 2)
     assert prediction.outputs.count() == 1
     stored_files.assert_intact(prediction)
 
@@ -351,12 +366,12 @@ def test_a_prediction_whose_output_cannot_be_received_is_run_again_exactly_once(
     prediction = predictions.start(cog_version, {"prompt": "no room"}, owner=alice)
 
     prediction = wait_for_status(prediction.id)
-    assert prediction.status == "failed"
-    assert prediction.error_code == Prediction.ErrorCode.OUTPUT_NOT_RECEIVED
+    assert prediction.status == "failed", prediction.error
+    assert prediction.error_code == Prediction.ErrorCode.OUTPUT_NOT_RECEIVED, prediction.error
     assert prediction.error.startswith("The model ran, but its server could not hand the output over to Lightbox")
     assert "507" in prediction.error
-    assert prediction.output_reruns == 1 and prediction.dispatch_attempts == 2
-    assert len(opened) == 2  # one upload per run
+    assert (prediction.output_reruns, prediction.dispatch_attempts) == (1, 2)
+    assert len(opened) == 2, opened  # one upload per run
     # The reconciler leaves it be: failed, not run a third time.
     time.sleep(settings.DISPATCH_DEADLINE + 0.5)
     reconcile()
