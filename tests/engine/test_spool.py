@@ -47,17 +47,18 @@ def version(transactional_db):
 
 
 class FullDisk:
-    """A file on a disk that fills up: `room` bytes go in, then ENOSPC."""
+    """A file on a disk that fills up: `room` bytes go in, then ENOSPC (or `error`)."""
 
-    def __init__(self, path, mode, room):
+    def __init__(self, path, mode, room, error=errno.ENOSPC):
         self.fh = builtins.open(path, mode)
         self.room = room
+        self.error = error
 
     def write(self, data):
         if len(data) > self.room:
             self.fh.write(data[: self.room])
             self.room = 0
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), self.fh.name)
+            raise OSError(self.error, os.strerror(self.error), self.fh.name)
         self.room -= len(data)
         return self.fh.write(data)
 
@@ -71,7 +72,7 @@ class FullDisk:
         self.fh.close()
 
 
-def fill_disk(monkeypatch, module, after=0, times=None, room=100):
+def fill_disk(monkeypatch, module, after=0, times=None, room=100, error=errno.ENOSPC):
     """Files `module` writes meet a full disk, after `after` files were
     written whole, `times` times (None: for good). Returns the paths opened."""
     opened = []
@@ -81,7 +82,7 @@ def fill_disk(monkeypatch, module, after=0, times=None, room=100):
             return builtins.open(path, mode, *args, **kwargs)
         opened.append(path)
         full = len(opened) > after and (times is None or len(opened) <= after + times)
-        return FullDisk(path, mode, room) if full else builtins.open(path, mode, *args, **kwargs)
+        return FullDisk(path, mode, room, error) if full else builtins.open(path, mode, *args, **kwargs)
 
     monkeypatch.setattr(module, "open", open_, raising=False)
     return opened
@@ -135,6 +136,22 @@ def test_a_full_disk_answers_507_keeps_nothing_and_is_reported_in_healthz_and_th
     cache.delete(storage.DISK_FULL_KEY)  # a minute later, with room again
     assert _health(Authorization=f"Bearer {HEALTH_TOKEN}")[1]["storage"] == "ok"
     assert b"storage-problem" not in login(Client(), staff).get("/admin/").content
+
+
+def test_an_upload_that_cannot_be_written_for_another_reason_answers_503_and_keeps_nothing(
+    version, spool_dir, monkeypatch, settings
+):
+    settings.HEALTH_TOKEN = HEALTH_TOKEN
+    before = snapshot()
+    fill_disk(monkeypatch, spool, error=errno.EIO)
+
+    response = _put(version.location, "out.png", png(), prediction_id="remote-1")
+
+    assert response.status_code == 503 and response["Content-Type"] == "application/problem+json"
+    assert response.json()["detail"] == "The file could not be written to disk: Input/output error."
+    assert _spooled(spool_dir) == [] and Upload.objects.count() == 0 and snapshot() == before
+    # Not a full disk: /healthz does not say so.
+    assert _health(Authorization=f"Bearer {HEALTH_TOKEN}")[1]["storage"] == "ok"
 
 
 def test_healthz_reports_a_disk_with_less_room_than_an_upload_may_take(spool_dir, monkeypatch, settings):
