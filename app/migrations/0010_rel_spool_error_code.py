@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('app', '0008_comparison_visibility_choices'),
+        ('app', '0009_reconciler_state'),
     ]
 
     operations = [
