@@ -23,8 +23,8 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from app.core import netguard
-from app.models import Prediction, ReconcilerState, Upload
-from app.services import backends, catalog, predictions, storage
+from app.models import IdempotencyKey, Prediction, ReconcilerState, Upload
+from app.services import backends, catalog, files, predictions, storage
 from app.services.api_json import prediction_json, webhook_headers
 from app.services.backends import BackendError, Busy
 
@@ -188,6 +188,14 @@ def _reconcile(still_ours):
         upload.delete()
     # Uploads kept in this machine's spool while the database or storage was down.
     storage.drain_spool()
+    # Idempotency-Keys past their day: the same key may start a new prediction.
+    IdempotencyKey.objects.filter(
+        pk__in=list(IdempotencyKey.objects.expired().values_list("pk", flat=True)[:5000])
+    ).delete()
+    if not still_ours():
+        return False
+    # Files of /v1/files past their expires_at.
+    files.sweep()
     return True
 
 

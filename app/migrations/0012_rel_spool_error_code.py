@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('app', '0009_reconciler_state'),
+        ('app', '0011_files_models_collections'),
     ]
 
     operations = [
