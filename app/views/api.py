@@ -292,6 +292,8 @@ def _waited_json(prediction, base):
 def _ended(prediction_ids):
     """Which of these predictions have ended, in plain SQL: waiting requests ask
     it every few ms, and building the ORM query cost ~0.5 ms of CPU each time."""
+    if not prediction_ids:  # a sweep whose waiters all left: `IN ()` is not SQL
+        return set()
     terminal = [status.value for status in Prediction.TERMINAL]
     with connection.cursor() as cursor:
         cursor.execute(
