@@ -251,6 +251,7 @@ class PredictionAdmin(ModeratorOnly, admin.ModelAdmin):
         ("owner", admin.RelatedOnlyFieldListFilter),
         "visibility",
         "status",
+        "error_code",
         "source",
     ]
     search_fields = ["id", "owner__username"]
@@ -267,6 +268,8 @@ class PredictionAdmin(ModeratorOnly, admin.ModelAdmin):
         "input",
         "status",
         "error",
+        "error_code",
+        "output_reruns",
         "visibility",
         "source",
         "hidden_at",

@@ -428,6 +428,16 @@ class Prediction(Moderated):
         WEB = "web"
         API = "api"
 
+    class ErrorCode(models.TextChoices):
+        """Why a prediction failed, where something acts on the reason (not
+        its words, which are for people)."""
+
+        # The model ran, but its server could not hand an output over to us
+        # (its one upload failed): the run is repeated once (output_reruns).
+        OUTPUT_NOT_RECEIVED = "output_not_received", "Output not received"
+        # The outputs reached us but could not be stored (a full disk).
+        OUTPUT_NOT_STORED = "output_not_stored", "Outputs not stored"
+
     TERMINAL = (Status.SUCCEEDED, Status.FAILED, Status.CANCELED)
     ACTIVE = (Status.STARTING, Status.PROCESSING)
 
@@ -481,6 +491,10 @@ class Prediction(Moderated):
     # USD: estimated when it starts (app.services.limits), settled from the predict time
     # when it ends. Monthly spend caps add these up.
     cost = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
+    error_code = models.CharField(max_length=30, choices=ErrorCode.choices, blank=True, default="")
+    # Runs repeated because the model server could not deliver an output: at
+    # most one (app.services.predictions.rerun_lost_output).
+    output_reruns = models.PositiveSmallIntegerField(default=0)
 
     objects = PredictionQuerySet.as_manager()
 

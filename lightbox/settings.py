@@ -189,6 +189,13 @@ if os.environ.get("AWS_STORAGE_BUCKET_NAME"):
 # are well over Django's 2.5 MB default, so the webhook endpoints allow more.
 WEBHOOK_MAX_BYTES = envint("LIGHTBOX_WEBHOOK_MAX_BYTES", 64 * 1024 * 1024)
 UPLOAD_MAX_BYTES = envint("LIGHTBOX_UPLOAD_MAX_BYTES", 32 * 1024 * 1024)
+# A Cog server's upload is written here (this machine's own disk, fsynced)
+# before its row is recorded and it is moved into storage, so it is kept while
+# the database or the media storage is down (app.services.storage.receive_upload).
+SPOOL_DIR = Path(os.environ.get("LIGHTBOX_SPOOL_DIR", VAR_DIR / "spool"))
+# Files in storage and the spool that no row names are deleted once this old.
+ORPHAN_TTL = envint("LIGHTBOX_ORPHAN_TTL", 24 * 3600)
+SWEEP_INTERVAL = envint("LIGHTBOX_SWEEP_INTERVAL", 24 * 3600)
 
 # Celery. The filesystem transport needs no server; data_folder_in and _out
 # must be the same folder (producers write "out", workers read "in").

@@ -24,7 +24,7 @@ from django.utils import timezone
 
 from app.core import netguard
 from app.models import IdempotencyKey, Prediction, ReconcilerState, Upload
-from app.services import backends, catalog, files, pools, predictions
+from app.services import backends, catalog, files, pools, predictions, storage
 from app.services.api_json import prediction_json, webhook_headers
 from app.services.backends import BackendError, Busy
 
@@ -54,10 +54,12 @@ def _backoff(attempt, base=0.25, cap=10.0):
 
 
 @shared_task(bind=True, max_retries=None)
-def run_prediction(self, prediction_id, failures=0):
-    """Hand a prediction to its backend. A busy backend queues it; it never fails it."""
+def run_prediction(self, prediction_id, failures=0, rerun=False):
+    """Hand a prediction to its backend. A busy backend queues it; it never fails it.
+    `rerun`: its output was lost (predictions.rerun_lost_output); hand it over
+    even if the first run's hand-off was recorded after that run had ended."""
     prediction = _load(prediction_id)
-    if prediction is None or prediction.dispatched_at:
+    if prediction is None or (prediction.dispatched_at and not rerun):
         return
     backend = backends.for_version(prediction.version)
     instance = None
@@ -134,7 +136,7 @@ def finish_prediction(self, prediction_id, payload):
         predictions.apply_update(prediction, backend.parse_update(payload))
     except BackendError as exc:
         if exc.permanent or self.request.retries >= SUBMIT_RETRIES:
-            predictions.fail(prediction, f"Could not store the outputs: {exc}")
+            predictions.fail_storing(prediction, exc)
             return
         raise self.retry(countdown=_backoff(self.request.retries))
 
@@ -217,6 +219,8 @@ def _reconcile(still_ours):
     for upload in Upload.objects.filter(created_at__lt=now - UPLOAD_TTL)[:500]:
         upload.file.delete(save=False)
         upload.delete()
+    # Uploads kept in this machine's spool while the database or storage was down.
+    storage.drain_spool()
     # Idempotency-Keys past their day: the same key may start a new prediction.
     IdempotencyKey.objects.filter(
         pk__in=list(IdempotencyKey.objects.expired().values_list("pk", flat=True)[:5000])
@@ -292,6 +296,12 @@ def _stop_quiet(prediction):
         f"The model server stopped answering: nothing heard for {version.timeout} seconds, "
         "so the prediction was stopped.",
     )
+
+
+@shared_task
+def sweep_storage():
+    """Delete the files in storage and the spool that no row names, a day old."""
+    return len(storage.sweep_orphans())
 
 
 @shared_task(bind=True, max_retries=None)

@@ -12,12 +12,17 @@ from django.utils.crypto import constant_time_compare
 from django.views.decorators.cache import never_cache
 
 from app.models import ReconcilerState, Version
-from app.services import pools
+from app.services import pools, storage
 
 
 @never_cache
 def healthz(request):
-    checks = {"database": _database(), "broker": _broker(), "beat": _beat()}
+    checks = {
+        "database": _database(),
+        "broker": _broker(),
+        "beat": _beat(),
+        "storage": storage.disk_problem() or "ok",
+    }
     versions = {}
     for version in Version.objects.select_related("model").prefetch_related("instances"):
         # The stored state, as the beat last found it (tasks.predictions.refresh_versions).

@@ -27,6 +27,8 @@ class Update:
     error: str | None = None
     predict_time: float | None = None
     remote_id: str = ""
+    # Why it failed, where Lightbox acts on the reason (Prediction.ErrorCode).
+    error_code: str = ""
 
 
 STATUSES = ("starting", "processing", "succeeded", "failed", "canceled")

@@ -14,6 +14,7 @@ from django.core import signing
 from django.urls import reverse
 
 from app.core import http, netguard, payloads, uploads
+from app.models import Prediction
 from app.services.backends import BackendError, Busy, json_body, update_from_payload
 
 EVENTS = ["start", "output", "logs", "completed"]
@@ -159,9 +160,20 @@ def cancel(prediction):
         pass
 
 
+# coglet's words when its one upload of an output failed (it does not try
+# again): the model ran, but the output never reached us. Its webhook says so
+# only in words; read them here, once, into a code.
+UPLOAD_FAILED = ("failed to upload output", "failed to upload file output")
+
+
 def parse_update(payload):
     update = update_from_payload(payload, "Cog")
-    update.error = _plain_error(payload.get("error"))
+    error = payload.get("error")
+    if update.status == "failed" and isinstance(error, str) and error.lower().startswith(UPLOAD_FAILED):
+        update.error_code = Prediction.ErrorCode.OUTPUT_NOT_RECEIVED
+        update.error = f"The model ran, but its server could not hand the output over to Lightbox (Cog: {error})."
+    else:
+        update.error = _plain_error(error)
     return update
 
 
