@@ -109,6 +109,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     # After auth and messages: its 400 page is a whole page, with the user's menu.
     "app.middleware.RefuseNulMiddleware",
+    # A view that lost the database answers 503 with Retry-After, not 500.
+    "app.middleware.DatabaseUnavailableMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
 ]
