@@ -39,3 +39,9 @@ def download_name(prediction, output):
         output.index,
         storage.EXTENSIONS.get(output.content_type, "bin"),
     )
+
+
+@register.simple_tag
+def disk_problem():
+    """What the admin says about a full disk ("" when there is room)."""
+    return storage.disk_problem()

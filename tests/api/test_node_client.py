@@ -1,10 +1,9 @@
 """The official Node client (npm `replicate` 1.4.0, run by `node`) against
-Lightbox's /v1: every client method that maps to an endpoint Lightbox has,
-except deployments'."""
+Lightbox's /v1: every client method that maps to an endpoint Lightbox has."""
 
 import pytest
 
-from app.models import File, Model, Prediction
+from app.models import Deployment, File, Model, Prediction
 from tests.api.clients import png, run_node
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -136,3 +135,35 @@ def test_errors_are_api_errors_with_the_status_and_problem(cog_version, node, si
         missing["status"] == 404
         and missing["problem"]["detail"] == "Model nobody/nothing does not exist or is not yours."
     )
+
+
+def test_deployments_create_get_list_update_predict_and_delete(worker, cog_version, node):
+    result = node(f"""
+        const created = await replicate.deployments.create({{name: "from-node", model: "local/test-model",
+            version: {cog_version.id!r}, hardware: "cpu", min_instances: 1, max_instances: 2}});
+        const got = await replicate.deployments.get("alice", "from-node");
+        const listed = await replicate.deployments.list();
+        const updated = await replicate.deployments.update("alice", "from-node", {{max_instances: 3}});
+        const prediction = await replicate.deployments.predictions.create("alice", "from-node",
+            {{input: {{prompt: "a lighthouse"}}, wait: true}});
+        const deleted = await replicate.deployments.delete("alice", "from-node");
+        let after;
+        try {{ await replicate.deployments.get("alice", "from-node"); }} catch (error) {{ after = error.response.status; }}
+        return {{created, got, listed: listed.results.map((d) => d.name), updated, prediction, deleted, after}};
+    """)
+
+    assert (result["created"]["owner"], result["created"]["name"]) == ("alice", "from-node"), result
+    assert result["got"]["current_release"]["version"] == cog_version.id
+    assert result["listed"] == ["from-node"]
+    assert result["updated"]["current_release"]["number"] == 2
+    assert result["updated"]["current_release"]["configuration"]["max_instances"] == 3
+    assert result["prediction"]["status"] == "succeeded" and len(result["prediction"]["output"]) == 1
+    assert Prediction.objects.get().version_id == cog_version.id
+    assert result["deleted"] is True and result["after"] == 404
+
+    refused = node(f"""
+        await replicate.deployments.create({{name: "bad name!", model: "local/test-model",
+            version: {cog_version.id!r}, hardware: "cpu", min_instances: 1, max_instances: 1}});
+    """)["error"]
+    assert refused["name"] == "ApiError" and refused["status"] == 422 and refused["problem"]["status"] == 422
+    assert not Deployment.objects.exists()

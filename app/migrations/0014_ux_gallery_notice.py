@@ -9,7 +9,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('app', '0011_files_models_collections'),
+        ('app', '0013_deployments_instances'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
