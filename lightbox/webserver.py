@@ -273,6 +273,17 @@ async def _stream(response, receive, send):
         raise pumping.exception()
 
 
+TOO_LARGE_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Upload too large · Lightbox</title><link rel="stylesheet" href="/static/css/app.css"></head>
+<body><main><h1>That upload is too large</h1>
+<p>Lightbox takes at most {mb} MB in one request, and this one was larger, so nothing was saved.</p>
+<p>Go back and choose a smaller image (a photo saved as JPEG or WEBP is far smaller than as PNG).
+With JavaScript on, the playground scales large images down before sending them.</p>
+<p><a href="/">Back to the playground</a></p></main></body></html>
+"""
+
+
 async def _send_plain(send, status, text, path=""):
     """`text` as the whole answer; under /v1 as an RFC 7807 problem, as every
     answer of the API is (app.views.problems)."""
@@ -280,6 +291,10 @@ async def _send_plain(send, status, text, path=""):
     if path == "/v1" or path.startswith("/v1/"):
         content_type = b"application/problem+json"
         body = json.dumps({"type": "about:blank", "title": text, "detail": f"{text}.", "status": status}).encode()
+    elif status == 413 and not path.startswith(RESULTS_PREFIX):
+        # A person who sent a form with a huge file (without JavaScript, which
+        # scales images down first): a page that says what to do, not bare text.
+        content_type, body = b"text/html; charset=utf-8", TOO_LARGE_PAGE.format(mb=largest_body() // 2**20).encode()
     try:
         await send({"type": "http.response.start", "status": status, "headers": [(b"content-type", content_type)]})
         await send({"type": "http.response.body", "body": body})
