@@ -10,8 +10,8 @@ loop-mounted ext4 image) so that it can be filled.
 
 For each fault, --load predictions (default 50) are sent at once through /v1,
 each 4 steps of 0.125-0.5 s (0.5-2 s), every third with `Prefer: wait`; a client
-whose create answers 5xx or is cut retries it (3 tries, the same body and an
-`Idempotency-Key`), then follows its prediction by GET until it ends. The fault
+whose create answers 5xx or is cut retries it (6 tries over ~30 s, the same
+body and `Idempotency-Key`), then follows its prediction by GET until it ends. The fault
 starts 5 s in:
 
   none              nothing: the baseline
@@ -22,8 +22,9 @@ starts 5 s in:
   postgres-stop     PostgreSQL stopped (`pg_ctl stop -m fast`) for 10 s
   gunicorn-sigkill  the gunicorn workers SIGKILLed, twice 15 s apart (the master
                     starts new ones)
-  beat-down         beat stopped for 75 s; the worker is SIGKILLed (and started
-                    again) 2 s in, so that some predictions need the reconciler
+  beat-down         beat stopped for 75 s; 2 s in, the worker is SIGKILLed (and
+                    started again) and the broker flushed, so that predictions
+                    need the reconciler
   disk-full         the var dir's disk filled for 30 s
   late-webhooks     the load goes to a Cog server whose webhooks a proxy delivers
                     LIGHTBOX_DISPATCH_DEADLINE + 10 s late (acknowledged at once)
@@ -496,9 +497,10 @@ class LoadClient(threading.Thread):
         if self.wait:
             headers["Prefer"] = f"wait={WAIT_SECONDS}"
         started = time.monotonic()
-        for attempt in range(3):
+        # Six tries over ~30 s with backoff, the same key each time.
+        for attempt in range(6):
             if attempt:
-                time.sleep(2 * attempt)
+                time.sleep(2 ** (attempt - 1))
             response = _request(
                 client,
                 phase.tally,
@@ -528,7 +530,8 @@ def _problem(response):
         body = response.json()
         return body.get("detail") or body.get("title") or response.text[:200]
     except ValueError:
-        return response.text[:200].strip() or "(empty)"
+        title = re.search(r"<title>(.*?)</title>", response.text, re.S)
+        return f"(HTML) {title.group(1).strip()}" if title else response.text[:200].strip() or "(empty)"
 
 
 class Waiters:
@@ -656,8 +659,11 @@ def fault_beat_down(stack, phase):
         stack.held.add("beat")
         stack.processes["beat"].stop()
     time.sleep(2)
+    # Something for the reconciler to do: the tasks the worker held and the
+    # queue are lost.
     with stack.lock:
         stack.processes["worker"].kill()
+        stack.redis.flushall()
         stack.start_worker(name=f"worker-after-kill-{phase.fault}")
     time.sleep(max(0.0, stack.args.beat_down - (time.monotonic() - started)))
     with stack.lock:
@@ -714,6 +720,7 @@ class Phase:
             holding = waiters.start()
             self.notes.append(f"{holding} waiting clients holding `Prefer: wait` creates when the load was sent")
         self.started = time.monotonic()
+        self.started_at = time.time()
         supervisor = stack.supervise(self)
         health = Health(self)
         health.thread.start()
@@ -734,6 +741,7 @@ class Phase:
         injector.start()
         injector.join()
         fault_ended = time.monotonic() - self.started
+        self.fault_ended_at = time.time()
         if fault_error:
             self.notes.append(f"injecting the fault failed: {fault_error[0]}")
         # Until every prediction of the fault ended (the client's and any it
@@ -804,6 +812,14 @@ def summarize(phase, clients, audit, health, elapsed):
                 ).total_seconds()
             )
     ghosts = [row for row in audit["rows"] if row["id"] not in seen]
+    late = [
+        row
+        for row in audit["rows"]
+        if row["completed_at"] and datetime.fromisoformat(row["completed_at"]).timestamp() > phase.fault_ended_at + 5
+    ]
+    if phase.fault == "beat-down":
+        # The fault outlasts the load: what ends after it waited for beat.
+        phase.notes.append(f"{len(late)} of the predictions ended more than 5 s after beat was back")
     stuck_rows = [row for row in audit["rows"] if row["status"] not in TERMINAL]
     creates = [client.create_seconds for client in clients if client.create_seconds is not None and not client.wait]
     counts = phase.tally.counts
