@@ -867,11 +867,11 @@ def step_audit(args):
 
 def step_load_audit(args):
     """For bench/load_faults.py, the predictions whose prompt starts with
-    `prefix` (stdin JSON: prefix, before, run_log, var_before): each one's
-    status, error, times and how many times the model ran it (the test
-    predictor's run log: prompt and seed per run); tests/stored_files.py's
-    check of them; and the files left in the var dir outside storage (a spool,
-    temporary files) since `var_before`."""
+    `prefix` (stdin JSON: prefix, before, cog_logs, var_before): each one's
+    status, error, times and how many times the model ran it (the Cog
+    servers' logs: coglet logs "Starting prediction" with its id, which is
+    ours); tests/stored_files.py's check of them; and the files left in the
+    var dir outside storage (a spool, temporary files) since `var_before`."""
     _django()
     from collections import Counter
 
@@ -883,8 +883,13 @@ def step_load_audit(args):
 
     request = json.loads(sys.stdin.read())
     runs = Counter()
-    if request.get("run_log") and Path(request["run_log"]).exists():
-        runs.update(line for line in Path(request["run_log"]).read_text().splitlines() if line)
+    for log in request.get("cog_logs", ()):
+        for line in Path(log).read_text(errors="replace").splitlines():
+            if '"Starting prediction"' in line:
+                try:
+                    runs[json.loads(line)["fields"]["prediction_id"]] += 1
+                except (ValueError, KeyError):
+                    pass
     rows = []
     if request.get("prefix"):
         for prediction in Prediction.objects.filter(input__prompt__startswith=request["prefix"]).order_by("created_at"):
@@ -897,7 +902,7 @@ def step_load_audit(args):
                     "created_at": prediction.created_at.isoformat(),
                     "completed_at": prediction.completed_at.isoformat() if prediction.completed_at else None,
                     "dispatch_attempts": prediction.dispatch_attempts,
-                    "runs": runs[f"{prediction.input.get('prompt')}\t{prediction.input.get('seed')}"],
+                    "runs": runs[prediction.remote_id or prediction.id],
                 }
             )
     result = audit([row["id"] for row in rows], frozenset(request.get("before", ())))

@@ -33,7 +33,7 @@ A prediction counts as stuck when it has not ended once the fault is over and
 no prediction of the load has ended for --stuck-after seconds. Then
 `harness.py load-audit` reads every prediction of the fault from the database
 (also those whose create the client never saw answered: "ghosts"), how many
-times the model ran each (the test predictor's run log), and
+times the model ran each (the Cog servers' logs), and
 tests/stored_files.py's check of their files, plus files left in the var dir
 outside storage; the unfinished ones are then ended so the next fault starts
 clean. Every prediction of the load is a good run: every failure is the
@@ -127,14 +127,13 @@ class Stack:
 
     def __init__(self, args):
         self.args = args
-        self.log_dir = args.out / "logs"
+        self.log_dir = args.out.resolve() / "logs"
         self.tmp = Path(tempfile.mkdtemp(prefix="lb-load-faults-"))
         os.chmod(self.tmp, 0o755)
         self.pg = harness.PrivatePostgres(self.tmp / "pg", harness.free_port())
         self.redis = harness.PrivateRedis(harness.free_port(), self.log_dir)
         self.disk = harness.SmallDisk(self.tmp / "var", args.disk_mb)
         self.web_port, self.cog_port = harness.free_port(), harness.free_port()
-        self.run_log = self.tmp / "runs.log"
         self.health_token = uuid.uuid4().hex
         self.processes = {}
         self.servers = []
@@ -158,7 +157,6 @@ class Stack:
             LIGHTBOX_DISPATCH_DEADLINE=str(self.args.dispatch_deadline),
             LIGHTBOX_RECONCILE_INTERVAL=str(self.args.reconcile_interval),
             LIGHTBOX_HEALTH_TOKEN=self.health_token,
-            TEST_PREDICTOR_RUN_LOG=str(self.run_log),
         )
         self.env = env
         harness.manage(env, "migrate", "--noinput")
@@ -768,7 +766,7 @@ class Phase:
                 {
                     "prefix": self.prefix,
                     "before": sorted(before),
-                    "run_log": str(stack.run_log),
+                    "cog_logs": [str(log) for log in stack.log_dir.glob("cog*.log")],
                     "var_before": var_before,
                 }
             ),

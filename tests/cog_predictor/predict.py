@@ -39,7 +39,6 @@ class Predictor(BasePredictor):
         ),
         disable_safety_checker: bool = Input(description="Turn off the safety checker.", default=False),
     ) -> list[Path]:
-        _record_run(prompt, seed)
         if image is not None:
             with Image.open(image) as start:
                 print(f"image {start.width}x{start.height}", flush=True)
@@ -60,13 +59,3 @@ class Predictor(BasePredictor):
             flags = ", ".join("true" if index in flagged else "false" for index in range(num_outputs))
             print(f"nsfw_content_detected: [{flags}]", flush=True)
         return outputs
-
-
-def _record_run(prompt, seed):
-    """One line per run in TEST_PREDICTOR_RUN_LOG when set: bench/load_faults.py
-    counts how many times each prediction ran (Lightbox picks a distinct seed
-    per prediction, so prompt and seed name one)."""
-    path = os.environ.get("TEST_PREDICTOR_RUN_LOG")
-    if path:
-        with open(path, "a") as log:
-            log.write(f"{prompt}\t{seed}\n")
