@@ -868,9 +868,9 @@ def step_audit(args):
 def step_load_audit(args):
     """For bench/load_faults.py, the predictions whose prompt starts with
     `prefix` (stdin JSON: prefix, before, cog_logs, var_before): each one's
-    status, error, times and how many times the model ran it (the Cog
-    servers' logs: coglet logs "Starting prediction" with its id, which is
-    ours); tests/stored_files.py's check of them; and the files left in the
+    status, error, times, how many times the model ran it and whether an
+    output upload failed (the Cog servers' logs: coglet logs "Starting
+    prediction" and "Failed to upload file output" with its id, which is ours); tests/stored_files.py's check of them; and the files left in the
     var dir outside storage (a spool, temporary files) since `var_before`."""
     _django()
     from collections import Counter
@@ -882,14 +882,18 @@ def step_load_audit(args):
     from tests.stored_files import audit, snapshot
 
     request = json.loads(sys.stdin.read())
-    runs = Counter()
+    runs, upload_failed = Counter(), set()
     for log in request.get("cog_logs", ()):
         for line in Path(log).read_text(errors="replace").splitlines():
-            if '"Starting prediction"' in line:
-                try:
-                    runs[json.loads(line)["fields"]["prediction_id"]] += 1
-                except (ValueError, KeyError):
-                    pass
+            for message, record in (
+                ('"Starting prediction"', runs.update),
+                ('"Failed to upload file output"', upload_failed.update),
+            ):
+                if message in line:
+                    try:
+                        record([json.loads(line)["fields"]["prediction_id"]])
+                    except (ValueError, KeyError):
+                        pass
     rows = []
     if request.get("prefix"):
         for prediction in Prediction.objects.filter(input__prompt__startswith=request["prefix"]).order_by("created_at"):
@@ -903,6 +907,8 @@ def step_load_audit(args):
                     "completed_at": prediction.completed_at.isoformat() if prediction.completed_at else None,
                     "dispatch_attempts": prediction.dispatch_attempts,
                     "runs": runs[prediction.remote_id or prediction.id],
+                    # Cog could not upload an output of one of its runs.
+                    "upload_failed": (prediction.remote_id or prediction.id) in upload_failed,
                 }
             )
     result = audit([row["id"] for row in rows], frozenset(request.get("before", ())))

@@ -837,6 +837,9 @@ def summarize(phase, clients, audit, health, elapsed):
         "orphaned_empty": audit["orphaned_empty"],
         "var_left": audit["var_left"],
         "run_twice": sum(row["runs"] > 1 for row in audit["rows"]),
+        # Of those, run again because an output of the first run never arrived
+        # (issue 11, item 2: on purpose, once).
+        "rerun_lost_upload": sum(row["runs"] > 1 and row.get("upload_failed", False) for row in audit["rows"]),
         "runs": sum(row["runs"] for row in audit["rows"]),
         "ghosts": len(ghosts),
         "ghosts_ran": sum(row["runs"] > 0 for row in ghosts),
@@ -865,14 +868,14 @@ def _s(value):
 
 def table(summaries):
     head = (
-        "| fault | sent | succeeded | failed | stuck | orphan files | run twice | ghosts (ran) "
+        "| fault | sent | succeeded | failed | stuck | orphan files | run twice (after a lost upload) | ghosts (ran) "
         "| client 5xx / resets | s to end p50 / max | create max s | /healthz during the fault |"
     )
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for s in summaries:
         lines.append(
             f"| {s['fault']} | {s['sent']} | {s['succeeded']} | {s['failed']} | {s['stuck']} | {s['orphans']} "
-            f"| {s['run_twice']} | {s['ghosts']} ({s['ghosts_ran']}) | {s['client_5xx']} / {s['client_resets']} "
+            f"| {s['run_twice']} ({s['rerun_lost_upload']}) | {s['ghosts']} ({s['ghosts_ran']}) | {s['client_5xx']} / {s['client_resets']} "
             f"| {_s(s['p50'])} / {_s(s['max'])} | {_s(s['create_max'])} | {'; '.join(s['health']) or '-'} |"
         )
     return "\n".join(lines)
