@@ -33,6 +33,7 @@ from app.models import (
     Output,
     Prediction,
     PredictionReview,
+    ReconcilerState,
     Report,
     Version,
 )
@@ -562,6 +563,31 @@ class VersionAdmin(admin.ModelAdmin):
         "cog_version",
         "created_at",
     ]
+
+
+@admin.register(ReconcilerState)
+class ReconcilerStateAdmin(admin.ModelAdmin):
+    """Whether beat keeps running the reconciler, as /healthz reports it, and
+    who ran it last (a worker stands in while beat is late). Read-only."""
+
+    list_display = fields = readonly_fields = ["beat", "beat_at", "finished_at", "finished_by", "holder", "lease_until"]
+
+    @admin.display(description="beat")
+    def beat(self, state):
+        return state.beat_problem() or "ok"
+
+    def changelist_view(self, request, extra_context=None):
+        ReconcilerState.current()  # the one row, before beat first wrote it
+        return super().changelist_view(request, extra_context)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
 
 
 @admin.register(GroupLimits)

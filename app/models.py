@@ -335,6 +335,10 @@ class Prediction(Moderated):
     attempted_at = models.DateTimeField(null=True, blank=True)
     # Last time the backend told us anything; the reconciler watches it.
     heard_at = models.DateTimeField(null=True, blank=True)
+    # Which run of the model server accepted it (a Cog server's setup start
+    # time; empty when unknown): a different one later means the server
+    # restarted and lost it, as mere silence does not (its webhook may be late).
+    server_boot = models.CharField(max_length=64, blank=True, default="")
     # The caller's webhook (API), and which events it wants.
     webhook = models.URLField(max_length=1000, blank=True, default="")
     webhook_events_filter = models.JSONField(default=list, blank=True)
@@ -407,13 +411,14 @@ class Prediction(Moderated):
         self.refresh_from_db()
         return True
 
-    def mark_dispatched(self, remote_id=""):
+    def mark_dispatched(self, remote_id="", server_boot=""):
         now = timezone.now()
         return self._transition(
             remote_id=remote_id or self.id,
             dispatched_at=now,
             heard_at=now,
             dispatch_attempts=self.dispatch_attempts + 1,
+            server_boot=server_boot,
         )
 
     def wants_event(self, event):
@@ -506,6 +511,91 @@ class Upload(models.Model):
     file = models.FileField(upload_to="uploads/", max_length=300)
     content_type = models.CharField(max_length=100, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
+
+
+class ReconcilerState(models.Model):
+    """The reconciler's one row: when beat last ran it, when a run last ended,
+    and the lease that lets one run at a time, whoever starts it (beat, or a
+    worker standing in for a late beat: tasks.standby).
+
+    A lease, not a lock held in a transaction: a run makes HTTP calls for
+    seconds, and on SQLite an open write transaction would stop every other
+    writer meanwhile. A holder renews it before each step and stops when it
+    lost it; a holder that died leaves a lease that expires."""
+
+    SINGLETON = 1
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=SINGLETON, editable=False)
+    # When a run that beat scheduled last reached a worker: beat is alive,
+    # and its messages get through.
+    beat_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    finished_by = models.CharField(max_length=200, blank=True)
+    holder = models.CharField(max_length=200, blank=True)
+    lease_until = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = verbose_name_plural = "reconciler"
+
+    def __str__(self):
+        return "the reconciler"
+
+    @classmethod
+    def current(cls):
+        return cls.objects.get_or_create(pk=cls.SINGLETON)[0]
+
+    def beat_problem(self, now=None):
+        """Why beat is not keeping its schedule (three reconcile intervals
+        without its run), or "": /healthz fails with it and the admin shows it."""
+        now, interval = now or timezone.now(), settings.RECONCILE_INTERVAL
+        if self.beat_at is None:
+            reason = "beat has never run the reconciler"
+        elif now - self.beat_at > timedelta(seconds=3 * interval):
+            reason = (
+                f"beat last ran the reconciler {(now - self.beat_at).total_seconds():.0f} s ago "
+                f"(at {self.beat_at:%Y-%m-%d %H:%M:%S} UTC; it runs it every {interval:g} s)"
+            )
+        else:
+            return ""
+        if self.finished_at and now - self.finished_at <= timedelta(seconds=3 * interval):
+            ago = (now - self.finished_at).total_seconds()
+            return f"{reason}; workers run it meanwhile (last {ago:.0f} s ago, by {self.finished_by})"
+        return f"{reason}, and no worker has run it since"
+
+    def overdue(self, now=None):
+        """No run has ended for two reconcile intervals and none holds the
+        lease: beat is late, and a worker should run it (tasks.standby)."""
+        now = now or timezone.now()
+        late = self.finished_at is None or now - self.finished_at > timedelta(seconds=2 * settings.RECONCILE_INTERVAL)
+        return late and (self.lease_until is None or self.lease_until < now)
+
+    @classmethod
+    def beat_ran(cls):
+        cls.current()
+        cls.objects.filter(pk=cls.SINGLETON).update(beat_at=timezone.now())
+
+    @classmethod
+    def acquire(cls, holder, lease):
+        """Take the lease if nobody holds it (or its holder's ran out): one
+        conditional UPDATE, atomic on PostgreSQL and SQLite alike."""
+        cls.current()
+        now = timezone.now()
+        free = models.Q(lease_until__isnull=True) | models.Q(lease_until__lt=now)
+        return cls.objects.filter(free, pk=cls.SINGLETON).update(holder=holder, lease_until=now + lease) == 1
+
+    @classmethod
+    def renew(cls, holder, lease):
+        """Extend the lease; False when it is no longer ours (it ran out and
+        another run took it): then stop acting."""
+        until = timezone.now() + lease
+        return cls.objects.filter(pk=cls.SINGLETON, holder=holder).update(lease_until=until) == 1
+
+    @classmethod
+    def release(cls, holder, finished):
+        changes = {"lease_until": None, "holder": ""}
+        if finished:
+            changes.update(finished_at=timezone.now(), finished_by=holder)
+        cls.objects.filter(pk=cls.SINGLETON, holder=holder).update(**changes)
 
 
 class ApiTokenQuerySet(models.QuerySet):

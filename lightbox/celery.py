@@ -3,7 +3,7 @@
 import os
 
 from celery import Celery
-from celery.signals import task_postrun, task_prerun
+from celery.signals import task_postrun, task_prerun, worker_ready, worker_shutdown
 from django.conf import settings
 from django.db import close_old_connections
 
@@ -26,6 +26,21 @@ def _schedule(sender, **kwargs):
 
     sender.add_periodic_task(settings.RECONCILE_INTERVAL, reconcile.s(), name="reconcile predictions")
     sender.add_periodic_task(settings.AVAILABILITY_INTERVAL, refresh_versions.s(), name="refresh versions")
+
+
+@worker_ready.connect
+def _stand_in_for_beat(sender, **kwargs):
+    """Each worker runs the reconciler itself when beat is late (tasks.standby)."""
+    from tasks import standby
+
+    standby.start(sender.hostname)
+
+
+@worker_shutdown.connect
+def _stop_standing_in(**kwargs):
+    from tasks import standby
+
+    standby.stop()
 
 
 @task_prerun.connect

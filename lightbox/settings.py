@@ -247,6 +247,9 @@ else:
 # for its version's timeout is failed.
 RECONCILE_INTERVAL = envfloat("LIGHTBOX_RECONCILE_INTERVAL", 10)
 DISPATCH_DEADLINE = envfloat("LIGHTBOX_DISPATCH_DEADLINE", 30)
+# Workers run the reconciler themselves when no run has ended for two
+# intervals (beat is down or its messages are lost): tasks.standby.
+RECONCILER_STANDBY = envbool("LIGHTBOX_RECONCILER_STANDBY", "True")
 PREDICTION_TIMEOUT = envint("LIGHTBOX_PREDICTION_TIMEOUT", 600)
 REPLICATE_POLL_INTERVAL = envfloat("LIGHTBOX_REPLICATE_POLL_INTERVAL", 1.0)
 WEBHOOK_RETRIES = envint("LIGHTBOX_WEBHOOK_RETRIES", 5)

@@ -4,13 +4,16 @@ A worker hands a prediction to its backend and returns; progress and the result
 come back as webhooks to the web process (or by polling, for Replicate without
 a public SITE_URL). So a worker is never tied up while a model runs, and a
 worker that dies after the hand-off loses nothing. The database is the source
-of truth: `reconcile` (beat) re-sends what the broker lost and ends what a
-backend forgot.
+of truth: `reconcile` (beat, or a worker when beat is late) re-sends what the
+broker lost and ends what a backend forgot.
 """
 
 import json
 import logging
+import os
 import random
+import socket
+import uuid
 from datetime import timedelta
 
 import httpx
@@ -20,7 +23,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from app.core import netguard
-from app.models import Prediction, Upload
+from app.models import Prediction, ReconcilerState, Upload
 from app.services import backends, catalog, predictions
 from app.services.api_json import prediction_json, webhook_headers
 from app.services.backends import BackendError, Busy
@@ -53,8 +56,10 @@ def run_prediction(self, prediction_id, failures=0):
     prediction = _load(prediction_id)
     if prediction is None or prediction.dispatched_at:
         return
-    Prediction.objects.filter(pk=prediction.pk).update(attempted_at=timezone.now())
     backend = backends.for_version(prediction.version)
+    # Asked before the hand-over: a restart between the two then reads as one.
+    server_boot = backend.server_boot(prediction.version) or ""
+    Prediction.objects.filter(pk=prediction.pk).update(attempted_at=timezone.now(), server_boot=server_boot)
     try:
         remote_id = backend.submit(prediction)
     except Busy:
@@ -65,7 +70,7 @@ def run_prediction(self, prediction_id, failures=0):
             predictions.fail(prediction, str(exc))
             return
         raise self.retry(args=[prediction_id, failures + 1], countdown=_backoff(failures))
-    if not prediction.mark_dispatched(remote_id):
+    if not prediction.mark_dispatched(remote_id, server_boot):
         # Canceled while we were handing it over: stop it there too.
         prediction.remote_id = remote_id
         prediction.dispatched_at = timezone.now()
@@ -117,10 +122,40 @@ def refresh_versions():
 
 
 @shared_task
-def reconcile():
-    """Make sure every prediction ends, whatever the broker or a backend lost."""
+def reconcile(by="beat"):
+    """Make sure every prediction ends, whatever the broker or a backend lost.
+
+    Beat schedules it; a worker runs it itself when beat is late
+    (tasks.standby). One run at a time, whoever starts it: a run that finds
+    the lease held returns False at once."""
+    if by == "beat":
+        ReconcilerState.beat_ran()
+    holder = f"{by} ({socket.gethostname()} pid {os.getpid()}, run {uuid.uuid4().hex[:8]})"
+    lease = timedelta(seconds=max(30, 3 * settings.HTTP_TIMEOUT))
+    if not ReconcilerState.acquire(holder, lease):
+        log.info("reconcile: another run holds the lease; %s skips this round", by)
+        return False
+    finished = False
+    try:
+        finished = _reconcile(lambda: ReconcilerState.renew(holder, lease))
+    finally:
+        ReconcilerState.release(holder, finished)
+    return finished
+
+
+def _reconcile(still_ours):
+    """One round; `still_ours()` renews the lease before each step (an HTTP
+    call may take LIGHTBOX_HTTP_TIMEOUT) and says whether to go on."""
     now = timezone.now()
     deadline = now - timedelta(seconds=settings.DISPATCH_DEADLINE)
+    # Heard of from its Cog server after the last hand-over attempt, but not
+    # recorded as handed over: the worker died between the server's 202 and
+    # recording it. The server has it; sending it again would run it twice if
+    # it has finished and its webhooks are late. Recorded now, the quiet
+    # prediction rules below take it from here.
+    Prediction.objects.active().filter(
+        version__backend="cog", dispatched_at__isnull=True, attempted_at__lt=deadline, heard_at__gt=F("attempted_at")
+    ).update(dispatched_at=F("heard_at"), remote_id=F("id"), dispatch_attempts=F("dispatch_attempts") + 1)
     # Not (or no longer) handed over: the message was lost with a worker, or
     # the worker died between the server's answer and recording it (the row
     # may say "processing" by then, from the server's start webhook), or a
@@ -131,6 +166,8 @@ def reconcile():
         .filter(Q(attempted_at__lt=deadline) | Q(attempted_at__isnull=True, created_at__lt=deadline))
         .values_list("pk", flat=True)[:500]
     ):
+        if not still_ours():
+            return False
         Prediction.objects.filter(pk=prediction_id).update(attempted_at=now)
         run_prediction.delay(prediction_id)
     # Handed over but quiet: ask the backend again, or end it.
@@ -140,33 +177,41 @@ def reconcile():
         .filter(Q(heard_at__lt=deadline) | Q(heard_at__isnull=True))
         .select_related("version")[:500]
     ):
+        if not still_ours():
+            return False
         _recheck(prediction, now)
     # Files a Cog server uploaded for a prediction that never completed.
     for upload in Upload.objects.filter(created_at__lt=now - UPLOAD_TTL)[:500]:
         upload.file.delete(save=False)
         upload.delete()
+    return True
 
 
 def _recheck(prediction, now):
     version = prediction.version
-    if (prediction.heard_at or prediction.dispatched_at) < now - timedelta(seconds=version.timeout):
-        # A hung model holds the server's only slot: free it.
-        backends.for_version(version).cancel(prediction)
-        predictions.fail(
-            prediction,
-            f"The model server stopped answering: nothing heard for {version.timeout} seconds, "
-            "so the prediction was stopped.",
-        )
-        return
+    timed_out = (prediction.heard_at or prediction.dispatched_at) < now - timedelta(seconds=version.timeout)
     if version.backend == "replicate":
+        if timed_out:
+            _stop_quiet(prediction)
+            return
         try:
             predictions.apply_update(prediction, backends.replicate.poll(prediction))
         except BackendError as exc:
             log.warning("reconcile: polling %s failed: %s", prediction.id, exc)
         return
-    # Cog has no GET for a prediction. A PUT with the same id answers the state
-    # of a prediction it is running, and starts it again if it forgot it
-    # (a restarted server, a dropped completion webhook).
+    # Cog has no GET for a prediction, and forgets one the moment it ends: a
+    # PUT with the same id answers the state of a prediction it is running,
+    # but runs a finished one again. So quiet alone is no reason to PUT (its
+    # webhooks may be late: docs/protocols.md); a server that restarted since
+    # it accepted the prediction has lost it, and one quiet past the timeout
+    # is asked (then a forgotten prediction's webhook was lost, not late).
+    boot = backends.cog.server_boot(version)
+    restarted = bool(boot and prediction.server_boot and boot != prediction.server_boot)
+    if not (restarted or timed_out):
+        return
+    if timed_out and boot is None:
+        _stop_quiet(prediction)  # not even its health check answers
+        return
     if prediction.dispatch_attempts >= MAX_DISPATCHES:
         predictions.fail(prediction, "The model server lost this prediction several times; giving up.")
         return
@@ -180,13 +225,29 @@ def _recheck(prediction, now):
         run_prediction.delay(prediction.id)
         return
     except BackendError as exc:
-        log.warning("reconcile: model server for %s: %s", prediction.id, exc)
+        if timed_out:
+            _stop_quiet(prediction)
+        else:
+            log.warning("reconcile: model server for %s: %s", prediction.id, exc)
         return
-    if still_running:
-        # Only quiet (a long step, a model that logs nothing): not lost, and
-        # not heard from either, so the version's timeout still applies.
-        return
-    Prediction.objects.filter(pk=prediction.pk).update(heard_at=now, dispatch_attempts=F("dispatch_attempts") + 1)
+    if still_running and timed_out:
+        _stop_quiet(prediction)  # a hung model holds the server's only slot
+    elif still_running:
+        Prediction.objects.filter(pk=prediction.pk).update(server_boot=boot or "")
+    else:
+        Prediction.objects.filter(pk=prediction.pk).update(
+            heard_at=now, dispatch_attempts=F("dispatch_attempts") + 1, server_boot=boot or ""
+        )
+
+
+def _stop_quiet(prediction):
+    version = prediction.version
+    backends.for_version(version).cancel(prediction)  # frees the slot a hung model holds
+    predictions.fail(
+        prediction,
+        f"The model server stopped answering: nothing heard for {version.timeout} seconds, "
+        "so the prediction was stopped.",
+    )
 
 
 @shared_task(bind=True, max_retries=None)

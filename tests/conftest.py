@@ -261,6 +261,9 @@ def worker_env(site, django_db_setup, django_db_blocker, replicate_cloud):
         "LIGHTBOX_REPLICATE_WEBHOOKS": "off",
         "LIGHTBOX_REPLICATE_POLL_INTERVAL": "0.2",
         "LIGHTBOX_HTTP_TIMEOUT": "3",
+        # No beat runs in the tests, and the session's worker must not run the
+        # reconciler on other tests' rows: tests call it, or start a worker that does.
+        "LIGHTBOX_RECONCILER_STANDBY": "off",
     }
     db = connection.settings_dict
     if db["ENGINE"].endswith("sqlite3"):

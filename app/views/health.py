@@ -1,4 +1,4 @@
-"""/healthz for operators: the database, the broker, and each backend.
+"""/healthz for operators: the database, the broker, beat, and each backend.
 
 Anyone gets the status (load balancers need no credentials); the details name
 internal addresses and error texts, so only staff (signed in) and monitors that
@@ -11,12 +11,12 @@ from django.http import JsonResponse
 from django.utils.crypto import constant_time_compare
 from django.views.decorators.cache import never_cache
 
-from app.models import Version
+from app.models import ReconcilerState, Version
 
 
 @never_cache
 def healthz(request):
-    checks = {"database": _database(), "broker": _broker()}
+    checks = {"database": _database(), "broker": _broker(), "beat": _beat()}
     versions = {}
     for version in Version.objects.select_related("model"):
         # The stored state, as the beat last found it (tasks.predictions.refresh_versions).
@@ -47,6 +47,16 @@ def _database():
         return "ok"
     except Exception as exc:  # any driver error means the database is unusable
         return f"error: {exc}"
+
+
+def _beat():
+    """Beat schedules the reconciler, which ends what a broker or a backend
+    lost; the workers stand in when it is late, but it must be restarted."""
+    try:
+        problem = ReconcilerState.current().beat_problem()
+    except Exception as exc:  # the database is down: its own check says so
+        return f"error: {exc}"
+    return f"error: {problem}" if problem else "ok"
 
 
 def _broker():

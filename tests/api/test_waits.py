@@ -11,7 +11,7 @@ import pytest
 from django.db import connection, connections
 
 from app.core import waits
-from app.models import Prediction
+from app.models import Prediction, ReconcilerState
 from app.services import catalog, predictions
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -127,6 +127,7 @@ def test_waiting_requests_hold_no_web_thread(alice_token, queued):
     # Never dispatched (queued), so it runs until the test ends it.
     version = catalog.add_version("local", "slow", "cog", "http://127.0.0.1:9", schema)
     version.set_availability(True)
+    ReconcilerState.beat_ran()  # /healthz answers 200 only while beat keeps its schedule
     server = WebServer(threads=2).start()
     headers = {"Authorization": f"Bearer {alice_token}"}
     try:

@@ -19,6 +19,8 @@ from PIL import Image
 class Predictor(BasePredictor):
     def setup(self) -> None:
         self.step_delay = float(os.environ.get("TEST_PREDICTOR_STEP_DELAY", "0"))
+        # Tests that count runs (a prediction must never run twice) read this file.
+        self.run_log = os.environ.get("TEST_PREDICTOR_RUN_LOG", "")
 
     def predict(
         self,
@@ -39,6 +41,9 @@ class Predictor(BasePredictor):
         ),
         disable_safety_checker: bool = Input(description="Turn off the safety checker.", default=False),
     ) -> list[Path]:
+        if self.run_log:
+            with open(self.run_log, "a") as runs:
+                runs.write(prompt.replace("\n", " ") + "\n")
         if image is not None:
             with Image.open(image) as start:
                 print(f"image {start.width}x{start.height}", flush=True)

@@ -152,10 +152,12 @@ def test_a_model_server_killed_outright_runs_the_prediction_again_once_it_is_bac
 
 
 def test_a_lost_completed_webhook_still_ends_the_prediction_with_its_outputs(
-    worker, proxied_cog_server, alice, stored_files
+    worker, proxied_cog_server, alice, settings, stored_files
 ):
+    settings.DISPATCH_DEADLINE = 0.5
     proxy = proxied_cog_server
     version = catalog.import_version(proxy.url, "local/lossy")
+    Version.objects.filter(pk=version.pk).update(timeout=4)
     prediction = predictions.start(version, {"prompt": "lost and found", "num_outputs": 2}, owner=alice)
     wait_until(lambda: proxy.dropped.get(prediction.id), message="the completed webhook to be lost")
     prediction.refresh_from_db()
@@ -164,9 +166,12 @@ def test_a_lost_completed_webhook_still_ends_the_prediction_with_its_outputs(
 
     prediction = reconcile_until_ended(prediction.id)
 
-    # The server had forgotten it, so it ran again (same input and seed).
+    # Silence alone is no loss (a webhook may be late): only once nothing came
+    # for the version's whole timeout was it sent again; the server had
+    # forgotten it, so it ran again (same input and seed).
     assert prediction.status == "succeeded", prediction.error
     assert prediction.dispatch_attempts == 2
+    assert (prediction.completed_at - prediction.dispatched_at).total_seconds() > 4
     assert prediction.outputs.count() == 2
     stored_files.assert_intact(prediction)
 

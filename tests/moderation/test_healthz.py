@@ -4,7 +4,7 @@ broker, each backend and why it is down) only for staff or the health token."""
 import pytest
 from django.test import Client
 
-from app.models import ApiToken
+from app.models import ApiToken, ReconcilerState
 from lightbox.celery import app as celery_app
 from tests.moderation.conftest import login
 
@@ -16,6 +16,7 @@ HEALTH_TOKEN = "health-" + "h" * 40
 
 @pytest.fixture
 def down(version):
+    ReconcilerState.beat_ran()  # beat keeps its schedule: only a backend is down
     version.set_availability(False, f"The model server at {INTERNAL} could not connect (Connection refused).")
     return version
 

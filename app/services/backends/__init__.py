@@ -2,6 +2,9 @@
 
     fetch_schema(location) -> (openapi_schema, cog_version)
     check(version)         -> reason it cannot run now, or "" when it can
+    server_boot(version)   -> which run of the server answers ("" if it does not say, None
+                              if it does not answer), asked before submit: a later
+                              change means it lost the prediction
     submit(prediction)     -> remote id; raises Busy or BackendError
     cancel(prediction)
     parse_update(payload)  -> Update

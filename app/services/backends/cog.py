@@ -60,6 +60,20 @@ def check(version):
     return f"The model server reports {status}."
 
 
+def server_boot(version):
+    """Which run of the server answers at the version's location: coglet's
+    health check names when its setup started (to the nanosecond), which a
+    restart changes. "" from a server that does not say, None when its
+    health check does not answer."""
+    try:
+        health = http.client().get(_url(version, "/health-check"), timeout=3).json()
+    except (httpx.HTTPError, ValueError):
+        return None
+    setup = health.get("setup") if isinstance(health, dict) else None
+    started = setup.get("started_at") if isinstance(setup, dict) else None
+    return started[:64] if isinstance(started, str) else ""
+
+
 def webhook_url(prediction):
     token = signing.Signer(salt="cog-webhook").signature(prediction.id)
     return settings.SITE_URL + reverse("hooks:cog", args=[prediction.id, token])
@@ -83,8 +97,11 @@ def submit(prediction):
 def resubmit(prediction):
     """Hand a prediction over again, as PUT allows: True when the server was
     still running it (it answers the running state), False when it had
-    forgotten it (restarted, or finished and the webhook was lost) and has
-    started it anew (it answers "starting")."""
+    forgotten it and has started it anew (it answers "starting"). A server
+    forgets a prediction when it restarts, and also as soon as it finishes
+    one: so this runs a finished prediction whose webhook is merely late
+    again, and the reconciler calls it only when the prediction is lost
+    (docs/protocols.md)."""
     return _put(prediction).get("status") not in (None, "starting")
 
 
