@@ -65,7 +65,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import harness  # noqa: E402
 
-from tests.engine.broken_cog import HOP_HEADERS, BrokenCogServer, _Handler, _LocalServer  # noqa: E402
+from tests.engine.broken_cog import BrokenCogServer, _CogProxy  # noqa: E402
 
 FAULTS = [
     "none",
@@ -175,9 +175,7 @@ class Stack:
             # Its own Cog server behind the proxy: an upload token names the one
             # location its server's version is imported from.
             late_port = harness.free_port()
-            self.proxy = WebhookDelayingProxy(
-                f"http://127.0.0.1:{late_port}", delay=self.args.dispatch_deadline + 10
-            ).start()
+            self.proxy = LateWebhooks(f"http://127.0.0.1:{late_port}", delay=self.args.dispatch_deadline + 10).start()
             self.servers.append(self.proxy)
             late_upload = harness.django_step(env, "upload-url", "--cog-url", self.proxy.url)["upload_url"]
             self.processes["cog-late"] = harness.cog_server(
@@ -327,78 +325,36 @@ class Stack:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
-class WebhookDelayingProxy(_LocalServer):
+class LateWebhooks(_CogProxy):
     """A Cog server behind a proxy that delivers its webhooks `delay` seconds
     late: each is acknowledged at once (the Cog server is done with it) and
-    passed on to the app `delay` seconds after it came, in order per
-    prediction, as a backed-up queue between the two would. Everything else
-    (health checks, the PUTs) passes straight through."""
+    passed on `delay` seconds after it came, in order per prediction, as a
+    backed-up queue between the two would. Unlike the tests'
+    WebhookDelayingProxy (one delivery at a time, fine for 10 predictions),
+    each prediction's webhooks go out on their own thread, so 50 predictions'
+    deliveries do not queue behind each other under load and become later
+    still; and a delivery that meets a 5xx or no answer is tried again a few
+    times, as the Cog server would have."""
 
     def __init__(self, cog_url, delay):
-        import httpx
-
-        self.cog_url = cog_url.rstrip("/")
+        super().__init__(cog_url)
         self.delay = delay
         self.delivered = Counter()  # the app's answers to the late webhooks
-        self._client = httpx.Client(timeout=30)
         self._queues = {}
-        self._lock = threading.Lock()
-        proxy = self
 
-        class Handler(_Handler):
-            def do_GET(self):
-                self._forward()
-
-            def do_PUT(self):
-                self._forward()
-
-            def do_POST(self):
-                if self.path.startswith("/_webhook?"):
-                    body = self._body()
-                    from urllib.parse import parse_qs, urlsplit
-
-                    target = parse_qs(urlsplit(self.path).query)["to"][0]
-                    headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_HEADERS}
-                    proxy._later(json.loads(body).get("id"), target, body, headers)
-                    self._answer(200, b"", "text/plain")
-                else:
-                    self._forward()
-
-            def _forward(self):
-                from urllib.parse import quote
-
-                body = self._body()
-                if body and self.path.startswith("/predictions"):
-                    payload = json.loads(body)
-                    if payload.get("webhook"):
-                        payload["webhook"] = f"{proxy.url}/_webhook?to={quote(payload['webhook'], safe='')}"
-                        body = json.dumps(payload).encode()
-                headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_HEADERS}
-                try:
-                    response = proxy._client.request(
-                        self.command, proxy.cog_url + self.path, content=body, headers=headers
-                    )
-                except Exception:
-                    self._answer(502, b"Bad Gateway", "text/plain")
-                    return
-                self._answer(response.status_code, response.content, response.headers.get("content-type", ""))
-
-        self._listen(Handler)
-
-    def _later(self, prediction_id, target, body, headers):
+    def _webhook(self, target, body, headers, payload):
         with self._lock:
-            pending = self._queues.get(prediction_id)
+            pending = self._queues.get(payload.get("id"))
             if pending is None:
-                pending = self._queues[prediction_id] = queue.Queue()
-                threading.Thread(target=self._deliver, args=(prediction_id, pending), daemon=True).start()
-            pending.put((time.monotonic() + self.delay, target, body, headers))
+                pending = self._queues[payload.get("id")] = queue.Queue()
+                threading.Thread(target=self._deliver, args=(payload.get("id"), pending), daemon=True).start()
+            pending.put((time.monotonic() + self.delay, target, body, headers, payload))
+        return 200, b"", "text/plain"
 
     def _deliver(self, prediction_id, pending):
-        import httpx
-
         while True:
             try:
-                due, target, body, headers = pending.get(timeout=self.delay + 30)
+                due, *webhook = pending.get(timeout=self.delay + 30)
             except queue.Empty:
                 with self._lock:
                     if pending.empty():
@@ -406,22 +362,15 @@ class WebhookDelayingProxy(_LocalServer):
                         return
                 continue
             time.sleep(max(0.0, due - time.monotonic()))
-            # As the Cog server would, try a failed delivery again a few times.
             for attempt in range(4):
                 try:
-                    status = self._client.post(target, content=body, headers=headers).status_code
-                except httpx.HTTPError:
-                    status = "error"
+                    status = self._pass_on(*webhook)[0]
                 except RuntimeError:
-                    return  # the proxy was stopped (its client closed)
-                if status != "error" and status < 500:
+                    return  # stopped: its client is closed
+                if status < 500:
                     break
                 time.sleep(1 + attempt)
             self.delivered[status] += 1
-
-    def stop(self):
-        super().stop()
-        self._client.close()
 
 
 # --- the clients ---
