@@ -923,7 +923,12 @@ def step_load_audit(args):
                 "orphaned_empty": empty,
                 "files": sorted(snapshot()),
                 "var_files": var_files,
-                "var_left": sorted(set(var_files) - set(request.get("var_before", ()))),
+                # Not twice what stored_files.py already counts ("spooled upload NAME of ID").
+                "var_left": sorted(
+                    name
+                    for name in set(var_files) - set(request.get("var_before", ()))
+                    if not any(entry.startswith(f"spooled upload {Path(name).name} ") for entry in result.orphaned)
+                ),
             }
         )
     )
