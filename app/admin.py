@@ -24,6 +24,7 @@ from app.models import (
     ApiToken,
     Ban,
     BlockedTerm,
+    Collection,
     Comparison,
     ComparisonReview,
     GroupLimits,
@@ -37,7 +38,7 @@ from app.models import (
     Report,
     Version,
 )
-from app.services import moderation
+from app.services import collections, moderation
 
 admin.site.site_header = "Lightbox administration"
 OPEN = Q(reports__state=Report.State.OPEN)
@@ -532,9 +533,34 @@ class VersionInline(admin.TabularInline):
 
 @admin.register(Model)
 class ModelAdmin(admin.ModelAdmin):
-    list_display = ["__str__", "description", "created_at"]
+    list_display = ["__str__", "visibility", "user", "description", "created_at"]
+    list_filter = ["visibility", "collections"]
     search_fields = ["owner", "name"]
+    raw_id_fields = ["user"]
+    # The collections a model is in: /v1/collections lists one per collection here.
+    filter_horizontal = ["collections"]
     inlines = [VersionInline]
+
+
+class CollectionForm(forms.ModelForm):
+    class Meta:
+        model = Collection
+        fields = ["slug", "name", "description", "full_description"]
+
+    def clean_slug(self):
+        slug = self.cleaned_data["slug"]
+        if slug in collections.BUILT_IN:
+            raise forms.ValidationError(f"{slug} is a collection Lightbox makes itself; choose another slug.")
+        return slug
+
+
+@admin.register(Collection)
+class CollectionAdmin(admin.ModelAdmin):
+    """Collections staff curate; add models to one from each model's page."""
+
+    form = CollectionForm
+    list_display = ["slug", "name", "description"]
+    prepopulated_fields = {"slug": ["name"]}
 
 
 @admin.register(Version)

@@ -2,8 +2,9 @@
 
 The playground form is built from the chosen versions' input schemas: the
 common fields once (app.services.comparisons.COMMON_FIELDS), each version's own fields
-under "advanced". Ranges differ between versions, so the common fields only
-check types here; the comparison mapping fits each value to each version.
+under "advanced". A shared field refuses a value no chosen version takes (outside the
+union of their ranges); the comparison mapping fits a value that only some
+take to each version.
 """
 
 from urllib.parse import parse_qs, urlsplit
@@ -11,9 +12,16 @@ from urllib.parse import parse_qs, urlsplit
 from django import forms
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.contrib.auth.forms import AuthenticationForm, PasswordResetForm, UserCreationForm
+from django.contrib.auth.forms import (
+    AuthenticationForm,
+    PasswordChangeForm,
+    PasswordResetForm,
+    SetPasswordForm,
+    UserCreationForm,
+)
+from django.core.validators import MaxValueValidator, MinValueValidator
 
-from app.core import schema, throttle, uploads
+from app.core import payloads, schema, throttle, uploads
 from app.models import Invite, Report, Visibility
 from app.services.comparisons import COMMON_FIELDS
 
@@ -37,10 +45,10 @@ def _description(version, name):
 
 
 def _field_for(name, spec, required=False, help_text=""):
-    """A form field for one property schema (types only; ranges are the mapping's)."""
+    """A form field for one property schema, with its range (min, max and step
+    on number inputs, so the browser helps too)."""
     kind = spec.get("type")
     label = _label(name, spec)
-    attrs = {}
     if spec.get("format") == "uri":
         return forms.FileField(
             label=label,
@@ -51,20 +59,13 @@ def _field_for(name, spec, required=False, help_text=""):
     if "enum" in spec and kind in (None, "string"):
         choices = [("", "Model default")] + [(value, value) for value in spec["enum"]]
         return forms.ChoiceField(label=label, required=required, choices=choices, help_text=help_text)
-    if kind == "integer":
-        return forms.IntegerField(
-            label=label,
-            required=required,
-            help_text=help_text,
-            widget=forms.NumberInput(attrs={"inputmode": "numeric", "placeholder": "default"}),
-        )
-    if kind == "number":
-        return forms.FloatField(
-            label=label,
-            required=required,
-            help_text=help_text,
-            widget=forms.NumberInput(attrs={"step": "any", "inputmode": "decimal", "placeholder": "default"}),
-        )
+    if kind in ("integer", "number"):
+        attrs = {"inputmode": "numeric" if kind == "integer" else "decimal", "step": 1 if kind == "integer" else "any"}
+        attrs.update({bound: spec[key] for bound, key in (("min", "minimum"), ("max", "maximum")) if key in spec})
+        if spec.get("default") not in (None, ""):
+            attrs["placeholder"] = f"default {_number(spec['default'])}"
+        field_class = forms.IntegerField if kind == "integer" else forms.FloatField
+        return field_class(label=label, required=required, help_text=help_text, widget=forms.NumberInput(attrs=attrs))
     if kind == "boolean":
         choices = [("", "Model default"), ("true", "Yes"), ("false", "No")]
         return forms.TypedChoiceField(
@@ -75,7 +76,7 @@ def _field_for(name, spec, required=False, help_text=""):
             coerce=lambda value: value == "true",
             empty_value=None,
         )
-    widget = forms.Textarea(attrs={"rows": 3}) if name in TEXTAREA_FIELDS else forms.TextInput(attrs=attrs)
+    widget = forms.Textarea(attrs={"rows": 3}) if name in TEXTAREA_FIELDS else forms.TextInput()
     max_length = spec.get("maxLength")
     if not isinstance(max_length, int) or max_length > settings.MAX_TEXT_LENGTH:
         max_length = settings.MAX_TEXT_LENGTH
@@ -85,7 +86,9 @@ def _field_for(name, spec, required=False, help_text=""):
 
 
 def _merged_spec(name, versions):
-    """One spec for a common field: the first version's, with every version's choices."""
+    """One spec for a field several versions share: the first version's, with
+    every version's choices, and the union of their ranges (a bound only where
+    every version has one): a value outside it no chosen version takes."""
     specs = [schema.field_specs(version)[name] for version in versions if name in schema.field_specs(version)]
     merged = dict(specs[0])
     if any(spec.get("type") == "number" for spec in specs):
@@ -95,28 +98,86 @@ def _merged_spec(name, versions):
         merged["enum"] = list(dict.fromkeys(enums))
     else:
         merged.pop("enum", None)
+    for key, pick in (("minimum", min), ("maximum", max)):
+        bounds = [spec.get(key) for spec in specs]
+        if all(isinstance(bound, (int, float)) for bound in bounds):
+            merged[key] = pick(bounds)
+        else:
+            merged.pop(key, None)
+    defaults = {spec.get("default") for spec in specs if spec.get("default") not in (None, "")}
+    if len(defaults) != 1:
+        merged.pop("default", None)
     return merged
 
 
-def _defaults_text(name, versions):
-    parts = []
+def _number(value):
+    """A value as the form shows it: 7.5, 0 (not 0.0), Yes/No for booleans."""
+    if isinstance(value, bool):
+        return "Yes" if value else "No"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _range_text(spec):
+    if "minimum" in spec and "maximum" in spec:
+        return f"{_number(spec['minimum'])} to {_number(spec['maximum'])}"
+    if "minimum" in spec:
+        return f"at least {_number(spec['minimum'])}"
+    if "maximum" in spec:
+        return f"at most {_number(spec['maximum'])}"
+    return ""
+
+
+def _per_version(name, versions, describe):
+    """One phrase for what `describe(spec)` says of every version: once when
+    they agree, else grouped by value ("512 for sd-turbo; 64 for tiny-sd")."""
+    groups = {}
     for version in versions:
         spec = schema.field_specs(version).get(name)
-        if spec is None:
-            parts.append(f"{version.model.name}: not an input")
-            continue
-        bits = []
-        if spec.get("default") not in (None, ""):
-            bits.append(f"default {spec['default']}")
-        if "minimum" in spec or "maximum" in spec:
-            bits.append(f"{spec.get('minimum', '…')}–{spec.get('maximum', '…')}")
-        if bits:
-            parts.append(f"{version.model.name}: {', '.join(bits)}")
-    return "; ".join(parts)
+        if spec is not None:
+            groups.setdefault(describe(spec), []).append(version.model.name)
+    groups.pop("", None)
+    if len(groups) <= 1:
+        return next(iter(groups), "")
+    return "; ".join(f"{text} for {', '.join(names)}" for text, names in groups.items())
+
+
+def shared_help(name, versions, required=False):
+    """The help of a field several versions share, said once: the default (none
+    for a required field) and the range, per model only where they differ, and
+    which models do not use it."""
+    parts = []
+    if not required:
+        default = _per_version(
+            name, versions, lambda spec: "" if spec.get("default") in (None, "") else _number(spec["default"])
+        )
+        if default:
+            parts.append(f"Default {default}.")
+    allowed = _per_version(name, versions, _range_text)
+    if allowed:
+        parts.append(f"From {allowed}." if " to " in allowed.split(";")[0] else f"{allowed.capitalize()}.")
+    lacking = [version.model.name for version in versions if name not in schema.field_specs(version)]
+    if lacking:
+        parts.append(f"Not used by {', '.join(lacking)}.")
+    return " ".join(parts)
 
 
 def advanced_name(version, field):
     return f"{version.id[:12]}-{field}"
+
+
+def shared_names(versions):
+    """The fields shown once for every chosen version: the common ones, and
+    any other field more than one of them has (a LoRA, a control image)."""
+    counts = {}
+    for version in versions:
+        for name in schema.field_specs(version):
+            counts[name] = counts.get(name, 0) + 1
+    common = [name for name in COMMON_FIELDS if name in counts]
+    return common + [name for name, count in counts.items() if name not in COMMON_FIELDS and count > 1]
+
+
+# A seed of -1 means "random", as in AUTOMATIC1111.
+RANDOM_SEED = -1
 
 
 class PlaygroundForm(forms.Form):
@@ -129,61 +190,138 @@ class PlaygroundForm(forms.Form):
 
     def __init__(self, versions, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        if self.is_bound:
+            # clean() keeps accepted images here, for the page that comes back.
+            self.data = self.data.copy()
         self.versions = list(versions)
-        self.common_names = []
-        for name in COMMON_FIELDS:
+        self.common_names, self.file_names = [], []
+        for name in shared_names(self.versions):
             having = [version for version in self.versions if name in schema.field_specs(version)]
-            if not having:
-                continue
             spec = _merged_spec(name, having)
-            description = _description(having[0], name)
-            help_text = " ".join(filter(None, [description, _defaults_text(name, self.versions)]))
-            self.fields[name] = _field_for(name, spec, required=(name == "prompt"), help_text=help_text)
+            required = name == "prompt"
+            help_text = " ".join(
+                filter(None, [_description(having[0], name), shared_help(name, self.versions, required)])
+            )
+            self.fields[name] = _field_for(name, spec, required=required, help_text=help_text)
             if name == "seed":
-                self.fields[name].widget.attrs["placeholder"] = "random, the same for all"
+                self.fields[name].widget.attrs.update(min=RANDOM_SEED, placeholder="random")
+                self.fields[name].help_text = "Empty or -1: a random seed. Every model gets the same one."
+            if schema.is_file_input(spec):
+                self.file_names.append(name)
+                self.fields[f"{name}_kept"] = forms.CharField(required=False, widget=forms.HiddenInput)
+                self.fields[f"{name}_remove"] = forms.BooleanField(label="Remove it", required=False)
             self.common_names.append(name)
+        self.specs = {name: _merged_spec(name, self.versions_having(name)) for name in self.common_names}
         self.advanced = []
         for version in self.versions:
             names = []
             for name, spec in schema.field_specs(version).items():
-                if name in COMMON_FIELDS:
+                if name in self.common_names:
                     continue
-                help_text = _description(version, name)
-                if spec.get("default") not in (None, ""):
-                    help_text += f" Default: {spec['default']}."
-                if "minimum" in spec or "maximum" in spec:
-                    help_text += f" Range {spec.get('minimum', '…')}–{spec.get('maximum', '…')}."
-                field = _field_for(name, spec, help_text=help_text.strip())
+                help_text = " ".join(filter(None, [_description(version, name), shared_help(name, [version])]))
+                field = _field_for(name, spec, help_text=help_text)
+                if isinstance(field, (forms.IntegerField, forms.FloatField)):
+                    for key, check, word in (
+                        ("minimum", MinValueValidator, "at least"),
+                        ("maximum", MaxValueValidator, "at most"),
+                    ):
+                        if isinstance(spec.get(key), (int, float)):
+                            field.validators.append(check(spec[key], message=f"Must be {word} {_number(spec[key])}."))
                 self.fields[advanced_name(version, name)] = field
                 names.append(advanced_name(version, name))
             if names:
                 self.advanced.append((version, names))
 
+    def versions_having(self, name):
+        return [version for version in self.versions if name in schema.field_specs(version)]
+
     def common_fields(self):
-        return [self[name] for name in self.common_names]
+        return [self[name] for name in self.common_names if name not in self.file_names]
+
+    def file_fields(self):
+        """(field, its kept image as a data URI or "", its remove box, its
+        hidden kept field) of each image input."""
+        return [
+            (self[name], self._kept(name), self[f"{name}_remove"], self[f"{name}_kept"]) for name in self.file_names
+        ]
+
+    def has_images_or_errors(self):
+        """Whether the image section opens: something in it, or an error there."""
+        painted = (self.data if self.is_bound else self.initial).get("mask_painted")
+        return bool(painted) or any(self._kept(name) or self.errors.get(name) for name in self.file_names)
+
+    def _kept(self, name):
+        value = (self.data if self.is_bound else self.initial).get(f"{name}_kept") or ""
+        return value if isinstance(value, str) and value.startswith("data:image/") else ""
 
     def advanced_groups(self):
         return [(version, [self[name] for name in names]) for version, names in self.advanced]
 
-    @staticmethod
-    def _clean_image(upload):
-        if not upload:
-            return None
-        # Checked and re-encoded as every upload is (LIGHTBOX_UPLOAD_IMAGE_MAX_BYTES).
-        return uploads.clean_upload(upload).data_uri
+    def error_summary(self):
+        """(field id, label, message) of every error, in the page's order, for
+        the summary at the top of the form."""
+        found = []
+        for name, field in self.fields.items():
+            for message in self.errors.get(name, []):
+                found.append((self[name].id_for_label, field.label or name, message))
+        return found
+
+    def _out_of_range(self, name, value):
+        """The field error for a value no chosen version takes, with each
+        version's own range where they differ; "" when some version takes it."""
+        spec = self.specs[name]
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return ""
+        if value >= spec.get("minimum", value) and value <= spec.get("maximum", value):
+            return ""
+        text = (
+            f"Must be from {_range_text(spec)}."
+            if "minimum" in spec and "maximum" in spec
+            else f"Must be {_range_text(spec)}."
+        )
+        per_version = _per_version(name, self.versions, _range_text)
+        if ";" in per_version:
+            text += f" ({per_version}.)"
+        return text
+
+    def _clean_image(self, name, cleaned):
+        """The image to send for a file input: a new upload, else the one kept
+        from before (a remix, an output sent here, a form that came back), each
+        checked and re-encoded as every upload is."""
+        upload = cleaned.get(name)
+        kept = "" if cleaned.get(f"{name}_remove") else self._kept(name)
+        if upload:
+            value = uploads.clean_upload(upload).data_uri
+        elif kept:
+            try:
+                value = uploads.clean_image(payloads.decode_data_uri(kept)[0]).data_uri
+            except ValueError as exc:  # UploadRejected too
+                raise forms.ValidationError(f"The image kept from before cannot be used: {exc}") from exc
+        else:
+            value = None
+        self.data[f"{name}_kept"] = value or ""
+        return value
 
     def clean(self):
         cleaned = super().clean()
-        for name in ("image", "mask"):
-            if name in self.fields and not self.errors.get(name):
+        if cleaned.get("seed") == RANDOM_SEED:
+            cleaned["seed"] = None
+        for name in self.common_names:
+            if name == "seed" and cleaned.get(name) is None:
+                continue
+            problem = self._out_of_range(name, cleaned.get(name))
+            if problem and name not in self.errors:
+                self.add_error(name, problem)
+        for name in self.file_names:
+            if not self.errors.get(name):
                 try:
-                    cleaned[name] = self._clean_image(cleaned.get(name))
+                    cleaned[name] = self._clean_image(name, cleaned)
                 except forms.ValidationError as exc:
                     self.add_error(name, exc)
         painted = cleaned.get("mask_painted") or ""
         if "mask" in self.fields and painted.startswith("data:image/png;base64,") and not cleaned.get("mask"):
             cleaned["mask"] = painted
-        if cleaned.get("mask") and not cleaned.get("image"):
+        if cleaned.get("mask") and "image" in self.fields and not cleaned.get("image"):
             self.add_error("mask", "A mask needs an image to paint on: add the image too.")
         return cleaned
 
@@ -224,6 +362,11 @@ class SignupForm(UserCreationForm):
         super().__init__(*args, **kwargs)
         if not needs_invite:
             del self.fields["invite"]
+
+    def validate_password_for_user(self, user, password_field_name="password1"):
+        # A weak password is the password field's problem (Django puts it under
+        # the confirmation, which only has to match).
+        super().validate_password_for_user(user, password_field_name="password1")
 
     def clean_invite(self):
         code = invite_code(self.cleaned_data["invite"])
@@ -290,12 +433,41 @@ class PasswordResetRequestForm(PasswordResetForm):
         return email
 
 
+class NewPasswordForm(SetPasswordForm):
+    """Setting a password after a reset: a weak one is told under the new
+    password, not under its confirmation (as SignupForm does)."""
+
+    def validate_password_for_user(self, user, password_field_name="new_password1"):
+        super().validate_password_for_user(user, password_field_name="new_password1")
+
+
+class ChangePasswordForm(PasswordChangeForm):
+    """Changing one's password, with errors under the field they are about."""
+
+    def validate_password_for_user(self, user, password_field_name="new_password1"):
+        super().validate_password_for_user(user, password_field_name="new_password1")
+
+
 class TokenForm(forms.Form):
     name = forms.CharField(max_length=100, required=False, help_text="What the token is for, e.g. “laptop”.")
 
 
 class VisibilityForm(forms.Form):
     visibility = forms.ChoiceField(choices=Visibility.choices)
+
+
+class BulkForm(forms.Form):
+    """An action on several of one's own comparisons (the history page)."""
+
+    DELETE = "delete"
+
+    ids = forms.MultipleChoiceField(error_messages={"required": "Tick at least one comparison first."})
+    action = forms.ChoiceField(choices=[*Visibility.choices, (DELETE, "Delete")])
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Any id is accepted here; the view acts only on the user's own.
+        self.fields["ids"].valid_value = lambda value: isinstance(value, str) and 0 < len(value) <= 32
 
 
 class ReportForm(forms.Form):

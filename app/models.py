@@ -1,4 +1,5 @@
-"""Catalog (Model, Version), Prediction and its Outputs, Comparison, ApiToken.
+"""Catalog (Model, Version, Collection), Prediction and its Outputs, Comparison,
+File, ApiToken.
 
 Words have Replicate's meaning (docs/architecture.md). Models carry their
 rows' own rules: the locked state transition that never leaves a terminal
@@ -21,7 +22,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import urlencode
 
-from app.core import logs, payloads, waits
+from app.core import idempotency, logs, payloads, waits
 from app.core.prepared import Prepared
 from app.core.roles import is_moderator
 
@@ -35,12 +36,59 @@ def new_version_id():
     return secrets.token_hex(32)
 
 
+class Collection(models.Model):
+    """A set of models staff curate (the admin), listed at /v1/collections
+    beside the collections Lightbox makes itself (app.services.collections)."""
+
+    slug = models.SlugField(max_length=100, unique=True)
+    name = models.CharField(max_length=100)
+    description = models.CharField(max_length=500)
+    full_description = models.TextField(blank=True, help_text="Markdown.")
+
+    class Meta:
+        ordering = ["slug"]
+
+    def __str__(self):
+        return self.name
+
+
+class ModelQuerySet(models.QuerySet):
+    def visible_to(self, user):
+        """Public models, and the private ones of `user`."""
+        if not user.is_authenticated:
+            return self.filter(visibility=Model.Visibility.PUBLIC)
+        return self.filter(models.Q(visibility=Model.Visibility.PUBLIC) | models.Q(user=user))
+
+    def with_run_count(self):
+        return self.annotate(run_count=models.Count("versions__predictions"))
+
+
 class Model(models.Model):
+    class Visibility(models.TextChoices):
+        PUBLIC = "public", "Public"
+        PRIVATE = "private", "Private (only its owner)"
+
     owner = models.SlugField(max_length=100)
     name = models.SlugField(max_length=100)
+    # The account that made it through /v1 (its owner's username is `owner`),
+    # which alone may change or delete it; empty for the catalog's models.
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="models"
+    )
+    visibility = models.CharField(max_length=10, choices=Visibility.choices, default=Visibility.PUBLIC)
     description = models.TextField(blank=True)
+    readme = models.TextField(blank=True, help_text="Markdown.")
     cover_image_url = models.URLField(blank=True)
+    github_url = models.URLField(blank=True)
+    paper_url = models.URLField(blank=True)
+    license_url = models.URLField(blank=True)
+    weights_url = models.URLField(blank=True)
+    # A sku of app.core.hardware: the kind of model server it is meant for.
+    hardware = models.CharField(max_length=50, blank=True)
+    collections = models.ManyToManyField(Collection, blank=True, related_name="models")
     created_at = models.DateTimeField(default=timezone.now)
+
+    objects = ModelQuerySet.as_manager()
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["owner", "name"], name="model_owner_name")]
@@ -51,6 +99,10 @@ class Model(models.Model):
 
     @property
     def latest_version(self):
+        # From the versions a list prefetched (one query for a page of models).
+        prefetched = getattr(self, "_prefetched_objects_cache", {}).get("versions")
+        if prefetched is not None:
+            return max(prefetched, key=lambda version: version.created_at, default=None)
         return self.versions.order_by("-created_at").first()
 
 
@@ -511,6 +563,80 @@ class Upload(models.Model):
     file = models.FileField(upload_to="uploads/", max_length=300)
     content_type = models.CharField(max_length=100, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
+
+
+class IdempotencyKeyQuerySet(models.QuerySet):
+    def expired(self):
+        return self.filter(created_at__lt=timezone.now() - IdempotencyKey.TTL)
+
+
+class IdempotencyKey(models.Model):
+    """The `Idempotency-Key` of an API create: the same user sending the same
+    key within TTL gets the prediction it started, not a second one. Saved in
+    the transaction that saves the prediction; the unique constraint, not a
+    look before, makes concurrent duplicates start exactly one."""
+
+    TTL = timedelta(hours=24)
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=idempotency.MAX_LENGTH)
+    # sha256 of the request (endpoint and body): the same key with another request is refused.
+    fingerprint = models.CharField(max_length=64)
+    prediction = models.ForeignKey(Prediction, on_delete=models.CASCADE, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    objects = IdempotencyKeyQuerySet.as_manager()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "key"], name="idempotency_user_key")]
+        indexes = [models.Index(fields=["created_at"], name="idempotency_created")]
+
+    def __str__(self):
+        return self.key
+
+    @property
+    def is_expired(self):
+        return self.created_at < timezone.now() - self.TTL
+
+
+def file_upload_to(instance, filename):
+    return f"files/{instance.id[:2]}/{instance.id}/{filename}"
+
+
+class FileQuerySet(models.QuerySet):
+    def live(self):
+        return self.filter(expires_at__gt=timezone.now())
+
+    def expired(self):
+        return self.filter(expires_at__lte=timezone.now())
+
+
+class File(models.Model):
+    """A file a user uploaded through /v1/files to give as a prediction's
+    input (Replicate's files API); gone at `expires_at` (app.services.files)."""
+
+    id = models.CharField(primary_key=True, max_length=32, default=new_id, editable=False)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="files")
+    file = models.FileField(upload_to=file_upload_to, max_length=300)
+    # The name the client gave, as it gave it (shown, never used as a path).
+    name = models.CharField(max_length=255)
+    content_type = models.CharField(max_length=100)
+    size = models.PositiveBigIntegerField()
+    sha256 = models.CharField(max_length=64)
+    metadata = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+
+    objects = FileQuerySet.as_manager()
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["owner", "-created_at"], name="file_owner_created"),
+            models.Index(fields=["expires_at"], name="file_expires"),
+        ]
+
+    def __str__(self):
+        return self.id
 
 
 class ReconcilerState(models.Model):

@@ -1,11 +1,12 @@
-"""Stored files go with their rows: deleting a prediction, a comparison or an
-account (cascades included) deletes the images and thumbnails too."""
+"""Stored files go with their rows: deleting a prediction, a comparison, a
+file of /v1/files or an account (cascades included) deletes the images and
+thumbnails too."""
 
 from django.db import transaction
 from django.db.models.signals import post_delete
 from django.dispatch import receiver
 
-from app.models import Output
+from app.models import File, Output
 
 
 @receiver(post_delete, sender=Output)
@@ -18,3 +19,9 @@ def delete_output_files(sender, instance, **kwargs):
 
     # Only once the deletion is committed: a rolled-back delete keeps its files.
     transaction.on_commit(delete)
+
+
+@receiver(post_delete, sender=File)
+def delete_file_content(sender, instance, **kwargs):
+    name, storage = instance.file.name, instance.file.storage
+    transaction.on_commit(lambda: storage.delete(name) if name else None)

@@ -10,4 +10,9 @@ from django.core.wsgi import get_wsgi_application
 from lightbox.webserver import ThreadedWSGI, largest_body
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "lightbox.settings")
-application = ThreadedWSGI(get_wsgi_application(), threads=settings.WEB_THREADS, max_body=largest_body())
+application = ThreadedWSGI(
+    get_wsgi_application(),
+    threads=settings.WEB_THREADS,
+    max_body=largest_body(),
+    results_threads=settings.RESULTS_THREADS,
+)

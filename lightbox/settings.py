@@ -257,6 +257,9 @@ PREFER_WAIT_MAX = 60
 # Threads per web process (lightbox.webserver): requests run on them, except while
 # a `Prefer: wait` request waits, which holds none.
 WEB_THREADS = envint("LIGHTBOX_WEB_THREADS", 8)
+# Threads per web process for the results path alone (Cog's webhooks and uploads,
+# Replicate's webhooks), so that no client load can hold a result up.
+RESULTS_THREADS = envint("LIGHTBOX_RESULTS_THREADS", 4)
 # On PostgreSQL, wake a waiting request by NOTIFY when its prediction ends
 # (app.core.waits). Turn off behind a transaction-pooling PgBouncer, which does not
 # deliver notices; waiting then polls the row.
@@ -324,6 +327,12 @@ UPLOAD_MAX_PIXELS = envint("LIGHTBOX_UPLOAD_MAX_PIXELS", 4096 * 4096)
 # a megabyte prompt made a megabyte page wherever the prediction shows.
 MAX_TEXT_LENGTH = envint("LIGHTBOX_MAX_TEXT_LENGTH", 10000)
 UPLOAD_FORMATS = tuple(os.environ.get("LIGHTBOX_UPLOAD_FORMATS", "PNG,JPEG,WEBP").upper().split(","))
+# Seconds a file uploaded through /v1/files lives (Replicate's: a day); the
+# reconciler deletes it then.
+FILE_TTL = envint("LIGHTBOX_FILE_TTL", 24 * 3600)
+# Files a user may hold at once ("none": no limit): each may be
+# LIGHTBOX_UPLOAD_IMAGE_MAX_BYTES, and they stay until they expire or are deleted.
+FILES_PER_USER = envlimit("LIGHTBOX_FILES_PER_USER", "100")
 
 # A bearer token that shows monitors /healthz's details (each check, backend
 # addresses and errors), which anonymous visitors do not get; empty: staff only.

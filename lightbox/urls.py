@@ -1,16 +1,26 @@
 from django.contrib import admin
 from django.urls import include, path, re_path
 
-from app.views import accounts, api, comparisons, gallery, health, hooks, media, playground, predictions
+from app.views import accounts, api, comparisons, gallery, health, help, hooks, media, playground, predictions
 
 api_patterns = [
     path("predictions", api.predictions, name="predictions"),
     path("predictions/<str:prediction_id>", api.prediction, name="prediction"),
     path("predictions/<str:prediction_id>/cancel", api.prediction_cancel, name="prediction-cancel"),
+    path("models", api.models, name="models"),
     path("models/<str:owner>/<str:name>", api.model, name="model"),
     path("models/<str:owner>/<str:name>/predictions", api.model_predictions, name="model-predictions"),
+    path("models/<str:owner>/<str:name>/examples", api.model_examples, name="model-examples"),
+    path("models/<str:owner>/<str:name>/readme", api.model_readme, name="model-readme"),
     path("models/<str:owner>/<str:name>/versions", api.versions, name="versions"),
     path("models/<str:owner>/<str:name>/versions/<str:version_id>", api.version, name="version"),
+    path("files", api.files, name="files"),
+    path("files/<str:file_id>", api.file, name="file"),
+    path("files/<str:file_id>/download", api.file_download, name="file-download"),
+    path("account", api.account, name="account"),
+    path("hardware", api.hardware_list, name="hardware"),
+    path("collections", api.collections, name="collections"),
+    path("collections/<str:slug>", api.collection, name="collection"),
     path("webhooks/default/secret", api.webhook_secret, name="webhook-secret"),
     path("openapi.json", api.openapi, name="openapi"),
     re_path(r"^(?P<path>.*)$", api.not_found),
@@ -28,7 +38,11 @@ account_patterns = [
     # Before Django's own (included below): throttled forms.
     path("login/", accounts.LoginView.as_view(), name="login"),
     path("password_reset/", accounts.PasswordResetView.as_view(), name="password_reset"),
+    path("password_change/", accounts.PasswordChangeView.as_view(), name="password_change"),
+    path("reset/<uidb64>/<token>/", accounts.PasswordResetConfirmView.as_view(), name="password_reset_confirm"),
     path("", accounts.profile, name="profile"),
+    path("history", accounts.history, name="history"),
+    path("history/bulk", accounts.history_bulk, name="history-bulk"),
     path("tokens", accounts.token_create, name="token-create"),
     path("tokens/<int:token_id>/revoke", accounts.token_revoke, name="token-revoke"),
     path("delete", accounts.delete_account, name="delete-account"),
@@ -55,10 +69,18 @@ page_patterns = [
     path("models", gallery.models, name="models"),
     path("models/<str:owner>/<str:name>", gallery.model, name="model"),
     path("account/", include(account_patterns)),
+    path("help/running-models", help.running_models, name="help-running-models"),
 ]
+
+# Every answer under /v1 is JSON, errors Django raises included.
+handler400 = "app.views.problems.bad_request"
+handler403 = "app.views.problems.permission_denied"
+handler404 = "app.views.problems.page_not_found"
+handler500 = "app.views.problems.server_error"
 
 urlpatterns = page_patterns + [
     path("v1/", include((api_patterns, "api"))),
+    re_path(r"^v1$", api.not_found),
     path("hooks/", include((hook_patterns, "hooks"))),
     path("healthz", health.healthz, name="healthz"),
     path("admin/", admin.site.urls),

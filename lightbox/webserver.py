@@ -11,6 +11,13 @@ iterator's own looks at the database go to the same pool, briefly
 (`sync_to_async(..., thread_sensitive=False)` runs on the loop's default
 executor, which is this pool).
 
+The results path (Cog's webhooks and output uploads, Replicate's webhooks:
+everything under RESULTS_PREFIX) runs on a pool of its own. A model server
+uploads each output once and gives up when the answer is slow, so a result
+must never queue behind client requests, however many are slow or waiting:
+client requests cannot take a results thread, and the results path takes
+none of the clients'. The looks of waiting requests go to the clients' pool.
+
 Why not Django's own ASGIHandler: it runs each request's sync code on a thread
 made for that request, so a persistent database connection lasts one request
 (a new PostgreSQL connection per request), and the middleware would have to
@@ -19,6 +26,7 @@ switch between sync and async around every view.
 
 import asyncio
 import io
+import json
 import logging
 import os
 import sys
@@ -30,7 +38,11 @@ from typing import ClassVar
 from django.conf import settings
 from django.db import connections
 from django.http import HttpResponse
+from gunicorn.arbiter import Arbiter
+from uvicorn import Server
 from uvicorn_worker import UvicornWorker
+
+from app.core import waits
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +60,9 @@ UVICORN = {
     "proxy_headers": False,
     "server_header": False,
 }
+
+# The results path (lightbox/urls.py's hook_patterns): served by a pool of its own.
+RESULTS_PREFIX = "/hooks/"
 
 # Request bodies larger than this are spooled to a temporary file, as Django's
 # own handlers do (FILE_UPLOAD_MAX_MEMORY_SIZE's default).
@@ -70,14 +85,19 @@ def largest_body():
 
 
 class ThreadedWSGI:
-    """An ASGI application running `wsgi_app` on `threads` threads; bodies
-    over `max_body` bytes get 413."""
+    """An ASGI application running `wsgi_app` on `threads` threads, and the
+    requests under RESULTS_PREFIX on `results_threads` threads of their own;
+    bodies over `max_body` bytes get 413."""
 
-    def __init__(self, wsgi_app, threads, max_body):
+    def __init__(self, wsgi_app, threads, max_body, results_threads):
         self.wsgi_app = wsgi_app
         self.max_body = max_body
-        self.threads = threads
-        self.pool = ThreadPoolExecutor(threads, thread_name_prefix="web")
+        self.pools = {
+            "web": (ThreadPoolExecutor(threads, thread_name_prefix="web"), threads),
+            "results": (ThreadPoolExecutor(results_threads, thread_name_prefix="results"), results_threads),
+        }
+        self.pool = self.pools["web"][0]
+        self.results_pool = self.pools["results"][0]
         self._loop = None
         self._closed = False
 
@@ -93,18 +113,19 @@ class ThreadedWSGI:
             self._loop = loop
         declared = dict(scope["headers"]).get(b"content-length", b"0")
         if not declared.isdigit() or int(declared) > self.max_body:
-            return await _send_plain(send, 413, "Request body too large")
+            return await _send_plain(send, 413, "Request body too large", scope["path"])
         body = await _read_body(receive, self.max_body)
         if body is None:
             return  # the client left before it finished sending
         if body is TOO_LARGE:
-            return await _send_plain(send, 413, "Request body too large")
+            return await _send_plain(send, 413, "Request body too large", scope["path"])
         environ = _environ(scope, body)
+        pool = self.results_pool if scope["path"].startswith(RESULTS_PREFIX) else self.pool
         try:
-            status, headers, response = await loop.run_in_executor(self.pool, self._run, environ, loop, send)
+            status, headers, response = await loop.run_in_executor(pool, self._run, environ, loop, send)
         except Exception:
             log.exception("Serving %s %s failed", scope["method"], scope["path"])
-            await _send_plain(send, 500, "Internal server error")
+            await _send_plain(send, 500, "Internal server error", scope["path"])
             return
         if response is None:
             return  # sent in the thread
@@ -116,7 +137,7 @@ class ThreadedWSGI:
             await _stream(response, receive, send)
         finally:
             # request_finished (closing stale database connections) belongs on a pool thread.
-            await loop.run_in_executor(self.pool, response.close)
+            await loop.run_in_executor(pool, response.close)
 
     def _run(self, environ, loop, send):
         """On a pool thread: the WSGI call. Returns (status, headers, body) for
@@ -177,22 +198,27 @@ class ThreadedWSGI:
 
     def close(self):
         """Close every pool thread's database connection (before, say, the
-        test database is dropped), then the pool."""
+        test database is dropped), then the pools."""
         if self._closed:
             return
         self._closed = True
-        everyone = threading.Barrier(self.threads)
+        for pool, threads in self.pools.values():
+            _close_pool(pool, threads)
 
-        def close_connections():
-            connections.close_all()
-            try:
-                everyone.wait(timeout=5)  # so that each thread takes one
-            except threading.BrokenBarrierError:
-                pass
 
-        for _ in range(self.threads):
-            self.pool.submit(close_connections)
-        self.pool.shutdown(wait=True)
+def _close_pool(pool, threads):
+    everyone = threading.Barrier(threads)
+
+    def close_connections():
+        connections.close_all()
+        try:
+            everyone.wait(timeout=5)  # so that each thread takes one
+        except threading.BrokenBarrierError:
+            pass
+
+    for _ in range(threads):
+        pool.submit(close_connections)
+    pool.shutdown(wait=True)
 
 
 TOO_LARGE = object()
@@ -247,16 +273,16 @@ async def _stream(response, receive, send):
         raise pumping.exception()
 
 
-async def _send_plain(send, status, text):
+async def _send_plain(send, status, text, path=""):
+    """`text` as the whole answer; under /v1 as an RFC 7807 problem, as every
+    answer of the API is (app.views.problems)."""
+    content_type, body = b"text/plain; charset=utf-8", text.encode()
+    if path == "/v1" or path.startswith("/v1/"):
+        content_type = b"application/problem+json"
+        body = json.dumps({"type": "about:blank", "title": text, "detail": f"{text}.", "status": status}).encode()
     try:
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [(b"content-type", b"text/plain; charset=utf-8")],
-            }
-        )
-        await send({"type": "http.response.body", "body": text.encode()})
+        await send({"type": "http.response.start", "status": status, "headers": [(b"content-type", content_type)]})
+        await send({"type": "http.response.body", "body": body})
     except Exception:  # the response had already begun: nothing more to say
         log.debug("Could not send the %s", status, exc_info=True)
 
@@ -296,8 +322,28 @@ def _environ(scope, body):
     return environ
 
 
+class _Server(Server):
+    async def shutdown(self, sockets=None):
+        # uvicorn waits for every open response before it stops, so a waiting
+        # request would hold the worker until gunicorn's grace period ends and
+        # then lose its connection, its client never learning the prediction.
+        # End the waits first: each answers its prediction as it is now.
+        waits.release_all()
+        await super().shutdown(sockets)
+
+
 class Worker(UvicornWorker):
     """gunicorn's worker class for lightbox.asgi (Procfile): uvicorn (with uvloop and
-    httptools when installed) on UVICORN's settings."""
+    httptools when installed) on UVICORN's settings, whose waiting requests
+    answer at once when the worker is told to stop."""
 
     CONFIG_KWARGS: ClassVar[dict] = {**UvicornWorker.CONFIG_KWARGS, **UVICORN}
+
+    async def _serve(self):
+        # UvicornWorker._serve (uvicorn-worker 0.4) with _Server in place of uvicorn's Server.
+        self.config.app = self.wsgi
+        server = _Server(config=self.config)
+        self._install_sigquit_handler()
+        await server.serve(sockets=self.sockets)
+        if not server.started:
+            sys.exit(Arbiter.WORKER_BOOT_ERROR)

@@ -23,8 +23,8 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from app.core import netguard
-from app.models import Prediction, ReconcilerState, Upload
-from app.services import backends, catalog, predictions
+from app.models import IdempotencyKey, Prediction, ReconcilerState, Upload
+from app.services import backends, catalog, files, predictions
 from app.services.api_json import prediction_json, webhook_headers
 from app.services.backends import BackendError, Busy
 
@@ -184,6 +184,14 @@ def _reconcile(still_ours):
     for upload in Upload.objects.filter(created_at__lt=now - UPLOAD_TTL)[:500]:
         upload.file.delete(save=False)
         upload.delete()
+    # Idempotency-Keys past their day: the same key may start a new prediction.
+    IdempotencyKey.objects.filter(
+        pk__in=list(IdempotencyKey.objects.expired().values_list("pk", flat=True)[:5000])
+    ).delete()
+    if not still_ours():
+        return False
+    # Files of /v1/files past their expires_at.
+    files.sweep()
     return True
 
 

@@ -190,7 +190,7 @@ class WebServer:
     and settings; static and media files are served as by Django's (and
     pytest-django's) live server."""
 
-    def __init__(self, threads=8):
+    def __init__(self, threads=8, results_threads=4):
         import uvicorn
         from django.contrib.staticfiles.handlers import StaticFilesHandler
         from django.core.handlers.wsgi import WSGIHandler
@@ -201,7 +201,10 @@ class WebServer:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.application = ThreadedWSGI(
-            StaticFilesHandler(_MediaFilesHandler(WSGIHandler())), threads, max_body=largest_body()
+            StaticFilesHandler(_MediaFilesHandler(WSGIHandler())),
+            threads,
+            max_body=largest_body(),
+            results_threads=results_threads,
         )
         self.server = uvicorn.Server(
             uvicorn.Config(
@@ -221,6 +224,79 @@ class WebServer:
         # test database is dropped).
         self.server.should_exit = True
         self.thread.join(15)
+
+
+class Gunicorn:
+    """The web process as the Procfile runs it (gunicorn with lightbox.webserver.Worker),
+    on the tests' database, in its own session. Its broker is in memory: the
+    predictions it starts are never sent (the session's worker, whose webhooks
+    go to `site`, must not take them)."""
+
+    def __init__(self, env, workers=1, threads=2, results_threads=2):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {
+            **env,
+            "SITE_URL": self.url,
+            "CELERY_BROKER_URL": "memory://",
+            "LIGHTBOX_WEB_THREADS": str(threads),
+            "LIGHTBOX_RESULTS_THREADS": str(results_threads),
+            "LIGHTBOX_RATE_LIMIT_PER_MINUTE": "none",
+            "LIGHTBOX_DAILY_QUOTA": "none",
+            "LIGHTBOX_MAX_CONCURRENT": "none",
+        }
+        if env.get("CELERY_BROKER_URL", "").startswith("redis"):
+            self.env["REDIS_URL"] = env["CELERY_BROKER_URL"]  # the throttles' cache, as everywhere else
+        self.workers = workers
+        self.process = None
+        self.log_path = ROOT / "var" / "test" / f"gunicorn-{self.port}.log"
+
+    def start(self):
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self.process = subprocess.Popen(
+            [
+                str(VENV_BIN / "gunicorn"),
+                "lightbox.asgi",
+                "--worker-class",
+                "lightbox.webserver.Worker",
+                "--workers",
+                str(self.workers),
+                "--bind",
+                f"127.0.0.1:{self.port}",
+                "--timeout",
+                "90",
+            ],
+            cwd=ROOT,
+            env=self.env,
+            stdout=open(self.log_path, "ab"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        wait_until(self.ready, timeout=60, message=f"gunicorn on {self.url}")
+        return self
+
+    def ready(self):
+        if self.process.poll() is not None:
+            raise AssertionError(f"gunicorn exited: {self.log_path.read_text()[-3000:]}")
+        try:
+            return httpx.get(self.url + "/v1/openapi.json", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def kill(self):
+        """SIGKILL the master and its workers, as when the machine runs out of memory."""
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+    def stop(self):
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(40)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
 
 
 @pytest.fixture(scope="session")
@@ -307,6 +383,31 @@ def cog_version(transactional_db, cog_server):
     from app.services import catalog
 
     version = catalog.import_version(cog_server.url, "local/test-model")
+    catalog.refresh_availability(version, max_age=0)
+    return version
+
+
+SDXL = "7762fd07cf82c948538e41f63f77d685e02b063e37e496e96eefd46c929f9bdc"
+
+
+@pytest.fixture
+def sdxl(transactional_db, replicate_settings, replicate_cloud):
+    """The catalog's SDXL on Replicate's cloud (its stand-in, tests.fakes.replicate_cloud, reset)."""
+    import json
+
+    from app.services import catalog
+
+    replicate_cloud.reset()
+    entry = next(e for e in json.loads(catalog.REPLICATE_CATALOG.read_text()) if e["version_id"] == SDXL)
+    version = catalog.add_version(
+        "stability-ai",
+        "sdxl",
+        "replicate",
+        f"stability-ai/sdxl:{SDXL}",
+        entry["openapi_schema"],
+        entry["cog_version"],
+        version_id=SDXL,
+    )
     catalog.refresh_availability(version, max_age=0)
     return version
 

@@ -1,29 +1,57 @@
 """The OpenAPI 3.1 document of /v1, served at /v1/openapi.json."""
 
+from app.core import idempotency
+
 PROBLEM = {"$ref": "#/components/responses/Problem"}
+MODEL_URLS = ("cover_image_url", "github_url", "paper_url", "license_url", "weights_url")
 
 
-def _op(summary, operation_id, ok, *, body=None, params=(), wait=False, ok_status="200"):
+def _op(
+    summary,
+    operation_id,
+    ok,
+    *,
+    body=None,
+    params=(),
+    wait=False,
+    ok_status="200",
+    body_type="application/json",
+    ok_type="application/json",
+    extra=(),
+    idempotent=False,
+):
+    """One operation; `ok` None: an answer without a body (204); `extra`:
+    more problem statuses it may answer."""
+    ok_response = {"description": "OK"}
+    if ok is not None:
+        ok_response["content"] = {ok_type: {"schema": ok}}
     operation = {
         "summary": summary,
         "operationId": operation_id,
         "security": [{"bearerAuth": []}],
         "parameters": [{"$ref": f"#/components/parameters/{p}"} for p in params],
-        "responses": {
-            ok_status: {"description": "OK", "content": {"application/json": {"schema": ok}}},
-            "401": PROBLEM,
-            "404": PROBLEM,
-        },
+        "responses": {ok_status: ok_response, "401": PROBLEM, "404": PROBLEM},
     }
     if wait:
         operation["parameters"].append({"$ref": "#/components/parameters/prefer"})
+    if idempotent:
+        operation["parameters"].append({"$ref": "#/components/parameters/idempotency_key"})
+        operation["responses"][ok_status]["headers"] = {
+            "Idempotent-Replayed": {
+                "description": "'true' when an earlier request with the same Idempotency-Key started the prediction.",
+                "schema": {"type": "string", "enum": ["true"]},
+            }
+        }
+        operation["responses"]["409"] = PROBLEM  # the key was used for another request
     if body:
-        operation["requestBody"] = {"required": True, "content": {"application/json": {"schema": body}}}
+        operation["requestBody"] = {"required": True, "content": {body_type: {"schema": body}}}
         operation["responses"]["400"] = PROBLEM
         operation["responses"]["422"] = PROBLEM
         # Refusals (app.services.limits): spend caps, a suspended account, body size, rate and quotas.
         for status in ("402", "403", "413", "429"):
             operation["responses"][status] = PROBLEM
+    for status in extra:
+        operation["responses"][status] = PROBLEM
     return operation
 
 
@@ -57,6 +85,7 @@ def document(base_url):
                     body=_ref("PredictionRequest"),
                     wait=True,
                     ok_status="201",
+                    idempotent=True,
                 ),
             },
             "/v1/predictions/{prediction_id}": {
@@ -65,8 +94,56 @@ def document(base_url):
             "/v1/predictions/{prediction_id}/cancel": {
                 "post": _op("Cancel a prediction", "predictions.cancel", prediction, params=["prediction_id"])
             },
+            "/v1/models": {
+                "get": _op(
+                    "List the models you may see (public ones and your own), newest first",
+                    "models.list",
+                    _ref("ModelPage"),
+                    params=["cursor"],
+                ),
+                "post": _op(
+                    "Create a model under your username (Lightbox has no organisations)",
+                    "models.create",
+                    _ref("Model"),
+                    body=_ref("ModelRequest"),
+                    ok_status="201",
+                    extra=["409"],
+                ),
+            },
             "/v1/models/{model_owner}/{model_name}": {
-                "get": _op("Get a model", "models.get", _ref("Model"), params=["model_owner", "model_name"])
+                "get": _op("Get a model", "models.get", _ref("Model"), params=["model_owner", "model_name"]),
+                "patch": _op(
+                    "Update a model of yours",
+                    "models.update",
+                    _ref("Model"),
+                    body=_ref("ModelUpdate"),
+                    params=["model_owner", "model_name"],
+                ),
+                "delete": _op(
+                    "Delete a model of yours that has no versions",
+                    "models.delete",
+                    None,
+                    params=["model_owner", "model_name"],
+                    ok_status="204",
+                    extra=["403", "409"],
+                ),
+            },
+            "/v1/models/{model_owner}/{model_name}/readme": {
+                "get": _op(
+                    "Get a model's README (Markdown)",
+                    "models.readme.get",
+                    {"type": "string"},
+                    params=["model_owner", "model_name"],
+                    ok_type="text/markdown",
+                )
+            },
+            "/v1/models/{model_owner}/{model_name}/examples": {
+                "get": _op(
+                    "List a model's examples: its owner's public predictions of it",
+                    "models.examples.list",
+                    page,
+                    params=["model_owner", "model_name", "cursor"],
+                )
             },
             "/v1/models/{model_owner}/{model_name}/predictions": {
                 "post": _op(
@@ -77,6 +154,7 @@ def document(base_url):
                     params=["model_owner", "model_name"],
                     wait=True,
                     ok_status="201",
+                    idempotent=True,
                 )
             },
             "/v1/models/{model_owner}/{model_name}/versions": {
@@ -93,6 +171,55 @@ def document(base_url):
                     "models.versions.get",
                     _ref("Version"),
                     params=["model_owner", "model_name", "version_id"],
+                ),
+                "delete": _op(
+                    "Delete a version of your model, with your predictions of it (refused while others' use it)",
+                    "models.versions.delete",
+                    None,
+                    params=["model_owner", "model_name", "version_id"],
+                    ok_status="204",
+                    extra=["403", "409"],
+                ),
+            },
+            "/v1/files": {
+                "get": _op("List your files, newest first", "files.list", _ref("FilePage"), params=["cursor"]),
+                "post": _op(
+                    "Upload a file (an image) to give as a prediction's input",
+                    "files.create",
+                    _ref("File"),
+                    body=_ref("FileRequest"),
+                    body_type="multipart/form-data",
+                    ok_status="201",
+                ),
+            },
+            "/v1/files/{file_id}": {
+                "get": _op("Get a file of yours", "files.get", _ref("File"), params=["file_id"]),
+                "delete": _op("Delete a file of yours", "files.delete", None, params=["file_id"], ok_status="204"),
+            },
+            "/v1/files/{file_id}/download": {
+                "get": _op(
+                    "Download a file of yours",
+                    "files.download",
+                    {"type": "string", "format": "binary"},
+                    params=["file_id"],
+                    ok_type="application/octet-stream",
+                )
+            },
+            "/v1/account": {"get": _op("Get your account", "account.get", _ref("Account"))},
+            "/v1/hardware": {
+                "get": _op(
+                    "List the kinds of model server models and deployments run on",
+                    "hardware.list",
+                    {"type": "array", "items": _ref("Hardware")},
+                )
+            },
+            "/v1/collections": {"get": _op("List collections of models", "collections.list", _ref("CollectionPage"))},
+            "/v1/collections/{collection_slug}": {
+                "get": _op(
+                    "Get a collection with the models in it you may see",
+                    "collections.get",
+                    _ref("Collection"),
+                    params=["collection_slug"],
                 )
             },
             "/v1/webhooks/default/secret": {
@@ -104,7 +231,14 @@ def document(base_url):
             "parameters": {
                 **{
                     name: {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
-                    for name in ("prediction_id", "model_owner", "model_name", "version_id")
+                    for name in (
+                        "prediction_id",
+                        "model_owner",
+                        "model_name",
+                        "version_id",
+                        "file_id",
+                        "collection_slug",
+                    )
                 },
                 "cursor": {"name": "cursor", "in": "query", "required": False, "schema": {"type": "string"}},
                 "prefer": {
@@ -113,6 +247,17 @@ def document(base_url):
                     "required": False,
                     "description": "'wait' or 'wait=N' (N <= 60): hold the request until the prediction ends.",
                     "schema": {"type": "string"},
+                },
+                "idempotency_key": {
+                    "name": "Idempotency-Key",
+                    "in": "header",
+                    "required": False,
+                    "description": "Makes a create safe to retry: the same key with the same request (endpoint and "
+                    "body) from the same user within 24 hours answers the prediction the first request started "
+                    "(201, with its current state, and 'Idempotent-Replayed: true'), never a second one, even when "
+                    "the requests overlap; the same key with a different request answers 409. A key may be quoted "
+                    "('\"...\"'); a key that does not match the pattern answers 400.",
+                    "schema": {"type": "string", "pattern": idempotency.PATTERN, "maxLength": idempotency.MAX_LENGTH},
                 },
             },
             "responses": {
@@ -206,12 +351,94 @@ def document(base_url):
                         "owner": {"type": "string"},
                         "name": {"type": "string"},
                         "description": {"type": ["string", "null"]},
-                        "visibility": {"type": "string"},
+                        "visibility": {"type": "string", "enum": ["public", "private"]},
                         "run_count": {"type": "integer"},
                         "cover_image_url": {"type": ["string", "null"]},
+                        **{key: {"type": ["string", "null"]} for key in MODEL_URLS[1:]},
+                        "default_example": {"oneOf": [prediction, {"type": "null"}]},
                         "latest_version": {"oneOf": [_ref("Version"), {"type": "null"}]},
                     },
                 },
+                "ModelPage": _page("Model"),
+                "ModelRequest": {
+                    "type": "object",
+                    "required": ["owner", "name", "visibility", "hardware"],
+                    "properties": {
+                        "owner": {"type": "string", "description": "Your username."},
+                        "name": {"type": "string", "pattern": "^[a-z0-9]([a-z0-9_.-]{0,98}[a-z0-9])?$"},
+                        "visibility": {"type": "string", "enum": ["public", "private"]},
+                        "hardware": {"type": "string", "description": "A sku of GET /v1/hardware."},
+                        "description": {"type": "string"},
+                        **{key: {"type": "string", "format": "uri"} for key in MODEL_URLS[:4]},
+                    },
+                },
+                "ModelUpdate": {
+                    "type": "object",
+                    "properties": {
+                        "description": {"type": "string"},
+                        "readme": {"type": "string"},
+                        **{key: {"type": "string", "format": "uri"} for key in MODEL_URLS[1:]},
+                    },
+                },
+                "FileRequest": {
+                    "type": "object",
+                    "required": ["content"],
+                    "properties": {
+                        "content": {"type": "string", "format": "binary", "description": "An image."},
+                        "filename": {"type": "string", "maxLength": 255},
+                        "type": {"type": "string", "description": "Ignored: the type is told by the content."},
+                        "metadata": {"type": "object"},
+                    },
+                },
+                "File": {
+                    "type": "object",
+                    "required": ["id", "urls", "content_type", "size", "checksums", "metadata", "created_at"],
+                    "properties": {
+                        "id": {"type": "string"},
+                        "name": {"type": "string"},
+                        "content_type": {"type": "string"},
+                        "size": {"type": "integer"},
+                        "etag": {"type": "string"},
+                        "checksums": {"type": "object", "properties": {"sha256": {"type": "string"}}},
+                        "metadata": {"type": "object"},
+                        "created_at": {"type": "string", "format": "date-time"},
+                        "expires_at": {"type": "string", "format": "date-time"},
+                        "urls": {
+                            "type": "object",
+                            "properties": {
+                                "get": {"type": "string", "description": "Give this as a prediction's file input."}
+                            },
+                        },
+                    },
+                },
+                "FilePage": _page("File"),
+                "Account": {
+                    "type": "object",
+                    "required": ["type", "username", "name"],
+                    "properties": {
+                        "type": {"type": "string", "enum": ["user", "organization"]},
+                        "username": {"type": "string"},
+                        "name": {"type": "string"},
+                        "github_url": {"type": ["string", "null"]},
+                    },
+                },
+                "Hardware": {
+                    "type": "object",
+                    "required": ["sku", "name"],
+                    "properties": {"sku": {"type": "string"}, "name": {"type": "string"}},
+                },
+                "Collection": {
+                    "type": "object",
+                    "required": ["name", "slug", "description"],
+                    "properties": {
+                        "name": {"type": "string"},
+                        "slug": {"type": "string"},
+                        "description": {"type": "string"},
+                        "full_description": {"type": ["string", "null"]},
+                        "models": {"type": "array", "items": _ref("Model")},
+                    },
+                },
+                "CollectionPage": _page("Collection"),
                 "Secret": {"type": "object", "required": ["key"], "properties": {"key": {"type": "string"}}},
             },
         },

@@ -14,6 +14,7 @@ for our Cog servers (`inline_urls`, through app.core.netguard).
 
 import base64
 import io
+import math
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -44,7 +45,23 @@ class CleanImage:
 
     @property
     def data_uri(self):
-        return f"data:{self.content_type};base64,{base64.b64encode(self.data).decode()}"
+        return data_uri(self.data, self.content_type)
+
+
+def data_uri(content, content_type):
+    return f"data:{content_type or 'application/octet-stream'};base64,{base64.b64encode(content).decode()}"
+
+
+def replaced(data, values):
+    """A copy of the input `data` with each (field, index or None, value) of
+    `values` put in its place (netguard.url_fields names them so)."""
+    copy = {key: (list(value) if isinstance(value, list) else value) for key, value in data.items()}
+    for name, index, value in values:
+        if index is None:
+            copy[name] = value
+        else:
+            copy[name][index] = value
+    return copy
 
 
 def clean_image(data, *, max_bytes=None, max_pixels=None, formats=None):
@@ -60,14 +77,18 @@ def clean_image(data, *, max_bytes=None, max_pixels=None, formats=None):
     try:
         image = Image.open(io.BytesIO(data), formats=list(formats))
     except Image.DecompressionBombError as exc:
-        raise UploadRejected("The image has too many pixels.") from exc
+        raise UploadRejected(
+            f"The image has too many pixels: the largest allowed is {pixels_text(max_pixels)}."
+        ) from exc
     except Exception as exc:  # Pillow raises many kinds for bad bytes
         raise UploadRejected(f"Upload an image: {', '.join(formats)}.") from exc
     with image:
         source_format = image.format or ""
         width, height = image.size
         if width * height > max_pixels or width < 1 or height < 1:
-            raise UploadRejected(f"The image is {width}x{height}; images may have at most {max_pixels:,} pixels.")
+            raise UploadRejected(
+                f"The image is {width} x {height} pixels; the largest allowed is {pixels_text(max_pixels)}."
+            )
         try:
             image.load()
             image = ImageOps.exif_transpose(image)
@@ -81,6 +102,15 @@ def clean_image(data, *, max_bytes=None, max_pixels=None, formats=None):
         buffer = io.BytesIO()
         image.save(buffer, pillow_format, **({"quality": 95} if pillow_format == "JPEG" else {}))
         return CleanImage(buffer.getvalue(), content_type, extension, image.width, image.height)
+
+
+def pixels_text(max_pixels):
+    """The pixel limit as people say it: "4096 x 4096" for a square limit,
+    else megapixels ("2.1 megapixels"), never a raw count."""
+    side = math.isqrt(max_pixels)
+    if side * side == max_pixels:
+        return f"{side} x {side} pixels"
+    return f"{max_pixels / 1_000_000:.1f} megapixels"
 
 
 def clean_upload(uploaded_file):
@@ -126,8 +156,7 @@ def clean_image_bytes_for_model(data, content_type):
 def clean_input_images(version, data):
     """`data` with every image given as a data: URI checked and re-encoded, as
     an upload is; raises schema.InputError naming the field."""
-    cleaned_input = {key: (list(value) if isinstance(value, list) else value) for key, value in data.items()}
-    errors = {}
+    cleaned, errors = [], {}
     for name, index, value in netguard.uri_fields(version, data):
         if not value.startswith("data:"):
             continue
@@ -139,13 +168,10 @@ def clean_input_images(version, data):
         except ValueError as exc:  # UploadRejected too
             errors.setdefault(name, []).append(str(exc))
             continue
-        if index is None:
-            cleaned_input[name] = uri
-        else:
-            cleaned_input[name][index] = uri
+        cleaned.append((name, index, uri))
     if errors:
         raise InputError(errors)
-    return cleaned_input
+    return replaced(data, cleaned)
 
 
 def inline_urls(version, data):
@@ -154,7 +180,7 @@ def inline_urls(version, data):
     never requests a user's image URL. Text URLs (a LoRA) are checked again,
     their host may have moved inside since the prediction was created. Raises
     netguard.UnsafeURL whose message names the field."""
-    inlined = {key: (list(value) if isinstance(value, list) else value) for key, value in data.items()}
+    inlined = []
     for name, index, value, is_file in netguard.url_fields(version, data):
         if not netguard.is_http(value):
             continue
@@ -169,9 +195,5 @@ def inline_urls(version, data):
                 raise netguard.UnsafeURL(f"The image at {value[:100]}: {exc}", public=f"{name}: {exc}") from exc
         except netguard.UnsafeURL as exc:
             raise netguard.UnsafeURL(str(exc), public=netguard.refusal(name, exc)) from exc
-        uri = f"data:{content_type or 'application/octet-stream'};base64,{base64.b64encode(content).decode()}"
-        if index is None:
-            inlined[name] = uri
-        else:
-            inlined[name][index] = uri
-    return inlined
+        inlined.append((name, index, data_uri(content, content_type)))
+    return replaced(data, inlined)

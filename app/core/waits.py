@@ -44,6 +44,13 @@ def ended(prediction_id, using=DEFAULT_DB_ALIAS):
             cursor.execute("SELECT pg_notify(%s, %s)", [CHANNEL, prediction_id])
 
 
+def release_all():
+    """End every wait of this process now, and any wait that begins from now
+    on: the web server is shutting down, and each waiting request answers its
+    prediction as it is rather than being cut off at the end of the grace period."""
+    LISTENER.release_all()
+
+
 async def wait(prediction_id, seconds, ended):
     """Return True when the prediction has ended, False after `seconds`.
 
@@ -67,6 +74,8 @@ async def wait(prediction_id, seconds, ended):
     try:
         while True:
             looked = time.monotonic()
+            if LISTENER.released:
+                return False
             if await looks.look(prediction_id):
                 return True
             if looked >= deadline:
@@ -210,6 +219,8 @@ class Listener:
         self._stopping = False
         # time.monotonic() when LISTEN took effect; None while not listening.
         self._listening_since = None
+        # Set by release_all(): no wait lasts any more.
+        self.released = False
 
     def subscribe(self, prediction_id, event):
         """Have `event.set()` called when the prediction ends; returns `event`."""
@@ -221,6 +232,14 @@ class Listener:
                 self._thread = threading.Thread(target=self._run, name="lightbox-waits", daemon=True)
                 self._thread.start()
         return event
+
+    def release_all(self):
+        """Set every subscribed event, and have waits that begin later end at once."""
+        with self._lock:
+            self.released = True
+            events = [event for events in self._waiting.values() for event in events]
+        for event in events:
+            event.set()
 
     def unsubscribe(self, prediction_id, event):
         with self._lock:

@@ -127,7 +127,7 @@ def version_json(version):
     }
 
 
-def model_json(model, base=None, run_count=0):
+def model_json(model, base=None, run_count=0, default_example=None):
     base = base or settings.SITE_URL
     latest = model.latest_version
     return {
@@ -135,15 +135,57 @@ def model_json(model, base=None, run_count=0):
         "owner": model.owner,
         "name": model.name,
         "description": model.description or None,
-        "visibility": "public",
-        "github_url": None,
-        "paper_url": None,
-        "license_url": None,
+        "visibility": model.visibility,
+        "github_url": model.github_url or None,
+        "paper_url": model.paper_url or None,
+        "license_url": model.license_url or None,
+        "weights_url": model.weights_url or None,
         "run_count": run_count,
         "cover_image_url": model.cover_image_url or None,
-        "default_example": None,
+        "default_example": default_example,
         "latest_version": version_json(latest) if latest else None,
     }
+
+
+def file_json(found, base=None):
+    """A file of /v1/files as Replicate shows one; `urls.get` is what
+    Replicate's clients give a model as the input (app.services.files)."""
+    base = base or settings.SITE_URL
+    return {
+        "id": found.id,
+        "name": found.name,
+        "content_type": found.content_type,
+        "size": found.size,
+        "etag": found.sha256,
+        "checksums": {"sha256": found.sha256},
+        "metadata": found.metadata,
+        "created_at": _iso(found.created_at),
+        "expires_at": _iso(found.expires_at),
+        "urls": {"get": base + reverse("api:file", args=[found.id])},
+    }
+
+
+def account_json(user):
+    return {
+        "type": "user",
+        "username": user.username,
+        "name": user.get_full_name() or user.username,
+        "github_url": None,
+    }
+
+
+def collection_json(collection, models=None, base=None):
+    """A collection (app.services.collections); `models`, those its reader
+    may see, for the collection's own page (the list leaves them out, as Replicate's)."""
+    payload = {
+        "name": collection.name,
+        "slug": collection.slug,
+        "description": collection.description,
+    }
+    if models is not None:
+        payload["full_description"] = collection.full_description or None
+        payload["models"] = [model_json(model, base, run_count=getattr(model, "run_count", 0)) for model in models]
+    return payload
 
 
 # --- Outbound webhooks, signed as Replicate signs them (Standard Webhooks) ---

@@ -54,6 +54,20 @@ def local_url(name):
     return f"http://{settings.COG_HOST}:{local_port(name)}"
 
 
+def how_to_start(version):
+    """What whoever runs Lightbox does to bring an offline version back, in
+    words for the pages ("" when its reason already says it)."""
+    if version.backend == Version.Backend.REPLICATE:
+        return ""
+    model = version.model
+    if model.owner == "local" and model.name in LOCAL_MODELS and version.location == local_url(model.name):
+        return (
+            f"start it with python manage.py serve_model {model.name} "
+            f'(or LIGHTBOX_LOCAL_MODELS="{model.name}" make run)'
+        )
+    return f"start the model server at {version.location}"
+
+
 def cog_version_id(location, openapi_schema=None):
     """A version is one build: the same server with another schema is another version."""
     material = location + (json.dumps(openapi_schema, sort_keys=True) if openapi_schema else "")

@@ -2,8 +2,10 @@
 
 A value the user gave that a version accepts is kept; a common field the user
 left empty gets that version's own default (SDXL 1024², SD 1.5 512², Turbo's
-few steps); a field a version lacks is left out for it; a value outside its
-range (or not among its choices) is replaced by its default. Every change is
+few steps); a field a version lacks is left out for it; a number outside its
+range is brought to the nearest bound, and a value not among its choices is
+replaced by its default. (The playground refuses a value no chosen version
+takes, so this only fits values some versions take to the others.) Every change is
 recorded, so the comparison page can list it. One seed for all.
 """
 
@@ -65,6 +67,18 @@ def misfit(spec, value):
     return ""
 
 
+def _nearest_bound(spec, value):
+    """The bound a number past a version's minimum or maximum is brought back
+    to (a width of 2048 for a model that goes up to 1024 runs at 1024, not at
+    its default); None for anything else."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or spec.get("type") not in ("integer", "number"):
+        return None
+    for key, past in (("minimum", value < spec.get("minimum", value)), ("maximum", value > spec.get("maximum", value))):
+        if past and isinstance(spec[key], (int, float)):
+            return spec[key]
+    return None
+
+
 def map_input(version, given):
     """(effective input, changes) of `given` for one version."""
     specs = schema.field_specs(version)
@@ -77,8 +91,12 @@ def map_input(version, given):
         if spec.get("type") == "integer" and isinstance(value, float) and value.is_integer():
             value = int(value)
         problem = misfit(spec, value)
+        nearest = _nearest_bound(spec, value) if problem else None
         if not problem:
             effective[field] = value
+        elif nearest is not None:
+            effective[field] = nearest
+            changes.append(change(field, value, nearest, REPLACED, f"{problem}, the nearest it takes"))
         elif spec.get("default") is not None:
             effective[field] = spec["default"]
             changes.append(change(field, value, spec["default"], REPLACED, f"{problem}; its default is used"))

@@ -11,14 +11,42 @@ after the terminal commit.
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from app.core import jobs, netguard, payloads, schema, uploads
-from app.models import Prediction
-from app.services import backends, catalog, limits, moderation, storage
+from app.models import IdempotencyKey, Prediction
+from app.services import backends, catalog, files, limits, moderation, storage
 
 WEBHOOK_THROTTLE = timedelta(milliseconds=500)
+
+
+class KeyReused(Exception):
+    """The Idempotency-Key already started a prediction, for another request."""
+
+
+class AlreadyStarted(Exception):
+    """A concurrent request with the same Idempotency-Key started the prediction first."""
+
+    def __init__(self, prediction):
+        super().__init__(prediction.pk)
+        self.prediction = prediction
+
+
+def keyed(owner, key, fingerprint):
+    """The prediction `owner`'s Idempotency-Key `key` started within its TTL,
+    or None. Raises KeyReused when that was for a request other than
+    `fingerprint`'s. An expired key is forgotten here (the reconciler sweeps
+    the others), so that it can be used again."""
+    found = IdempotencyKey.objects.select_related("prediction__version__model").filter(user=owner, key=key).first()
+    if found is None:
+        return None
+    if found.is_expired:
+        found.delete()
+        return None
+    if found.fingerprint != fingerprint:
+        raise KeyReused(key)
+    return found.prediction
 
 
 def start(
@@ -31,12 +59,25 @@ def start(
     webhook="",
     webhook_events_filter=(),
     comparison=None,
+    idempotency=None,
 ):
     """Validate `input` against the version's schema, save the prediction and
     queue it once the transaction commits. Raises schema.InputError, and
-    saves nothing, when the input or the version cannot run."""
+    saves nothing, when the input or the version cannot run.
+
+    `idempotency`, (key, fingerprint) of an API request's Idempotency-Key
+    (see `keyed`), is saved with the prediction; when a concurrent request
+    with the same key saved its prediction first, nothing is saved and
+    AlreadyStarted (or KeyReused, for another request) says which."""
+    if version.model.visibility == version.model.Visibility.PRIVATE and (
+        owner is None or version.model.user_id != owner.pk
+    ):
+        # Callers look versions up among the models their user may see; this is the rule itself.
+        raise schema.InputError({"version": [f"{version.model} is a private model of another account."]})
     catalog.ensure_schema(version)
     cleaned = schema.validate_input(version, input)
+    # Files of /v1/files become their content before anything checks URLs.
+    cleaned = files.resolve_inputs(version, cleaned, owner)
     moderation.check_input(version, cleaned, owner)
     netguard.check_input_urls(version, cleaned)
     cleaned = uploads.clean_input_images(version, cleaned)
@@ -46,23 +87,33 @@ def start(
         visibility = (
             settings.DEFAULT_WEB_VISIBILITY if source == Prediction.Source.WEB else settings.DEFAULT_API_VISIBILITY
         )
-    with transaction.atomic():
-        # Inside the transaction, so two requests cannot both pass a limit.
-        [cost] = limits.admit(owner, [version])
-        prediction = Prediction.objects.create(
-            version=version,
-            input=cleaned,
-            owner=owner,
-            source=source,
-            visibility=visibility,
-            webhook=webhook,
-            webhook_events_filter=list(webhook_events_filter),
-            comparison=comparison,
-            cost=cost,
-        )
-        # robust: with the broker down the prediction is saved all the
-        # same, and the reconciler sends it once the broker is back.
-        jobs.after_commit("tasks.predictions.run_prediction", prediction.id, robust=True)
+    try:
+        with transaction.atomic():
+            # Inside the transaction, so two requests cannot both pass a limit.
+            [cost] = limits.admit(owner, [version])
+            prediction = Prediction.objects.create(
+                version=version,
+                input=cleaned,
+                owner=owner,
+                source=source,
+                visibility=visibility,
+                webhook=webhook,
+                webhook_events_filter=list(webhook_events_filter),
+                comparison=comparison,
+                cost=cost,
+            )
+            if idempotency:
+                # Waits for a concurrent insert of the same key to commit, then fails.
+                key, fingerprint = idempotency
+                IdempotencyKey.objects.create(user=owner, key=key, fingerprint=fingerprint, prediction=prediction)
+            # robust: with the broker down the prediction is saved all the
+            # same, and the reconciler sends it once the broker is back.
+            jobs.after_commit("tasks.predictions.run_prediction", prediction.id, robust=True)
+    except IntegrityError:
+        first = keyed(owner, *idempotency) if idempotency else None
+        if first is None:
+            raise
+        raise AlreadyStarted(first) from None
     return prediction
 
 

@@ -1,5 +1,6 @@
 """Sign up (open, by invite or closed: LIGHTBOX_SIGNUP), the profile (API
-tokens, one's own predictions and comparisons), deleting one's account. Log
+tokens, one's own predictions and comparisons), one's history (comparisons,
+changed or deleted several at once), deleting one's account. Log
 in/out and password reset are Django's own views, with throttled forms."""
 
 from django.conf import settings
@@ -12,20 +13,25 @@ from django.db import IntegrityError, transaction
 from django.db.models import Count
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
-from django.views.decorators.http import require_http_methods, require_POST
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from app.core import pagination, throttle
 from app.forms import (
+    BulkForm,
+    ChangePasswordForm,
     DeleteAccountForm,
     LoginForm,
+    NewPasswordForm,
     PasswordResetRequestForm,
     SignupForm,
     TokenForm,
     VisibilityForm,
     invite_code,
 )
-from app.models import ApiToken, ContentPreference, Invite
-from app.services import predictions
+from app.models import ApiToken, ContentPreference, Invite, Visibility
+from app.services import comparisons, predictions
+from app.views.access import next_url
 from app.views.cards import TILE_FIELDS, with_tiles
 
 PAGE_SIZE = 24
@@ -106,6 +112,14 @@ class PasswordResetView(auth_views.PasswordResetView):
         return _refused_if_throttled(super().form_invalid(form), form)
 
 
+class PasswordChangeView(auth_views.PasswordChangeView):
+    form_class = ChangePasswordForm
+
+
+class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):
+    form_class = NewPasswordForm
+
+
 def _get_token_for_user(request, token_id):
     return get_object_or_404(ApiToken, pk=token_id, user=request.user, revoked_at__isnull=True)
 
@@ -169,3 +183,48 @@ def delete_account(request):
         messages.success(request, "Your account, predictions and images are deleted.")
         return redirect("playground")
     return TemplateResponse(request, "accounts/delete.html", {"form": form})
+
+
+HISTORY_PAGE_SIZE = 20
+
+
+@login_required
+@require_GET
+def history(request):
+    """One's comparisons, newest first, each with its images, to open, share,
+    or change and delete several at once."""
+    page = pagination.paginate(request.user.comparisons.all(), request.GET.get("cursor"), HISTORY_PAGE_SIZE)
+    tiles = with_tiles(
+        list(
+            request.user.predictions.filter(comparison__in=page.items)
+            .only(*TILE_FIELDS, "comparison_id")
+            .order_by("created_at")
+        ),
+        request.user,
+    )
+    for comparison in page.items:
+        comparison.tiles = [tile for tile in tiles if tile.comparison_id == comparison.pk]
+    context = {"page": page, "bulk_form": BulkForm(), "visibility_choices": Visibility.choices}
+    return TemplateResponse(request, "accounts/history.html", context)
+
+
+@login_required
+@require_POST
+def history_bulk(request):
+    """Visibility or deletion of the chosen comparisons, only ever one's own."""
+    form = BulkForm(request.POST)
+    back = next_url(request, reverse("history"))
+    if not form.is_valid():
+        messages.error(request, " ".join(message for errors in form.errors.values() for message in errors))
+        return redirect(back)
+    chosen = list(request.user.comparisons.filter(pk__in=form.cleaned_data["ids"]))
+    action = form.cleaned_data["action"]
+    for comparison in chosen:
+        if action == BulkForm.DELETE:
+            comparisons.cancel(comparison)
+            comparison.delete()
+        else:
+            comparison.set_visibility(action)
+    done = "deleted" if action == BulkForm.DELETE else f"now {Visibility(action).label.split(' (')[0].lower()}"
+    messages.success(request, f"{len(chosen)} comparison{'s' if len(chosen) != 1 else ''} {done}.")
+    return redirect(back)

@@ -1,28 +1,37 @@
 """The /v1 HTTP API: Replicate's, so Replicate's clients work against Lightbox."""
 
 import json
+import logging
 import re
 from functools import wraps
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import connection
-from django.http import JsonResponse, StreamingHttpResponse
+from django.core.validators import URLValidator
+from django.db import IntegrityError, connection, transaction
+from django.http import HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http.multipartparser import MultiPartParserError
 from django.views.decorators.csrf import csrf_exempt
 
-from app.core import netguard, pagination, payloads, schema, waits
+from app.core import hardware, idempotency, netguard, pagination, payloads, schema, waits
 from app.core.openapi import document
 from app.core.prepared import Prepared
-from app.models import Access, ApiToken, Model, Prediction, Version, Visibility
+from app.models import Access, ApiToken, IdempotencyKey, Model, Prediction, Version, Visibility
 from app.services import api_json as api
+from app.services import collections as model_collections
+from app.services import files as user_files
 from app.services import limits
 from app.services import predictions as lifecycle
 from app.views import problems
+from app.views.files import file_response
 
 PAGE_SIZE = 100
 EVENTS = {"start", "output", "logs", "completed"}
 PREFER_WAIT_RE = re.compile(r"(?:^|[,;\s])wait(?:=(\d+))?", re.I)
+
+log = logging.getLogger(__name__)
 
 
 def api_view(*methods):
@@ -83,8 +92,9 @@ def _get_prediction_for_user(request, prediction_id, owner_only=False):
 PREDICTION = Prepared(lambda pk: Prediction.objects.select_related("version__model").filter(pk=pk))
 
 
-def _get_model(owner, name):
-    return Model.objects.filter(owner=owner, name=name).first()
+def _get_model(request, owner, name):
+    """The model, if `request.user` may see it (others' private models are not there)."""
+    return Model.objects.visible_to(request.user).filter(owner=owner, name=name).first()
 
 
 # --- Predictions ---------------------------------------------------------------
@@ -99,35 +109,59 @@ def predictions(request):
 
 @api_view("POST")
 def model_predictions(request, owner, name):
-    model = _get_model(owner, name)
-    if model is None or model.latest_version is None:
+    model = _get_model(request, owner, name)
+    version = model.latest_version if model is not None else None
+    if version is None:
         return _not_found(f"Model {owner}/{name}")
-    return _create(request, version_ref=model.latest_version)
+    version.model = model  # so that answering once the row is saved needs no query
+    return _create(request, version_ref=version)
 
 
-def _resolve_version(ref):
-    """A version from "id" or "owner/name:id"."""
+def _resolve_version(request, ref):
+    """A version from "id" or "owner/name:id", of a model the user may see."""
     if not isinstance(ref, str) or not ref or "\x00" in ref:
         return None
     model_ref, _, version_id = ref.rpartition(":")
-    version = Version.objects.select_related("model").filter(pk=version_id).first()
+    visible = Model.objects.visible_to(request.user)
+    version = Version.objects.select_related("model").filter(pk=version_id, model__in=visible).first()
     if version is None or (model_ref and model_ref != str(version.model)):
         return None
     return version
 
 
+def _json_body(request):
+    """(the request's JSON object, None), or (None, the problem to answer)."""
+    try:
+        return problems.parse_json_body(request), None
+    except problems.BodyTooLarge as exc:
+        return None, problems.problem(413, "Request body too large", str(exc))
+    except ValueError as exc:
+        return None, problems.problem(400, "Bad request", str(exc))
+
+
 def _create(request, version_ref):
     try:
-        body = problems.parse_json_body(request)
-    except problems.BodyTooLarge as exc:
-        return problems.problem(413, "Request body too large", str(exc))
+        key = _idempotency_key(request)
     except ValueError as exc:
-        return problems.problem(400, "Bad request", str(exc))
+        return problems.problem(400, "Bad Idempotency-Key", str(exc))
+    body, refusal = _json_body(request)
+    if refusal:
+        return refusal
     # Text nothing downstream can encode, wherever it is (a key too).
     path = payloads.find_invalid_unicode(body)
     if path is not None:
         return problems.invalid_input({".".join(map(str, path)) or "body": [payloads.INVALID_UNICODE]})
-    version = version_ref or _resolve_version(body.get("version"))
+    keyed = (key, idempotency.fingerprint(request.path, body)) if key else None
+    if keyed:
+        # Before any check: a retry gets its prediction even if, say, the
+        # version has become unavailable since.
+        try:
+            started = lifecycle.keyed(request.user, *keyed)
+        except lifecycle.KeyReused:
+            return _key_reused(key)
+        if started is not None:
+            return _created(request, started, replayed=True)
+    version = version_ref or _resolve_version(request, body.get("version"))
     if version is None:
         if "version" not in body:
             return problems.invalid_input({"version": ["This field is required."]})
@@ -160,6 +194,7 @@ def _create(request, version_ref):
             visibility=visibility,
             webhook=webhook,
             webhook_events_filter=events,
+            idempotency=keyed,
         )
     except schema.InputError as exc:
         return problems.invalid_input(
@@ -167,13 +202,46 @@ def _create(request, version_ref):
         )
     except limits.RunRefused as exc:
         return problems.refused(exc)
+    except lifecycle.AlreadyStarted as exc:
+        return _created(request, exc.prediction, replayed=True)
+    except lifecycle.KeyReused:
+        return _key_reused(key)
+    return _created(request, prediction)
+
+
+def _created(request, prediction, replayed=False):
+    """201 with the prediction. Once its row is saved nothing here may fail:
+    what it answers is built from the row in memory (no outputs yet), and a
+    `Prefer: wait` body falls back to that whatever happens to the wait.
+    A prediction an Idempotency-Key started before is answered as it is now."""
     wait = _prefer_wait(request)
-    if wait:
-        return _waiting_response(prediction, wait, _base(request))
-    payload = api.prediction_json(prediction, _base(request))
-    response = JsonResponse(payload, status=201)
-    response["Location"] = payload["urls"]["get"]
+    if wait and not prediction.is_terminal:
+        response = _waiting_response(prediction, wait, _base(request))
+    else:
+        payload = api.prediction_json(
+            prediction, _base(request), outputs=api.outputs_of(prediction) if replayed else []
+        )
+        response = JsonResponse(payload, status=201)
+        response["Location"] = payload["urls"]["get"]
+    if replayed:
+        response["Idempotent-Replayed"] = "true"
     return response
+
+
+def _idempotency_key(request):
+    """The request's Idempotency-Key, or "" without one; ValueError for a bad one."""
+    raw = request.headers.get("Idempotency-Key")
+    return "" if raw is None else idempotency.parse(raw)
+
+
+def _key_reused(key):
+    return problems.problem(
+        409,
+        "Idempotency-Key reused",
+        f"The Idempotency-Key {key!r} already started a prediction from a different request (another body or "
+        f"endpoint) in the last {IdempotencyKey.TTL.total_seconds() / 3600:.0f} hours. Use a new key for a new "
+        "request.",
+    )
 
 
 def _prefer_wait(request):
@@ -189,12 +257,26 @@ def _waiting_response(prediction, seconds, base):
     async iterator: the web server (lightbox.webserver) awaits it on its event loop,
     so the wait holds no thread (app.core.waits)."""
 
+    # Its state now, the answer should the wait or the look at the row fail
+    # (the database restarting, say): the 201 has gone out, and the client
+    # must learn the id of the prediction that runs anyway.
+    known = api.prediction_json(prediction, base, outputs=[])
+    known["status"] = Prediction.Status.STARTING  # not terminal: Replicate's clients poll it
+
     async def body():
-        await waits.wait(prediction.pk, seconds, _ended)
-        yield await sync_to_async(_waited_json, thread_sensitive=False)(prediction, base)
+        try:
+            await waits.wait(prediction.pk, seconds, _ended)
+        except Exception:
+            log.warning("Waiting for prediction %s failed; answering its state", prediction.pk, exc_info=True)
+        try:
+            answer = await sync_to_async(_waited_json, thread_sensitive=False)(prediction, base)
+        except Exception:
+            log.warning("Reading prediction %s failed; answering what is known", prediction.pk, exc_info=True)
+            answer = json.dumps(known, cls=DjangoJSONEncoder)
+        yield answer
 
     response = StreamingHttpResponse(body(), status=201, content_type="application/json")
-    response["Location"] = api.prediction_json(prediction, base, outputs=[])["urls"]["get"]
+    response["Location"] = known["urls"]["get"]
     return response
 
 
@@ -210,6 +292,8 @@ def _waited_json(prediction, base):
 def _ended(prediction_ids):
     """Which of these predictions have ended, in plain SQL: waiting requests ask
     it every few ms, and building the ORM query cost ~0.5 ms of CPU each time."""
+    if not prediction_ids:  # a sweep whose waiters all left: `IN ()` is not SQL
+        return set()
     terminal = [status.value for status in Prediction.TERMINAL]
     with connection.cursor() as cursor:
         cursor.execute(
@@ -224,18 +308,28 @@ def _list(request):
     # prefetch, not select_related: a page shares a few versions, and select_related
     # built (and parsed the schema of) a Version and a Model for each of its 100 rows.
     queryset = Prediction.objects.filter(owner=request.user).prefetch_related("version__model")
+    base = _base(request)
+
+    def render(items):
+        outputs = api.outputs_by_prediction(items)
+        return [api.prediction_json(p, base, outputs[p.pk]) for p in items]
+
+    return _page_response(request, queryset, render)
+
+
+def _page_response(request, queryset, render):
+    """One page of `queryset` (app.core.pagination), as Replicate's lists are:
+    {"next", "previous", "results"}, absolute URLs; `render` turns the page's rows into results."""
     try:
         page = pagination.paginate(queryset, request.GET.get("cursor"), PAGE_SIZE, strict=True)
     except pagination.BadCursor:
         return problems.problem(400, "Bad request", "The cursor is not valid.")
-    outputs = api.outputs_by_prediction(page.items)
-    base = _base(request)
-    page_url = base + request.path + "?cursor="
+    page_url = _base(request) + request.path + "?cursor="
     return JsonResponse(
         {
             "next": page_url + page.next_cursor if page.next_cursor else None,
             "previous": page_url + page.previous_cursor if page.previous_cursor else None,
-            "results": [api.prediction_json(p, base, outputs[p.pk]) for p in page.items],
+            "results": render(page.items),
         }
     )
 
@@ -260,19 +354,185 @@ def prediction_cancel(request, prediction_id):
 
 # --- Models and versions ---------------------------------------------------------
 
+MODEL_TEXT_LIMITS = {"description": 10_000, "readme": 100_000}
+MODEL_URL_FIELDS = ("cover_image_url", "github_url", "paper_url", "license_url", "weights_url")
+# What POST /v1/models and PATCH take, as Replicate's (PATCH: its documented six).
+MODEL_CREATE_FIELDS = {"owner", "name", "visibility", "hardware", "description", *MODEL_URL_FIELDS[:4]}
+MODEL_UPDATE_FIELDS = {"description", "readme", "github_url", "paper_url", "license_url", "weights_url"}
+MODEL_NAME_RE = re.compile(r"[a-z0-9](?:[a-z0-9_.-]{0,98}[a-z0-9])?")
+_http_url = URLValidator(schemes=["http", "https"])
 
-@api_view("GET")
+
+def _forbidden(detail):
+    return problems.problem(403, "Forbidden", detail)
+
+
+def _get_own_model(request, owner, name, doing):
+    """(model, None) if it is the user's, else (None, the problem): 404 for a
+    model they may not see, 403 for one they may see but do not own."""
+    found = _get_model(request, owner, name)
+    if found is None:
+        return None, _not_found(f"Model {owner}/{name}")
+    if found.user_id != request.user.pk:
+        return None, _forbidden(f"You can only {doing} models you own; {owner}/{name} is not yours.")
+    return found, None
+
+
+def _model_field_errors(body, allowed):
+    """{field: [reason]} for the model fields of `body` Lightbox cannot take."""
+    errors = {key: ["Unknown field."] for key in body if key not in allowed}
+    for key, limit in MODEL_TEXT_LIMITS.items():
+        if key in body and body[key] is not None:
+            value = body[key]
+            reason = payloads.text_error(value, limit) if isinstance(value, str) else "Give a string."
+            if reason:
+                errors[key] = [reason]
+    for key in MODEL_URL_FIELDS:
+        value = body.get(key)
+        if key not in body or value in ("", None):
+            continue
+        try:
+            if not isinstance(value, str) or len(value) > 200:
+                raise ValidationError("")
+            _http_url(value)
+        except ValidationError:
+            errors[key] = ["Give an http(s) URL of at most 200 characters."]
+    return errors
+
+
+@api_view("GET", "POST")
+def models(request):
+    if request.method == "POST":
+        return _create_model(request)
+    queryset = Model.objects.visible_to(request.user).with_run_count().prefetch_related("versions")
+    base = _base(request)
+    return _page_response(
+        request, queryset, lambda items: [api.model_json(m, base, run_count=m.run_count) for m in items]
+    )
+
+
+def _create_model(request):
+    body, refusal = _json_body(request)
+    if refusal:
+        return refusal
+    errors = _model_field_errors(body, MODEL_CREATE_FIELDS)
+    for key in ("owner", "name", "visibility", "hardware"):
+        if not body.get(key):
+            errors[key] = ["This field is required."]
+    owner, name = body.get("owner"), body.get("name")
+    if name and not (isinstance(name, str) and MODEL_NAME_RE.fullmatch(name)):
+        errors["name"] = ["Lowercase letters, digits, '-', '_' and '.', at most 100, starting and ending alphanumeric."]
+    if body.get("visibility") and not _one_of(body["visibility"], Model.Visibility.values):
+        errors["visibility"] = [f"One of: {', '.join(Model.Visibility.values)}."]
+    if body.get("hardware") and not _one_of(body["hardware"], hardware.SKUS):
+        errors["hardware"] = [f"One of: {', '.join(sku for sku, _ in hardware.HARDWARE)} (GET /v1/hardware)."]
+    if errors:
+        return problems.invalid_input(errors)
+    # Lightbox has no organisations: a model's owner is its creator's username.
+    if owner != request.user.username:
+        return _forbidden(f"You can only create models under your own username, {request.user.username}.")
+    if Model.objects.filter(owner=owner).exclude(user=request.user).exists():
+        return _forbidden(f"The owner name {owner} belongs to the catalog's models.")
+    fields = {key: body[key] for key in MODEL_CREATE_FIELDS - {"owner", "name"} if body.get(key) is not None}
+    try:
+        with transaction.atomic():
+            created = Model.objects.create(owner=owner, name=name, user=request.user, **fields)
+    except IntegrityError:
+        return problems.problem(409, "Conflict", f"A model {owner}/{name} already exists.")
+    response = JsonResponse(api.model_json(created, _base(request)), status=201)
+    response["Location"] = _base(request) + f"/v1/models/{owner}/{name}"
+    return response
+
+
+def _one_of(value, choices):
+    return isinstance(value, str) and value in choices
+
+
+@api_view("GET", "PATCH", "DELETE")
 def model(request, owner, name):
-    found = _get_model(owner, name)
+    if request.method == "PATCH":
+        return _update_model(request, owner, name)
+    if request.method == "DELETE":
+        return _delete_model(request, owner, name)
+    found = _get_model(request, owner, name)
     if found is None:
         return _not_found(f"Model {owner}/{name}")
+    run_count = Prediction.objects.filter(version__model=found).count()
+    example = _examples(found).first()
+    default_example = api.prediction_json(example, _base(request), viewer=request.user) if example else None
+    return JsonResponse(api.model_json(found, _base(request), run_count=run_count, default_example=default_example))
+
+
+def _update_model(request, owner, name):
+    found, refusal = _get_own_model(request, owner, name, "change")
+    if refusal:
+        return refusal
+    body, refusal = _json_body(request)
+    if refusal:
+        return refusal
+    errors = _model_field_errors(body, MODEL_UPDATE_FIELDS)
+    if errors:
+        return problems.invalid_input(errors)
+    for key, value in body.items():
+        setattr(found, key, value or "")
+    found.save(update_fields=list(body))
     run_count = Prediction.objects.filter(version__model=found).count()
     return JsonResponse(api.model_json(found, _base(request), run_count=run_count))
 
 
+def _delete_model(request, owner, name):
+    found, refusal = _get_own_model(request, owner, name, "delete")
+    if refusal:
+        return refusal
+    if found.versions.exists():
+        return problems.problem(
+            409, "Conflict", f"{owner}/{name} has versions: delete them first (DELETE its versions/{{id}})."
+        )
+    found.delete()
+    return HttpResponse(status=204)
+
+
+def _examples(found):
+    """A model's examples: its owner's public predictions of it that succeeded
+    (none for the catalog's models, which no account owns)."""
+    if found.user_id is None:
+        return Prediction.objects.none()
+    return (
+        Prediction.objects.public()
+        .for_model(found)
+        .filter(owner_id=found.user_id, status=Prediction.Status.SUCCEEDED)
+        .select_related("version__model")
+        .order_by("-created_at", "-pk")
+    )
+
+
+@api_view("GET")
+def model_examples(request, owner, name):
+    found = _get_model(request, owner, name)
+    if found is None:
+        return _not_found(f"Model {owner}/{name}")
+    base = _base(request)
+
+    def render(items):
+        outputs = api.outputs_by_prediction(items)
+        return [api.prediction_json(p, base, outputs[p.pk], viewer=request.user) for p in items]
+
+    return _page_response(request, _examples(found), render)
+
+
+@api_view("GET")
+def model_readme(request, owner, name):
+    found = _get_model(request, owner, name)
+    if found is None:
+        return _not_found(f"Model {owner}/{name}")
+    if not found.readme:
+        return problems.problem(404, "Not found", f"{owner}/{name} has no README.")
+    return HttpResponse(found.readme, content_type="text/markdown; charset=utf-8")
+
+
 @api_view("GET")
 def versions(request, owner, name):
-    found = _get_model(owner, name)
+    found = _get_model(request, owner, name)
     if found is None:
         return _not_found(f"Model {owner}/{name}")
     return JsonResponse(
@@ -280,12 +540,159 @@ def versions(request, owner, name):
     )
 
 
-@api_view("GET")
+@api_view("GET", "DELETE")
 def version(request, owner, name, version_id):
-    found = Version.objects.filter(model__owner=owner, model__name=name, pk=version_id).first()
-    if found is None:
+    if request.method == "DELETE":
+        return _delete_version(request, owner, name, version_id)
+    model_found = _get_model(request, owner, name)
+    found = model_found and model_found.versions.filter(pk=version_id).first()
+    if not found:
         return _not_found(f"Version {version_id} of {owner}/{name}")
     return JsonResponse(api.version_json(found))
+
+
+def _delete_version(request, owner, name, version_id):
+    """Delete a version with its owner's predictions of it (and their
+    images), as Replicate does; refused while others' predictions use it or
+    any of it still runs. 204 (Replicate documents 202, but its Python
+    client counts only 204 as deleted, and this is done at once)."""
+    model_found, refusal = _get_own_model(request, owner, name, "delete versions of")
+    if refusal:
+        return refusal
+    found = model_found.versions.filter(pk=version_id).first()
+    if found is None:
+        return _not_found(f"Version {version_id} of {owner}/{name}")
+    predictions_of = Prediction.objects.filter(version=found)
+    if predictions_of.exclude(owner=request.user).exists():
+        return problems.problem(409, "Conflict", "Others have run predictions with this version; it stays.")
+    if predictions_of.active().exists():
+        return problems.problem(409, "Conflict", "Predictions of this version are still running: cancel them first.")
+    with transaction.atomic():
+        predictions_of.delete()
+        found.delete()
+    return HttpResponse(status=204)
+
+
+# --- Files ---------------------------------------------------------------------
+
+
+METADATA_MAX_BYTES = 64 * 1024
+
+
+@api_view("GET", "POST")
+def files(request):
+    if request.method == "POST":
+        return _create_file(request)
+    base = _base(request)
+    queryset = request.user.files.live()
+    return _page_response(request, queryset, lambda items: [api.file_json(f, base) for f in items])
+
+
+def _create_file(request):
+    """Multipart as both official clients send it: the file in `content`
+    (its part's filename and type), `metadata` JSON as a field (Python) or a
+    part (Node), and optionally `filename` and `type` fields (curl, per the docs)."""
+    try:
+        content, fields = request.FILES.get("content"), request.POST
+    except RequestDataTooBig:
+        return problems.problem(413, "Content Too Large", "The form's fields are too large.")
+    except (MultiPartParserError, TooManyFieldsSent) as exc:
+        return problems.problem(400, "Bad request", f"The multipart/form-data body could not be read: {exc}")
+    errors = {}
+    if content is None:
+        errors["content"] = ["This field is required: send the file as the multipart/form-data part `content`."]
+    filename = fields.get("filename") or (content.name if content else "")
+    if len(filename.encode("utf-8", "surrogatepass")) > 255 or payloads.text_error(filename):
+        errors["filename"] = [payloads.text_error(filename) or "At most 255 bytes of UTF-8."]
+    metadata, reason = _file_metadata(request)
+    if reason:
+        errors["metadata"] = [reason]
+    if errors:
+        return problems.invalid_input(errors)
+    try:
+        created = user_files.create(request.user, content, filename=filename, metadata=metadata)
+    except user_files.FileRefused as exc:
+        if exc.status == 413:
+            return problems.problem(413, "Content Too Large", str(exc))
+        if exc.status == 403:
+            return _forbidden(str(exc))
+        return problems.invalid_input({"content": [str(exc)]})
+    payload = api.file_json(created, _base(request))
+    response = JsonResponse(payload, status=201)
+    response["Location"] = payload["urls"]["get"]
+    return response
+
+
+def _file_metadata(request):
+    """(metadata, None) or (None, why it cannot be taken)."""
+    raw = request.POST.get("metadata")
+    if raw is None and "metadata" in request.FILES:
+        raw = request.FILES["metadata"].read(METADATA_MAX_BYTES + 1)
+    if raw in (None, "", b""):
+        return {}, None
+    if len(raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw) > METADATA_MAX_BYTES:
+        return None, f"At most {METADATA_MAX_BYTES // 1024} KB of JSON."
+    try:
+        metadata = payloads.loads(raw)
+    except ValueError as exc:
+        return None, str(exc)
+    if not isinstance(metadata, dict):
+        return None, "Give a JSON object."
+    bad = payloads.find_bad_text(metadata)
+    return (None, bad[1]) if bad else (metadata, None)
+
+
+@api_view("GET", "DELETE")
+def file(request, file_id):
+    found = user_files.get_for_owner(request.user, file_id)
+    if found is None:
+        return _not_found(f"File {file_id}")
+    if request.method == "DELETE":
+        found.delete()
+        return HttpResponse(status=204)
+    return JsonResponse(api.file_json(found, _base(request)))
+
+
+@api_view("GET")
+def file_download(request, file_id):
+    found = user_files.get_for_owner(request.user, file_id)
+    if found is None:
+        return _not_found(f"File {file_id}")
+    try:
+        handle = found.file.open("rb")
+    except OSError:
+        return _not_found(f"File {file_id}")
+    return file_response(handle, found.content_type, download_as=found.name)
+
+
+# --- Account, hardware, collections ----------------------------------------------
+
+
+@api_view("GET")
+def account(request):
+    return JsonResponse(api.account_json(request.user))
+
+
+@api_view("GET")
+def hardware_list(request):
+    # A bare list, as Replicate's (its clients read it so).
+    return JsonResponse(hardware.as_json(), safe=False)
+
+
+@api_view("GET")
+def collections(request):
+    return JsonResponse(
+        {"next": None, "previous": None, "results": [api.collection_json(c) for c in model_collections.listed()]}
+    )
+
+
+@api_view("GET")
+def collection(request, slug):
+    found = model_collections.get(slug)
+    if found is None:
+        return _not_found(f"Collection {slug}")
+    members = model_collections.models_of(found, request.user)
+    return JsonResponse(api.collection_json(found, members, _base(request)))
 
 
 @api_view("GET")
@@ -297,5 +704,7 @@ def openapi(request):
     return JsonResponse(document(_base(request)))
 
 
+@csrf_exempt
 def not_found(request, path=""):
+    # csrf_exempt: a POST to an unknown path is a 404 too, not Django's CSRF page.
     return problems.problem(404, "Not found", f"No endpoint at {request.path}.")

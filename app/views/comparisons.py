@@ -50,6 +50,40 @@ def _predictions(comparison, user):
     return cards, predictions
 
 
+# Inputs the header shows apart (the title, thumbnails) or not at all.
+NOT_IN_HEADER = ("prompt", "image", "mask", "seed")
+
+
+def _adjustments(comparison, cards):
+    """(model, change) for every value a version could not take as given: the
+    mapping, said once above the cards."""
+    return [
+        (card.version.model, change)
+        for card in cards
+        if not getattr(card, "withheld", False)
+        for change in comparison.changes.get(card.version_id, [])
+        if change["kind"] in (comparisons.REPLACED, comparisons.DROPPED)
+    ]
+
+
+def _effective_values(comparison, cards):
+    """(field, what ran) for each value the user gave: one value when every
+    version ran it, else each version's ("4 for sd-turbo · 8 for tiny-sd")."""
+    shown = [card for card in cards if not getattr(card, "withheld", False)]
+    values = []
+    for field in comparison.input:
+        if field in NOT_IN_HEADER:
+            continue
+        used = {}
+        for card in shown:
+            used.setdefault(str(card.input.get(field, "not used")), []).append(card.version.model.name)
+        if len(used) <= 1:
+            values.append((field, next(iter(used), str(comparison.input[field]))))
+        else:
+            values.append((field, " · ".join(f"{value} for {', '.join(names)}" for value, names in used.items())))
+    return values
+
+
 @require_GET
 def comparison(request, comparison_id):
     try:
@@ -69,13 +103,17 @@ def comparison(request, comparison_id):
     # The first safe image previews the link in chat apps, which fetch it
     # without a session: only from a prediction anyone may open.
     safe = [o for p in predictions if p.is_open_to_everyone for o in p.outputs.all() if o.rating == Output.Rating.SAFE]
+    others = [v for v in Version.objects.select_related("model").defer("openapi_schema") if v.id not in shown]
     context.update(
         og_image=request.build_absolute_uri(safe[0].file.url) if safe else "",
         predictions=cards,
         active=any(not card.is_terminal for card in cards),
-        other_versions=[
-            v for v in Version.objects.select_related("model").defer("openapi_schema") if v.id not in shown
-        ],
+        # Only versions that can run may be added; offline ones are listed, disabled.
+        other_versions=[version for version in others if version.available],
+        other_offline=[version for version in others if not version.available],
+        adjustments=_adjustments(comparison, cards),
+        effective=_effective_values(comparison, cards),
+        input_images=[(name, comparison.input[name]) for name in ("image", "mask") if comparison.input.get(name)],
         can_run=can_run(request.user),
         visibility_form=VisibilityForm(initial={"visibility": comparison.visibility}),
         **reports.report_context(request.user, comparison),

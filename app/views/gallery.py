@@ -96,7 +96,11 @@ def gallery(request):
 
 @require_GET
 def models(request):
-    found = Model.objects.annotate(version_count=Count("versions", distinct=True)).order_by("owner", "name")
+    found = (
+        Model.objects.visible_to(request.user)
+        .annotate(version_count=Count("versions", distinct=True))
+        .order_by("owner", "name")
+    )
     return TemplateResponse(request, "models.html", {"models": found})
 
 
@@ -136,7 +140,7 @@ def _version_stats(model):
 
 @require_GET
 def model(request, owner, name):
-    found = get_object_or_404(Model, owner=owner, name=name)
+    found = get_object_or_404(Model.objects.visible_to(request.user), owner=owner, name=name)
     recent = list(
         Prediction.objects.public().for_model(found).filter(status=Prediction.Status.SUCCEEDED).only(*TILE_FIELDS)[:12]
     )

@@ -1,20 +1,25 @@
 """The playground: one prompt, several model versions, one comparison."""
 
+from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.views.decorators.http import require_GET, require_POST
 from django.views.decorators.vary import vary_on_headers
 
-from app.core import schema
+from app.core import schema, uploads
 from app.forms import PlaygroundForm, advanced_name
-from app.models import Comparison, Version
-from app.services import limits
+from app.models import Comparison, Output, Prediction, Version
+from app.services import catalog, limits
+from app.services.comparisons import COMMON_FIELDS
+from app.views.cards import TILE_FIELDS, with_tiles
 from app.views.running import can_run, refused, start_comparison
 
 # The guide's five Stable Diffusion models, by model name; then the tiny ones.
 GUIDE_MODELS = ("sdxl", "sd-1.5", "sd-2.1", "sdxl-turbo", "sd-turbo", "stable-diffusion")
 TINY_MODELS = ("tiny-sd", "tiny-sdxl")
+# What a visitor without an account sees of what others made.
+RECENT_COMPARISONS = 6
 
 
 def default_versions(versions):
@@ -36,36 +41,90 @@ def _all_versions():
     return list(Version.objects.select_related("model").order_by("model__owner", "model__name", "-created_at"))
 
 
-def _remix_source(request):
-    """(versions ids, initial values) of the comparison named by ?remix=."""
-    comparison_id = request.GET.get("remix")
-    if not comparison_id:
+def _image_of(prediction, index, user):
+    """Output `index` of `prediction` as a data URI, for "use as the image to
+    start from"; None when there is none `user` may see in full."""
+    output = next((o for o in prediction.outputs.all() if o.index == index), None)
+    if output is None or output.rating == Output.Rating.BLOCKED or not output.shows_explicit_to(user):
         return None
-    comparison = get_object_or_404(Comparison.objects.accessible_to(request.user), pk=comparison_id)
-    versions = [p.version for p in comparison.predictions.select_related("version__model").order_by("created_at")]
-    initial = dict(comparison.input)
-    if comparison.seed is not None:
-        initial["seed"] = comparison.seed
-    for version in versions:
-        for field, value in comparison.extra_input.get(version.id, {}).items():
-            initial[advanced_name(version, field)] = value
-    # Images are not put back into a file input; the remix starts without them.
-    initial.pop("image", None)
-    initial.pop("mask", None)
+    with output.file.open("rb") as handle:
+        return uploads.clean_image(handle.read()).data_uri
+
+
+def _source(request):
+    """(version ids, initial values) of what the page starts from: a comparison
+    (?remix=), one prediction (?from=, with ?output=N its image N as the image
+    to start from), or None. Images go back in as kept images (the form's
+    `<name>_kept`), which file inputs cannot hold."""
+    if request.GET.get("remix"):
+        comparison = get_object_or_404(Comparison.objects.accessible_to(request.user), pk=request.GET["remix"])
+        versions = [p.version for p in comparison.predictions.select_related("version__model").order_by("created_at")]
+        initial = dict(comparison.input)
+        if comparison.seed is not None:
+            initial["seed"] = comparison.seed
+        for version in versions:
+            for field, value in comparison.extra_input.get(version.id, {}).items():
+                initial[advanced_name(version, field)] = value
+    elif request.GET.get("from"):
+        prediction = get_object_or_404(
+            Prediction.objects.accessible_to(request.user).select_related("version__model").prefetch_related("outputs"),
+            pk=request.GET["from"],
+        )
+        versions, initial = [prediction.version], dict(prediction.input)
+        for field in list(initial):
+            if field not in COMMON_FIELDS and field not in ("prompt", "seed"):
+                initial[advanced_name(prediction.version, field)] = initial.pop(field)
+        if request.GET.get("output", "").isdigit():
+            initial.pop("mask", None)
+            initial["image"] = _image_of(prediction, int(request.GET["output"]), request.user)
+            initial.pop("seed", None)
+    else:
+        return None
+    for name in ("image", "mask"):
+        if name in initial:
+            initial[f"{name}_kept"] = initial.pop(name) or ""
     return [version.id for version in versions], initial
 
 
 def _initial_from_query(request):
-    return {key: value for key, value in request.GET.items() if key not in ("version", "remix") and value != ""}
+    return {
+        key: value
+        for key, value in request.GET.items()
+        if key not in ("version", "remix", "from", "output") and not key.endswith("_kept") and value != ""
+    }
 
 
-def _render(request, versions, chosen, form, status=200):
+def _recent_comparisons(user):
+    """The latest public comparisons, each with the tiles of its public predictions."""
+    recent = list(Comparison.objects.public().order_by("-created_at")[:RECENT_COMPARISONS])
+    tiles = with_tiles(
+        list(
+            Prediction.objects.public()
+            .filter(comparison__in=recent)
+            .only(*TILE_FIELDS, "comparison_id")
+            .order_by("created_at")
+        ),
+        user,
+    )
+    for comparison in recent:
+        comparison.tiles = [tile for tile in tiles if tile.comparison_id == comparison.pk][:4]
+    return [comparison for comparison in recent if comparison.tiles]
+
+
+def _render(request, versions, chosen, form, status=200, left_out=()):
     context = {
-        "versions": versions,
+        "available_versions": [version for version in versions if version.available],
+        "offline_versions": [(version, catalog.how_to_start(version)) for version in versions if not version.available],
         "chosen_ids": {version.id for version in chosen},
+        "left_out": left_out,
         "form": form,
         "can_run": can_run(request.user),
+        # The browser checks and scales an image before sending it (static/js/app.js).
+        "upload_max_bytes": settings.UPLOAD_IMAGE_MAX_BYTES,
+        "upload_max_pixels": settings.UPLOAD_MAX_PIXELS,
     }
+    if not context["can_run"]:
+        context["recent"] = _recent_comparisons(request.user)
     template = "playground.html#fields" if request.htmx and request.htmx.target == "fields" else "playground.html"
     return TemplateResponse(request, template, context, status=status)
 
@@ -76,13 +135,16 @@ def playground(request):
     # The stored state: the beat refreshes it (tasks.predictions.refresh_versions).
     versions = _all_versions()
     by_id = {version.id: version for version in versions}
-    remix = _remix_source(request)
-    if remix:
-        ids, initial = remix
+    source = _source(request)
+    if source:
+        ids, initial = source
     else:
         ids, initial = request.GET.getlist("version"), _initial_from_query(request)
-    chosen = [by_id[i] for i in ids if i in by_id] if ids else default_versions(versions)
-    return _render(request, versions, chosen, PlaygroundForm(chosen, initial=initial))
+    picked = [by_id[i] for i in dict.fromkeys(ids) if i in by_id]
+    # An offline version is never chosen for the visitor: it would stop the run.
+    chosen = [version for version in picked if version.available] if picked else default_versions(versions)
+    left_out = [version for version in picked if not version.available]
+    return _render(request, versions, chosen, PlaygroundForm(chosen, initial=initial), left_out=left_out)
 
 
 @require_POST

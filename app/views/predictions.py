@@ -43,37 +43,70 @@ def with_shown_outputs(prediction, user):
     return prediction
 
 
-def _short(value):
-    """Input for a snippet: long data URIs cut, so the snippet stays readable."""
-    if isinstance(value, str) and value.startswith("data:") and len(value) > SNIPPET_STRING_MAX:
-        return value[:40] + "…(an image; use your own file or URL)"
-    return value
+# The file a snippet reads for a file input: "input.png" for the image to
+# start from, "mask.png" for the mask, "<name>.png" for any other.
+SNIPPET_FILE_NAMES = {"image": "input", "mask": "mask"}
 
 
-def snippets(prediction, base):
-    """curl and Python that run the same prediction again through /v1."""
-    body = {"version": prediction.version.ref, "input": {k: _short(v) for k, v in prediction.input.items()}}
+def _is_file(value):
+    return isinstance(value, str) and value.startswith("data:")
+
+
+def _file_name(key, value):
+    """The local file a snippet reads in place of a data URI."""
+    media_type = value[5:].split(";", 1)[0].split(",", 1)[0]
+    extension = {"image/jpeg": "jpg", "image/webp": "webp", "image/gif": "gif"}.get(media_type, "png")
+    return f"{SNIPPET_FILE_NAMES.get(key, key)}.{extension}"
+
+
+def snippets(prediction):
+    """curl and Python that run the same prediction again through /v1, as they
+    are: file inputs read from local files ("input.png"), the token and the
+    address from the same variables the official clients read (as the profile
+    says: REPLICATE_API_TOKEN, REPLICATE_BASE_URL)."""
+    files = {key: _file_name(key, value) for key, value in prediction.input.items() if _is_file(value)}
+    marks = {key: f"@@file:{key}@@" for key in files}
+    body = {"version": prediction.version.ref, "input": {k: marks.get(k, v) for k, v in prediction.input.items()}}
     payload = json.dumps(body, indent=2).replace("'", "'\\''")
+    for key, name in files.items():
+        # Leave the single-quoted JSON for the file's base64, then come back.
+        media_type = prediction.input[key][5:].split(";", 1)[0]
+        payload = payload.replace(marks[key], f"data:{media_type};base64,'\"$(base64 < {name} | tr -d '\\n')\"'")
     curl = (
-        f"curl -s -X POST {base}/v1/predictions \\\n"
-        '  -H "Authorization: Bearer $LIGHTBOX_API_TOKEN" \\\n'
+        'curl -s -X POST "$REPLICATE_BASE_URL/v1/predictions" \\\n'
+        '  -H "Authorization: Bearer $REPLICATE_API_TOKEN" \\\n'
         '  -H "Content-Type: application/json" \\\n'
         '  -H "Prefer: wait" \\\n'
         f"  -d '{payload}'"
     )
-    fields = "".join(f"        {key!r}: {value!r},\n" for key, value in body["input"].items())
+    fields = "".join(
+        f'        {key!r}: open("{files[key]}", "rb"),\n' if key in files else f"        {key!r}: {value!r},\n"
+        for key, value in prediction.input.items()
+    )
+    # Files go inline as data URIs, which every Lightbox takes.
+    encoding = '    file_encoding_strategy="base64",\n' if files else ""
     python = (
-        "import os\n\nimport replicate  # pip install replicate\n\n"
-        f'client = replicate.Client(api_token=os.environ["LIGHTBOX_API_TOKEN"], base_url="{base}")\n'
-        f"output = client.run(\n    {prediction.version.ref!r},\n"
-        f"    input={{\n{fields}    }},\n)\n"
+        "import replicate  # pip install replicate; it reads REPLICATE_API_TOKEN and REPLICATE_BASE_URL\n\n"
+        f"output = replicate.run(\n    {prediction.version.ref!r},\n"
+        f"    input={{\n{fields}    }},\n{encoding})\n"
         "print(output)"
     )
-    return curl, python
+    return curl, python, sorted(set(files.values()))
 
 
 def input_rows(prediction):
-    return [(key, _short(value)) for key, value in prediction.input.items()]
+    """(name, value, whether it is an image to show as one) of each input."""
+    return [
+        (key, value, True) if _is_file(value) and value.startswith("data:image/") else (key, _short(value), False)
+        for key, value in prediction.input.items()
+    ]
+
+
+def _short(value):
+    """Input for the table: long data URIs that are not images cut."""
+    if _is_file(value) and len(value) > SNIPPET_STRING_MAX:
+        return value[:40] + "…"
+    return value
 
 
 @require_GET
@@ -87,7 +120,7 @@ def prediction(request, prediction_id):
     if request.htmx and request.GET.get("part") == "result":
         return card_response(request, prediction, template="prediction.html#result", context=context)
     base = request.build_absolute_uri("/").rstrip("/")
-    curl, python = snippets(prediction, base)
+    curl, python, snippet_files = snippets(prediction)
     outputs = list(prediction.outputs.all())
     context.update(
         outputs=outputs,
@@ -96,6 +129,8 @@ def prediction(request, prediction_id):
         api_json=json.dumps(prediction_json(prediction, base, viewer=request.user), indent=2),
         curl=curl,
         python=python,
+        snippet_files=snippet_files,
+        base_url=base,
         share_url=request.build_absolute_uri(),
         # Chat apps preview the image, fetched without a session: only a safe
         # one that anyone may open.

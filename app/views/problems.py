@@ -4,6 +4,7 @@
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import JsonResponse
+from django.views import defaults
 
 from app.core import payloads
 
@@ -50,3 +51,34 @@ def parse_json_body(request):
     if not isinstance(payload, dict):
         raise ValueError("The request body must be a JSON object.")
     return payload
+
+
+# --- Django's error handlers (lightbox/urls.py): JSON under /v1, pages elsewhere ---
+
+
+def _is_api(request):
+    return request.path.startswith("/v1/") or request.path == "/v1"
+
+
+def bad_request(request, exception):
+    if _is_api(request):
+        return problem(400, "Bad request", "The request could not be read.")
+    return defaults.bad_request(request, exception)
+
+
+def permission_denied(request, exception):
+    if _is_api(request):
+        return problem(403, "Forbidden", "You may not do this.")
+    return defaults.permission_denied(request, exception)
+
+
+def page_not_found(request, exception):
+    if _is_api(request):
+        return problem(404, "Not found", f"No endpoint at {request.path}.")
+    return defaults.page_not_found(request, exception)
+
+
+def server_error(request):
+    if _is_api(request):
+        return problem(500, "Internal server error", "Something went wrong on our side; it was logged.")
+    return defaults.server_error(request)

@@ -17,9 +17,10 @@ function setUpCopyButtons(root) {
   });
 }
 
-// Forms with data-confirm ask first.
+// Forms with data-confirm, and buttons with data-confirm-button, ask first.
 document.addEventListener("submit", (event) => {
-  const message = event.target.dataset && event.target.dataset.confirm;
+  const button = event.submitter;
+  const message = (button && button.dataset.confirmButton) || (event.target.dataset && event.target.dataset.confirm);
   if (message && !window.confirm(message)) event.preventDefault();
 }, true);
 
@@ -102,21 +103,41 @@ function setUpMaskPainter(root) {
     redraw();
   }
 
-  imageInput.addEventListener("change", () => {
-    const file = imageInput.files[0];
-    if (!file) { painter.hidden = true; return; }
-    const url = URL.createObjectURL(file);
+  // The picture to paint on: a chosen file, or the image kept from before (a
+  // remix, a form that came back); a mask painted before is put back on it.
+  let loads = 0;
+  function load(url, restore) {
+    // Only the latest picture counts (a large file is replaced by its scaled copy).
+    const mine = ++loads;
     picture = new Image();
     picture.onload = () => {
+      if (mine !== loads) return;
       canvas.width = mask.width = picture.naturalWidth;
       canvas.height = mask.height = picture.naturalHeight;
       strokes.length = 0;
       painted = false;
       clear();
       painter.hidden = false;
+      if (!restore) return;
+      const before = new Image();
+      before.onload = () => {
+        maskContext.drawImage(before, 0, 0, mask.width, mask.height);
+        painted = true;
+        redraw();
+        save();
+      };
+      before.src = restore;
     };
     picture.src = url;
+  }
+
+  imageInput.addEventListener("change", () => {
+    const file = imageInput.files[0];
+    if (!file) { painter.hidden = true; return; }
+    load(URL.createObjectURL(file), null);
   });
+  const kept = root.querySelector("input[name=image_kept]");
+  if (kept && kept.value) load(kept.value, hidden.value || null);
   canvas.addEventListener("pointerdown", (event) => {
     remember();
     painting = true;
@@ -180,12 +201,172 @@ document.addEventListener("keydown", (event) => {
   }
 });
 
+
+// Image inputs (data-image-drop): drop or paste an image, see it before
+// sending; an image past the size limits is scaled down here first, and
+// what is not an image is refused at once. The server checks it all again.
+function megabytes(bytes) { return Math.floor(bytes / (1024 * 1024)); }
+
+function toBlob(canvas, type, quality) {
+  return new Promise((resolve) => canvas.toBlob(resolve, type, quality));
+}
+
+async function fitImage(file, maxBytes, maxPixels) {
+  if (!file.type.startsWith("image/")) throw new Error("Choose an image file (PNG, JPEG or WEBP).");
+  const bitmap = await createImageBitmap(file).catch(() => { throw new Error("This image cannot be read."); });
+  const pixels = bitmap.width * bitmap.height;
+  if (pixels <= maxPixels && file.size <= maxBytes) return file;
+  const scale = Math.min(1, Math.sqrt(maxPixels / pixels));
+  const canvas = document.createElement("canvas");
+  canvas.width = Math.max(1, Math.floor(bitmap.width * scale));
+  canvas.height = Math.max(1, Math.floor(bitmap.height * scale));
+  canvas.getContext("2d").drawImage(bitmap, 0, 0, canvas.width, canvas.height);
+  let blob = await toBlob(canvas, "image/png");
+  if (blob.size > maxBytes) blob = await toBlob(canvas, "image/jpeg", 0.92);
+  if (blob.size > maxBytes) throw new Error(`Still larger than ${megabytes(maxBytes)} MB when scaled down: choose a smaller image.`);
+  const name = file.name.replace(/\.[^.]*$/, "") + (blob.type === "image/png" ? ".png" : ".jpg");
+  return new File([blob], name, { type: blob.type });
+}
+
+function setUpImageInputs(root) {
+  root.querySelectorAll("[data-image-drop]").forEach((zone) => {
+    if (zone.dataset.ready) return;
+    zone.dataset.ready = "1";
+    zone.querySelectorAll("[data-js-only]").forEach((element) => { element.hidden = false; });
+    const input = zone.querySelector("input[type=file]");
+    const error = zone.querySelector("[data-image-error]");
+    const preview = zone.querySelector("[data-image-preview]");
+    const maxBytes = Number(zone.dataset.maxBytes);
+    const maxPixels = Number(zone.dataset.maxPixels);
+    let assigning = false;
+    async function take(file) {
+      error.hidden = true;
+      try {
+        const fitted = await fitImage(file, maxBytes, maxPixels);
+        if (input.files[0] !== fitted) {
+          const transfer = new DataTransfer();
+          transfer.items.add(fitted);
+          input.files = transfer.files;
+          // Others (the mask painter) hear of the new file; this handler does not again.
+          assigning = true;
+          input.dispatchEvent(new Event("change", { bubbles: true }));
+          assigning = false;
+        }
+        preview.querySelector("img").src = URL.createObjectURL(fitted);
+        preview.hidden = false;
+      } catch (problem) {
+        input.value = "";
+        error.textContent = problem.message;
+        error.hidden = false;
+      }
+    }
+    input.addEventListener("change", () => { if (!assigning && input.files[0]) take(input.files[0]); });
+    zone.addEventListener("dragover", (event) => { event.preventDefault(); zone.classList.add("dropping"); });
+    zone.addEventListener("dragleave", () => zone.classList.remove("dropping"));
+    zone.addEventListener("drop", (event) => {
+      event.preventDefault();
+      zone.classList.remove("dropping");
+      if (event.dataTransfer.files[0]) take(event.dataTransfer.files[0]);
+    });
+    zone.imageTake = take;
+    // After the fields were swapped, what moved over shows again.
+    const kept = zone.querySelector("input[name$=_kept]");
+    if (input.files[0]) take(input.files[0]);
+    else if (kept && kept.value && preview.hidden) {
+      preview.querySelector("img").src = kept.value;
+      preview.hidden = false;
+    }
+  });
+}
+
+// A pasted image goes to the first image input of the playground.
+document.addEventListener("paste", (event) => {
+  const zone = document.querySelector("[data-image-drop]");
+  const file = event.clipboardData && [...event.clipboardData.files].find((f) => f.type.startsWith("image/"));
+  if (!zone || !file || !zone.imageTake) return;
+  event.preventDefault();
+  const details = zone.closest("details");
+  if (details) details.open = true;
+  zone.imageTake(file);
+});
+
+// Aspect-ratio presets: keep the longer side, round to multiples of 8.
+function setUpPresets(root) {
+  const presets = root.querySelector("[data-presets]");
+  const width = root.querySelector("input[name=width]");
+  const height = root.querySelector("input[name=height]");
+  if (!presets || !width || !height || presets.dataset.ready) return;
+  presets.dataset.ready = "1";
+  presets.hidden = false;
+  const current = (input) => Number(input.value) || Number((input.placeholder.match(/\d+/) || [512])[0]);
+  const fit = (input, value) => {
+    let size = Math.max(8, Math.round(value / 8) * 8);
+    if (input.max) size = Math.min(size, Number(input.max));
+    if (input.min) size = Math.max(size, Number(input.min));
+    return size;
+  };
+  presets.querySelectorAll("[data-preset]").forEach((button) => {
+    button.addEventListener("click", () => {
+      const [a, b] = button.dataset.preset.split(":").map(Number);
+      const long = Math.max(current(width), current(height));
+      width.value = fit(width, a >= b ? long : (long * a) / b);
+      height.value = fit(height, a >= b ? (long * b) / a : long);
+    });
+  });
+}
+
+// Ctrl+Enter (Cmd+Enter) anywhere in the playground runs it.
+document.addEventListener("keydown", (event) => {
+  if (event.key !== "Enter" || !(event.ctrlKey || event.metaKey)) return;
+  const form = event.target instanceof Element && event.target.closest("form[data-playground]");
+  if (!form) return;
+  event.preventDefault();
+  form.requestSubmit(form.querySelector(".run-bar button[type=submit]"));
+});
+
+// The error summary of a form that came back gets the focus (it is at the top).
+function focusErrorSummary(root) {
+  const summary = root.querySelector("[data-error-summary]");
+  if (summary) summary.focus();
+}
+
+// Choosing other models swaps the playground's fields (htmx): what was given
+// for images (a file, a kept image, a painted mask) moves to the new fields.
+let carried = null;
+document.addEventListener("htmx:beforeSwap", (event) => {
+  const old = event.detail.target;
+  if (!old || old.id !== "fields") return;
+  carried = {};
+  old.querySelectorAll("input[type=file], input[name$=_kept], input[name=mask_painted]").forEach((input) => {
+    carried[input.name] = input.type === "file" ? input.files : input.value;
+  });
+});
+document.addEventListener("htmx:afterSwap", (event) => {
+  if (!carried) return;
+  const fields = document.getElementById("fields");
+  Object.entries(carried).forEach(([name, value]) => {
+    const input = fields && fields.querySelector(`input[name="${name}"]`);
+    if (!input) return;
+    if (input.type === "file") {
+      if (value && value.length) input.files = value;
+    } else if (value) {
+      input.value = value;
+    }
+  });
+  carried = null;
+}, true);
+
 function setUp(root) {
   setUpCopyButtons(root);
+  setUpImageInputs(root);
   setUpMaskPainter(root);
+  setUpPresets(root);
   setUpZoom(root);
 }
 
-document.addEventListener("DOMContentLoaded", () => setUp(document));
+document.addEventListener("DOMContentLoaded", () => {
+  setUp(document);
+  focusErrorSummary(document);
+});
 // The playground's fields are swapped in by htmx when the chosen models change.
 document.addEventListener("htmx:afterSwap", (event) => setUp(event.detail.elt.parentNode || document));

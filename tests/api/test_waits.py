@@ -156,3 +156,14 @@ def test_waiting_requests_hold_no_web_thread(alice_token, queued):
         server.stop()
     assert [response.status_code for response in responses] == [201] * 6
     assert {response.json()["status"] for response in responses} == {"failed"}
+
+
+def test_asking_which_of_no_predictions_ended_is_no_query_error(running):
+    # The sweep asks with the ids of the waiters left; when they have all gone,
+    # `WHERE id IN ()` used to fail and log a warning on every sweep.
+    from app.views import api
+
+    assert api._ended([]) == set()
+    assert api._ended([running.id]) == set()
+    Prediction.objects.filter(pk=running.id).update(status="succeeded")
+    assert api._ended([running.id]) == {running.id}

@@ -84,7 +84,7 @@ def test_cancel_a_running_prediction(site, worker, two_versions, new_page):
     page.goto(f"{base}/?version={version.id}")
     page.get_by_label("Prompt", exact=True).fill("a slow painting")
     page.get_by_label("Num inference steps").fill("40")
-    page.get_by_text(f"Advanced: {version.model}").click()
+    page.get_by_text(f"More options for {version.model} only").click()
     page.get_by_label("Step delay").fill("0.5")  # 20 s in all: slow enough to cancel
     page.get_by_role("button", name="Run 1 model").click()
     page.wait_for_url(re.compile(r"/c/[a-z0-9]+$"))

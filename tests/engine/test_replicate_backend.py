@@ -1,34 +1,15 @@
 """Predictions on Replicate's cloud, played by tests.fakes.replicate_cloud."""
 
-import json
-
 import httpx
 import pytest
 
 from app.models import Prediction
 from app.services import backends, catalog, predictions
-from tests.conftest import wait_for_status, wait_until
+from tests.conftest import SDXL, wait_for_status, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
-SDXL = "7762fd07cf82c948538e41f63f77d685e02b063e37e496e96eefd46c929f9bdc"
 SMALL = {"prompt": "an astronaut riding a horse", "width": 64, "height": 64, "num_inference_steps": 4}
-
-
-@pytest.fixture
-def sdxl(transactional_db, replicate_settings):
-    entry = next(e for e in json.loads(catalog.REPLICATE_CATALOG.read_text()) if e["version_id"] == SDXL)
-    version = catalog.add_version(
-        "stability-ai",
-        "sdxl",
-        "replicate",
-        f"stability-ai/sdxl:{SDXL}",
-        entry["openapi_schema"],
-        entry["cog_version"],
-        version_id=SDXL,
-    )
-    catalog.refresh_availability(version, max_age=0)
-    return version
 
 
 @pytest.fixture(autouse=True)

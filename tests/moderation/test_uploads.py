@@ -61,13 +61,16 @@ def test_formats_outside_the_allowlist_are_refused():
 def test_a_decompression_bomb_is_refused_before_decoding():
     with pytest.raises(UploadRejected, match="pixels"):
         clean_image(_png_bomb())  # past Pillow's own bomb limit
-    with pytest.raises(UploadRejected, match="5000x5000"):
+    # In words a person uses: sizes, not a count of pixels ("16,777,216").
+    with pytest.raises(UploadRejected, match="5000 x 5000 pixels; the largest allowed is 4096 x 4096 pixels"):
         clean_image(_png_bomb(5000, 5000))  # under Pillow's, over LIGHTBOX_UPLOAD_MAX_PIXELS
 
 
 def test_the_pixel_and_byte_caps():
-    with pytest.raises(UploadRejected, match="at most 100 pixels"):
+    with pytest.raises(UploadRejected, match="largest allowed is 10 x 10 pixels"):
         clean_image(_image(size=(20, 20)), max_pixels=100)
+    with pytest.raises(UploadRejected, match="largest allowed is 2.0 megapixels"):
+        clean_image(_image(size=(1500, 1500)), max_pixels=2_000_000)
     with pytest.raises(UploadRejected, match="larger than"):
         clean_image(_image(), max_bytes=10)
 
@@ -86,13 +89,29 @@ def test_the_form_helper_raises_validation_errors():
 
 def test_the_playground_takes_images_up_to_the_configured_size(settings):
     """One upload limit, LIGHTBOX_UPLOAD_IMAGE_MAX_BYTES: the form said 10 MB."""
+    from types import SimpleNamespace
+
     from app.forms import PlaygroundForm
+
+    props = {
+        "prompt": {"type": "string", "title": "Prompt"},
+        "image": {"type": "string", "format": "uri", "title": "Image"},
+    }
+    version = SimpleNamespace(
+        id="0" * 64,
+        model=SimpleNamespace(name="tiny"),
+        openapi_schema={"components": {"schemas": {"Input": {"properties": props}}}},
+        input_schema={"properties": props},
+    )
+
+    def form(upload):
+        bound = PlaygroundForm([version], {"prompt": "a fox"}, {"image": upload})
+        return bound, bound.is_valid()
 
     big = _image()
     settings.UPLOAD_IMAGE_MAX_BYTES = len(big) - 1
-    with pytest.raises(ValidationError, match="larger than"):
-        PlaygroundForm._clean_image(SimpleUploadedFile("big.png", big, content_type="image/png"))
+    refused, valid = form(SimpleUploadedFile("big.png", big, content_type="image/png"))
+    assert not valid and "larger than" in refused.errors["image"][0]
     settings.UPLOAD_IMAGE_MAX_BYTES = len(big)
-    assert PlaygroundForm._clean_image(SimpleUploadedFile("ok.png", big, content_type="image/png")).startswith(
-        "data:image/png;base64,"
-    )
+    taken, valid = form(SimpleUploadedFile("ok.png", big, content_type="image/png"))
+    assert valid and taken.cleaned_data["image"].startswith("data:image/png;base64,")

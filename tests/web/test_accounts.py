@@ -526,3 +526,70 @@ def test_password_reset_requests_are_throttled_per_address(client, alice, settin
         )
         assert int(refused["Retry-After"]) > 3000
     assert len(mail.outbox) == 2  # alice's two; none for the unknown address
+
+
+def test_a_weak_password_is_told_under_the_password_and_a_mismatch_under_the_confirmation(client):
+    from django.contrib.auth import get_user_model
+
+    weak = client.post(
+        "/account/signup", {"username": "carol", "email": "c@example.com", "password1": "abc", "password2": "abc"}
+    )
+    html = weak.content.decode()
+    assert '<p class="error" id="id_password1_error">This password is too short.' in html
+    assert 'id="id_password2_error"' not in html
+
+    mismatch = client.post(
+        "/account/signup",
+        {"username": "carol", "email": "c@example.com", "password1": "a long enough passphrase", "password2": "other"},
+    )
+    html = mismatch.content.decode()
+    assert 'id="id_password2_error">The two password fields didn’t match.' in html
+    assert 'id="id_password1_error"' not in html
+    assert not get_user_model().objects.filter(username="carol").exists()
+
+
+def test_my_history_changes_and_deletes_several_of_ones_own_comparisons_at_once(client, alice, bob, sd_version):
+    from app.models import Comparison
+    from tests.web.conftest import make_prediction
+
+    def made(owner, prompt):
+        comparison = Comparison.objects.create(owner=owner, input={"prompt": prompt}, seed=1, visibility="unlisted")
+        make_prediction(sd_version, owner=owner, prompt=prompt, visibility="unlisted", comparison=comparison)
+        return comparison
+
+    first, second, third, bobs = made(alice, "a fox"), made(alice, "an owl"), made(alice, "a hare"), made(bob, "a bee")
+    client.force_login(alice)
+
+    html = client.get("/account/history").content.decode()
+    assert ">My history</a>" in html and "a fox" in html and "a bee" not in html
+
+    response = client.post(
+        "/account/history/bulk", {"ids": [first.id, second.id, bobs.id], "action": "public"}, follow=True
+    )
+    assert "2 comparisons now public." in response.content.decode()
+    assert Comparison.objects.get(pk=first.pk).visibility == "public"
+    assert Comparison.objects.get(pk=first.pk).predictions.get().visibility == "public"
+    assert Comparison.objects.get(pk=bobs.pk).visibility == "unlisted"  # not hers
+
+    response = client.post(
+        "/account/history/bulk", {"ids": [second.id, third.id, bobs.id], "action": "delete"}, follow=True
+    )
+    assert "2 comparisons deleted." in response.content.decode()
+    assert set(Comparison.objects.values_list("pk", flat=True)) == {first.pk, bobs.pk}
+
+    response = client.post("/account/history/bulk", {"action": "delete"}, follow=True)
+    assert "Tick at least one comparison first." in response.content.decode()
+    assert Comparison.objects.count() == 2
+
+
+def test_changing_a_password_tells_a_weak_one_under_the_new_password(client, alice):
+    client.force_login(alice)
+
+    response = client.post(
+        "/account/password_change/",
+        {"old_password": "correct horse battery", "new_password1": "abc", "new_password2": "abc"},
+    )
+
+    html = response.content.decode()
+    assert 'id="id_new_password1_error">This password is too short.' in html
+    assert 'id="id_new_password2_error"' not in html

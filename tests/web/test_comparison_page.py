@@ -23,8 +23,14 @@ def test_it_shows_one_card_per_version_with_every_change(client, comparison):
     assert response.status_code == 200
     assert html.count('class="card card-starting"') == 2
     assert "local/tiny-sd" in html and "local/sd-turbo" in html
-    assert "<code>num_inference_steps</code> 8 → 1: above its maximum 4; its default is used" in html
-    assert f"Seed <code>{comparison.seed}</code>" in html
+    # What the mapping changed, once above the cards, and the values that ran in the header.
+    assert "Not every model took every value" in html
+    assert (
+        "<strong>local/sd-turbo</strong>: num_inference_steps 8 → 4 (above its maximum 4, the nearest it takes)" in html
+    )
+    assert (
+        f"Seed <code>{comparison.seed}</code> · num_inference_steps <code>8 for tiny-sd · 4 for sd-turbo</code>" in html
+    )
     # Running cards poll; without JavaScript the page reloads itself.
     assert html.count('hx-trigger="every 1s"') == 2
     assert '<noscript><meta http-equiv="refresh" content="3"></noscript>' in html
@@ -148,3 +154,19 @@ def test_a_shared_link_previews_its_first_image(client, alice, sd_version):
 
     assert f'<meta property="og:image" content="http://testserver{prediction.outputs.get().file.url}">' in html
     assert '<meta property="og:title" content="a harbour">' in html
+
+
+def test_add_a_version_offers_the_available_ones_first_and_offline_ones_disabled(client_alice, alice, sd_version):
+    from tests.web.conftest import make_version, turbo_schema
+
+    comparison = comparisons.start([sd_version], {"prompt": "a red fox"}, owner=alice)
+    offline = make_version("local", "sd-1.5", turbo_schema(), location="http://127.0.0.1:9/sd-1.5")
+    offline.set_availability(False, "The model server at http://127.0.0.1:9/sd-1.5 does not answer.")
+    up = make_version("local", "sd-turbo", turbo_schema())
+
+    html = client_alice.get(f"/c/{comparison.id}").content.decode()
+
+    select = html[html.index('<select name="version"') : html.index("</select>")]
+    options = select.split("<option")[1:]
+    assert f'value="{up.id}"' in options[0] and "disabled" not in options[0]  # the one preselected
+    assert f'value="{offline.id}" disabled' in select

@@ -31,13 +31,14 @@ def test_an_empty_common_field_gets_each_versions_own_default(sd_version, turbo_
     assert by_field(turbo_changes)["width"]["kind"] == "default"
 
 
-def test_a_value_outside_a_versions_range_is_replaced_by_its_default(turbo_version):
-    effective, changes = map_input(turbo_version, {"prompt": "a fox", "num_inference_steps": 30})
+def test_a_number_outside_a_versions_range_is_brought_to_the_nearest_bound(turbo_version):
+    effective, changes = map_input(turbo_version, {"prompt": "a fox", "num_inference_steps": 30, "width": 8})
 
-    assert effective["num_inference_steps"] == 1
+    assert (effective["num_inference_steps"], effective["width"]) == (4, 16)
     change = by_field(changes)["num_inference_steps"]
-    assert (change["kind"], change["given"], change["used"]) == ("replaced", 30, 1)
-    assert "maximum 4" in change["reason"]
+    assert (change["kind"], change["given"], change["used"]) == ("replaced", 30, 4)
+    assert change["reason"] == "above its maximum 4, the nearest it takes"
+    assert by_field(changes)["width"]["reason"] == "below its minimum 16, the nearest it takes"
 
 
 def test_a_field_a_version_lacks_is_left_out_for_it(turbo_version):
@@ -63,7 +64,7 @@ def test_a_comparison_runs_every_version_with_the_same_seed(sd_version, turbo_ve
     predictions = list(comparison.predictions.order_by("created_at"))
     assert [p.version for p in predictions] == [sd_version, turbo_version]
     assert {p.input["seed"] for p in predictions} == {comparison.seed}
-    assert [p.input["num_inference_steps"] for p in predictions] == [8, 1]
+    assert [p.input["num_inference_steps"] for p in predictions] == [8, 4]
     assert all(p.source == "web" and p.visibility == "unlisted" and p.owner == alice for p in predictions)
     assert comparison.changes[turbo_version.id][0]["field"] == "num_inference_steps"
     assert sorted(queued) == sorted(p.id for p in predictions)  # each queued once, after commit
@@ -95,7 +96,7 @@ def test_adding_a_version_runs_the_same_input_into_the_same_comparison(sd_versio
 
     assert prediction.comparison == comparison
     assert prediction.input["seed"] == comparison.seed
-    assert prediction.input["num_inference_steps"] == 1
+    assert prediction.input["num_inference_steps"] == 4
     assert turbo_version.id in comparison.changes
 
 

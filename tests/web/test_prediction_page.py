@@ -20,7 +20,9 @@ def test_it_shows_the_image_input_snippets_and_share_tags(client, alice, sd_vers
     assert f'download="lightbox-{prediction.id}-0.png"' in html
     assert '<th scope="row">seed</th><td>42</td>' in html
     assert "/v1/predictions" in html and "Prefer: wait" in html
-    assert f"client.run(\n    &#x27;{sd_version.ref}&#x27;" in html
+    assert f"replicate.run(\n    &#x27;{sd_version.ref}&#x27;" in html
+    # The same variables as the profile's, which the official clients read.
+    assert "export REPLICATE_BASE_URL=http://testserver" in html and "$REPLICATE_API_TOKEN" in html
     assert "&quot;status&quot;: &quot;succeeded&quot;" in html  # the API JSON
     assert f'<meta property="og:image" content="http://testserver{output.file.url}">' in html
     assert '<meta name="twitter:card" content="summary_large_image">' in html
@@ -105,3 +107,52 @@ def test_view_on_site_in_the_admin_opens_the_page_of_a_prediction_and_of_a_compa
         content_type = ContentType.objects.get_for_model(item)
         response = client.get(f"/admin/r/{content_type.pk}/{item.pk}/")
         assert response.status_code == 302 and response["Location"].endswith(page)
+
+
+def test_image_inputs_show_as_thumbnails_and_the_snippets_read_local_files(client, alice, sd_version):
+    from app.core import uploads
+    from tests.web.conftest import png_bytes
+
+    image = uploads.clean_image(png_bytes()).data_uri
+    prediction = make_prediction(sd_version, owner=alice, visibility="unlisted")
+    prediction.input.update(image=image, mask=image)
+    prediction.save()
+
+    html = client.get(f"/p/{prediction.id}").content.decode()
+
+    assert f'<img class="input-thumb" src="{image}" alt="The image given">' in html
+    assert f'<img class="input-thumb" src="{image}" alt="The mask given">' in html
+    python = html.split('id="python-snippet"')[1].split("</pre>")[0]
+    assert "base64," not in python  # no image pasted in as text
+    assert "&#x27;image&#x27;: open(&quot;input.png&quot;, &quot;rb&quot;)," in html
+    assert "&#x27;mask&#x27;: open(&quot;mask.png&quot;, &quot;rb&quot;)," in html
+    assert "$(base64 &lt; input.png | tr -d" in html
+    assert "The snippets read <code>input.png</code> and <code>mask.png</code> from the current folder" in html
+    # Remix keeps the images; any output can start an image to image run.
+    assert f'href="/?from={prediction.id}"' in html
+    assert f'href="/?from={prediction.id}&amp;output=0">Use in image to image</a>' in html
+
+
+def test_the_curl_snippet_runs_verbatim_in_a_shell(tmp_path, alice, sd_version):
+    """The shell turns the snippet's file reads into the data URI the API takes."""
+    import json
+    import subprocess
+
+    from app.core import uploads
+    from app.views.predictions import snippets
+    from tests.web.conftest import png_bytes
+
+    image = uploads.clean_image(png_bytes()).data_uri
+    prediction = make_prediction(sd_version, owner=alice, prompt="it's a fox")
+    prediction.input.update(image=image)
+    prediction.save()
+    (tmp_path / "input.png").write_bytes(png_bytes())
+    curl, _, _ = snippets(prediction)
+
+    # A stand-in curl prints the body the snippet gives it.
+    stand_in = 'curl() { while [ "$1" != "-d" ]; do shift; done; printf %s "$2"; }\n'
+    body = subprocess.run(
+        ["bash", "-c", stand_in + curl], cwd=tmp_path, capture_output=True, text=True, check=True
+    ).stdout
+    sent = json.loads(body)
+    assert sent["input"]["image"] == image and sent["input"]["prompt"] == "it's a fox"

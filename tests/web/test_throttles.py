@@ -34,7 +34,7 @@ def test_visitors_are_limited_per_address_and_told_when_to_retry(visitors_may_ru
 
     html = refused.content.decode()
     assert refused.status_code == 429
-    assert "Nothing was run:" in html
+    assert "Nothing was run." in html
     assert "Without an account you can start 3 predictions an hour from one address. Try again in 60 minutes" in html
     assert 3000 < int(refused["Retry-After"]) <= 3600
     assert Prediction.objects.count() == 3

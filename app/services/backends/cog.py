@@ -50,7 +50,7 @@ def check(version):
         response = http.client().get(_url(version, "/health-check"), timeout=3)
         status = response.json().get("status")
     except httpx.HTTPError as exc:
-        return f"The model server at {version.location} {http.describe(exc)}."
+        return f"The model server at {version.location} does not answer ({http.describe(exc)})."
     except (ValueError, AttributeError):
         return f"The model server at {version.location} did not answer its health check with JSON."
     if status in ("READY", "BUSY"):
