@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
-# Local models to serve besides the tiny ones, e.g. LIGHTBOX_LOCAL_MODELS="sd-turbo sdxl-turbo"
+# Local models to serve besides the tiny ones, e.g. LIGHTBOX_LOCAL_MODELS="sd-turbo sdxl-turbo tiny-sd*3"
 LIGHTBOX_LOCAL_MODELS ?=
 export LIGHTBOX_LOCAL_MODELS
 EXTRAS ?= inference,dev
@@ -44,11 +44,12 @@ migrate: secret-key
 tiny-models: install
 	test -f var/models/tiny-sd/model_index.json || $(BIN)/python -m inference.tiny var/models
 
-# Every process of `make run`: the Procfile plus one Cog server per model in LIGHTBOX_LOCAL_MODELS.
-procfile:
+# Every process of `make run`: the Procfile plus the Cog servers of LIGHTBOX_LOCAL_MODELS
+# ("sd-turbo": one server; "tiny-sd*3": a pool of three).
+procfile: secret-key
 	mkdir -p var
 	cp Procfile var/Procfile
-	for model in $(LIGHTBOX_LOCAL_MODELS); do echo "$$model: python manage.py serve_model $$model" >> var/Procfile; done
+	$(BIN)/python manage.py local_procfile >> var/Procfile
 
 # The web process loads the catalog once the local model servers answer
 # (Procfile), so the first page or API call after start runs a local model.

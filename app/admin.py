@@ -27,7 +27,9 @@ from app.models import (
     Collection,
     Comparison,
     ComparisonReview,
+    Deployment,
     GroupLimits,
+    Instance,
     Invite,
     Model,
     ModerationAction,
@@ -249,6 +251,7 @@ class PredictionAdmin(ModeratorOnly, admin.ModelAdmin):
         ("owner", admin.RelatedOnlyFieldListFilter),
         "visibility",
         "status",
+        "error_code",
         "source",
     ]
     search_fields = ["id", "owner__username"]
@@ -265,6 +268,8 @@ class PredictionAdmin(ModeratorOnly, admin.ModelAdmin):
         "input",
         "status",
         "error",
+        "error_code",
+        "output_reruns",
         "visibility",
         "source",
         "hidden_at",
@@ -542,6 +547,49 @@ class ModelAdmin(admin.ModelAdmin):
     inlines = [VersionInline]
 
 
+class InstanceInline(admin.TabularInline):
+    """The version's pool: Cog servers an admin registers (their URLs); the
+    health the beat last found is read-only. Start each server with the
+    upload URL of the version (shown on the version) so its outputs upload."""
+
+    model = Instance
+    extra = 0
+    fields = ["url", "up", "down_reason", "busy_with", "checked_at"]
+    readonly_fields = ["up", "down_reason", "busy_with", "checked_at"]
+
+    @admin.display(description="busy with")
+    def busy_with(self, instance):
+        return instance.prediction_id or "—"
+
+
+@admin.register(Instance)
+class InstanceAdmin(admin.ModelAdmin):
+    """Every pool's instances, the down ones first (what /healthz reports)."""
+
+    list_display = ["url", "version", "up", "down_reason", "prediction_id", "checked_at"]
+    list_filter = ["up"]
+    search_fields = ["url"]
+    fields = ["version", "url"]
+    ordering = ["up", "version", "pk"]
+
+
+@admin.register(Deployment)
+class DeploymentAdmin(admin.ModelAdmin):
+    list_display = ["__str__", "version", "hardware", "min_instances", "max_instances", "release", "pool"]
+    search_fields = ["name", "owner__username"]
+    readonly_fields = ["release", "released_at", "released_by", "created_at", "pool"]
+    raw_id_fields = ["owner", "version"]
+
+    @admin.display(description="pool (up / instances)")
+    def pool(self, deployment):
+        instances = list(deployment.version.instances.all())
+        if not instances:
+            return f"its version's server ({deployment.version.location})"
+        up = sum(instance.up for instance in instances)
+        short = " — fewer than min_instances" if up < deployment.min_instances else ""
+        return f"{up} / {len(instances)} up{short}"
+
+
 class CollectionForm(forms.ModelForm):
     class Meta:
         model = Collection
@@ -565,6 +613,7 @@ class CollectionAdmin(admin.ModelAdmin):
 
 @admin.register(Version)
 class VersionAdmin(admin.ModelAdmin):
+    inlines = [InstanceInline]
     list_display = ["__str__", "backend", "location", "available", "price_per_second", "created_at"]
     list_filter = ["backend", "available"]
     fields = [

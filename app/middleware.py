@@ -1,8 +1,14 @@
-"""Request timing for benchmarks, and refusing what no request of this site
-contains (the CSP lives in app.security)."""
+"""Request timing for benchmarks, refusing what no request of this site
+contains, and a 503 when the database is away (the CSP lives in app.security)."""
+
+import logging
 
 from django.conf import settings
+from django.db import InterfaceError, OperationalError
+from django.http import JsonResponse
 from django.shortcuts import render
+
+log = logging.getLogger(__name__)
 
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
@@ -69,4 +75,37 @@ class ServerTimingMiddleware:
         response.headers["Server-Timing"] = (
             f'app;dur={total:.2f}, db;desc="{len(queries)} queries";dur={sum(queries) * 1000:.2f}'
         )
+        return response
+
+
+class DatabaseUnavailableMiddleware:
+    """A view that lost the database (PostgreSQL restarting, a dropped
+    connection) answers 503 with Retry-After, as RFC 7807 JSON under /v1 and a
+    short page elsewhere, instead of a 500: the client can tell "try again"
+    from a bug, and official clients retry a 503. The page touches no row (the
+    base template would read the session and user)."""
+
+    RETRY_AFTER = 5
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        return self.get_response(request)
+
+    def process_exception(self, request, exception):
+        if not isinstance(exception, (OperationalError, InterfaceError)):
+            return None
+        log.warning("The database did not answer %s %s", request.method, request.path, exc_info=exception)
+        if request.path == "/v1" or request.path.startswith("/v1/"):
+            body = {
+                "type": "about:blank",
+                "title": "Service unavailable",
+                "detail": "The database is not answering; nothing was changed. Try again in a few seconds.",
+                "status": 503,
+            }
+            response = JsonResponse(body, status=503, content_type="application/problem+json")
+        else:
+            response = render(request, "503.html", status=503)
+        response["Retry-After"] = str(self.RETRY_AFTER)
         return response

@@ -23,6 +23,7 @@ from django.utils import timezone
 from django.utils.http import urlencode
 
 from app.core import idempotency, logs, payloads, waits
+from app.core.hardware import HARDWARE
 from app.core.prepared import Prepared
 from app.core.roles import is_moderator
 
@@ -155,6 +156,80 @@ class Version(models.Model):
         self.unavailable_reason = "" if available else reason
         self.checked_at = timezone.now()
         self.save(update_fields=["available", "unavailable_reason", "checked_at"])
+
+
+class Deployment(models.Model):
+    """A version pinned under a name of its owner's, as Replicate's deployments:
+    POST /v1/deployments/{owner}/{name}/predictions runs it on its version's
+    pool of instances (Instance), at most `max_instances` at a time. Each change
+    of version or configuration is a new release (`release` counts them)."""
+
+    # Replicate's bounds for min_instances and max_instances.
+    MAX_MIN_INSTANCES = 5
+    MAX_MAX_INSTANCES = 20
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="deployments")
+    name = models.SlugField(max_length=100)
+    version = models.ForeignKey(Version, on_delete=models.PROTECT, related_name="deployments")
+    # A sku of app.core.hardware: the kind of server its pool runs on.
+    hardware = models.CharField(max_length=30, choices=HARDWARE, default="cpu")
+    min_instances = models.PositiveSmallIntegerField(default=0)
+    max_instances = models.PositiveSmallIntegerField(default=1)
+    release = models.PositiveIntegerField(default=1)
+    released_at = models.DateTimeField(default=timezone.now)
+    released_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        constraints = [models.UniqueConstraint(fields=["owner", "name"], name="deployment_owner_name")]
+
+    def __str__(self):
+        return f"{self.owner.username}/{self.name}"
+
+
+class InstanceQuerySet(models.QuerySet):
+    def up(self):
+        return self.filter(up=True)
+
+    def free(self):
+        return self.up().filter(prediction__isnull=True)
+
+    def holding(self, prediction):
+        return self.filter(prediction_id=prediction.pk)
+
+
+class Instance(models.Model):
+    """One Cog server of a version's pool, with its one slot: `prediction` is
+    the prediction holding it (claimed atomically by app.services.pools, freed
+    when that prediction ends or the instance is lost). A version with no
+    instances runs on its `location` alone, as before pools."""
+
+    version = models.ForeignKey(Version, on_delete=models.CASCADE, related_name="instances")
+    url = models.CharField(max_length=500, help_text="The Cog server's base URL, e.g. http://10.0.0.5:5000")
+    prediction = models.OneToOneField(
+        "Prediction", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", editable=False
+    )
+    claimed_at = models.DateTimeField(null=True, blank=True, editable=False)
+    up = models.BooleanField(default=True, editable=False)
+    down_reason = models.TextField(blank=True, editable=False)
+    checked_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    objects = InstanceQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["version", "pk"]
+        constraints = [models.UniqueConstraint(fields=["version", "url"], name="instance_version_url")]
+
+    def __str__(self):
+        return self.url
+
+    def set_health(self, reason):
+        """Record what a health check found: "" when the server answers."""
+        self.up, self.down_reason, self.checked_at = not reason, reason, timezone.now()
+        Instance.objects.filter(pk=self.pk).update(up=self.up, down_reason=reason, checked_at=self.checked_at)
 
 
 class Visibility(models.TextChoices):
@@ -353,6 +428,16 @@ class Prediction(Moderated):
         WEB = "web"
         API = "api"
 
+    class ErrorCode(models.TextChoices):
+        """Why a prediction failed, where something acts on the reason (not
+        its words, which are for people)."""
+
+        # The model ran, but its server could not hand an output over to us
+        # (its one upload failed): the run is repeated once (output_reruns).
+        OUTPUT_NOT_RECEIVED = "output_not_received", "Output not received"
+        # The outputs reached us but could not be stored (a full disk).
+        OUTPUT_NOT_STORED = "output_not_stored", "Outputs not stored"
+
     TERMINAL = (Status.SUCCEEDED, Status.FAILED, Status.CANCELED)
     ACTIVE = (Status.STARTING, Status.PROCESSING)
 
@@ -364,6 +449,12 @@ class Prediction(Moderated):
     comparison = models.ForeignKey(
         Comparison, null=True, blank=True, on_delete=models.CASCADE, related_name="predictions"
     )
+    # The deployment it was made through (/v1/deployments/.../predictions).
+    deployment = models.ForeignKey(
+        Deployment, null=True, blank=True, on_delete=models.SET_NULL, related_name="predictions"
+    )
+    # The instance of its version's pool it was last handed to.
+    instance = models.ForeignKey(Instance, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     input = models.JSONField(default=dict)
     # The backend's own output (URLs or data URIs) until stored; the API shows
     # our stored copies (Output rows) instead.
@@ -400,6 +491,10 @@ class Prediction(Moderated):
     # USD: estimated when it starts (app.services.limits), settled from the predict time
     # when it ends. Monthly spend caps add these up.
     cost = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
+    error_code = models.CharField(max_length=30, choices=ErrorCode.choices, blank=True, default="")
+    # Runs repeated because the model server could not deliver an output: at
+    # most one (app.services.predictions.rerun_lost_output).
+    output_reruns = models.PositiveSmallIntegerField(default=0)
 
     objects = PredictionQuerySet.as_manager()
 
@@ -459,6 +554,9 @@ class Prediction(Moderated):
                 setattr(row, field, value)
             row.save(update_fields=list(changes))
             if row.is_terminal:
+                # Its instance's slot is free in the same commit, so a
+                # crash after it cannot leak the slot.
+                Instance.objects.holding(row).update(prediction=None)
                 waits.ended(row.pk)
         self.refresh_from_db()
         return True

@@ -352,10 +352,10 @@ def manage(env, *args):
     )
 
 
-def django_step(env, *args, stdin=None):
-    """Run one of this module's Django-side subcommands; return its JSON."""
+def django_step(env, *args, stdin=None, script=__file__):
+    """Run one of `script`'s (this module's) Django-side subcommands; return its JSON."""
     result = subprocess.run(
-        [sys.executable, str(Path(__file__)), *args],
+        [sys.executable, str(Path(script)), *args],
         cwd=env["LIGHTBOX_VAR_DIR"],
         env=env,
         input=stdin,

@@ -22,10 +22,11 @@ for key in ("data_folder_in", "processed_folder", "control_folder"):
 
 @app.on_after_finalize.connect
 def _schedule(sender, **kwargs):
-    from tasks.predictions import reconcile, refresh_versions
+    from tasks.predictions import reconcile, refresh_versions, sweep_storage
 
     sender.add_periodic_task(settings.RECONCILE_INTERVAL, reconcile.s(), name="reconcile predictions")
     sender.add_periodic_task(settings.AVAILABILITY_INTERVAL, refresh_versions.s(), name="refresh versions")
+    sender.add_periodic_task(settings.SWEEP_INTERVAL, sweep_storage.s(), name="sweep storage")
 
 
 @worker_ready.connect

@@ -109,6 +109,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     # After auth and messages: its 400 page is a whole page, with the user's menu.
     "app.middleware.RefuseNulMiddleware",
+    # A view that lost the database answers 503 with Retry-After, not 500.
+    "app.middleware.DatabaseUnavailableMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
 ]
@@ -189,6 +191,13 @@ if os.environ.get("AWS_STORAGE_BUCKET_NAME"):
 # are well over Django's 2.5 MB default, so the webhook endpoints allow more.
 WEBHOOK_MAX_BYTES = envint("LIGHTBOX_WEBHOOK_MAX_BYTES", 64 * 1024 * 1024)
 UPLOAD_MAX_BYTES = envint("LIGHTBOX_UPLOAD_MAX_BYTES", 32 * 1024 * 1024)
+# A Cog server's upload is written here (this machine's own disk, fsynced)
+# before its row is recorded and it is moved into storage, so it is kept while
+# the database or the media storage is down (app.services.storage.receive_upload).
+SPOOL_DIR = Path(os.environ.get("LIGHTBOX_SPOOL_DIR", VAR_DIR / "spool"))
+# Files in storage and the spool that no row names are deleted once this old.
+ORPHAN_TTL = envint("LIGHTBOX_ORPHAN_TTL", 24 * 3600)
+SWEEP_INTERVAL = envint("LIGHTBOX_SWEEP_INTERVAL", 24 * 3600)
 
 # Celery. The filesystem transport needs no server; data_folder_in and _out
 # must be the same folder (producers write "out", workers read "in").
@@ -279,8 +288,30 @@ REPLICATE_USE_WEBHOOKS = os.environ.get("LIGHTBOX_REPLICATE_WEBHOOKS", "auto")
 COG_HOST = os.environ.get("LIGHTBOX_COG_HOST", "127.0.0.1")
 # Local model servers listen on this port + 1, + 2, ... (app.services.catalog).
 COG_BASE_PORT = envint("LIGHTBOX_COG_BASE_PORT", 5100)
+
+
+def local_pools(value):
+    """{name: number of servers} from LIGHTBOX_LOCAL_MODELS, e.g. "tiny-sd*3
+    sd-turbo": three servers for tiny-sd (a pool), one for sd-turbo. The tiny
+    models always have at least one."""
+    pools = {"tiny-sd": 1, "tiny-sdxl": 1}
+    for entry in value.replace(",", " ").split():
+        name, star, count = entry.partition("*")
+        if not star:
+            count = "1"
+        if not count.isdigit() or not 1 <= int(count) <= MAX_LOCAL_INSTANCES:
+            raise ImproperlyConfigured(
+                f"LIGHTBOX_LOCAL_MODELS: {entry!r} should be NAME or NAME*N with N from 1 to {MAX_LOCAL_INSTANCES}."
+            )
+        pools[name] = int(count)
+    return pools
+
+
+# Ports: instance k (0-based) of a local model listens on its port + 10 k.
+MAX_LOCAL_INSTANCES = 10
 # The local servers `make run` starts: the tiny ones and LIGHTBOX_LOCAL_MODELS.
-SERVED_LOCAL_MODELS = ["tiny-sd", "tiny-sdxl"] + os.environ.get("LIGHTBOX_LOCAL_MODELS", "").replace(",", " ").split()
+LOCAL_POOLS = local_pools(os.environ.get("LIGHTBOX_LOCAL_MODELS", ""))
+SERVED_LOCAL_MODELS = list(LOCAL_POOLS)
 # Seconds between the beat's checks of every version's availability; pages and
 # /healthz read the stored result.
 AVAILABILITY_INTERVAL = envfloat("LIGHTBOX_AVAILABILITY_INTERVAL", 15)

@@ -24,7 +24,7 @@ from django.utils import timezone
 
 from app.core import netguard
 from app.models import IdempotencyKey, Prediction, ReconcilerState, Upload
-from app.services import backends, catalog, files, predictions
+from app.services import backends, catalog, files, pools, predictions, storage
 from app.services.api_json import prediction_json, webhook_headers
 from app.services.backends import BackendError, Busy
 
@@ -37,6 +37,9 @@ SUBMIT_RETRIES = 5
 # lost it (a restarted Cog server).
 MAX_DISPATCHES = 3
 UPLOAD_TTL = timedelta(days=1)
+# Seconds a pool's instance may say nothing of the prediction it runs before
+# the reconciler checks that it is still there (diffusers log every step).
+INSTANCE_QUIET = 3
 
 
 def _load(prediction_id):
@@ -51,21 +54,45 @@ def _backoff(attempt, base=0.25, cap=10.0):
 
 
 @shared_task(bind=True, max_retries=None)
-def run_prediction(self, prediction_id, failures=0):
-    """Hand a prediction to its backend. A busy backend queues it; it never fails it."""
+def run_prediction(self, prediction_id, failures=0, rerun=False):
+    """Hand a prediction to its backend. A busy backend queues it; it never fails it.
+    `rerun`: its output was lost (predictions.rerun_lost_output); hand it over
+    even if the first run's hand-off was recorded after that run had ended."""
     prediction = _load(prediction_id)
-    if prediction is None or prediction.dispatched_at:
+    if prediction is None or (prediction.dispatched_at and not rerun):
         return
     backend = backends.for_version(prediction.version)
+    instance = None
+    if pools.is_pooled(prediction.version):
+        try:
+            instance = pools.claim(prediction, lease=settings.DISPATCH_DEADLINE)
+        except pools.NoInstance as exc:
+            if not exc.any_up and failures >= SUBMIT_RETRIES:
+                predictions.fail(prediction, f"{prediction.version.model} cannot run: {exc}")
+                return
+            # All busy: wait our turn, as long as it takes (a freed slot
+            # also wakes the longest waiting prediction: pools.wake_next).
+            failures = failures if exc.any_up else failures + 1
+            raise self.retry(args=[prediction_id, failures], countdown=_backoff(min(self.request.retries, 6), 0.1, 5))
+        if instance is None:
+            return  # another worker is handing it over, or has
     # Asked before the hand-over: a restart between the two then reads as one.
-    server_boot = backend.server_boot(prediction.version) or ""
+    server_boot = backend.server_boot(prediction) or ""
     Prediction.objects.filter(pk=prediction.pk).update(attempted_at=timezone.now(), server_boot=server_boot)
     try:
         remote_id = backend.submit(prediction)
-    except Busy:
+    except Busy as exc:
+        if instance is not None:
+            # Busy with something we do not know of: try another instance.
+            pools.release(prediction, instance)
+            raise self.retry(countdown=_backoff(0, base=0.05)) from exc
         # Another prediction holds the slot: wait our turn, as long as it takes.
         raise self.retry(countdown=_backoff(min(self.request.retries, 4), base=0.05, cap=1.0))
     except BackendError as exc:
+        if instance is not None and not exc.permanent:
+            # That instance is down: skip it until a health check finds it up.
+            pools.release(prediction, instance, down_reason=str(exc))
+            raise self.retry(args=[prediction_id, failures], countdown=_backoff(0, base=0.05)) from exc
         if exc.permanent or failures >= SUBMIT_RETRIES:
             predictions.fail(prediction, str(exc))
             return
@@ -109,7 +136,7 @@ def finish_prediction(self, prediction_id, payload):
         predictions.apply_update(prediction, backend.parse_update(payload))
     except BackendError as exc:
         if exc.permanent or self.request.retries >= SUBMIT_RETRIES:
-            predictions.fail(prediction, f"Could not store the outputs: {exc}")
+            predictions.fail_storing(prediction, exc)
             return
         raise self.retry(countdown=_backoff(self.request.retries))
 
@@ -170,6 +197,14 @@ def _reconcile(still_ours):
             return False
         Prediction.objects.filter(pk=prediction_id).update(attempted_at=now)
         run_prediction.delay(prediction_id)
+    # A pool's instance that went quiet while running a prediction: if it is
+    # gone, the prediction goes back to the queue for another instance.
+    for instance in pools.lost_instances(now - timedelta(seconds=INSTANCE_QUIET)):
+        if not still_ours():
+            return False
+        reason = pools.check(instance)
+        if reason:
+            pools.requeue_lost(instance.prediction, instance, reason)
     # Handed over but quiet: ask the backend again, or end it.
     for prediction in (
         Prediction.objects.active()
@@ -184,6 +219,8 @@ def _reconcile(still_ours):
     for upload in Upload.objects.filter(created_at__lt=now - UPLOAD_TTL)[:500]:
         upload.file.delete(save=False)
         upload.delete()
+    # Uploads kept in this machine's spool while the database or storage was down.
+    storage.drain_spool()
     # Idempotency-Keys past their day: the same key may start a new prediction.
     IdempotencyKey.objects.filter(
         pk__in=list(IdempotencyKey.objects.expired().values_list("pk", flat=True)[:5000])
@@ -213,7 +250,7 @@ def _recheck(prediction, now):
     # webhooks may be late: docs/protocols.md); a server that restarted since
     # it accepted the prediction has lost it, and one quiet past the timeout
     # is asked (then a forgotten prediction's webhook was lost, not late).
-    boot = backends.cog.server_boot(version)
+    boot = backends.cog.server_boot(prediction)
     restarted = bool(boot and prediction.server_boot and boot != prediction.server_boot)
     if not (restarted or timed_out):
         return
@@ -233,7 +270,10 @@ def _recheck(prediction, now):
         run_prediction.delay(prediction.id)
         return
     except BackendError as exc:
-        if timed_out:
+        if prediction.instance_id and not exc.permanent:
+            # A pool's instance that is gone: another instance can run it.
+            pools.requeue_lost(prediction, prediction.instance, str(exc))
+        elif timed_out:
             _stop_quiet(prediction)
         else:
             log.warning("reconcile: model server for %s: %s", prediction.id, exc)
@@ -256,6 +296,12 @@ def _stop_quiet(prediction):
         f"The model server stopped answering: nothing heard for {version.timeout} seconds, "
         "so the prediction was stopped.",
     )
+
+
+@shared_task
+def sweep_storage():
+    """Delete the files in storage and the spool that no row names, a day old."""
+    return len(storage.sweep_orphans())
 
 
 @shared_task(bind=True, max_retries=None)

@@ -8,33 +8,21 @@ The one check the fault tests (tests/engine) and the faults benchmark
   rows than the outputs its model returned;
 - orphaned: a file under outputs/ that appeared since `before` and no Output
   row names, a file under uploads/ that appeared since `before` (a Cog
-  server's upload must be gone once its prediction has ended), or an Upload
-  row of one of the predictions.
+  server's upload must be gone once its prediction has ended), an Upload
+  row of one of the predictions, or an upload of one of them still in the
+  spool (app.core.spool, under SPOOL_DIR).
 
 Django must be set up (pytest-django, or bench/harness.py's Django steps).
 """
 
 from dataclasses import dataclass, field
 
-FOLDERS = ("outputs", "uploads")
-
 
 def snapshot():
     """The names of every file under outputs/ and uploads/ in storage now."""
-    from django.core.files.storage import default_storage
+    from app.services import storage
 
-    return frozenset(name for folder in FOLDERS for name in _walk(default_storage, folder))
-
-
-def _walk(storage, folder):
-    try:
-        folders, files = storage.listdir(folder)
-    except FileNotFoundError:
-        return
-    for name in files:
-        yield f"{folder}/{name}"
-    for name in folders:
-        yield from _walk(storage, f"{folder}/{name}")
+    return frozenset(name for folder in storage.STORED_FOLDERS for name in storage.walk(folder))
 
 
 @dataclass
@@ -50,9 +38,11 @@ class Audit:
 def audit(predictions, before=frozenset()):
     """Check the stored files of `predictions` (rows or ids), and every file
     that appeared in storage since the `before` snapshot."""
+    from django.conf import settings
     from django.core.files.storage import default_storage
     from django.db.models import Q
 
+    from app.core import spool
     from app.models import Output, Prediction, Upload
 
     ids = [getattr(prediction, "pk", prediction) for prediction in predictions]
@@ -86,6 +76,10 @@ def audit(predictions, before=frozenset()):
     remote_ids = {prediction.remote_id for prediction in rows if prediction.remote_id}
     for upload in Upload.objects.filter(remote_prediction_id__in=set(ids) | remote_ids):
         result.orphaned.append(f"Upload {upload.pk} of {upload.remote_prediction_id} ({upload.file.name})")
+    for name in spool.names(settings.SPOOL_DIR):
+        entry = spool.read(settings.SPOOL_DIR, name, with_data=False)
+        if entry and entry[0].get("remote_prediction_id") in set(ids) | remote_ids:
+            result.orphaned.append(f"spooled upload {name} of {entry[0]['remote_prediction_id']}")
     return result
 
 

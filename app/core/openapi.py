@@ -222,6 +222,42 @@ def document(base_url):
                     params=["collection_slug"],
                 )
             },
+            "/v1/deployments": {
+                "get": _op(
+                    "List your deployments, newest first", "deployments.list", _ref("DeploymentPage"), params=["cursor"]
+                ),
+                "post": _op(
+                    "Create a deployment",
+                    "deployments.create",
+                    _ref("Deployment"),
+                    body=_ref("DeploymentRequest"),
+                    ok_status="201",
+                ),
+            },
+            "/v1/deployments/{deployment_owner}/{deployment_name}": {
+                "get": _op("Get a deployment", "deployments.get", _ref("Deployment"), params=DEPLOYMENT),
+                "patch": _op(
+                    "Update a deployment (a new release)",
+                    "deployments.update",
+                    _ref("Deployment"),
+                    body=_ref("DeploymentUpdate"),
+                    params=DEPLOYMENT,
+                ),
+                "delete": _deleted(
+                    _op("Delete a deployment with nothing running", "deployments.delete", {}, params=DEPLOYMENT)
+                ),
+            },
+            "/v1/deployments/{deployment_owner}/{deployment_name}/predictions": {
+                "post": _op(
+                    "Create a prediction on a deployment's pool",
+                    "deployments.predictions.create",
+                    prediction,
+                    body=_ref("ModelPredictionRequest"),
+                    params=DEPLOYMENT,
+                    wait=True,
+                    ok_status="201",
+                )
+            },
             "/v1/webhooks/default/secret": {
                 "get": _op("Get the secret that signs your webhooks", "webhooks.default.secret.get", _ref("Secret"))
             },
@@ -238,6 +274,7 @@ def document(base_url):
                         "version_id",
                         "file_id",
                         "collection_slug",
+                        *DEPLOYMENT,
                     )
                 },
                 "cursor": {"name": "cursor", "in": "query", "required": False, "schema": {"type": "string"}},
@@ -359,6 +396,18 @@ def document(base_url):
                         "latest_version": {"oneOf": [_ref("Version"), {"type": "null"}]},
                     },
                 },
+                "DeploymentPage": _page("Deployment"),
+                "Deployment": _deployment(),
+                "DeploymentRequest": {
+                    "type": "object",
+                    "required": ["name", "model", "version", "hardware", "min_instances", "max_instances"],
+                    "properties": {
+                        "name": {"type": "string"},
+                        "model": {"type": "string", "description": "owner/name"},
+                        **_deployment_fields(),
+                    },
+                },
+                "DeploymentUpdate": {"type": "object", "properties": _deployment_fields()},
                 "ModelPage": _page("Model"),
                 "ModelRequest": {
                     "type": "object",
@@ -442,6 +491,52 @@ def document(base_url):
                 "Secret": {"type": "object", "required": ["key"], "properties": {"key": {"type": "string"}}},
             },
         },
+    }
+
+
+DEPLOYMENT = ["deployment_owner", "deployment_name"]
+
+
+def _deleted(operation):
+    operation["responses"]["204"] = {"description": "Deleted"}
+    del operation["responses"]["200"]
+    operation["responses"]["409"] = PROBLEM  # predictions running or waiting
+    return operation
+
+
+def _deployment_fields():
+    return {
+        "version": {"type": "string", "description": "A version id of the model."},
+        "hardware": {"type": "string", "description": "A sku of GET /v1/hardware."},
+        "min_instances": {"type": "integer", "minimum": 0, "maximum": 5},
+        "max_instances": {"type": "integer", "minimum": 1, "maximum": 20},
+    }
+
+
+def _deployment():
+    configuration = {
+        "type": "object",
+        "properties": {
+            "hardware": {"type": "string"},
+            "min_instances": {"type": "integer"},
+            "max_instances": {"type": "integer"},
+        },
+    }
+    release = {
+        "type": "object",
+        "properties": {
+            "number": {"type": "integer"},
+            "model": {"type": "string"},
+            "version": {"type": "string"},
+            "created_at": {"type": "string", "format": "date-time"},
+            "created_by": {"type": "object", "required": ["type", "username"]},
+            "configuration": configuration,
+        },
+    }
+    return {
+        "type": "object",
+        "required": ["owner", "name", "current_release"],
+        "properties": {"owner": {"type": "string"}, "name": {"type": "string"}, "current_release": release},
     }
 
 

@@ -174,6 +174,25 @@ def account_json(user):
     }
 
 
+def deployment_json(deployment):
+    return {
+        "owner": deployment.owner.username,
+        "name": deployment.name,
+        "current_release": {
+            "number": deployment.release,
+            "model": str(deployment.version.model),
+            "version": deployment.version_id,
+            "created_at": _iso(deployment.released_at),
+            "created_by": account_json(deployment.released_by or deployment.owner),
+            "configuration": {
+                "hardware": deployment.hardware,
+                "min_instances": deployment.min_instances,
+                "max_instances": deployment.max_instances,
+            },
+        },
+    }
+
+
 def collection_json(collection, models=None, base=None):
     """A collection (app.services.collections); `models`, those its reader
     may see, for the collection's own page (the list leaves them out, as Replicate's)."""

@@ -11,7 +11,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from app.models import Model, Version
-from app.services import backends
+from app.services import backends, pools
 from app.services.backends import BackendError
 
 REPLICATE_CATALOG = Path(__file__).parent / "catalog_data" / "replicate.json"
@@ -46,12 +46,19 @@ LOCAL_MODELS = {
 }
 
 
-def local_port(name):
-    return settings.COG_BASE_PORT + LOCAL_MODELS[name][0]
+def local_port(name, index=0):
+    """The port of instance `index` of a local model: its own port for the
+    first, then + 10 for each next one (tiny-sd*3: 5101, 5111, 5121)."""
+    return settings.COG_BASE_PORT + LOCAL_MODELS[name][0] + 10 * index
 
 
-def local_url(name):
-    return f"http://{settings.COG_HOST}:{local_port(name)}"
+def local_url(name, index=0):
+    return f"http://{settings.COG_HOST}:{local_port(name, index)}"
+
+
+def local_urls(name):
+    """Every server `make run` starts for local/`name` (LIGHTBOX_LOCAL_MODELS)."""
+    return [local_url(name, index) for index in range(settings.LOCAL_POOLS.get(name, 1))]
 
 
 def how_to_start(version):
@@ -150,6 +157,12 @@ def load_default():
             versions.append(existing or add_version("local", name, "cog", location, description=description))
             continue
         versions.append(add_version("local", name, "cog", location, schema, cog_version, description))
+    for version in versions:
+        if version.model.owner == "local" and version.model.name in LOCAL_MODELS:
+            # Several servers (LIGHTBOX_LOCAL_MODELS="tiny-sd*3"): a pool;
+            # one: the version's own server, as before pools.
+            urls = local_urls(version.model.name)
+            pools.set_instances(version, urls if len(urls) > 1 else [])
     return versions
 
 
@@ -161,7 +174,7 @@ def refresh_availability(version, max_age=10):
     if version.checked_at and (timezone.now() - version.checked_at).total_seconds() < max_age:
         return version.available
     backend = backends.for_version(version)
-    reason = backend.check(version)
+    reason = pools.check_all(version) if pools.is_pooled(version) else backend.check(version)
     if not reason and not version.openapi_schema:
         try:
             version.openapi_schema, version.cog_version = backend.fetch_schema(version.location)
@@ -189,11 +202,11 @@ def refresh_all(max_age):
 def wait_for_local(names, timeout, interval=0.5):
     """Wait until the local servers `names` answer their health check (or
     `timeout` seconds pass); returns the names that still do not answer."""
-    waiting = {name: Version(backend=Version.Backend.COG, location=local_url(name)) for name in names}
+    waiting = {url: name for name in names for url in local_urls(name)}
     deadline = time.monotonic() + timeout
     while waiting:
-        waiting = {name: version for name, version in waiting.items() if backends.cog.check(version)}
+        waiting = {url: name for url, name in waiting.items() if backends.cog.check_url(url)}
         if not waiting or time.monotonic() >= deadline:
             break
         time.sleep(interval)
-    return sorted(waiting)
+    return sorted(set(waiting.values()))

@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from app.core import jobs, netguard, payloads, schema, uploads
 from app.models import IdempotencyKey, Prediction
-from app.services import backends, catalog, files, limits, moderation, storage
+from app.services import backends, catalog, files, limits, moderation, pools, storage
 
 WEBHOOK_THROTTLE = timedelta(milliseconds=500)
 
@@ -59,6 +59,7 @@ def start(
     webhook="",
     webhook_events_filter=(),
     comparison=None,
+    deployment=None,
     idempotency=None,
 ):
     """Validate `input` against the version's schema, save the prediction and
@@ -100,6 +101,7 @@ def start(
                 webhook=webhook,
                 webhook_events_filter=list(webhook_events_filter),
                 comparison=comparison,
+                deployment=deployment,
                 cost=cost,
             )
             if idempotency:
@@ -128,6 +130,8 @@ def apply_update(prediction, update):
         storage.discard_uploads(prediction)
         return False
     Status = Prediction.Status
+    if update.error_code == Prediction.ErrorCode.OUTPUT_NOT_RECEIVED and rerun_lost_output(prediction):
+        return True
     changes = {"heard_at": timezone.now()}
     logs = _printable(update.logs)
     if logs is not None and len(logs) >= len(prediction.logs):
@@ -140,14 +144,21 @@ def apply_update(prediction, update):
     if update.output is not None:
         changes["output"] = update.output
     if update.status in Prediction.TERMINAL:
+        if prediction.instance_id:
+            pools.release_finished(prediction)
         if update.status == Status.SUCCEEDED:
-            storage.store_outputs(prediction, update.output, logs=update.logs or prediction.logs)
+            try:
+                storage.store_outputs(prediction, update.output, logs=update.logs or prediction.logs)
+            except storage.NotStored as exc:
+                # Whoever applies it (a webhook, a poll, the reconciler): it ends here.
+                return fail_storing(prediction, exc)
         # Before the status turns terminal, so that a terminal prediction
         # never has stray uploads.
         storage.discard_uploads(prediction)
         changes.update(
             status=update.status,
             error=_printable(update.error) or "",
+            error_code=update.error_code if update.status == Status.FAILED else "",
             completed_at=timezone.now(),
             predict_time=update.predict_time,
         )
@@ -167,12 +178,41 @@ def apply_update(prediction, update):
     return changed
 
 
-def fail(prediction, error):
+def fail(prediction, error, code=""):
     storage.discard_uploads(prediction)
-    changed = prediction._transition(status=Prediction.Status.FAILED, error=error, completed_at=timezone.now())
+    changed = prediction._transition(
+        status=Prediction.Status.FAILED, error=error, error_code=code, completed_at=timezone.now()
+    )
     if changed:
         on_terminal(prediction)
     return changed
+
+
+def fail_storing(prediction, exc):
+    """End a prediction whose outputs could not be stored (a BackendError
+    from storage.store_outputs): failed, with the reason, and none of them kept."""
+    code = Prediction.ErrorCode.OUTPUT_NOT_STORED if isinstance(exc, storage.NotStored) else ""
+    return fail(prediction, f"Could not store the outputs: {exc}", code=code)
+
+
+def rerun_lost_output(prediction):
+    """Run again, once, a prediction whose model ran but whose server could
+    not hand an output over (Cog uploads each output once: our disk was full,
+    the web process was restarting). It stays active meanwhile, so a waiting
+    client or the caller's webhook only ever see how it ends. False when it
+    was run again already (output_reruns): then it fails."""
+    storage.discard_uploads(prediction)  # what the first run did upload
+    now = timezone.now()
+    with transaction.atomic():
+        rerun = Prediction.objects.filter(pk=prediction.pk, status__in=Prediction.ACTIVE, output_reruns=0).update(
+            output_reruns=1, dispatched_at=None, attempted_at=now, heard_at=now, logs="", output=None
+        )
+        if rerun:
+            # Cog forgets a finished prediction, so the same PUT runs it again.
+            # A lost message is sent again by the reconciler (not dispatched).
+            jobs.after_commit("tasks.predictions.run_prediction", prediction.id, 0, True, robust=True)
+    prediction.refresh_from_db()
+    return bool(rerun)
 
 
 def cancel(prediction):
@@ -192,6 +232,9 @@ def on_terminal(prediction):
     """Settle the cost and tell the caller's webhook; runs once, after the
     terminal commit."""
     limits.settle_cost(prediction)
+    if prediction.instance_id:
+        # Its slot was freed with the terminal commit: the next one may run.
+        pools.wake_next(prediction.version)
     if prediction.webhook and prediction.wants_event("completed"):
         jobs.after_commit("tasks.predictions.send_webhook", prediction.id, "completed")
 

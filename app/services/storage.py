@@ -4,28 +4,44 @@ Outputs arrive as data: URIs, as files a Cog server uploaded to us
 (--upload-url), or as URLs to download (Replicate deletes its copies after an
 hour). Each is stored with the generation parameters embedded (PNG), a WebP
 thumbnail, its size and content hash.
+
+No file is visible under its name before its row exists (_staged), and a Cog
+server's upload is kept in the local spool (app.core.spool) before anything
+else is asked to take it: a database or a storage that is down loses no file
+and leaves none behind. What a dead process still left is swept once a day
+old (sweep_orphans).
 """
 
+import contextlib
 import functools
 import hashlib
+import io
 import json
+import logging
+import os
 import re
 import time
+from datetime import UTC, datetime, timedelta
 from urllib.parse import quote, urlsplit
 
 import httpx
 from django.conf import settings
 from django.core import signing
+from django.core.cache import cache
 from django.core.files.base import ContentFile
 from django.core.files.storage import FileSystemStorage, default_storage
-from django.db import IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, transaction
+from django.db.models import Q
 from django.urls import get_script_prefix, reverse
+from django.utils import timezone
 from django.utils.http import RFC3986_SUBDELIMS
 
-from app.core import http, images, payloads
+from app.core import http, images, payloads, spool
 from app.core.logs import nsfw_flags
-from app.models import Output, Upload
+from app.models import Output, Prediction, Upload, new_id
 from app.services.backends import BackendError
+
+log = logging.getLogger(__name__)
 
 UPLOAD_PATH_RE = re.compile(r"/hooks/cog/uploads/(?P<token>[^/]+)/(?P<id>[a-z0-9]+)/")
 UPLOAD_SIGNER_SALT = "cog-upload"
@@ -50,6 +66,14 @@ STORED_KINDS = "PNG, JPEG, WEBP, GIF or JSON"
 
 class RefusedFile(ValueError):
     """A file of a kind this site does not store."""
+
+
+class NotStored(BackendError):
+    """Outputs that reached us could not be stored (a full disk, storage
+    down); none of them was kept. Retrying the same delivery would fail alike."""
+
+    def __init__(self, message):
+        super().__init__(message, permanent=True)
 
 
 def stored_type(data):
@@ -97,7 +121,8 @@ def upload_url(location):
 def store_outputs(prediction, output, logs=None):
     """Store every file of `output` (a list) that is not stored yet. Outputs
     the model's safety checker flagged in `logs` are rated nsfw
-    (app.core.logs.nsfw_flags)."""
+    (app.core.logs.nsfw_flags). Raises BackendError; NotStored when storage
+    failed, and then none of the outputs this call stored is kept."""
     flags = nsfw_flags(logs)
     stored = set(prediction.outputs.values_list("index", flat=True))
     # Every output is fetched and checked before any is stored: one of a kind
@@ -111,10 +136,35 @@ def store_outputs(prediction, output, logs=None):
             checked.append((index, item, data, stored_type(data)))
         except RefusedFile as exc:
             raise BackendError(f"Output {index}: {exc}", permanent=True) from exc
-    for index, item, data, content_type in checked:
-        nsfw = index < len(flags) and flags[index]
-        _save_output(prediction, index, data, content_type, Output.Rating.NSFW if nsfw else Output.Rating.SAFE)
+    saved = []
+    try:
+        for index, item, data, content_type in checked:
+            nsfw = index < len(flags) and flags[index]
+            rating = Output.Rating.NSFW if nsfw else Output.Rating.SAFE
+            if _save_output(prediction, index, data, content_type, rating):
+                saved.append(index)
+    except DatabaseError:
+        raise  # not storage: the webhook is answered 500 and comes again
+    except Exception as exc:  # OSError, or an object storage's own errors
+        note_disk_full(exc)
+        _delete_outputs(prediction.outputs.filter(index__in=saved))
+        raise NotStored(_describe(exc)) from exc
+    for _, item, _, _ in checked:
         _discard_upload(item, prediction.version)
+
+
+def _describe(exc):
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror + (" (the disk is full)" if spool.is_disk_full(exc) else "")
+    return str(exc) or exc.__class__.__name__
+
+
+def _delete_outputs(outputs):
+    for output in outputs:
+        for field_file in output.stored_files():
+            with contextlib.suppress(Exception):  # a file it never got
+                field_file.delete(save=False)
+        output.delete()
 
 
 def fetch(item, version):
@@ -127,8 +177,14 @@ def fetch(item, version):
         raise BackendError("An output names a file uploaded by another model server.", permanent=True)
     upload = upload_for(item, version)
     if upload is not None:
-        with upload.file.open("rb") as fh:
-            return fh.read()
+        try:
+            with upload.file.open("rb") as fh:
+                return fh.read()
+        except OSError as exc:
+            raise BackendError(f"An uploaded output could not be read ({_describe(exc)}).", permanent=True) from exc
+    spooled = _spooled(match["id"], version.location) if match else None
+    if spooled is not None:
+        return spooled[1]  # received, but not yet recorded (storage down)
     if urlsplit(item).scheme not in ("http", "https"):
         raise BackendError(f"Output {item[:80]!r} is neither a URL nor a data URI.", permanent=True)
     try:
@@ -160,19 +216,35 @@ def _upload_match(url):
 
 def upload_for(url, version):
     """The Upload a URL names, if it is one of ours that `version`'s own Cog
-    server uploaded and it is still here."""
+    server uploaded and it is still here (recorded now if it was still in the
+    spool)."""
     match = _upload_match(url)
     server = _server(version.location)
     if not match or upload_server(match["token"]) != server:
         return None
+    record_spooled(match["id"])
     return Upload.objects.filter(pk=match["id"], server=server).first()
 
 
+def is_upload(url, version):
+    """Whether `url` names an upload of `version`'s server that we have,
+    recorded or still in the spool (so nothing needs downloading)."""
+    match = _upload_match(url)
+    if upload_for(url, version) is not None:
+        return True
+    return match is not None and _spooled(match["id"], version.location) is not None
+
+
 def _discard_upload(item, version):
-    upload = upload_for(item, version) if not item.startswith("data:") else None
+    if item.startswith("data:"):
+        return
+    upload = upload_for(item, version)
     if upload is not None:
         upload.file.delete(save=False)
         upload.delete()
+    match = _upload_match(item)
+    if match and _spooled(match["id"], version.location, with_data=False):
+        spool.remove(settings.SPOOL_DIR, match["id"])
 
 
 def discard_uploads(prediction):
@@ -184,10 +256,283 @@ def discard_uploads(prediction):
     for upload in Upload.objects.filter(remote_prediction_id__in=ids):
         upload.file.delete(save=False)
         upload.delete()
+    for name in spool.names(settings.SPOOL_DIR):
+        entry = spool.read(settings.SPOOL_DIR, name, with_data=False)
+        if entry and entry[0].get("remote_prediction_id") in ids:
+            spool.remove(settings.SPOOL_DIR, name)
+
+
+# --- Receiving uploads -----------------------------------------------------------
+# A Cog server uploads each output once and fails the prediction if that
+# upload fails. So the bytes go to the spool on this machine's disk first
+# (fsynced), and only then is the row recorded and the file published into
+# storage; if the database or storage is down, the upload is still accepted,
+# and recorded later: by the next upload, by the completed webhook that names
+# it, or by the reconciler (drain_spool).
+
+
+def receive_upload(server, remote_prediction_id, filename, content_type, data):
+    """Keep a Cog server's upload, whatever else is down; its id. Raises
+    OSError only when the bytes could not be kept (app.core.spool.is_disk_full
+    tells a full disk)."""
+    upload_id = new_id()
+    meta = {
+        "server": server,
+        "remote_prediction_id": remote_prediction_id,
+        "filename": filename,
+        "content_type": content_type,
+        "received_at": time.time(),
+    }
+    try:
+        spool.write(settings.SPOOL_DIR, upload_id, meta, data)
+    except OSError as exc:
+        note_disk_full(exc)
+        raise
+    if _record(upload_id, meta, data):  # its prediction is running: no need to ask
+        drain_spool()  # what an outage left there, now that it works again
+    return upload_id
+
+
+def record_spooled(upload_id):
+    """Record the spooled upload `upload_id` (_record), or drop it if its
+    prediction has ended meanwhile. False, and it stays in the spool for the
+    next try, when the database or storage cannot take it now (or when it is
+    not in the spool)."""
+    entry = spool.read(settings.SPOOL_DIR, upload_id)
+    if entry is None:
+        return False
+    try:
+        ended = _ended(entry[0]["remote_prediction_id"])
+    except DatabaseError as exc:
+        log.warning("upload %s stays in the spool for now: %s", upload_id, exc)
+        return False
+    if ended:
+        # No prediction will take it now (apply_update discards a late run's files).
+        spool.remove(settings.SPOOL_DIR, upload_id)
+        return True
+    return _record(upload_id, *entry)
+
+
+def _record(upload_id, meta, data):
+    """Save the Upload row of a spooled upload and publish its file into
+    storage, in one transaction; then it leaves the spool. False when the
+    database or storage cannot take it now."""
+    upload = Upload(
+        id=upload_id,
+        server=meta["server"],
+        remote_prediction_id=meta["remote_prediction_id"],
+        content_type=meta["content_type"],
+        created_at=datetime.fromtimestamp(meta["received_at"], tz=UTC),
+    )
+    upload.file.name = upload.file.field.generate_filename(upload, f"{upload_id}-{meta['filename']}")
+    try:
+        with _staged({upload.file.name: data}) as publish, transaction.atomic():
+            upload.save(force_insert=True)
+            publish()
+    except IntegrityError:
+        # Another process draining the spool recorded it first (or is doing so).
+        with contextlib.suppress(DatabaseError):
+            if Upload.objects.filter(pk=upload_id).exists():
+                spool.remove(settings.SPOOL_DIR, upload_id)
+                return True
+        return False
+    except Exception as exc:  # the database or storage is down: the spool keeps it
+        note_disk_full(exc)
+        log.warning("upload %s stays in the spool for now: %s", upload_id, _describe(exc))
+        return False
+    spool.remove(settings.SPOOL_DIR, upload_id)
+    return True
+
+
+def _ended(remote_prediction_id):
+    """Whether the prediction an upload names has ended (Cog names ours by our id)."""
+    return (
+        bool(remote_prediction_id)
+        and Prediction.objects.filter(
+            Q(pk=remote_prediction_id) | Q(remote_id=remote_prediction_id), status__in=Prediction.TERMINAL
+        ).exists()
+    )
+
+
+def drain_spool():
+    """Record what the spool holds, until one fails (then the rest waits for
+    the next call); how many were recorded."""
+    recorded = 0
+    for name in spool.names(settings.SPOOL_DIR):
+        if not record_spooled(name):
+            break
+        recorded += 1
+    return recorded
+
+
+def _spooled(upload_id, location, with_data=True):
+    """(meta, bytes) of a spooled upload of the server at `location`, or None."""
+    if not (upload_id.isascii() and upload_id.isalnum()):
+        return None
+    entry = spool.read(settings.SPOOL_DIR, upload_id, with_data=with_data)
+    return entry if entry and entry[0].get("server") == _server(location) else None
+
+
+def open_upload(upload_id, server):
+    """(a file handle, content type) of an upload of `server`, or None."""
+    record_spooled(upload_id)
+    try:
+        upload = Upload.objects.filter(pk=upload_id, server=server).first()
+    except DatabaseError:  # down: the spool may have it
+        upload = None
+    if upload is not None:
+        return upload.file.open("rb"), upload.content_type
+    spooled = _spooled(upload_id, server)
+    if spooled is not None:
+        return io.BytesIO(spooled[1]), spooled[0]["content_type"]
+    return None
+
+
+# --- Publishing files -------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _staged(files):
+    """Write `files` ({name in storage: bytes}) so that none is visible under
+    its name until publish() is called, once their row is saved and in its
+    transaction. On a local disk each is written under a temporary name beside
+    it (a dot file) and renamed; object storage writes whole objects, so
+    publish() writes them there. Whatever is not published, or was published
+    in a block that then failed, is removed: no file without its row, and none
+    half-written."""
+    local = isinstance(default_storage, FileSystemStorage)
+    temps, published = {}, []
+
+    def publish():
+        for name, data in files.items():
+            if local:
+                os.replace(temps[name], default_storage.path(name))
+            else:
+                saved = default_storage.save(name, ContentFile(data))
+                if saved != name:
+                    default_storage.delete(saved)
+                    raise OSError(f"storage saved {name} as {saved}")
+            published.append(name)
+
+    try:
+        if local:
+            for name, data in files.items():
+                temps[name] = _write_temp(default_storage.path(name), data)
+        yield publish
+    except BaseException:
+        for name in published:
+            with contextlib.suppress(Exception):
+                default_storage.delete(name)
+        raise
+    finally:
+        for path in temps.values():
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)  # not published
+
+
+def _write_temp(path, data):
+    folder, base = os.path.split(path)
+    os.makedirs(folder, exist_ok=True)
+    temp = os.path.join(folder, f".{base}.{new_id()[:10]}.part")
+    try:
+        # Not fsynced, as Django's own storage does not: the rename makes it
+        # whole or absent to every process, and the spool has already made an
+        # upload durable before its 201 (fsync here cost 5 ms a file under load).
+        with open(temp, "xb") as fh:
+            fh.write(data)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        raise
+    return temp
+
+
+# --- A full disk, and what no row names -----------------------------------------------
+
+DISK_FULL_KEY = "lightbox:disk-full"
+DISK_FULL_SHOWN = 60  # seconds /healthz and the admin report a full disk after it was last met
+
+
+def note_disk_full(exc):
+    """Remember a full disk met while writing, for /healthz and the admin."""
+    if not spool.is_disk_full(exc):
+        return
+    log.error("disk full: %s: %s", exc.filename or "", exc.strerror)
+    with contextlib.suppress(Exception):  # the cache may be down as well; the free-space check still tells
+        cache.set(DISK_FULL_KEY, f"{exc.filename or 'a write'}: {exc.strerror}", DISK_FULL_SHOWN)
+
+
+def disk_problem():
+    """ "disk full: ..." when the disk of the spool or of the media has less
+    room than one upload may take, or a write met a full disk in the last
+    minute; "" when they have room."""
+    folders = [settings.SPOOL_DIR]
+    if isinstance(default_storage, FileSystemStorage):
+        folders.append(settings.MEDIA_ROOT)
+    for folder in folders:
+        free = spool.free_bytes(folder)
+        if free < settings.UPLOAD_MAX_BYTES:
+            return f"disk full: {free // 2**20} MB free for {folder}, an upload may take {settings.UPLOAD_MAX_BYTES // 2**20} MB"
+    try:
+        seen = cache.get(DISK_FULL_KEY)
+    except Exception:  # the cache is down: /healthz reports that through the broker or database
+        seen = None
+    return f"disk full: {seen} (in the last {DISK_FULL_SHOWN} s)" if seen else ""
+
+
+STORED_FOLDERS = ("outputs", "uploads")
+
+
+def sweep_orphans():
+    """Delete what no row names once it is ORPHAN_TTL old: files under
+    outputs/ and uploads/ in storage (left by a process that died between
+    writing and recording them, or by a temporary name never published) and
+    uploads the spool kept that no one recorded. The names it deleted."""
+    removed = [f"spool/{name}" for name in spool.remove_older_than(settings.SPOOL_DIR, settings.ORPHAN_TTL)]
+    cutoff = timezone.now() - timedelta(seconds=settings.ORPHAN_TTL)
+    for folder in STORED_FOLDERS:
+        old = []
+        for name in walk(folder):
+            with contextlib.suppress(FileNotFoundError):
+                if default_storage.get_modified_time(name) < cutoff:
+                    old.append(name)
+            if len(old) >= 500:
+                removed += _delete_unnamed(old)
+                old = []
+        removed += _delete_unnamed(old)
+    return removed
+
+
+def walk(folder):
+    """The names of every file under `folder` in storage."""
+    try:
+        folders, files = default_storage.listdir(folder)
+    except FileNotFoundError:
+        return
+    for name in files:
+        yield f"{folder}/{name}"
+    for name in folders:
+        yield from walk(f"{folder}/{name}")
+
+
+def _delete_unnamed(names):
+    named = set()
+    for row in Output.objects.filter(
+        Q(file__in=names) | Q(thumbnail__in=names) | Q(blurred_thumbnail__in=names)
+    ).values_list(*Output.FILE_FIELDS):
+        named.update(row)
+    named.update(Upload.objects.filter(file__in=names).values_list("file", flat=True))
+    orphans = [name for name in names if name not in named]
+    for name in orphans:
+        default_storage.delete(name)
+    if orphans:
+        log.info("deleted %d files no row names: %s", len(orphans), ", ".join(orphans[:10]))
+    return orphans
 
 
 def _save_output(prediction, index, data, content_type, rating=Output.Rating.SAFE):
-    """Store one output whose content type stored_type() gave."""
+    """Store one output whose content type stored_type() gave; False when
+    another delivery of the same webhook stored it first."""
     output = Output(prediction=prediction, index=index, content_type=content_type, rating=rating)
     files = {}
     if content_type in INLINE_TYPES:
@@ -199,15 +544,20 @@ def _save_output(prediction, index, data, content_type, rating=Output.Rating.SAF
             files["blurred_thumbnail"] = (f"{index}.blurred.webp", images.blurred_thumbnail(data))
     files["file"] = (f"{index}.{EXTENSIONS[content_type]}", data)
     output.sha256 = hashlib.sha256(data).hexdigest()
+    named = {}
     for field, (name, content) in files.items():
-        getattr(output, field).save(name, ContentFile(content), save=False)
+        field_file = getattr(output, field)
+        field_file.name = field_file.field.generate_filename(output, name)
+        named[field_file.name] = content
     try:
-        with transaction.atomic():
+        with _staged(named) as publish, transaction.atomic():
             output.save()
+            publish()
     except IntegrityError:
-        # Another webhook delivery stored this output first; drop our copy.
-        for field_file in output.stored_files():
-            field_file.delete(save=False)
+        # Another webhook delivery stored this output first (under the same
+        # names); ours was never published.
+        return False
+    return True
 
 
 def save_blurred_thumbnail(output):

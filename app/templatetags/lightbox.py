@@ -2,6 +2,8 @@
 
 from django import template
 
+from app.services import storage
+
 register = template.Library()
 
 
@@ -12,3 +14,9 @@ def seconds(value, digits=1):
     if value is None or value == "":
         return "—"
     return f"{float(value):.{int(digits)}f} s"
+
+
+@register.simple_tag
+def disk_problem():
+    """What the admin says about a full disk ("" when there is room)."""
+    return storage.disk_problem()

@@ -18,9 +18,10 @@ from django.views.decorators.csrf import csrf_exempt
 from app.core import hardware, idempotency, netguard, pagination, payloads, schema, waits
 from app.core.openapi import document
 from app.core.prepared import Prepared
-from app.models import Access, ApiToken, IdempotencyKey, Model, Prediction, Version, Visibility
+from app.models import Access, ApiToken, Deployment, IdempotencyKey, Model, Prediction, Version, Visibility
 from app.services import api_json as api
 from app.services import collections as model_collections
+from app.services import deployments as deployment_service
 from app.services import files as user_files
 from app.services import limits
 from app.services import predictions as lifecycle
@@ -139,7 +140,7 @@ def _json_body(request):
         return None, problems.problem(400, "Bad request", str(exc))
 
 
-def _create(request, version_ref):
+def _create(request, version_ref, deployment=None):
     try:
         key = _idempotency_key(request)
     except ValueError as exc:
@@ -194,6 +195,7 @@ def _create(request, version_ref):
             visibility=visibility,
             webhook=webhook,
             webhook_events_filter=events,
+            deployment=deployment,
             idempotency=keyed,
         )
     except schema.InputError as exc:
@@ -350,6 +352,76 @@ def prediction_cancel(request, prediction_id):
         return refusal
     lifecycle.cancel(found)
     return JsonResponse(api.prediction_json(found, _base(request)))
+
+
+# --- Deployments -----------------------------------------------------------------
+
+
+def _get_deployment_for_user(request, owner, name):
+    """(deployment, None), or (None, a 404): only its owner sees a deployment."""
+    found = (
+        Deployment.objects.select_related("owner", "released_by", "version__model")
+        .filter(owner=request.user, owner__username=owner, name=name)
+        .first()
+    )
+    if found is None:
+        return None, _not_found(f"Deployment {owner}/{name}")
+    return found, None
+
+
+def _deployment_body(request):
+    """(body, None), or (None, the problem to answer)."""
+    body, refusal = _json_body(request)
+    if refusal:
+        return None, refusal
+    if payloads.find_invalid_unicode(body) is not None:
+        return None, problems.problem(400, "Bad request", payloads.INVALID_UNICODE)
+    return body, None
+
+
+@api_view("GET", "POST")
+def deployments(request):
+    if request.method == "POST":
+        body, refusal = _deployment_body(request)
+        if refusal:
+            return refusal
+        try:
+            created = deployment_service.create(request.user, body)
+        except deployment_service.Invalid as exc:
+            return problems.invalid_input(exc.errors)
+        return JsonResponse(api.deployment_json(created), status=201)
+    queryset = Deployment.objects.filter(owner=request.user).select_related("owner", "released_by", "version__model")
+    return _page_response(request, queryset, lambda items: [api.deployment_json(found) for found in items])
+
+
+@api_view("GET", "PATCH", "DELETE")
+def deployment(request, owner, name):
+    found, refusal = _get_deployment_for_user(request, owner, name)
+    if refusal:
+        return refusal
+    if request.method == "DELETE":
+        try:
+            deployment_service.delete(found)
+        except deployment_service.Conflict as exc:
+            return problems.problem(409, "Conflict", str(exc))
+        return HttpResponse(status=204)
+    if request.method == "PATCH":
+        body, refusal = _deployment_body(request)
+        if refusal:
+            return refusal
+        try:
+            found = deployment_service.update(found, body, request.user)
+        except deployment_service.Invalid as exc:
+            return problems.invalid_input(exc.errors)
+    return JsonResponse(api.deployment_json(found))
+
+
+@api_view("POST")
+def deployment_predictions(request, owner, name):
+    found, refusal = _get_deployment_for_user(request, owner, name)
+    if refusal:
+        return refusal
+    return _create(request, version_ref=found.version, deployment=found)
 
 
 # --- Models and versions ---------------------------------------------------------

@@ -12,17 +12,26 @@ from django.utils.crypto import constant_time_compare
 from django.views.decorators.cache import never_cache
 
 from app.models import ReconcilerState, Version
+from app.services import pools, storage
 
 
 @never_cache
 def healthz(request):
-    checks = {"database": _database(), "broker": _broker(), "beat": _beat()}
+    checks = {
+        "database": _database(),
+        "broker": _broker(),
+        "beat": _beat(),
+        "storage": storage.disk_problem() or "ok",
+    }
     versions = {}
-    for version in Version.objects.select_related("model"):
+    for version in Version.objects.select_related("model").prefetch_related("instances"):
         # The stored state, as the beat last found it (tasks.predictions.refresh_versions).
         versions[str(version)] = (
             {"available": True} if version.available else {"available": False, "reason": version.unavailable_reason}
         )
+        if version.instances.all():
+            # A pool: each instance, up (and busy) or down with the reason.
+            versions[str(version)]["instances"] = pools.status(version)
     ok = all(check == "ok" for check in checks.values())
     body = {"status": "ok" if ok else "failing"}
     if _may_see_details(request):

@@ -5,16 +5,16 @@ import unicodedata
 from urllib.parse import quote
 
 from django.conf import settings
-from django.core.files.base import ContentFile
 from django.http import HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST
 
-from app.core import payloads
-from app.models import Prediction, Upload
+from app.core import payloads, spool
+from app.models import Prediction
 from app.services import predictions, storage
 from app.services.backends import BackendError, cog, replicate
 from app.views.files import file_response
+from app.views.problems import problem
 from tasks.predictions import finish_prediction
 
 log = logging.getLogger(__name__)
@@ -51,9 +51,14 @@ def _apply(prediction, payload, backend):
         update = backend.parse_update(payload)
     except BackendError as exc:
         return JsonResponse({"detail": str(exc)}, status=400)
-    needs_download = update.status == "succeeded" and any(
-        isinstance(item, str) and not item.startswith("data:") and storage.upload_for(item, prediction.version) is None
-        for item in update.output or []
+    # A terminal prediction takes nothing more (a late or repeated webhook).
+    needs_download = (
+        update.status == "succeeded"
+        and not prediction.is_terminal
+        and any(
+            isinstance(item, str) and not item.startswith("data:") and not storage.is_upload(item, prediction.version)
+            for item in update.output or []
+        )
     )
     if needs_download:
         finish_prediction.delay(prediction.id, payload)
@@ -62,7 +67,7 @@ def _apply(prediction, payload, backend):
         predictions.apply_update(prediction, update)
     except BackendError as exc:
         log.warning("prediction %s: storing outputs failed: %s", prediction.id, exc)
-        predictions.fail(prediction, f"Could not store the outputs: {exc}")
+        predictions.fail_storing(prediction, exc)
     return HttpResponse(status=200)
 
 
@@ -93,10 +98,10 @@ def cog_upload(request, token, filename, upload_id=None):
     if server is None:
         return HttpResponse(status=403)
     if request.method == "GET":
-        upload = Upload.objects.filter(pk=upload_id, server=server).first() if _plain_id(upload_id) else None
-        if upload is None:
+        found = storage.open_upload(upload_id, server) if _plain_id(upload_id) else None
+        if found is None:
             return HttpResponse(status=404)
-        return file_response(upload.file.open("rb"), upload.content_type)
+        return file_response(*found)
     # A "/" in the name (even encoded) reaches the route with an upload id.
     if upload_id is not None or not _safe_filename(filename):
         return HttpResponse(
@@ -112,14 +117,20 @@ def cog_upload(request, token, filename, upload_id=None):
         content_type = storage.stored_type(body)
     except storage.RefusedFile as exc:
         return HttpResponse(str(exc), status=415, content_type="text/plain")
-    upload = Upload(
-        server=server,
-        remote_prediction_id=request.headers.get("X-Prediction-Id", "")[:100],
-        content_type=content_type,
-    )
-    upload.file.save(filename, ContentFile(body), save=True)
+    remote_id = request.headers.get("X-Prediction-Id", "")[:100]
+    try:
+        upload_id = storage.receive_upload(server, remote_id, filename, content_type, body)
+    except OSError as exc:
+        # Cog does not upload again: the reconciler runs the prediction again once.
+        if spool.is_disk_full(exc):
+            return problem(
+                507,
+                "Insufficient Storage",
+                f"The disk that keeps uploads is full ({exc.strerror}); the file was not kept.",
+            )
+        return problem(503, "Upload not kept", f"The file could not be written to disk: {exc.strerror or exc}.")
     response = HttpResponse(status=201)
-    response["Location"] = f"{storage.upload_url(server)}{upload.pk}/{quote(filename)}"
+    response["Location"] = f"{storage.upload_url(server)}{upload_id}/{quote(filename)}"
     return response
 
 

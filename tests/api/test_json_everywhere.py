@@ -75,3 +75,26 @@ def test_a_body_larger_than_any_endpoint_takes_is_a_json_413_unread(site):
     assert head.startswith("HTTP/1.1 413") and "content-type: application/problem+json" in head.lower()
     # The body may come chunked: the problem is the JSON object in it.
     assert json.loads(body[body.index("{") : body.rindex("}") + 1])["status"] == 413
+
+
+def test_a_database_that_does_not_answer_is_a_503_to_retry_not_a_500(api, monkeypatch):
+    from django.db import OperationalError
+
+    from app.views import api as api_views
+    from app.views import gallery
+
+    def lost(*args, **kwargs):
+        raise OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(api_views, "_list", lost)
+    response = api.get("/v1/predictions")
+
+    assert_problem(response, 503)
+    assert response.headers["Retry-After"] == "5"
+    assert "Try again" in response.json()["detail"]
+
+    monkeypatch.setattr(gallery, "_filtered", lost)
+    page = api.get("/gallery")
+
+    assert page.status_code == 503 and page.headers["Retry-After"] == "5"
+    assert "cannot reach its database" in page.text and "text/html" in page.headers["Content-Type"]

@@ -318,7 +318,10 @@ def test_image_inputs_are_kept_shown_and_sent_on_and_the_api_snippet_runs(
         expect(page.locator("[data-image-drop=image] [data-image-preview] img")).to_have_attribute(
             "src", re.compile("^blob:")
         )
-        assert page.evaluate("document.querySelector('input[name=image]').files[0].name") == f"{kind}.png"
+        # The preview of the drop is already there when the paste is handled: wait for the file itself.
+        page.wait_for_function(
+            "name => document.querySelector('input[name=image]').files[0]?.name === name", arg=f"{kind}.png"
+        )
     assert page.csp_violations == []
 
 

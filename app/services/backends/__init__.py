@@ -2,9 +2,9 @@
 
     fetch_schema(location) -> (openapi_schema, cog_version)
     check(version)         -> reason it cannot run now, or "" when it can
-    server_boot(version)   -> which run of the server answers ("" if it does not say, None
-                              if it does not answer), asked before submit: a later
-                              change means it lost the prediction
+    server_boot(prediction) -> which run of the server it runs on answers ("" if it
+                              does not say, None if it does not answer), asked
+                              before submit: a later change means it lost it
     submit(prediction)     -> remote id; raises Busy or BackendError
     cancel(prediction)
     parse_update(payload)  -> Update
@@ -27,6 +27,8 @@ class Update:
     error: str | None = None
     predict_time: float | None = None
     remote_id: str = ""
+    # Why it failed, where Lightbox acts on the reason (Prediction.ErrorCode).
+    error_code: str = ""
 
 
 STATUSES = ("starting", "processing", "succeeded", "failed", "canceled")

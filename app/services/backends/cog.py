@@ -14,13 +14,18 @@ from django.core import signing
 from django.urls import reverse
 
 from app.core import http, netguard, payloads, uploads
+from app.models import Prediction
 from app.services.backends import BackendError, Busy, json_body, update_from_payload
 
 EVENTS = ["start", "output", "logs", "completed"]
 
 
-def _url(version, path):
-    return version.location.rstrip("/") + path
+def server(prediction):
+    """Where `prediction` runs: the instance of its version's pool it was
+    handed to (app.services.pools), or the version's own server."""
+    if prediction.instance_id:
+        return prediction.instance.url
+    return prediction.version.location.rstrip("/")
 
 
 def fetch_schema(location):
@@ -46,13 +51,18 @@ def fetch_schema(location):
 
 
 def check(version):
+    return check_url(version.location)
+
+
+def check_url(location):
+    """Why the Cog server at `location` cannot run predictions now, or ""."""
     try:
-        response = http.client().get(_url(version, "/health-check"), timeout=3)
+        response = http.client().get(location.rstrip("/") + "/health-check", timeout=3)
         status = response.json().get("status")
     except httpx.HTTPError as exc:
-        return f"The model server at {version.location} does not answer ({http.describe(exc)})."
+        return f"The model server at {location} does not answer ({http.describe(exc)})."
     except (ValueError, AttributeError):
-        return f"The model server at {version.location} did not answer its health check with JSON."
+        return f"The model server at {location} did not answer its health check with JSON."
     if status in ("READY", "BUSY"):
         return ""
     if status == "STARTING":
@@ -60,13 +70,13 @@ def check(version):
     return f"The model server reports {status}."
 
 
-def server_boot(version):
-    """Which run of the server answers at the version's location: coglet's
-    health check names when its setup started (to the nanosecond), which a
-    restart changes. "" from a server that does not say, None when its
-    health check does not answer."""
+def server_boot(prediction):
+    """Which run of the server answers where `prediction` runs (server()):
+    coglet's health check names when its setup started (to the nanosecond),
+    which a restart changes. "" from a server that does not say, None when
+    its health check does not answer."""
     try:
-        health = http.client().get(_url(version, "/health-check"), timeout=3).json()
+        health = http.client().get(f"{server(prediction)}/health-check", timeout=3).json()
     except (httpx.HTTPError, ValueError):
         return None
     setup = health.get("setup") if isinstance(health, dict) else None
@@ -121,12 +131,12 @@ def _put(prediction):
     }
     try:
         response = http.client().put(
-            _url(prediction.version, f"/predictions/{prediction.id}"),
+            f"{server(prediction)}/predictions/{prediction.id}",
             content=json_body(body),
             headers={"Prefer": "respond-async", "Content-Type": "application/json"},
         )
     except httpx.HTTPError as exc:
-        raise BackendError(f"The model server at {prediction.version.location} {http.describe(exc)}.") from exc
+        raise BackendError(f"The model server at {server(prediction)} {http.describe(exc)}.") from exc
     if response.status_code == 409:
         raise Busy("The model server is busy with another prediction.")
     if response.status_code == 422:
@@ -144,15 +154,26 @@ def _put(prediction):
 
 def cancel(prediction):
     try:
-        http.client().post(_url(prediction.version, f"/predictions/{prediction.id}/cancel"), timeout=5)
+        http.client().post(f"{server(prediction)}/predictions/{prediction.id}/cancel", timeout=5)
     except httpx.HTTPError:
         # The server is gone or the prediction finished: nothing left to stop.
         pass
 
 
+# coglet's words when its one upload of an output failed (it does not try
+# again): the model ran, but the output never reached us. Its webhook says so
+# only in words; read them here, once, into a code.
+UPLOAD_FAILED = ("failed to upload output", "failed to upload file output")
+
+
 def parse_update(payload):
     update = update_from_payload(payload, "Cog")
-    update.error = _plain_error(payload.get("error"))
+    error = payload.get("error")
+    if update.status == "failed" and isinstance(error, str) and error.lower().startswith(UPLOAD_FAILED):
+        update.error_code = Prediction.ErrorCode.OUTPUT_NOT_RECEIVED
+        update.error = f"The model ran, but its server could not hand the output over to Lightbox (Cog: {error})."
+    else:
+        update.error = _plain_error(error)
     return update
 
 

@@ -111,7 +111,7 @@ def submit(prediction):
     return payload["id"]
 
 
-def server_boot(version):
+def server_boot(prediction):
     """Replicate keeps every prediction: it never loses one to a restart."""
     return ""
 
