@@ -12,6 +12,10 @@ process started with that configuration's environment:
     python bench/harness.py setup-faults --cog-url URL --version NAME=URL ...
     python bench/harness.py audit < {"ids": [...], "before": [...]}
     python bench/harness.py setup-waiters | end-waiters              -> JSON on stdout
+    python bench/harness.py load-audit < {"prefix": ..., ...} | end-unfinished < {"prefixes": [...]}
+
+It also holds the private servers bench/load_faults.py stops and fills: a
+PostgreSQL (initdb), a redis-server, a small disk for the var dir.
 """
 
 import argparse
@@ -397,6 +401,184 @@ def reset_redis(broker_url):
     redis.Redis.from_url(broker_url).flushdb()
 
 
+class Unavailable(Exception):
+    """A prerequisite of a benchmark is missing: its message says which and what to do."""
+
+
+def postgres_bin(name):
+    """A PostgreSQL server binary (initdb, pg_ctl): on PATH, or the newest under
+    /usr/lib/postgresql/*/bin (Debian keeps them off PATH)."""
+    found = shutil.which(name)
+    if found:
+        return found
+    candidates = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"), key=lambda p: int(p.parts[-3]))
+    if not candidates:
+        raise Unavailable(f"{name} not found (apt-get install postgresql)")
+    return str(candidates[-1])
+
+
+class PrivatePostgres:
+    """A PostgreSQL server of the benchmark's own (initdb in a temporary folder,
+    its own port), so that stopping it disturbs no one else's database. initdb
+    refuses to run as root: as root, the server runs as the `postgres` user."""
+
+    def __init__(self, base_dir, port):
+        self.base_dir = Path(base_dir)
+        self.data = self.base_dir / "data"
+        self.port = port
+        self.log = self.base_dir / "postgres.log"
+        self.url = f"postgres://postgres@127.0.0.1:{port}/lightbox"
+        self.initdb, self.pg_ctl = postgres_bin("initdb"), postgres_bin("pg_ctl")
+        self.as_user = []
+        if os.geteuid() == 0:
+            if not shutil.which("runuser"):
+                raise Unavailable("running as root, PostgreSQL needs `runuser` to start as the postgres user")
+            import pwd
+
+            try:
+                pwd.getpwnam("postgres")
+            except KeyError:
+                raise Unavailable("running as root, and there is no `postgres` user to run PostgreSQL as") from None
+            self.as_user = ["runuser", "-u", "postgres", "--"]
+
+    def _run(self, *command):
+        subprocess.run([*self.as_user, *command], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    def init(self):
+        self.base_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.base_dir, 0o777)
+        self._run(self.initdb, "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8")
+        self.start()
+        create_postgres_if_missing(self.url)
+        return self
+
+    def start(self):
+        # fsync off: the benchmark measures the app, not this machine's disk.
+        options = f"-p {self.port} -k {self.base_dir} -c listen_addresses=127.0.0.1 -c fsync=off"
+        self._run(self.pg_ctl, "-D", str(self.data), "-l", str(self.log), "-o", options, "-w", "start")
+
+    def stop(self):
+        """`pg_ctl stop -m fast`: every connection is cut, as on a restart."""
+        self._run(self.pg_ctl, "-D", str(self.data), "-m", "fast", "-w", "stop")
+
+    def running(self):
+        return (
+            subprocess.run([*self.as_user, self.pg_ctl, "-D", str(self.data), "status"], capture_output=True).returncode
+            == 0
+        )
+
+
+class PrivateRedis:
+    """A redis-server of the benchmark's own, without persistence: stopping it
+    loses what it held, as a crash would."""
+
+    def __init__(self, port, log_dir):
+        if not shutil.which("redis-server"):
+            raise Unavailable("redis-server not found (apt-get install redis-server)")
+        self.port = port
+        self.log_dir = log_dir
+        self.url = f"redis://127.0.0.1:{port}"
+        self.process = None
+        self.starts = 0
+
+    def start(self):
+        import redis
+
+        self.starts += 1
+        command = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        self.process = Process(f"redis-{self.starts}", command, dict(os.environ), self.log_dir).start()
+        client = redis.Redis.from_url(self.url)
+
+        def ready():
+            self.process.check_alive()
+            try:
+                return client.ping()
+            except redis.RedisError:
+                return False
+
+        wait_until(ready, timeout=30, message=f"redis-server on port {self.port}")
+        return self
+
+    def stop(self):
+        if self.process:
+            self.process.stop()
+
+    def flushall(self):
+        import redis
+
+        redis.Redis.from_url(self.url).flushall()
+
+
+class SmallDisk:
+    """A small filesystem mounted for the var dir (media, uploads, beat's
+    schedule), so a benchmark can fill it: tmpfs if this process may mount
+    one, else an ext4 image on a loop device (no blocks reserved for root,
+    which the components run as)."""
+
+    FILL = ".disk-full-fill"
+
+    def __init__(self, path, size_mb):
+        self.path = Path(path)
+        self.size_mb = size_mb
+        self.kind = None
+        self.image = None
+
+    def mount(self):
+        self.path.mkdir(parents=True, exist_ok=True)
+        tried = []
+        result = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={self.size_mb}m", "tmpfs", str(self.path)],
+            capture_output=True,
+            text=True,
+        )
+        if result.returncode == 0:
+            self.kind = f"tmpfs, {self.size_mb} MiB"
+            return self
+        tried.append(f"tmpfs: {result.stderr.strip()}")
+        self.image = self.path.with_suffix(".img")
+        with open(self.image, "wb") as image:
+            image.truncate(self.size_mb * 2**20)
+        for command in (
+            ["mkfs.ext4", "-q", "-F", "-m", "0", str(self.image)],
+            ["mount", "-o", "loop", str(self.image), str(self.path)],
+        ):
+            result = subprocess.run(command, capture_output=True, text=True)
+            if result.returncode:
+                tried.append(f"{' '.join(command[:2])}: {result.stderr.strip()}")
+                self.image.unlink()
+                raise Unavailable("cannot mount a small disk to fill (root needed): " + "; ".join(tried))
+        self.kind = f"ext4 loop image, {self.size_mb} MiB"
+        return self
+
+    def fill(self):
+        """Write until the disk is full; return the bytes written."""
+        written = 0
+        chunk = b"\0" * 2**20
+        with open(self.path / self.FILL, "wb", buffering=0) as fh:
+            try:
+                while True:
+                    written += fh.write(chunk)
+            except OSError:
+                pass
+            # The last, partial chunk too: not one byte left.
+            try:
+                while True:
+                    written += fh.write(b"\0" * 4096) or 0
+            except OSError:
+                pass
+        return written
+
+    def free(self):
+        (self.path / self.FILL).unlink(missing_ok=True)
+
+    def umount(self):
+        if self.kind:
+            subprocess.run(["umount", "-l", str(self.path)], capture_output=True)
+            self.kind = None
+        if self.image:
+            self.image.unlink(missing_ok=True)
+
+
 class CpuMeter:
     """Whole-machine load while a phase runs (other people share this machine)."""
 
@@ -683,6 +865,106 @@ def step_audit(args):
     )
 
 
+def step_load_audit(args):
+    """For bench/load_faults.py, the predictions whose prompt starts with
+    `prefix` (stdin JSON: prefix, before, cog_logs, var_before): each one's
+    status, error, times, how many times the model ran it and whether an
+    output upload failed (the Cog servers' logs: coglet logs "Starting
+    prediction" and "Failed to upload file output" with its id, which is ours); tests/stored_files.py's check of them; and the files left in the
+    var dir outside storage (a spool, temporary files) since `var_before`."""
+    _django()
+    from collections import Counter
+
+    from django.conf import settings
+    from django.core.files.storage import default_storage
+
+    from app.models import Prediction
+    from tests.stored_files import audit, snapshot
+
+    request = json.loads(sys.stdin.read())
+    runs, upload_failed = Counter(), set()
+    for log in request.get("cog_logs", ()):
+        for line in Path(log).read_text(errors="replace").splitlines():
+            for message, record in (
+                ('"Starting prediction"', runs.update),
+                ('"Failed to upload file output"', upload_failed.update),
+            ):
+                if message in line:
+                    try:
+                        record([json.loads(line)["fields"]["prediction_id"]])
+                    except (ValueError, KeyError):
+                        pass
+    rows = []
+    if request.get("prefix"):
+        for prediction in Prediction.objects.filter(input__prompt__startswith=request["prefix"]).order_by("created_at"):
+            rows.append(
+                {
+                    "id": prediction.id,
+                    "prompt": prediction.input.get("prompt"),
+                    "status": prediction.status,
+                    "error": prediction.error,
+                    "created_at": prediction.created_at.isoformat(),
+                    "completed_at": prediction.completed_at.isoformat() if prediction.completed_at else None,
+                    "dispatch_attempts": prediction.dispatch_attempts,
+                    "runs": runs[prediction.remote_id or prediction.id],
+                    # Cog could not upload an output of one of its runs.
+                    "upload_failed": (prediction.remote_id or prediction.id) in upload_failed,
+                }
+            )
+    result = audit([row["id"] for row in rows], frozenset(request.get("before", ())))
+    empty = [name for name in result.orphaned if default_storage.exists(name) and default_storage.size(name) == 0]
+    var_files = sorted(_var_files(Path(settings.VAR_DIR), Path(settings.MEDIA_ROOT)))
+    print(
+        json.dumps(
+            {
+                "rows": rows,
+                "lost": result.lost,
+                "orphaned": result.orphaned,
+                "orphaned_empty": empty,
+                "files": sorted(snapshot()),
+                "var_files": var_files,
+                # Not twice what stored_files.py already counts ("spooled upload NAME of ID").
+                "var_left": sorted(
+                    name
+                    for name in set(var_files) - set(request.get("var_before", ()))
+                    if not any(entry.startswith(f"spooled upload {Path(name).name} ") for entry in result.orphaned)
+                ),
+            }
+        )
+    )
+
+
+# What the components keep in the var dir on purpose; anything else new there
+# after a fault is left over (a spool not drained, a temporary file).
+VAR_KEEP = ("secret_key", "celerybeat-schedule", SmallDisk.FILL, "logs/")
+
+
+def _var_files(var_dir, media_root):
+    """Files under the var dir, outside the storage folders stored_files.py checks."""
+    storage_folders = [media_root / folder for folder in ("outputs", "uploads")]
+    for path in var_dir.rglob("*"):
+        if not path.is_file() or any(folder in path.parents for folder in storage_folders):
+            continue
+        name = str(path.relative_to(var_dir))
+        if not name.startswith(VAR_KEEP):
+            yield name
+
+
+def step_end_unfinished(args):
+    """End every unfinished prediction whose prompt starts with one of the
+    prefixes (stdin JSON), so the next fault starts with nothing left over."""
+    _django()
+    from app.models import Prediction
+    from app.services import predictions
+
+    ended = 0
+    for prefix in json.loads(sys.stdin.read())["prefixes"]:
+        for prediction in Prediction.objects.active().filter(input__prompt__startswith=prefix):
+            predictions.fail(prediction, "Ended by the benchmark")
+            ended += 1
+    print(json.dumps({"ended": ended}))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="step", required=True)
@@ -703,6 +985,8 @@ def main():
     sub.add_parser("audit")
     sub.add_parser("setup-waiters")
     sub.add_parser("end-waiters")
+    sub.add_parser("load-audit")
+    sub.add_parser("end-unfinished")
     args = parser.parse_args()
     steps = {
         "setup-dispatch": step_setup_dispatch,
@@ -713,6 +997,8 @@ def main():
         "audit": step_audit,
         "setup-waiters": step_setup_waiters,
         "end-waiters": step_end_waiters,
+        "load-audit": step_load_audit,
+        "end-unfinished": step_end_unfinished,
     }
     steps[args.step](args)
 
