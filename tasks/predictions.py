@@ -36,6 +36,9 @@ SUBMIT_RETRIES = 5
 # How many times a prediction is handed to a backend again after the backend
 # lost it (a restarted Cog server).
 MAX_DISPATCHES = 3
+# A run again for a lost output waits this long, this many times, for a full disk.
+RERUN_ROOM_WAIT = 5
+RERUN_ROOM_TRIES = 36
 UPLOAD_TTL = timedelta(days=1)
 # Seconds a pool's instance may say nothing of the prediction it runs before
 # the reconciler checks that it is still there (diffusers log every step).
@@ -61,6 +64,10 @@ def run_prediction(self, prediction_id, failures=0, rerun=False):
     prediction = _load(prediction_id)
     if prediction is None or (prediction.dispatched_at and not rerun):
         return
+    if rerun and self.request.retries < RERUN_ROOM_TRIES and storage.disk_problem():
+        # Its output was lost to a full disk: run again now and it is lost
+        # again; wait (a few minutes at most) for the disk to have room.
+        raise self.retry(args=[prediction_id, failures, rerun], countdown=RERUN_ROOM_WAIT)
     backend = backends.for_version(prediction.version)
     instance = None
     if pools.is_pooled(prediction.version):

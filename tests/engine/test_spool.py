@@ -23,6 +23,7 @@ from django.test import Client
 from app.core import spool
 from app.models import Output, Prediction, ReconcilerState, Upload
 from app.services import predictions, storage
+from tasks import predictions as tasks
 from tasks.predictions import reconcile
 from tests.conftest import wait_for_status, wait_until
 from tests.moderation.conftest import _user, _version, login, png
@@ -398,3 +399,34 @@ def test_a_prediction_whose_output_cannot_be_received_is_run_again_exactly_once(
     prediction.refresh_from_db()
     assert prediction.status == "failed" and prediction.dispatch_attempts == 2 and len(opened) == 2
     stored_files.assert_intact(prediction)
+
+
+def test_a_run_again_for_a_lost_output_waits_while_the_disk_is_full(cog_version, alice, monkeypatch):
+    # Run at once, the second run would meet the same full disk and fail for good.
+    prediction = Prediction.objects.create(
+        version=cog_version, owner=alice, input={"prompt": "x"}, status="processing", output_reruns=1
+    )
+    monkeypatch.setattr(storage, "disk_problem", lambda: "disk full: 0 MB free for var/spool")
+    retried = []
+
+    class Held(Exception):
+        pass
+
+    def retry(**options):
+        retried.append(options)
+        raise Held
+
+    def hand_over(version):
+        raise RuntimeError("handed over")
+
+    monkeypatch.setattr(tasks.run_prediction, "retry", retry)
+    monkeypatch.setattr(tasks.backends, "for_version", hand_over)
+
+    with pytest.raises(Held):
+        tasks.run_prediction(prediction.id, 0, True)
+    assert retried == [{"args": [prediction.id, 0, True], "countdown": tasks.RERUN_ROOM_WAIT}]
+
+    # After its last wait it goes ahead (and fails cleanly if the disk is still full).
+    monkeypatch.setattr(tasks, "RERUN_ROOM_TRIES", 0)
+    with pytest.raises(RuntimeError, match="handed over"):
+        tasks.run_prediction(prediction.id, 0, True)
