@@ -1,3 +1,5 @@
+import sys
+
 from django.apps import AppConfig
 from django.core.management import call_command
 from django.db.models.signals import post_migrate
@@ -9,6 +11,9 @@ def create_cache_table(using="default", **kwargs):
     call_command("createcachetable", database=using, verbosity=0)
 
 
+RECURSION_LIMIT = 4000
+
+
 class LightboxConfig(AppConfig):
     name = "app"
     default_auto_field = "django.db.models.BigAutoField"
@@ -17,3 +22,9 @@ class LightboxConfig(AppConfig):
         from app import signals  # noqa: F401  (connects the receivers)
 
         post_migrate.connect(create_cache_table, sender=self)
+        # json's decoder counts each level of nesting against the recursion
+        # limit: a row stored before inputs were limited to 32 levels (up to
+        # ~900 deep) must still load on every page, however deep the stack of
+        # middleware and test runner above it. 4000 frames fit the 8 MB stacks
+        # of the web threads many times over.
+        sys.setrecursionlimit(max(sys.getrecursionlimit(), RECURSION_LIMIT))
