@@ -343,7 +343,10 @@ class Moderated(models.Model):
 
 
 class ComparisonQuerySet(ModeratedQuerySet):
-    pass
+    def standalone(self):
+        """Comparisons started on their own, not as a cell of a grid or a
+        prompt of a benchmark run (those are listed on their run's page)."""
+        return self.filter(grid__isnull=True, benchmark__isnull=True)
 
 
 class Comparison(Moderated):
@@ -363,6 +366,18 @@ class Comparison(Moderated):
     changes = models.JSONField(default=dict, blank=True)
     visibility = models.CharField(max_length=10, choices=Visibility.choices, default=Visibility.UNLISTED)
     created_at = models.DateTimeField(default=timezone.now)
+    # A grid's cells across its version axis, or one prompt and seed of a
+    # benchmark run across its versions, are each one comparison.
+    grid = models.ForeignKey("Grid", null=True, blank=True, on_delete=models.CASCADE, related_name="comparisons")
+    grid_x = models.PositiveSmallIntegerField(default=0)
+    grid_y = models.PositiveSmallIntegerField(default=0)
+    grid_z = models.PositiveSmallIntegerField(default=0)
+    benchmark = models.ForeignKey(
+        "BenchmarkRun", null=True, blank=True, on_delete=models.CASCADE, related_name="comparisons"
+    )
+    benchmark_prompt = models.ForeignKey(
+        "Prompt", null=True, blank=True, on_delete=models.PROTECT, related_name="comparisons"
+    )
 
     objects = ComparisonQuerySet.as_manager()
 
@@ -403,6 +418,127 @@ class Comparison(Moderated):
         super().unhide()
         for prediction in self.predictions.hidden():
             prediction.unhide()
+
+
+class Grid(Moderated):
+    """An X/Y/Z plot: one input with up to three axes of values (versions, a
+    schema field, prompt search/replace, seeds). Each cell group across the
+    version axis is one Comparison (grid, grid_x, grid_y, grid_z); without
+    a version axis each cell is a comparison of one version."""
+
+    id = models.CharField(primary_key=True, max_length=32, default=new_id, editable=False)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE, related_name="grids"
+    )
+    title = models.CharField(max_length=200, blank=True, default="")
+    # The input as the user gave it, before any axis value is applied.
+    input = models.JSONField(default=dict)
+    extra_input = models.JSONField(default=dict, blank=True)
+    seed = models.BigIntegerField(null=True, blank=True)
+    # [{"kind": "version"|"field"|"prompt"|"seed", "field": ..., "text": the spec typed, "values": [...]}], X, Y, Z
+    axes = models.JSONField(default=list)
+    visibility = models.CharField(max_length=10, choices=Visibility.choices, default=Visibility.UNLISTED)
+    created_at = models.DateTimeField(default=timezone.now)
+    canceled_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ModeratedQuerySet.as_manager()
+
+    class Meta:
+        indexes = [models.Index(fields=["owner", "-created_at"], name="grid_owner_created")]
+
+    def __str__(self):
+        return self.title or self.id
+
+
+class PromptSetQuerySet(models.QuerySet):
+    def usable_by(self, user):
+        """The shipped sets and the user's own."""
+        if user is None or not user.is_authenticated:
+            return self.filter(owner__isnull=True)
+        return self.filter(models.Q(owner__isnull=True) | models.Q(owner=user))
+
+
+class PromptSet(models.Model):
+    """A list of prompts with categories: shipped (PartiPrompts, GenEval; no
+    owner) or a user's own."""
+
+    slug = models.SlugField(max_length=100)
+    name = models.CharField(max_length=200)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE, related_name="prompt_sets"
+    )
+    description = models.TextField(blank=True, default="")
+    license = models.CharField(max_length=100, blank=True, default="")
+    attribution = models.TextField(blank=True, default="")
+    source_url = models.URLField(blank=True, default="")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    objects = PromptSetQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["owner", "slug"], name="prompt_set_owner_slug"),
+            models.UniqueConstraint(
+                fields=["slug"], condition=models.Q(owner__isnull=True), name="prompt_set_shipped_slug"
+            ),
+        ]
+
+    def __str__(self):
+        return self.name
+
+
+class Prompt(models.Model):
+    prompt_set = models.ForeignKey(PromptSet, on_delete=models.CASCADE, related_name="prompts")
+    position = models.PositiveIntegerField()
+    text = models.TextField()
+    category = models.CharField(max_length=100, blank=True, default="")
+    # PartiPrompts' challenge level, GenEval's task details: what the set gives besides a category.
+    challenge = models.CharField(max_length=100, blank=True, default="")
+
+    class Meta:
+        ordering = ["prompt_set", "position"]
+        constraints = [models.UniqueConstraint(fields=["prompt_set", "position"], name="prompt_position")]
+        indexes = [models.Index(fields=["prompt_set", "category"], name="prompt_set_category")]
+
+    def __str__(self):
+        return self.text[:80]
+
+
+class BenchmarkRun(Moderated):
+    """Versions x prompts (all of a set, a category, or a sample of N fixed
+    by sample_seed) x seeds. Each prompt and seed is one Comparison across
+    the versions (benchmark, benchmark_prompt, seed). Resumable: stopping
+    cancels what has not run; going on starts what has not succeeded."""
+
+    class Status(models.TextChoices):
+        RUNNING = "running"
+        STOPPED = "stopped"
+        FINISHED = "finished"
+
+    id = models.CharField(primary_key=True, max_length=32, default=new_id, editable=False)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE, related_name="benchmark_runs"
+    )
+    title = models.CharField(max_length=200, blank=True, default="")
+    prompt_set = models.ForeignKey(PromptSet, on_delete=models.PROTECT, related_name="benchmark_runs")
+    versions = models.ManyToManyField(Version, related_name="benchmark_runs")
+    category = models.CharField(max_length=100, blank=True, default="")
+    sample_size = models.PositiveIntegerField(null=True, blank=True)
+    sample_seed = models.BigIntegerField(default=0)
+    seeds = models.JSONField(default=list)
+    # Input besides prompt and seed (steps, size...), mapped to each version as comparisons map it.
+    input = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.RUNNING)
+    visibility = models.CharField(max_length=10, choices=Visibility.choices, default=Visibility.UNLISTED)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    objects = ModeratedQuerySet.as_manager()
+
+    class Meta:
+        indexes = [models.Index(fields=["owner", "-created_at"], name="benchmark_owner_created")]
+
+    def __str__(self):
+        return self.title or self.id
 
 
 class PredictionQuerySet(ModeratedQuerySet):

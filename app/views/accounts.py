@@ -134,7 +134,7 @@ def profile(request):
         "token_form": TokenForm(),
         "new_token": request.session.pop("new_token", None),
         "page": page,
-        "comparisons": request.user.comparisons.annotate(model_count=Count("predictions")).order_by("-created_at")[:50],
+        "comparisons": request.user.comparisons.standalone().annotate(model_count=Count("predictions")).order_by("-created_at")[:50],
         "visibility_choices": VisibilityForm.base_fields["visibility"].choices,
         "shows_nsfw": ContentPreference.objects.shows_nsfw(request.user),
     }
@@ -202,7 +202,7 @@ HISTORY_PAGE_SIZE = 20
 def history(request):
     """One's comparisons, newest first, each with its images, to open, share,
     or change and delete several at once."""
-    page = pagination.paginate(request.user.comparisons.all(), request.GET.get("cursor"), HISTORY_PAGE_SIZE)
+    page = pagination.paginate(request.user.comparisons.standalone(), request.GET.get("cursor"), HISTORY_PAGE_SIZE)
     tiles = with_tiles(
         list(
             request.user.predictions.filter(comparison__in=page.items)

@@ -96,7 +96,7 @@ def _initial_from_query(request):
 
 def _recent_comparisons(user):
     """The latest public comparisons, each with the tiles of its public predictions."""
-    recent = list(Comparison.objects.public().order_by("-created_at")[:RECENT_COMPARISONS])
+    recent = list(Comparison.objects.standalone().public().order_by("-created_at")[:RECENT_COMPARISONS])
     tiles = with_tiles(
         list(
             Prediction.objects.public()
