@@ -5,8 +5,9 @@ import logging
 
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
-from django.http import JsonResponse
 from django.shortcuts import render
+
+from app.views import problems
 
 log = logging.getLogger(__name__)
 
@@ -98,13 +99,11 @@ class DatabaseUnavailableMiddleware:
             return None
         log.warning("The database did not answer %s %s", request.method, request.path, exc_info=exception)
         if request.path == "/v1" or request.path.startswith("/v1/"):
-            body = {
-                "type": "about:blank",
-                "title": "Service unavailable",
-                "detail": "The database is not answering; nothing was changed. Try again in a few seconds.",
-                "status": 503,
-            }
-            response = JsonResponse(body, status=503, content_type="application/problem+json")
+            response = problems.problem(
+                503,
+                "Service unavailable",
+                "The database is not answering; nothing was changed. Try again in a few seconds.",
+            )
         else:
             response = render(request, "503.html", status=503)
         response["Retry-After"] = str(self.RETRY_AFTER)

@@ -599,6 +599,16 @@ class CpuMeter:
         return {"cpu_busy": round(busy, 3), "loadavg_start": self.load_start, "loadavg_end": os.getloadavg()[0]}
 
 
+def parse_choices(parser, text, choices, what="faults"):
+    """A comma-separated subset of `choices` from the command line; the parser
+    refuses a name it does not know."""
+    chosen = [item.strip() for item in text.split(",") if item.strip()]
+    unknown = set(chosen) - set(choices)
+    if unknown:
+        parser.error(f"unknown {what}: {', '.join(sorted(unknown))}")
+    return chosen
+
+
 def percentile(values, q):
     """Nearest-rank percentile (q in 0..100) of a non-empty list."""
     ordered = sorted(values)

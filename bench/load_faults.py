@@ -112,10 +112,7 @@ def parse_args():
     parser.add_argument("--label", default="", help="a name for this run in the results (e.g. before, after)")
     parser.add_argument("--seed", type=int, default=1, help="random seed of the predictions' lengths (default 1)")
     args = parser.parse_args()
-    args.faults = [fault.strip() for fault in args.faults.split(",") if fault.strip()]
-    unknown = set(args.faults) - set(FAULTS)
-    if unknown:
-        parser.error(f"unknown faults: {', '.join(sorted(unknown))}")
+    args.faults = harness.parse_choices(parser, args.faults, FAULTS)
     return args
 
 
