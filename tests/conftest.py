@@ -124,7 +124,37 @@ class CogServer:
                 self.process.wait()
 
 
-class Worker:
+class ProcessGroup:
+    """A process the tests start in a session of its own, with its output in
+    `log_path`: stopped with SIGTERM (SIGKILL after `grace` seconds), or killed
+    at once, as when the machine runs out of memory."""
+
+    grace = 15
+    process = None
+    log_path = None
+
+    def spawn(self, args, env):
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self.process = subprocess.Popen(
+            args, cwd=ROOT, env=env, stdout=open(self.log_path, "ab"), stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+    def kill(self):
+        """SIGKILL the whole group."""
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+    def stop(self):
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(self.grace)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+class Worker(ProcessGroup):
     """A real Celery worker process on the configured broker and test database."""
 
     def __init__(self, env):
@@ -133,8 +163,7 @@ class Worker:
         self.log_path = ROOT / "var" / "test" / f"worker-{time.monotonic_ns()}.log"
 
     def start(self):
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        self.process = subprocess.Popen(
+        self.spawn(
             [
                 str(VENV_BIN / "celery"),
                 "-A",
@@ -150,28 +179,10 @@ class Worker:
                 "--without-gossip",
                 "--without-heartbeat",
             ],
-            cwd=ROOT,
-            env=self.env,
-            stdout=open(self.log_path, "ab"),
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+            self.env,
         )
         wait_until(lambda: "ready." in self.log_path.read_text(), timeout=60, message="Celery worker")
         return self
-
-    def kill(self):
-        """SIGKILL, as when the machine runs out of memory."""
-        if self.process and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
-
-    def stop(self):
-        if self.process and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.kill()
 
 
 @pytest.fixture(scope="session")
@@ -226,11 +237,13 @@ class WebServer:
         self.thread.join(15)
 
 
-class Gunicorn:
+class Gunicorn(ProcessGroup):
     """The web process as the Procfile runs it (gunicorn with lightbox.webserver.Worker),
     on the tests' database, in its own session. Its broker is in memory: the
     predictions it starts are never sent (the session's worker, whose webhooks
     go to `site`, must not take them)."""
+
+    grace = 40
 
     def __init__(self, env, workers=1, threads=2, results_threads=2):
         self.port = free_port()
@@ -252,8 +265,7 @@ class Gunicorn:
         self.log_path = ROOT / "var" / "test" / f"gunicorn-{self.port}.log"
 
     def start(self):
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        self.process = subprocess.Popen(
+        self.spawn(
             [
                 str(VENV_BIN / "gunicorn"),
                 "lightbox.asgi",
@@ -266,11 +278,7 @@ class Gunicorn:
                 "--timeout",
                 "90",
             ],
-            cwd=ROOT,
-            env=self.env,
-            stdout=open(self.log_path, "ab"),
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+            self.env,
         )
         wait_until(self.ready, timeout=60, message=f"gunicorn on {self.url}")
         return self
@@ -282,21 +290,6 @@ class Gunicorn:
             return httpx.get(self.url + "/v1/openapi.json", timeout=2).status_code == 200
         except httpx.HTTPError:
             return False
-
-    def kill(self):
-        """SIGKILL the master and its workers, as when the machine runs out of memory."""
-        if self.process and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
-
-    def stop(self):
-        if self.process and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(40)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
 
 
 @pytest.fixture(scope="session")
