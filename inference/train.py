@@ -119,7 +119,7 @@ def load(model_id: str = "", family: families.Family | None = None):
         folder = weights.model_dir(model_id, dtype == torch.float16)
         variant = "fp16" if dtype == torch.float16 and weights.has_fp16_variant(folder) else None
         started = time.monotonic()
-        pipe = DiffusionPipeline.from_pretrained(folder, torch_dtype=dtype, variant=variant)
+        pipe = DiffusionPipeline.from_pretrained(folder, dtype=dtype, variant=variant)
         if type(pipe).__name__ not in (
             engine.PIPELINES[(False, "txt2img", False)],
             engine.PIPELINES[(True, "txt2img", False)],
