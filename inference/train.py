@@ -127,14 +127,19 @@ def load(model_id: str = "", family: families.Family | None = None):
             raise RuntimeError(f"{model_id} is a {type(pipe).__name__}: only SD and SDXL models can be trained")
         pipe.to(device)
         pipe.set_progress_bar_config(disable=True)
-        for module in (pipe.unet, pipe.vae, pipe.text_encoder, getattr(pipe, "text_encoder_2", None)):
-            if module is not None:
-                module.requires_grad_(False)
+        freeze(pipe)
         noise = DDPMScheduler.from_config(pipe.scheduler.config)
         print(f"loaded {model_id} ({family.name}) for training on {device} in {time.monotonic() - started:.1f}s")
         _loaded.clear()
         _loaded[key] = (pipe, noise, family)
     return _loaded[key]
+
+
+def freeze(pipe) -> None:
+    """Only the LoRA's weights train: everything the pipeline has stays as it is."""
+    for module in (pipe.unet, pipe.vae, pipe.text_encoder, getattr(pipe, "text_encoder_2", None)):
+        if module is not None:
+            module.requires_grad_(False)
 
 
 def _frozen_dtype(device: str):
@@ -159,6 +164,7 @@ class Trainer:
         self.device = pipe.device
         self.dtype = pipe.unet.dtype
         self._embeddings = {}
+        self.seconds_per_step = None
 
     def prompts(self, examples, token: str, prefix: str) -> list[str]:
         prefix = (prefix or f"a photo of {token}").strip()
@@ -237,6 +243,7 @@ class Trainer:
                     raise ValueError(f"the loss became {value} at step {step}: lower learning_rate")
                 print(f"step {step}/{steps} loss={value:.6f}", flush=True)
             elapsed = time.monotonic() - started
+            self.seconds_per_step = elapsed / steps  # for bench/train_steps.py
             print(f"trained {steps} steps in {elapsed:.1f}s ({steps / elapsed:.2f} steps/s)")
             return self.save(adapter, out_dir)
         finally:
