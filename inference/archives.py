@@ -42,8 +42,17 @@ class BadArchive(ValueError):
 @dataclass
 class Example:
     name: str
-    image: Image.Image
+    image: Image.Image  # at most `short_side` on its shorter side (read's argument)
     caption: str | None
+    original_size: tuple  # (width, height) in the archive
+
+
+def fit_short_side(image: Image.Image, size: int) -> Image.Image:
+    """The image scaled so that its shorter side is `size` (up or down)."""
+    width, height = image.size
+    scale = size / min(width, height)
+    target = (max(size, round(width * scale)), max(size, round(height * scale)))
+    return image if target == image.size else image.resize(target, Image.LANCZOS)
 
 
 def _safe_name(name: str) -> str:
@@ -95,9 +104,11 @@ def _members(path):
     return _tar_members(path)
 
 
-def read(path) -> list[Example]:
+def read(path, short_side: int | None = None) -> list[Example]:
     """The archive's images (RGB, EXIF rotation applied) with their captions,
-    sorted by name so that the same archive always gives the same order."""
+    sorted by name so that the same archive always gives the same order. With
+    `short_side`, larger images are scaled down to it as they are read, so
+    hundreds of large photos never sit in memory at full size."""
     limit = limits()
     images, captions = {}, {}
     count = total = 0
@@ -125,12 +136,16 @@ def read(path) -> list[Example]:
             if ext == ".txt":
                 captions[stem] = _caption(name, bytes(data))
             else:
-                images[stem] = (name, _image(name, bytes(data), limit["pixels"]))
+                image = _image(name, bytes(data), limit["pixels"])
+                size = image.size
+                if short_side and min(size) > short_side:
+                    image = fit_short_side(image, short_side)
+                images[stem] = (name, image, size)
     except (zipfile.BadZipFile, tarfile.TarError, EOFError, zipfile.LargeZipFile, NotImplementedError) as e:
         raise BadArchive(f"input_images is a damaged archive ({e})") from None
     if not images:
         raise BadArchive(f"input_images has no images ({KINDS})")
-    return [Example(name, image, captions.get(stem)) for stem, (name, image) in sorted(images.items())]
+    return [Example(name, image, captions.get(stem), size) for stem, (name, image, size) in sorted(images.items())]
 
 
 def _caption(name: str, data: bytes) -> str:

@@ -200,7 +200,7 @@ class Trainer:
             seed = int.from_bytes(os.urandom(4), "big") >> 1
         print(f"Using seed: {seed}")
         resolution = resolution // 8 * 8
-        examples = archives.read(archive)
+        examples = archives.read(archive, short_side=resolution)
         prompts = self.prompts(examples, token_string, caption_prefix)
         captioned = sum(1 for e in examples if e.caption)
         print(
@@ -209,7 +209,7 @@ class Trainer:
 
         generator = torch.Generator(self.device).manual_seed(seed)
         torch.manual_seed(seed)  # peft's initialisation of the LoRA weights
-        instances = self.encode_images([e.image for e in examples], resolution)
+        instances = self.encode_images(examples, resolution)
         embeddings = [self.embed(p) for p in prompts]
         classes = None
         if class_prompt is not None:
@@ -253,21 +253,16 @@ class Trainer:
 
     # -- data ------------------------------------------------------------
 
-    def encode_images(self, images, resolution: int):
+    def encode_images(self, examples, resolution: int):
         """Each image's latent distribution (mean, std), computed once: the
         VAE is frozen, so only the draw from it differs between steps."""
         import numpy as np
         import torch
-        from PIL import Image
 
         vae = self.pipe.vae
         means, stds, sizes = [], [], []
-        for image in images:
-            width, height = image.size
-            scale = resolution / min(width, height)
-            resized = image.resize(
-                (max(resolution, round(width * scale)), max(resolution, round(height * scale))), Image.LANCZOS
-            )
+        for example in examples:
+            resized = archives.fit_short_side(example.image, resolution)
             left = (resized.width - resolution) // 2
             top = (resized.height - resolution) // 2
             cropped = resized.crop((left, top, left + resolution, top + resolution))
@@ -277,6 +272,7 @@ class Trainer:
             means.append(dist.mean)
             stds.append(dist.std)
             # SDXL's size conditioning: the original size and where the crop starts.
+            width, height = example.original_size
             sizes.append((height, width, top, left))
         return torch.cat(means), torch.cat(stds), sizes, resolution
 

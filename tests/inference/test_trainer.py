@@ -267,3 +267,15 @@ def test_an_sdxl_lora_loads_in_the_sdxl_predictor(tiny_models, lora_dir, sdxl, t
     off = sdxl.image(prompt="a photo of zxq", seed=5, lora="trained-sdxl", lora_scale=0, **SMALL)
     assert not np.array_equal(base, tuned)
     assert np.array_equal(base, off)
+
+
+def test_large_images_are_scaled_down_as_they_are_read(tmp_path):
+    from inference import archives
+
+    path = tmp_path / "big.zip"
+    path.write_bytes(base64.b64decode(zip_uri({"wide.png": png(Image.new("RGB", (900, 300), "red"))}).split(",")[1]))
+
+    [example] = archives.read(path, short_side=64)
+
+    assert example.image.size == (192, 64)
+    assert example.original_size == (900, 300)  # what SDXL's size conditioning is told
