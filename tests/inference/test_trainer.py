@@ -279,3 +279,24 @@ def test_large_images_are_scaled_down_as_they_are_read(tmp_path):
 
     assert example.image.size == (192, 64)
     assert example.original_size == (900, 300)  # what SDXL's size conditioning is told
+
+
+def test_a_v_prediction_model_trains_on_velocity(tiny_models, tmp_path):
+    """SD 2.x predicts velocity: the loss is taken against it, not the noise."""
+    from diffusers import DDPMScheduler
+
+    from inference import families
+    from inference.train import Trainer, load
+
+    pipe, _, _ = load(str(tiny_models["sd"]), families.get("sd21"))
+    scheduler = DDPMScheduler.from_config(pipe.scheduler.config, prediction_type="v_prediction")
+    archive = tmp_path / "images.zip"
+    archive.write_bytes(base64.b64decode(zip_uri(four_images()).split(",", 1)[1]))
+    run = dict(token_string="zxq", caption_prefix="", steps=2, learning_rate=1e-2, rank=4, resolution=64, batch_size=2)
+
+    velocity = Trainer(pipe, scheduler, families.get("sd21")).run(archive, seed=1, out_dir=tmp_path / "v", **run)
+    noise = Trainer(*load(str(tiny_models["sd"]), families.get("sd21"))).run(
+        archive, seed=1, out_dir=tmp_path / "eps", **run
+    )
+
+    assert open(velocity, "rb").read() != open(noise, "rb").read()
