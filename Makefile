@@ -8,7 +8,7 @@ LIGHTBOX_LOCAL_MODELS ?=
 export LIGHTBOX_LOCAL_MODELS
 EXTRAS ?= inference,dev
 
-.PHONY: run test lint install browser secret-key migrate procfile schema tiny-models bench-gpu bench-gpu-tiny clean
+.PHONY: run test lint install browser secret-key migrate procfile schema schema-train tiny-models bench-gpu bench-gpu-tiny bench-gpu-train bench-gpu-train-tiny clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -61,12 +61,24 @@ run: migrate tiny-models procfile
 schema: install
 	$(BIN)/python -m inference.schema .cog/openapi_schema.json
 
+# The trainer's schema (cog build writes one schema; a trainer image is built with this one).
+schema-train: install
+	$(BIN)/python -m inference.schema --train .cog/openapi_schema.json
+
 # On a GPU machine (see bench/README-gpu.md); bench-gpu-tiny runs the same code on a CPU.
 bench-gpu:
 	$(BIN)/python bench/gpu_predictor.py --compile sd-turbo-4,sdxl-30
 
 bench-gpu-tiny: install
 	$(BIN)/python bench/gpu_predictor.py --tiny --runs 1
+
+# Issue 13's GPU figures in one run under ten minutes: LoRA training steps/s (ours and
+# diffusers' example) and issue 3's two SD-Turbo figures; -tiny checks it on a CPU.
+bench-gpu-train:
+	$(BIN)/python bench/gpu_train.py --json var/bench/gpu_train.jsonl
+
+bench-gpu-train-tiny: install
+	$(BIN)/python bench/gpu_train.py --tiny
 
 # ruff (lint and format) and import-linter (the layers of docs/architecture.md) before the suite.
 lint: install

@@ -2,6 +2,7 @@
 
     python bench/gpu_predictor.py [--rows sd-turbo-1,sd-turbo-4,...] [--compile ROWS] [--runs 5]
     python bench/gpu_predictor.py --tiny      # the same code on a CPU, tiny shapes
+    python bench/gpu_predictor.py --rows sd-turbo-1 --png-level 0   # (b) with stored PNGs
 
 For each row, in one process on one device:
   (a) raw diffusers as its docs show it: fp16, default attention, PIL output;
@@ -209,6 +210,12 @@ def main(argv=None) -> int:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--tiny", action="store_true", help="tiny models at 64 px: check the script on a CPU")
     parser.add_argument("--json", help="append each row's figures to this file as JSON lines")
+    parser.add_argument(
+        "--png-level",
+        type=int,
+        default=int(os.environ.get("LIGHTBOX_PNG_LEVEL", "1")),
+        help="deflate level of (b)'s and (c)'s PNG files, as LIGHTBOX_PNG_LEVEL (0: stored, the fastest)",
+    )
     args = parser.parse_args(argv)
 
     import torch
@@ -284,7 +291,7 @@ def main(argv=None) -> int:
             vae_dtype = pipe.vae.dtype
             predictor = Predictor()
             predictor.engine = Engine(pipe, family)
-            predictor.png_level = 1
+            predictor.png_level = args.png_level
             b = median_seconds(lambda: ours(predictor), args.runs, sync)
             gen_inputs = {k: v for k, v in inputs.items()}
             g = median_seconds(lambda: predictor.engine.generate(quiet=True, **gen_inputs), args.runs, sync)
@@ -302,6 +309,7 @@ def main(argv=None) -> int:
             b_ms=b * 1000,
             b_over_a=b / a,
             generate_ms=g * 1000,
+            png_level=args.png_level,
         )
         print(
             f"{row.name:13s} {size}x{size} {row.steps:2d} steps  (a) raw {a * 1000:8.1f} ms"
@@ -326,7 +334,7 @@ def main(argv=None) -> int:
                 )
                 with contextlib.redirect_stdout(io.StringIO()):
                     fast.engine.warm_up()
-                fast.png_level = 1
+                fast.png_level = args.png_level
                 setup = time.perf_counter() - started
                 c = median_seconds(lambda: ours(fast), args.runs, sync)
                 result.update(c_ms=c * 1000, a_over_c=a / c, compile_setup_s=setup)

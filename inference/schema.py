@@ -1,6 +1,6 @@
 """The OpenAPI schema of the predictor, as `cog build` would write it.
 
-    python -m inference.schema [OUT]      (default .cog/openapi_schema.json)
+    python -m inference.schema [--train] [OUT]      (default .cog/openapi_schema.json)
 
 The Cog server validates input against `.cog/openapi_schema.json` in its
 working directory (422 with field details, unknown fields dropped) and serves
@@ -19,9 +19,12 @@ from cog import _adt as adt
 from cog._inspector import create_predictor
 
 PREDICTOR = ("inference.predict", "Predictor")
+# The trainer (Cog's training mode): its inputs and output are TrainingInput
+# and TrainingOutput, the names coglet validates a training against.
+TRAINER = ("inference.train", "train")
 
 
-def _input_schema(info) -> tuple[dict, dict]:
+def _input_schema(info, module: str = PREDICTOR[0]) -> tuple[dict, dict]:
     properties, enums, required = {}, {}, []
     for name, field in info.inputs.items():
         prop = {"x-order": field.order}
@@ -57,9 +60,7 @@ def _input_schema(info) -> tuple[dict, dict]:
     schema = {"title": "Input", "type": "object", "properties": properties}
     if required:
         schema["required"] = required
-    url_inputs = [
-        name for name in getattr(importlib.import_module(PREDICTOR[0]), "URL_INPUTS", ()) if name in properties
-    ]
+    url_inputs = [name for name in getattr(importlib.import_module(module), "URL_INPUTS", ()) if name in properties]
     if url_inputs:
         schema["x-lightbox-url-inputs"] = url_inputs
     return schema, enums
@@ -69,9 +70,13 @@ def _response(ref: str) -> dict:
     return {"description": "Successful Response", "content": {"application/json": {"schema": {"$ref": ref}}}}
 
 
-def openapi_schema() -> dict:
-    info = create_predictor(*PREDICTOR)
-    input_schema, enums = _input_schema(info)
+def openapi_schema(train: bool = False) -> dict:
+    """The predictor's schema, or with `train` the trainer's (its own server)."""
+    runner = TRAINER if train else PREDICTOR
+    info = create_predictor(*runner)
+    input_schema, enums = _input_schema(info, runner[0])
+    if train:
+        return _training_schema(input_schema, enums, info.output.json_type())
     prediction_fields = {
         "input": {"$ref": "#/components/schemas/Input"},
         "output": {"$ref": "#/components/schemas/Output"},
@@ -182,17 +187,56 @@ def openapi_schema() -> dict:
     }
 
 
-def write(path) -> Path:
+def _training_schema(input_schema: dict, enums: dict, output: dict) -> dict:
+    """The predictor's document with its names changed as cog build writes a
+    trainer's: /trainings, TrainingInput, TrainingOutput, Training*."""
+    text = json.dumps({**openapi_schema(), "components": {}})
+    for old, new in (
+        ("/predictions/{prediction_id}", "/trainings/{training_id}"),
+        ("/predictions", "/trainings"),
+        ("prediction_id", "training_id"),
+        ("Prediction Id", "Training Id"),
+        ("PredictionRequest", "TrainingRequest"),
+        ("PredictionResponse", "TrainingResponse"),
+        ("#/components/schemas/Input", "#/components/schemas/TrainingInput"),
+        ("#/components/schemas/Output", "#/components/schemas/TrainingOutput"),
+        ('"Predict"', '"Train"'),
+        ("Run a single prediction on the model", "Run a training"),
+    ):
+        text = text.replace(old, new)
+    schema = json.loads(text)
+    predictor = openapi_schema()["components"]["schemas"]
+    renamed = json.loads(
+        json.dumps({k: v for k, v in predictor.items() if k in ("PredictionRequest", "PredictionResponse")})
+        .replace("#/components/schemas/Input", "#/components/schemas/TrainingInput")
+        .replace("#/components/schemas/Output", "#/components/schemas/TrainingOutput")
+    )
+    schema["components"] = {
+        "schemas": {
+            "TrainingInput": {**input_schema, "title": "TrainingInput"},
+            "TrainingOutput": {**output, "title": "TrainingOutput"},
+            **enums,
+            "TrainingRequest": {**renamed["PredictionRequest"], "title": "TrainingRequest"},
+            "TrainingResponse": {**renamed["PredictionResponse"], "title": "TrainingResponse"},
+            **{k: predictor[k] for k in ("Status", "HTTPValidationError", "ValidationError")},
+        }
+    }
+    return schema
+
+
+def write(path, train: bool = False) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(openapi_schema(), indent=2) + "\n")
+    tmp.write_text(json.dumps(openapi_schema(train), indent=2) + "\n")
     os.replace(tmp, path)
     return path
 
 
 def main(argv: list[str]) -> int:
-    print(write(argv[0] if argv else ".cog/openapi_schema.json"))
+    train = "--train" in argv
+    argv = [a for a in argv if a != "--train"]
+    print(write(argv[0] if argv else ".cog/openapi_schema.json", train))
     return 0
 
 

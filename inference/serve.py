@@ -1,7 +1,7 @@
-"""Start a Cog HTTP server for one model.
+"""Start a Cog HTTP server for one model: its predictor, or with --train its trainer.
 
     python -m inference.serve --model var/models/tiny-sd --port 5101 \\
-        [--family sd15] [--upload-url http://127.0.0.1:8000/uploads/] [--host 127.0.0.1]
+        [--family sd15] [--upload-url http://127.0.0.1:8000/uploads/] [--host 127.0.0.1] [--train]
 
 Writes the input schema for this model's family into the server's own working
 directory (var/cog/<port>/.cog/openapi_schema.json: the Cog server reads it
@@ -34,6 +34,11 @@ def main(argv=None) -> None:
     parser.add_argument("--upload-url", help="PUT outputs here instead of returning data: URIs")
     parser.add_argument("--run-dir", help="the server's working directory (default var/cog/<port>)")
     parser.add_argument("--lora-dir", help="folder of LoRA files (default $LORA_DIR or var/loras)")
+    parser.add_argument(
+        "--train",
+        action="store_true",
+        help="serve the LoRA trainer (Cog's training mode: /trainings) instead of the predictor",
+    )
     args = parser.parse_args(argv)
 
     model = args.model
@@ -50,13 +55,16 @@ def main(argv=None) -> None:
     sys.path.insert(0, str(ROOT))
     from inference import schema
 
-    schema.write(run_dir / ".cog" / "openapi_schema.json")
+    schema.write(run_dir / ".cog" / "openapi_schema.json", train=args.train)
 
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     env["COG_PREDICT_TYPE_STUB"] = f"{ROOT / 'inference' / 'predict.py'}:Predictor"
+    env["COG_TRAIN_TYPE_STUB"] = f"{ROOT / 'inference' / 'train.py'}:train"
     # The worker subprocess is started as plain `python`: it must be this one.
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     command = [sys.executable, "-m", "cog.server.http", "--host", args.host]
+    if args.train:
+        command += ["--x-mode", "train"]
     if args.upload_url:
         command += ["--upload-url", args.upload_url]
     os.chdir(run_dir)

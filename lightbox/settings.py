@@ -313,6 +313,16 @@ MAX_LOCAL_INSTANCES = 10
 # The local servers `make run` starts: the tiny ones and LIGHTBOX_LOCAL_MODELS.
 LOCAL_POOLS = local_pools(os.environ.get("LIGHTBOX_LOCAL_MODELS", ""))
 SERVED_LOCAL_MODELS = list(LOCAL_POOLS)
+
+# --- trainer (issue 13): local LoRA trainers ---------------------------------
+# Local models that get a trainer server in `make run` (Cog's training mode,
+# `manage.py serve_trainer NAME`, on port LIGHTBOX_COG_BASE_PORT + 200 + the
+# model's offset: tiny-sd's at 5301). tiny-sd's is always there (Procfile);
+# LIGHTBOX_LOCAL_TRAINERS="sd-1.5 sdxl" adds more.
+LOCAL_TRAINERS = list(
+    dict.fromkeys(["tiny-sd", *os.environ.get("LIGHTBOX_LOCAL_TRAINERS", "").replace(",", " ").split()])
+)
+# --- end trainer ---------------------------------------------------------------
 # Seconds between the beat's checks of every version's availability; pages and
 # /healthz read the stored result.
 AVAILABILITY_INTERVAL = envfloat("LIGHTBOX_AVAILABILITY_INTERVAL", 15)

@@ -61,6 +61,24 @@ def local_urls(name):
     return [local_url(name, index) for index in range(settings.LOCAL_POOLS.get(name, 1))]
 
 
+# --- trainer (issue 13): where a local model's trainer listens ---------------
+# Past every predictor instance's port (+ 10 per instance, at most
+# MAX_LOCAL_INSTANCES), so the two never meet.
+TRAINER_PORT_OFFSET = 200
+
+
+def local_trainer_port(name):
+    """The port of local/`name`'s trainer (`manage.py serve_trainer NAME`)."""
+    return settings.COG_BASE_PORT + TRAINER_PORT_OFFSET + LOCAL_MODELS[name][0]
+
+
+def local_trainer_url(name):
+    return f"http://{settings.COG_HOST}:{local_trainer_port(name)}"
+
+
+# --- end trainer ---------------------------------------------------------------
+
+
 def how_to_start(version):
     """What whoever runs Lightbox does to bring an offline version back, in
     words for the pages ("" when its reason already says it)."""

@@ -3,6 +3,7 @@ image data URIs, and a local file server."""
 
 import base64
 import io
+import json
 import os
 import socket
 import subprocess
@@ -10,7 +11,7 @@ import sys
 import threading
 import time
 from functools import partial
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -30,7 +31,7 @@ def free_port() -> int:
 class CogServer:
     """A `python -m inference.serve` subprocess and a small client for it."""
 
-    def __init__(self, name, model, run_dir, env=None, family=None):
+    def __init__(self, name, model, run_dir, env=None, family=None, train=False, upload_url=None):
         self.name = name
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -49,6 +50,10 @@ class CogServer:
         ]
         if family:
             command += ["--family", family]
+        if train:
+            command += ["--train"]
+        if upload_url:
+            command += ["--upload-url", upload_url]
         full_env = {
             **os.environ,
             "LIGHTBOX_TORCH_THREADS": "1",
@@ -140,6 +145,8 @@ class FileServer:
         counts = self.counts = {}
         self.redirects = redirects or {}
         redirect_map = self.redirects
+        puts = getattr(self, "puts", None)  # an UploadServer's
+        base = {}
 
         class Handler(SimpleHTTPRequestHandler):
             def do_GET(self):
@@ -151,12 +158,73 @@ class FileServer:
                     return
                 super().do_GET()
 
+            def do_PUT(self):
+                if puts is None:
+                    self.send_error(405)
+                    return
+                # Numbered, as Lightbox's upload ids: two outputs may share a name.
+                name = f"{len(puts) + 1}-{os.path.basename(self.path)}"
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                (Path(folder) / name).write_bytes(body)
+                puts.append((name, self.headers.get("X-Prediction-Id"), len(body)))
+                self.send_response(201)
+                self.send_header("Location", f"{base['url']}/{name}")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
             def log_message(self, *args):
                 pass
 
         self.server = ThreadingHTTPServer((host, 0), partial(Handler, directory=str(folder)))
-        self.url = f"http://{host}:{self.server.server_address[1]}"
+        self.url = base["url"] = f"http://{host}:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class UploadServer(FileServer):
+    """Cog's --upload-url as Lightbox answers it: a PUT is kept in the folder
+    and answered 201 with a Location where a GET serves it back."""
+
+    def __init__(self, folder):
+        self.puts = []
+        super().__init__(folder)
+
+    @property
+    def upload_url(self):
+        return f"{self.url}/uploads/"
+
+
+class Webhooks:
+    """A webhook receiver: keeps every body it is sent."""
+
+    def __init__(self):
+        self.bodies = []
+        received = self.bodies
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def wait_for(self, predicate, timeout=60):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for body in list(self.bodies):
+                if predicate(body):
+                    return body
+            time.sleep(0.1)
+        raise TimeoutError(self.bodies[-3:])
 
     def stop(self):
         self.server.shutdown()

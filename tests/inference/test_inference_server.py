@@ -3,15 +3,11 @@ random-weight pipelines. Random weights make noise, so each test checks what
 holds for any weights: sizes, determinism, untouched pixels, that an input
 changes the result."""
 
-import json
 import re
-import threading
-import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pytest
-from cogserver import data_uri, decode, free_port, noise_image
+from cogserver import Webhooks, data_uri, decode, free_port, noise_image
 from PIL import Image
 
 from inference import families
@@ -238,35 +234,8 @@ def test_a_mask_without_an_image_fails_with_a_clear_error(sd):
     assert "need an image" in body["error"]
 
 
-class _Webhooks:
-    def __init__(self):
-        self.bodies = []
-        received = self.bodies
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def wait_for(self, predicate, timeout=30):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if any(predicate(b) for b in list(self.bodies)):
-                return
-            time.sleep(0.1)
-        raise TimeoutError(self.bodies[-3:])
-
-
 def test_cancel_mid_run_then_the_next_prediction_runs(sd):
-    hooks = _Webhooks()
+    hooks = Webhooks()
     try:
         long_run = {"prompt": "x", "width": 512, "height": 512, "num_inference_steps": 200, "seed": 1}
         response = sd.client.put(
@@ -281,8 +250,7 @@ def test_cancel_mid_run_then_the_next_prediction_runs(sd):
         hooks.wait_for(lambda b: b["status"] == "canceled")
         assert not any(b["status"] == "succeeded" for b in hooks.bodies)
     finally:
-        hooks.server.shutdown()
-        hooks.server.server_close()
+        hooks.stop()
 
     assert sd.image(prompt="after", seed=1, **SMALL).shape == (64, 64, 3)
 

@@ -3,8 +3,9 @@ from django.core.management.base import BaseCommand, CommandError
 
 from app.services.catalog import LOCAL_MODELS
 
-# The Procfile's own lines: the first server of each tiny model.
+# The Procfile's own lines: the first server of each tiny model, and tiny-sd's trainer.
 IN_PROCFILE = {"tiny-sd", "tiny-sdxl"}
+TRAINERS_IN_PROCFILE = {"tiny-sd"}
 
 
 class Command(BaseCommand):
@@ -14,10 +15,11 @@ class Command(BaseCommand):
     )
 
     def handle(self, *args, **options):
-        unknown = [name for name in settings.LOCAL_POOLS if name not in LOCAL_MODELS]
+        unknown = [name for name in [*settings.LOCAL_POOLS, *settings.LOCAL_TRAINERS] if name not in LOCAL_MODELS]
         if unknown:
             raise CommandError(
-                f"LIGHTBOX_LOCAL_MODELS: no local model {', '.join(unknown)}. Known: {', '.join(LOCAL_MODELS)}."
+                f"LIGHTBOX_LOCAL_MODELS / LIGHTBOX_LOCAL_TRAINERS: no local model {', '.join(unknown)}. "
+                f"Known: {', '.join(LOCAL_MODELS)}."
             )
         for name, count in settings.LOCAL_POOLS.items():
             for instance in range(1, count + 1):
@@ -25,3 +27,7 @@ class Command(BaseCommand):
                     continue
                 process = name if instance == 1 else f"{name}-{instance}"
                 self.stdout.write(f"{process}: python manage.py serve_model {name} --instance {instance}")
+        # LoRA trainers (LIGHTBOX_LOCAL_TRAINERS), one server each.
+        for name in settings.LOCAL_TRAINERS:
+            if name not in TRAINERS_IN_PROCFILE:
+                self.stdout.write(f"{name}-trainer: python manage.py serve_trainer {name}")
