@@ -10,6 +10,7 @@ bfloat16 instead.
 import json
 import math
 import os
+import platform
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -183,6 +184,12 @@ class Engine:
             f"loaded {model_id} ({family.name}) on {device} in {time.monotonic() - started:.1f}s"
             + (f" with ControlNet {controlnet_id}" if controlnet else "")
         )
+        # One line the health check's setup logs carry: Lightbox's bundles record
+        # it as the hardware and libraries the images were made with.
+        import diffusers
+
+        gpu = torch.cuda.get_device_name(0) if device.startswith("cuda") else platform.processor() or "cpu"
+        print(f"runtime: torch {torch.__version__}; diffusers {diffusers.__version__}; device {device} ({gpu})")
         engine = cls(pipe, family, controlnet, SpeedOptions.from_environment(family))
         engine.warm_up()
         return engine

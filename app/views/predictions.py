@@ -11,7 +11,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from app.forms import VisibilityForm
 from app.models import Prediction
-from app.services import predictions
+from app.services import predictions, reproductions
 from app.services.api_json import prediction_json
 from app.views import reports
 from app.views.access import Gone, allowed_or_raise, gone_response, next_url
@@ -140,6 +140,8 @@ def prediction(request, prediction_id):
             else ""
         ),
         visibility_form=VisibilityForm(initial={"visibility": prediction.visibility}),
+        # The last reproducibility check (docs/bundles.md), settled if its re-run ended.
+        check=reproductions.last_check(prediction),
         **reports.report_context(request.user, prediction),
     )
     return TemplateResponse(request, "prediction.html", context)
