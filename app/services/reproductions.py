@@ -170,7 +170,9 @@ def settle_check(check):
         judged = (Verdict.FAILED, None)
     else:
         original = _read(output.file)
-        judged = _judge(check.rerun, 0, bundles.pixel_hash(original), lambda: original)
+        # As it is now: the check may have been loaded while its re-run ran.
+        rerun = Prediction.objects.filter(pk=check.rerun_id).prefetch_related("outputs").first()
+        judged = _judge(rerun, 0, bundles.pixel_hash(original), lambda: original)
     if judged:
         check.verdict, check.distance = judged
         check.checked_at = timezone.now()

@@ -7,6 +7,7 @@ import zipfile
 
 import pytest
 
+from tests.e2e.conftest import second_cog_server, two_versions  # noqa: F401 (fixtures)
 from tests.web.conftest import client_alice, sd_version, turbo_version  # noqa: F401 (fixtures)
 
 

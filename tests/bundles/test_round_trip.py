@@ -36,27 +36,32 @@ def settled(reproduction):
     return wait_until(done, timeout=60, message="every image's verdict")
 
 
-def test_a_comparison_reimported_into_a_fresh_instance_reproduces_every_image(worker, cog_server, cog_version, alice):
-    comparison = run_comparison(cog_version, alice, num_outputs=2, width=80)
+def test_a_comparison_reimported_into_a_fresh_instance_reproduces_every_image(
+    worker, cog_server, second_cog_server, two_versions, alice
+):
+    comparison = comparisons.start(two_versions, {"prompt": "a red fox", "width": 80}, owner=alice)
+    for prediction in comparison.predictions.all():
+        assert wait_for_status(prediction.id).status == "succeeded"
     _, data = bundle_service.export(comparison, alice)
     manifest, images = unzip(data)
     assert len(images) == 2 and manifest["versions"][0]["server"]  # what the Cog server reports (coglet)
 
-    # A fresh instance: empty database, empty storage; the same model server in its catalog.
+    # A fresh instance: empty database, empty storage; the same model servers in its catalog.
     call_command("flush", interactive=False, verbosity=0)
     shutil.rmtree(settings.MEDIA_ROOT / "outputs", ignore_errors=True)
     carol = get_user_model().objects.create_user("carol", "carol@example.com", "correct horse battery")
-    version = catalog.import_version(cog_server.url, "local/test-model")
-    catalog.refresh_availability(version, max_age=0)
+    for server, name in ((cog_server, "local/tiny-sd"), (second_cog_server, "local/tiny-sdxl")):
+        catalog.refresh_availability(catalog.import_version(server.url, name), max_age=0)
 
     reproduction = bundle_service.import_bundle(carol, data)
     items = settled(reproduction)
 
     assert [item.verdict for item in items] == [Verdict.IDENTICAL, Verdict.IDENTICAL]
-    expected = {o["index"]: o["pixel_sha256"] for o in manifest["predictions"][0]["outputs"]}
+    expected = {p["id"]: p["outputs"][0]["pixel_sha256"] for p in manifest["predictions"]}
     for item in items:
         with item.new_output.file.open("rb") as handle:
-            assert bundles.pixel_hash(handle.read()) == expected[item.index]  # bit for bit, pixel by pixel
+            # Bit for bit, pixel by pixel (the PNG's own bytes carry the new prediction's id).
+            assert bundles.pixel_hash(handle.read()) == expected[item.source_prediction]
     new = Comparison.objects.get(pk=reproduction.comparison_id)
     assert new.owner == carol and new.seed == manifest["comparisons"][0]["seed"]
 
