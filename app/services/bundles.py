@@ -334,7 +334,8 @@ def _save(owner, manifest, mapping, skipped, plans, written):
         "lightbox": manifest.get("lightbox") if isinstance(manifest.get("lightbox"), dict) else {},
         "exported_at": str(manifest.get("exported_at", ""))[:40],
     }
-    title = str(run.get("title") or "")[:200] or f"{kind or 'bundle'} {source['id']}".strip()
+    first_prompt = next((str(p["input"].get("prompt") or "") for p in manifest["predictions"]), "")
+    title = str(run.get("title") or "")[:200] or first_prompt[:200] or f"{kind or 'bundle'} {source['id']}".strip()
     reproduction = Reproduction.objects.create(
         owner=owner, kind=Reproduction.Kind.IMPORT, title=title, source=source, mapping=mapping, skipped=skipped
     )
