@@ -15,7 +15,17 @@ from django.db import transaction
 from django.utils import timezone
 
 from app.core import bundles, schema
-from app.models import Prediction, ReproCheck, Reproduction, ReproductionItem, Verdict, Visibility
+from app.models import (
+    BenchmarkRun,
+    Comparison,
+    Grid,
+    Prediction,
+    ReproCheck,
+    Reproduction,
+    ReproductionItem,
+    Verdict,
+    Visibility,
+)
 from app.services import comparisons, limits, predictions
 
 
@@ -85,62 +95,127 @@ def summary(items):
 # --- Re-run on the latest version ---------------------------------------------
 
 
-def rerun_on_latest(comparison, owner):
-    """The comparison's input and seed on each model's latest version, as a
-    new comparison of `owner`'s, and a Reproduction pairing every old image
-    with the new run of its model. Raises schema.InputError or
-    limits.RunRefused, saving nothing."""
-    old = list(
-        comparison.predictions.filter(status=Prediction.Status.SUCCEEDED)
-        .select_related("version__model")
-        .prefetch_related("outputs")
-        .order_by("created_at")
-    )
-    moves, mapping = {}, []
-    for prediction in old:
-        latest = prediction.version.model.latest_version
-        moves[prediction.version_id] = latest
-        same = latest.id == prediction.version_id
-        how = "already its latest version: run again on it" if same else f"its latest version {latest.id[:12]}"
-        mapping.append({"model": str(latest.model), "version": prediction.version_id, "picked": latest.id, "how": how})
-    if not moves:
-        raise schema.InputError({"comparison": ["It has no succeeded prediction to run again."]})
-    extra = {moves[k].id: v for k, v in comparison.extra_input.items() if k in moves}
-    with transaction.atomic():
-        new = comparisons.start(
-            list(dict.fromkeys(moves.values())),
-            comparison.input,
-            owner=owner,
-            visibility=comparison.visibility if comparison.owner_id == owner.pk else Visibility.PRIVATE,
-            seed=comparison.seed,
-            extra_input=extra,
+def rerun_on_latest(item, owner):
+    """A comparison, grid or benchmark run again with each model's latest
+    version: the same inputs and seeds, as `owner`'s new run (a grid or
+    benchmark run gets a new row with the new versions), and a Reproduction
+    pairing every old image with the new run of its model. Raises
+    schema.InputError or limits.RunRefused, saving nothing."""
+    rows = [item] if isinstance(item, Comparison) else list(item.comparisons.order_by("created_at"))
+    old = {
+        row.pk: list(
+            row.predictions.filter(status=Prediction.Status.SUCCEEDED)
+            .select_related("version__model")
+            .prefetch_related("outputs")
+            .order_by("created_at")
         )
+        for row in rows
+    }
+    moves = {}
+    for prediction in (p for found in old.values() for p in found):
+        moves.setdefault(prediction.version_id, prediction.version.model.latest_version)
+    if not moves:
+        raise schema.InputError({"run": ["It has no succeeded prediction to run again."]})
+    mapping = [
+        {
+            "model": str(latest.model),
+            "version": version_id,
+            "picked": latest.id,
+            "how": "already its latest version: run again on it"
+            if latest.id == version_id
+            else f"its latest version {latest.id[:12]}",
+        }
+        for version_id, latest in moves.items()
+    ]
+    visibility = item.visibility if item.owner_id == owner.pk else Visibility.PRIVATE
+    with transaction.atomic():
+        parent = _copy_parent(item, owner, moves, visibility)
         reproduction = Reproduction.objects.create(
             owner=owner,
             kind=Reproduction.Kind.LATEST,
-            title=f"{comparison.prompt[:200]}" or comparison.id,
-            source={"kind": "comparison", "id": comparison.id},
+            title=(getattr(item, "title", "") or rows[0].prompt)[:200] or item.pk,
+            source={"kind": type(item).__name__.lower(), "id": item.pk},
             mapping=mapping,
-            comparison=new,
+            grid=parent if isinstance(parent, Grid) else None,
+            benchmark=parent if isinstance(parent, BenchmarkRun) else None,
         )
-        runs = {p.version_id: p for p in new.predictions.all()}
         position = 0
-        for prediction in old:
-            for output in prediction.outputs.all():
-                if not output.file:
-                    continue
-                ReproductionItem.objects.create(
-                    reproduction=reproduction,
-                    position=position,
-                    label=f"{prediction.version.model} · {moves[prediction.version_id].id[:12]}",
-                    source_prediction=prediction.id,
-                    expected_output=output,
-                    expected_pixels=bundles.pixel_hash(_read(output.file)),
-                    prediction=runs.get(moves[prediction.version_id].id),
-                    index=output.index,
+        for row in rows:
+            if not old[row.pk]:
+                continue
+            new = comparisons.start(
+                list(dict.fromkeys(moves[p.version_id] for p in old[row.pk])),
+                row.input,
+                owner=owner,
+                visibility=visibility,
+                seed=row.seed,
+                extra_input={moves[k].id: v for k, v in row.extra_input.items() if k in moves},
+            )
+            if parent is not None:
+                # The new run's cell (or prompt) of the new grid (or benchmark run).
+                Comparison.objects.filter(pk=new.pk).update(
+                    grid=parent if isinstance(parent, Grid) else None,
+                    grid_x=row.grid_x,
+                    grid_y=row.grid_y,
+                    grid_z=row.grid_z,
+                    benchmark=parent if isinstance(parent, BenchmarkRun) else None,
+                    benchmark_prompt_id=row.benchmark_prompt_id,
                 )
-                position += 1
+            elif reproduction.comparison_id is None:
+                reproduction.comparison = new
+                reproduction.save(update_fields=["comparison"])
+            runs = {p.version_id: p for p in new.predictions.all()}
+            for prediction in old[row.pk]:
+                for output in prediction.outputs.all():
+                    if not output.file:
+                        continue
+                    ReproductionItem.objects.create(
+                        reproduction=reproduction,
+                        position=position,
+                        label=f"{prediction.version.model} · {row.prompt[:200]}",
+                        source_prediction=prediction.id,
+                        expected_output=output,
+                        expected_pixels=bundles.pixel_hash(_read(output.file)),
+                        prediction=runs.get(moves[prediction.version_id].id),
+                        index=output.index,
+                    )
+                    position += 1
     return reproduction
+
+
+def _copy_parent(item, owner, moves, visibility):
+    """A new grid or benchmark run like `item`, on the latest versions; None for a comparison."""
+    if isinstance(item, Grid):
+        axes = [
+            {**axis, "values": [moves[v].id if v in moves else v for v in axis.get("values", [])]}
+            if isinstance(axis, dict) and axis.get("kind") == "version"
+            else axis
+            for axis in item.axes
+        ]
+        return Grid.objects.create(
+            owner=owner,
+            title=f"{item.title or item.pk} (latest versions)"[:200],
+            input=item.input,
+            extra_input={moves[k].id if k in moves else k: v for k, v in item.extra_input.items()},
+            seed=item.seed,
+            axes=axes,
+            visibility=visibility,
+        )
+    if isinstance(item, BenchmarkRun):
+        run = BenchmarkRun.objects.create(
+            owner=owner,
+            title=f"{item.title or item.pk} (latest versions)"[:200],
+            prompt_set=item.prompt_set,
+            category=item.category,
+            sample_size=item.sample_size,
+            sample_seed=item.sample_seed,
+            seeds=item.seeds,
+            input=item.input,
+            visibility=visibility,
+        )
+        run.versions.set({latest.id for latest in moves.values()})
+        return run
+    return None
 
 
 # --- Reproducibility checks ------------------------------------------------------

@@ -123,8 +123,8 @@ def rerun_latest(request, kind, item_id):
         item = _get_item_for_user(request, kind, item_id)
     except Gone as gone:
         return gone_response(request, gone)
-    if not isinstance(item, Comparison):
-        raise Http404("Re-run on the latest version is for comparisons")
+    if isinstance(item, Prediction):
+        raise Http404("Re-run on the latest version is for comparisons, grids and benchmark runs")
     try:
         found = reproductions.rerun_on_latest(item, request.user)
     except schema.InputError as exc:

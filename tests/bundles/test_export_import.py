@@ -6,9 +6,21 @@ import hashlib
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.template.loader import render_to_string
 
 from app.core import bundles
-from app.models import ApiToken, Comparison, Prediction, Reproduction, ReproductionItem, Version
+from app.models import (
+    ApiToken,
+    BenchmarkRun,
+    Comparison,
+    Grid,
+    Prediction,
+    Prompt,
+    PromptSet,
+    Reproduction,
+    ReproductionItem,
+    Version,
+)
 from app.services import bundles as bundle_service
 from tests.bundles.conftest import unzip
 from tests.web.conftest import SCHEMA, make_prediction, make_version, png_bytes
@@ -195,3 +207,81 @@ def test_the_api_imports_a_raw_zip_and_reports_verdicts(client, alice, sd_versio
     assert client.get(f"/v1/bundles/{body['id']}", **auth).json()["id"] == body["id"]
     empty = client.post("/v1/bundles", {}, **auth)
     assert empty.status_code == 422 and empty.json()["invalid_fields"][0]["field"] == "bundle"
+
+
+def grid_of(owner, *versions):
+    grid = Grid.objects.create(
+        owner=owner,
+        title="steps by model",
+        input={"prompt": "a red fox"},
+        seed=42,
+        axes=[
+            {"kind": "version", "values": [v.id for v in versions]},
+            {"kind": "field", "field": "num_inference_steps", "values": [4, 8]},
+        ],
+        visibility="unlisted",
+    )
+    for y in range(2):
+        cell = Comparison.objects.create(owner=owner, input={"prompt": "a red fox"}, seed=42, grid=grid, grid_y=y)
+        for version in versions:
+            make_prediction(version, owner=owner, comparison=cell, visibility="unlisted")
+    return grid
+
+
+def test_a_grid_goes_out_with_its_axes_and_comes_back_as_a_grid(client_alice, alice, sd_version, turbo_version, queued):
+    grid = grid_of(alice, sd_version, turbo_version)
+    html = render_to_string("partials/bundle_actions.html", {"item": grid, "kind": "grid", "user": alice})
+    assert f'href="/bundles/export/grid/{grid.id}"' in html and f'action="/bundles/latest/grid/{grid.id}"' in html
+
+    manifest, images = unzip(client_alice.get(f"/bundles/export/grid/{grid.id}").content)
+
+    assert manifest["kind"] == "grid" and manifest["run"]["axes"] == grid.axes and manifest["run"]["seed"] == 42
+    assert sorted(c["grid"] for c in manifest["comparisons"]) == [[0, 0, 0], [0, 1, 0]]
+    assert len(manifest["predictions"]) == len(images) == 4
+
+    reproduction = bundle_service.import_bundle(alice, bundles.write(manifest, images))
+
+    new = Grid.objects.get(pk=reproduction.grid_id)
+    assert new.owner == alice and new.axes == grid.axes and new.title == "steps by model"
+    assert sorted(new.comparisons.values_list("grid_y", flat=True)) == [0, 1]
+    assert len(queued) == 4 and reproduction.items.count() == 4
+
+
+def test_a_benchmark_run_comes_back_with_its_prompts(client_alice, alice, sd_version, queued):
+    prompt_set = PromptSet.objects.create(slug="mine", name="Mine", owner=alice)
+    prompt = Prompt.objects.create(prompt_set=prompt_set, position=1, text="a red fox", category="animals")
+    run = BenchmarkRun.objects.create(owner=alice, prompt_set=prompt_set, seeds=[42], visibility="unlisted")
+    run.versions.set([sd_version])
+    cell = Comparison.objects.create(
+        owner=alice, input={"prompt": "a red fox"}, seed=42, benchmark=run, benchmark_prompt=prompt
+    )
+    make_prediction(sd_version, owner=alice, comparison=cell, visibility="unlisted")
+    data = client_alice.get(f"/bundles/export/benchmark/{run.id}").content
+    manifest, _ = unzip(data)
+    assert manifest["run"]["prompt_set"] == {"slug": "mine", "name": "Mine"}
+    assert manifest["comparisons"][0]["benchmark_prompt"]["text"] == "a red fox"
+    run.delete()
+    prompt_set.delete()  # another Lightbox, without the set: the importer gets a copy
+
+    reproduction = bundle_service.import_bundle(alice, data)
+
+    new = BenchmarkRun.objects.get(pk=reproduction.benchmark_id)
+    assert new.prompt_set.owner == alice and new.prompt_set.slug.startswith("mine-")
+    assert list(new.comparisons.values_list("benchmark_prompt__text", flat=True)) == ["a red fox"]
+    assert list(new.versions.all()) == [sd_version]
+
+
+def test_a_grid_reruns_on_the_latest_versions_as_a_new_grid(client_alice, alice, sd_version, queued):
+    grid = grid_of(alice, sd_version)
+    newer = make_version("local", "tiny-sd", copy.deepcopy(SCHEMA), location="http://127.0.0.1:9/newer")
+
+    response = client_alice.post(f"/bundles/latest/grid/{grid.id}")
+
+    reproduction = Reproduction.objects.get(kind="latest")
+    assert response["Location"] == f"/bundles/{reproduction.id}"
+    new = Grid.objects.get(pk=reproduction.grid_id)
+    assert new.axes[0]["values"] == [newer.id] and new.title == "steps by model (latest versions)"
+    assert {p.version_id for p in Prediction.objects.filter(pk__in=queued)} == {newer.id}
+    assert sorted(new.comparisons.values_list("grid_y", flat=True)) == [0, 1]
+    assert reproduction.items.count() == 2
+    assert Comparison.objects.standalone().filter(owner=alice).count() == 0
