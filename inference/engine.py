@@ -184,13 +184,14 @@ class Engine:
             f"loaded {model_id} ({family.name}) on {device} in {time.monotonic() - started:.1f}s"
             + (f" with ControlNet {controlnet_id}" if controlnet else "")
         )
-        # One line the health check's setup logs carry: Lightbox's bundles record
-        # it as the hardware and libraries the images were made with.
         import diffusers
 
-        gpu = torch.cuda.get_device_name(0) if device.startswith("cuda") else platform.processor() or "cpu"
-        print(f"runtime: torch {torch.__version__}; diffusers {diffusers.__version__}; device {device} ({gpu})")
+        gpu = torch.cuda.get_device_name(0) if device.startswith("cuda") else platform.processor() or platform.machine()
         engine = cls(pipe, family, controlnet, SpeedOptions.from_environment(family))
+        # Printed with every prediction too: its logs, which Lightbox keeps, then say
+        # what made its images (a bundle's manifest records it; docs/bundles.md).
+        engine.runtime = f"torch {torch.__version__}; diffusers {diffusers.__version__}; device {device} ({gpu})"
+        print(f"runtime: {engine.runtime}")
         engine.warm_up()
         return engine
 
@@ -347,6 +348,8 @@ class Engine:
             seed = int.from_bytes(os.urandom(4), "big") >> 1
         if not quiet:
             print(f"Using seed: {seed}")
+            if getattr(self, "runtime", ""):
+                print(f"runtime: {self.runtime}")
 
         w, h = images.round8(width), images.round8(height)
         if (w, h) != (width, height) and not quiet:

@@ -190,9 +190,19 @@ def _prediction_entry(prediction, viewer, images):
         "created_at": prediction.created_at.isoformat(),
         "completed_at": prediction.completed_at.isoformat() if prediction.completed_at else None,
         "predict_time": prediction.predict_time,
+        # What the model server said it ran on, in this prediction's logs (our
+        # inference server prints a "runtime:" line with each prediction).
+        "runtime": _runtime(prediction.logs),
         "outputs": outputs,
         "withheld": withheld,
     }
+
+
+def _runtime(logs):
+    for line in (logs or "").splitlines():
+        if line.startswith("runtime: "):
+            return line[len("runtime: ") :][:300]
+    return ""
 
 
 # --- Import -------------------------------------------------------------------

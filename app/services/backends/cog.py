@@ -207,20 +207,11 @@ def _detail(response):
 
 
 def runtime(location):
-    """What the Cog server at `location` says it runs on: its health check's
-    `version` (coglet, cog, python) and the `runtime:` line our inference
-    server prints at setup (torch, diffusers, device). {} when it does not answer."""
+    """What the Cog server at `location` says it is, in its health check's
+    `version` (coglet's and its SDK's versions, Python's); {} when it does not answer."""
     try:
         health = http.client().get(location.rstrip("/") + "/health-check", timeout=2).json()
     except (httpx.HTTPError, ValueError):
         return {}
-    if not isinstance(health, dict):
-        return {}
-    found = {}
-    if isinstance(health.get("version"), dict):
-        found.update({str(k)[:50]: str(v)[:100] for k, v in health["version"].items()})
-    setup = health.get("setup") if isinstance(health.get("setup"), dict) else {}
-    for line in str(setup.get("logs") or "").splitlines():
-        if line.startswith("runtime: "):
-            found["runtime"] = line[len("runtime: ") :][:300]
-    return found
+    found = health.get("version") if isinstance(health, dict) else None
+    return {str(k)[:50]: str(v)[:100] for k, v in found.items()} if isinstance(found, dict) else {}
