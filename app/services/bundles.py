@@ -253,13 +253,18 @@ def _check_shapes(manifest):
     for entry in manifest["predictions"]:
         if not (_is_id(entry.get("id")) and isinstance(entry.get("input"), dict)):
             raise BundleError("Each prediction in manifest.json needs an 'id' and an 'input' object.")
-        if entry.get("version") not in known:
+        if not isinstance(entry.get("version"), str) or entry["version"] not in known:
             raise BundleError(f"Prediction {entry['id']} names a version the manifest does not list.")
-        if entry.get("comparison") is not None and entry["comparison"] not in comparison_ids:
+        if entry.get("comparison") is not None and (
+            not isinstance(entry["comparison"], str) or entry["comparison"] not in comparison_ids
+        ):
             raise BundleError(f"Prediction {entry['id']} names a comparison the manifest does not list.")
         for output in entry["outputs"]:
-            if not isinstance(output.get("index", 0), int) or not isinstance(output.get("pixel_sha256"), str):
-                raise BundleError(f"Prediction {entry['id']}: each output needs an 'index' and a 'pixel_sha256'.")
+            index = output.get("index", 0)
+            if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < 1000:
+                raise BundleError(f"Prediction {entry['id']}: each output needs an 'index' from 0 to 999.")
+            if not isinstance(output.get("pixel_sha256"), str):
+                raise BundleError(f"Prediction {entry['id']}: each output needs a 'pixel_sha256'.")
 
 
 def _is_id(value):

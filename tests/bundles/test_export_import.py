@@ -285,3 +285,39 @@ def test_a_grid_reruns_on_the_latest_versions_as_a_new_grid(client_alice, alice,
     assert sorted(new.comparisons.values_list("grid_y", flat=True)) == [0, 1]
     assert reproduction.items.count() == 2
     assert Comparison.objects.standalone().filter(owner=alice).count() == 0
+
+
+def hostile(manifest, images):
+    """Manifests a hand-made bundle could carry, each with the image intact."""
+    entry = manifest["predictions"][0]
+    yield {**manifest, "versions": [{"id": ["x"], "model": "local/tiny-sd"}]}, "needs an 'id' and a 'model'"
+    yield {**manifest, "predictions": [{**entry, "version": ["x"]}]}, "names a version the manifest does not list"
+    yield (
+        {**manifest, "predictions": [{**entry, "comparison": {"a": 1}}]},
+        "names a comparison the manifest does not list",
+    )
+    yield {**manifest, "predictions": [{**entry, "input": "rm -rf /"}]}, "needs an 'id' and an 'input' object"
+    bad_index = [{**entry["outputs"][0], "index": "0; DROP TABLE"}]
+    yield {**manifest, "predictions": [{**entry, "outputs": bad_index}]}, "an 'index' from 0 to 999"
+    yield {**manifest, "predictions": [{**entry, "input": {"prompt": "a\u0000b"}}]}, "cannot be stored"
+    yield {**manifest, "comparisons": "all of them"}, "has no 'comparisons' list"
+    deep = {"prompt": "x"}
+    for _ in range(40):
+        deep = {"nested": deep}
+    yield {**manifest, "predictions": [{**entry, "input": deep}]}, "not JSON Lightbox can read"
+
+
+def test_hostile_manifests_are_refused_with_a_reason_never_a_500(client, alice, sd_version):
+    token = ApiToken.issue(alice)[1]
+    prediction = make_prediction(sd_version, owner=alice, visibility="private")
+    manifest, images = unzip(bundle_service.export(prediction, alice)[1])
+    for changed, message in hostile(manifest, images):
+        response = client.post(
+            "/v1/bundles",
+            bundles.write(changed, images),
+            content_type="application/zip",
+            HTTP_AUTHORIZATION=f"Bearer {token}",
+        )
+        assert response.status_code == 422, (message, response.content)
+        assert message in response.json()["detail"]
+    assert Reproduction.objects.count() == 0 and Prediction.objects.count() == 1
