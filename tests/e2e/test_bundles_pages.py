@@ -41,6 +41,7 @@ def test_a_downloaded_bundle_imports_and_every_image_is_judged(site, finished, n
         page = new_page(viewport=viewport, color_scheme=scheme)
         log_in(page, site.url, "frida")
         page.goto(f"{site.url}/c/{finished.id}")
+        shoot(page, f"comparison-with-bundle-actions-{layout}")
         with page.expect_download() as download:
             page.get_by_role("link", name="Download bundle").click()
         bundle = tmp_path / f"{layout}.zip"
