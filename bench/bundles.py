@@ -74,7 +74,9 @@ def main():
         "pixel hash, one image": timed(lambda: bundles.pixel_hash(first), args.rounds),
         "mean pixel difference, two images": timed(lambda: bundles.distance(first, second), args.rounds),
     }
-    print(f"{args.images} noise PNGs of {args.size}x{args.size}, bundle {len(data) / 2**20:.1f} MB, {args.rounds} rounds")
+    print(
+        f"{args.images} noise PNGs of {args.size}x{args.size}, bundle {len(data) / 2**20:.1f} MB, {args.rounds} rounds"
+    )
     print(f"{'step':38} {'median ms':>10} {'min ms':>10}")
     for name, (median, best) in rows.items():
         print(f"{name:38} {median:10.1f} {best:10.1f}")
