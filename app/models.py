@@ -1309,3 +1309,105 @@ class ComparisonReview(Comparison):
         proxy = True
         verbose_name = "reported comparison"
         verbose_name_plural = "review queue: comparisons"
+
+
+# --- Reproducibility: bundles imported, re-runs on newer versions, checks (app.services.bundles) -----
+
+
+class Verdict(models.TextChoices):
+    """How a new image compares with the one it should reproduce (app.core.bundles)."""
+
+    PENDING = "pending", "Running"
+    IDENTICAL = "identical", "Identical"
+    CLOSE = "close", "Close"
+    DIFFERENT = "different", "Different"
+    FAILED = "failed", "Did not run"
+
+
+class Reproduction(models.Model):
+    """New runs beside the images they should reproduce: a bundle imported,
+    or a comparison re-run on its models' latest versions. Each image is a
+    ReproductionItem; its page shows each one's verdict."""
+
+    class Kind(models.TextChoices):
+        IMPORT = "import", "Bundle imported"
+        LATEST = "latest", "Re-run on the latest versions"
+
+    id = models.CharField(primary_key=True, max_length=32, default=new_id, editable=False)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="reproductions")
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    title = models.CharField(max_length=300, blank=True, default="")
+    # What was reproduced: the bundle's kind, id, site, Lightbox version, run description.
+    source = models.JSONField(default=dict, blank=True)
+    # How each version named was mapped here: [{"model", "version", "picked", "how"}]
+    mapping = models.JSONField(default=list, blank=True)
+    # What could not run, and why: [{"what", "why"}]
+    skipped = models.JSONField(default=list, blank=True)
+    # The comparison (or grid, benchmark run) the re-runs made, when one was made.
+    comparison = models.ForeignKey(Comparison, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    grid = models.ForeignKey(Grid, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    benchmark = models.ForeignKey(BenchmarkRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return self.title or self.id
+
+    def get_absolute_url(self):
+        return reverse("reproduction", args=[self.id])
+
+
+def expected_upload_to(instance, filename):
+    return f"bundles/{instance.reproduction_id[:2]}/{instance.reproduction_id}/{filename}"
+
+
+class ReproductionItem(models.Model):
+    """One image to reproduce: what it should be (the bundle's PNG, or the old
+    run's output), the new prediction that tries, and the verdict once it ended."""
+
+    reproduction = models.ForeignKey(Reproduction, on_delete=models.CASCADE, related_name="items")
+    position = models.PositiveIntegerField()
+    label = models.CharField(max_length=300, blank=True, default="")
+    # The prediction the image came from, by its id where it was made.
+    source_prediction = models.CharField(max_length=100, blank=True, default="")
+    expected_file = models.FileField(upload_to=expected_upload_to, max_length=300, blank=True)
+    expected_output = models.ForeignKey(Output, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    expected_pixels = models.CharField(max_length=64)
+    prediction = models.ForeignKey(Prediction, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    index = models.PositiveSmallIntegerField(default=0)
+    verdict = models.CharField(max_length=10, choices=Verdict.choices, default=Verdict.PENDING)
+    distance = models.FloatField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["reproduction", "position"]
+
+    def __str__(self):
+        return f"{self.reproduction_id}/{self.position}"
+
+
+class ReproCheckQuerySet(models.QuerySet):
+    def pending(self):
+        return self.filter(verdict=Verdict.PENDING)
+
+
+class ReproCheck(models.Model):
+    """A prediction run again with its stored input: did the new image match?"""
+
+    prediction = models.ForeignKey(Prediction, on_delete=models.CASCADE, related_name="repro_checks")
+    rerun = models.ForeignKey(Prediction, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    verdict = models.CharField(max_length=10, choices=Verdict.choices, default=Verdict.PENDING)
+    # Mean absolute pixel difference, 0 to 1 (app.core.bundles.distance).
+    distance = models.FloatField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    checked_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ReproCheckQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        indexes = [models.Index(fields=["prediction", "-created_at"], name="repro_check_prediction")]
+
+    def __str__(self):
+        return f"{self.prediction_id}: {self.verdict}"

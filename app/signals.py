@@ -6,7 +6,7 @@ from django.db import transaction
 from django.db.models.signals import post_delete
 from django.dispatch import receiver
 
-from app.models import File, Output
+from app.models import File, Output, ReproductionItem
 
 
 @receiver(post_delete, sender=Output)
@@ -24,4 +24,10 @@ def delete_output_files(sender, instance, **kwargs):
 @receiver(post_delete, sender=File)
 def delete_file_content(sender, instance, **kwargs):
     name, storage = instance.file.name, instance.file.storage
+    transaction.on_commit(lambda: storage.delete(name) if name else None)
+
+
+@receiver(post_delete, sender=ReproductionItem)
+def delete_expected_image(sender, instance, **kwargs):
+    name, storage = instance.expected_file.name, instance.expected_file.storage
     transaction.on_commit(lambda: storage.delete(name) if name else None)

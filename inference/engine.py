@@ -10,6 +10,7 @@ bfloat16 instead.
 import json
 import math
 import os
+import platform
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -183,7 +184,14 @@ class Engine:
             f"loaded {model_id} ({family.name}) on {device} in {time.monotonic() - started:.1f}s"
             + (f" with ControlNet {controlnet_id}" if controlnet else "")
         )
+        import diffusers
+
+        gpu = torch.cuda.get_device_name(0) if device.startswith("cuda") else platform.processor() or platform.machine()
         engine = cls(pipe, family, controlnet, SpeedOptions.from_environment(family))
+        # Printed with every prediction too: its logs, which Lightbox keeps, then say
+        # what made its images (a bundle's manifest records it; docs/bundles.md).
+        engine.runtime = f"torch {torch.__version__}; diffusers {diffusers.__version__}; device {device} ({gpu})"
+        print(f"runtime: {engine.runtime}")
         engine.warm_up()
         return engine
 
@@ -340,6 +348,8 @@ class Engine:
             seed = int.from_bytes(os.urandom(4), "big") >> 1
         if not quiet:
             print(f"Using seed: {seed}")
+            if getattr(self, "runtime", ""):
+                print(f"runtime: {self.runtime}")
 
         w, h = images.round8(width), images.round8(height)
         if (w, h) != (width, height) and not quiet:

@@ -27,6 +27,11 @@ def _schedule(sender, **kwargs):
     sender.add_periodic_task(settings.RECONCILE_INTERVAL, reconcile.s(), name="reconcile predictions")
     sender.add_periodic_task(settings.AVAILABILITY_INTERVAL, refresh_versions.s(), name="refresh versions")
     sender.add_periodic_task(settings.SWEEP_INTERVAL, sweep_storage.s(), name="sweep storage")
+    # Reproducibility checks of a sample of published predictions (off: LIGHTBOX_REPRO_CHECK_SAMPLE=0).
+    from tasks.reproductions import check_sample
+
+    if settings.REPRO_CHECK_SAMPLE > 0:
+        sender.add_periodic_task(settings.REPRO_CHECK_INTERVAL, check_sample.s(), name="reproducibility checks")
 
 
 @worker_ready.connect

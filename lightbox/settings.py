@@ -474,3 +474,12 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {"httpx": {"level": "WARNING"}},
 }
+
+# --- Reproducibility: bundles, re-runs, checks (docs/bundles.md) ---
+# The largest bundle (zip) an import takes, upload page and /v1 alike.
+BUNDLE_MAX_BYTES = envint("LIGHTBOX_BUNDLE_MAX_BYTES", 48 * 1024 * 1024)
+# Two images are "close" when their mean absolute pixel difference (0 to 1) is at most this.
+REPRO_CLOSE = envfloat("LIGHTBOX_REPRO_CLOSE", 0.02)
+# Published predictions the beat runs again, each run of it, to check they reproduce (0: off).
+REPRO_CHECK_SAMPLE = envint("LIGHTBOX_REPRO_CHECK_SAMPLE", 0)
+REPRO_CHECK_INTERVAL = envint("LIGHTBOX_REPRO_CHECK_INTERVAL", 24 * 3600)

@@ -4,6 +4,7 @@ from django.urls import include, path, re_path
 from app.views import (
     accounts,
     api,
+    bundles,
     comparisons,
     gallery,
     health,
@@ -38,6 +39,14 @@ api_patterns = [
     path("collections/<str:slug>", api.collection, name="collection"),
     path("webhooks/default/secret", api.webhook_secret, name="webhook-secret"),
     path("openapi.json", api.openapi, name="openapi"),
+    # --- Reproducibility bundles (Lightbox extension; docs/bundles.md) ---
+    path("predictions/<str:prediction_id>/bundle", api.prediction_bundle, name="prediction-bundle"),
+    path("comparisons/<str:comparison_id>/bundle", api.comparison_bundle, name="comparison-bundle"),
+    path("grids/<str:grid_id>/bundle", api.grid_bundle, name="grid-bundle"),
+    path("benchmarks/<str:benchmark_id>/bundle", api.benchmark_bundle, name="benchmark-bundle"),
+    path("bundles", api.bundles_import, name="bundles"),
+    path("bundles/<str:reproduction_id>", api.bundle_reproduction, name="bundle"),
+    # --- end of reproducibility bundles ---
     re_path(r"^(?P<path>.*)$", api.not_found),
 ]
 
@@ -89,6 +98,17 @@ page_patterns = [
     path("moderation/<str:kind>/<str:item_id>", moderation.decide, name="moderation-decide"),
     path("account/", include(account_patterns)),
     path("help/running-models", help.running_models, name="help-running-models"),
+    # --- Reproducibility bundles, re-runs on the latest version, checks (docs/bundles.md) ---
+    path("bundles/import", bundles.import_page, name="bundle-import"),
+    path("bundles/export/<str:kind>/<str:item_id>", bundles.export, name="bundle-export"),
+    path("bundles/latest/<str:kind>/<str:item_id>", bundles.rerun_latest, name="bundle-latest"),
+    path("bundles/<str:reproduction_id>", bundles.reproduction, name="reproduction"),
+    path(
+        "bundles/<str:reproduction_id>/before/<int:position>.png", bundles.expected_image, name="reproduction-expected"
+    ),
+    path("p/<str:prediction_id>/repro", bundles.repro_check, name="repro-check"),
+    path("p/<str:prediction_id>/repro/status", bundles.repro_status, name="repro-status"),
+    # --- end of reproducibility ---
 ]
 
 # Every answer under /v1 is JSON, errors Django raises included.

@@ -79,6 +79,7 @@ def largest_body():
             settings.UPLOAD_MAX_BYTES,
             settings.DATA_UPLOAD_MAX_MEMORY_SIZE,
             settings.UPLOAD_IMAGE_MAX_BYTES,
+            settings.BUNDLE_MAX_BYTES,
         )
         + 1024 * 1024
     )

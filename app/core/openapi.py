@@ -261,6 +261,7 @@ def document(base_url):
             "/v1/webhooks/default/secret": {
                 "get": _op("Get the secret that signs your webhooks", "webhooks.default.secret.get", _ref("Secret"))
             },
+            **_bundle_paths(),
         },
         "components": {
             "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}},
@@ -275,6 +276,7 @@ def document(base_url):
                         "file_id",
                         "collection_slug",
                         *DEPLOYMENT,
+                        *BUNDLE_PARAMS,
                     )
                 },
                 "cursor": {"name": "cursor", "in": "query", "required": False, "schema": {"type": "string"}},
@@ -429,6 +431,7 @@ def document(base_url):
                         **{key: {"type": "string", "format": "uri"} for key in MODEL_URLS[1:]},
                     },
                 },
+                **BUNDLE_SCHEMAS,
                 "FileRequest": {
                     "type": "object",
                     "required": ["content"],
@@ -562,3 +565,106 @@ def _page(item):
             "results": {"type": "array", "items": _ref(item)},
         },
     }
+
+
+# --- Reproducibility bundles: Lightbox's own extension of Replicate's API (docs/bundles.md) ---
+
+BUNDLE_PARAMS = ("comparison_id", "grid_id", "benchmark_id", "reproduction_id")
+ZIP = {"type": "string", "format": "binary"}
+
+
+def _lightbox(operation):
+    """Marks an operation Replicate's API does not have."""
+    operation["tags"] = ["lightbox"]
+    operation["x-lightbox"] = True
+    return operation
+
+
+def _bundle_paths():
+    def download(what, operation_id, param):
+        return {
+            "get": _lightbox(
+                _gone(
+                    _op(
+                        f"Download a reproducibility bundle of a {what} (zip: manifest.json and the PNGs)",
+                        operation_id,
+                        ZIP,
+                        params=[param],
+                        ok_type="application/zip",
+                    )
+                )
+            )
+        }
+
+    return {
+        "/v1/predictions/{prediction_id}/bundle": download("prediction", "predictions.bundle", "prediction_id"),
+        "/v1/comparisons/{comparison_id}/bundle": download("comparison", "comparisons.bundle", "comparison_id"),
+        "/v1/grids/{grid_id}/bundle": download("grid", "grids.bundle", "grid_id"),
+        "/v1/benchmarks/{benchmark_id}/bundle": download("benchmark run", "benchmarks.bundle", "benchmark_id"),
+        "/v1/bundles": {
+            "post": _lightbox(
+                _op(
+                    "Import a bundle: its runs start again as yours; each image gets a verdict once they end",
+                    "bundles.create",
+                    _ref("Reproduction"),
+                    body=_ref("BundleRequest"),
+                    body_type="multipart/form-data",
+                    ok_status="201",
+                )
+            )
+        },
+        "/v1/bundles/{reproduction_id}": {
+            "get": _lightbox(
+                _op(
+                    "Get a bundle you imported: versions mapped, what did not run, each image's verdict",
+                    "bundles.get",
+                    _ref("Reproduction"),
+                    params=["reproduction_id"],
+                )
+            )
+        },
+    }
+
+
+BUNDLE_SCHEMAS = {
+    "BundleRequest": {
+        "type": "object",
+        "required": ["bundle"],
+        "properties": {"bundle": {**ZIP, "description": "The bundle (zip) to import."}},
+    },
+    "Reproduction": {
+        "type": "object",
+        "required": ["id", "kind", "versions", "skipped", "items", "urls"],
+        "properties": {
+            "id": {"type": "string"},
+            "kind": {"type": "string", "enum": ["import", "latest"]},
+            "title": {"type": "string"},
+            "created_at": {"type": "string", "format": "date-time"},
+            "source": {"type": "object"},
+            "versions": {"type": "array", "items": {"type": "object"}},
+            "skipped": {
+                "type": "array",
+                "items": {"type": "object", "properties": {"what": {"type": "string"}, "why": {"type": "string"}}},
+            },
+            "comparison": {"type": ["string", "null"]},
+            "grid": {"type": ["string", "null"]},
+            "benchmark": {"type": ["string", "null"]},
+            "items": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "position": {"type": "integer"},
+                        "source_prediction": {"type": "string"},
+                        "prediction": {"type": ["string", "null"]},
+                        "index": {"type": "integer"},
+                        "expected_pixel_sha256": {"type": "string"},
+                        "verdict": {"type": "string", "enum": ["pending", "identical", "close", "different", "failed"]},
+                        "distance": {"type": ["number", "null"]},
+                    },
+                },
+            },
+            "urls": {"type": "object"},
+        },
+    },
+}

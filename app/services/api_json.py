@@ -234,3 +234,39 @@ def webhook_headers(prediction, body):
         for key in [settings.SECRET_KEY, *settings.SECRET_KEY_FALLBACKS]
     )
     return {"webhook-id": message_id, "webhook-timestamp": str(timestamp), "webhook-signature": signature}
+
+
+# --- Reproducibility bundles (Lightbox extension; docs/bundles.md) ---
+
+
+def reproduction_json(reproduction, items, base):
+    """A bundle imported (or a re-run on the latest versions): how its
+    versions were mapped, what could not run, and each image's verdict."""
+    return {
+        "id": reproduction.id,
+        "kind": reproduction.kind,
+        "title": reproduction.title,
+        "created_at": _iso(reproduction.created_at),
+        "source": reproduction.source,
+        "versions": reproduction.mapping,
+        "skipped": reproduction.skipped,
+        "comparison": reproduction.comparison_id,
+        "grid": reproduction.grid_id,
+        "benchmark": reproduction.benchmark_id,
+        "items": [
+            {
+                "position": item.position,
+                "source_prediction": item.source_prediction,
+                "prediction": item.prediction_id,
+                "index": item.index,
+                "expected_pixel_sha256": item.expected_pixels,
+                "verdict": item.verdict,
+                "distance": item.distance,
+            }
+            for item in items
+        ],
+        "urls": {
+            "get": f"{base}/v1/bundles/{reproduction.id}",
+            "web": f"{base}{reproduction.get_absolute_url()}",
+        },
+    }

@@ -18,12 +18,26 @@ from django.views.decorators.csrf import csrf_exempt
 from app.core import hardware, idempotency, netguard, pagination, payloads, schema, waits
 from app.core.openapi import document
 from app.core.prepared import Prepared
-from app.models import Access, ApiToken, Deployment, IdempotencyKey, Model, Prediction, Version, Visibility
+from app.models import (
+    Access,
+    ApiToken,
+    BenchmarkRun,
+    Comparison,
+    Deployment,
+    Grid,
+    IdempotencyKey,
+    Model,
+    Prediction,
+    Reproduction,
+    Version,
+    Visibility,
+)
 from app.services import api_json as api
+from app.services import bundles as bundle_service
 from app.services import collections as model_collections
 from app.services import deployments as deployment_service
 from app.services import files as user_files
-from app.services import limits
+from app.services import limits, reproductions
 from app.services import predictions as lifecycle
 from app.views import problems
 from app.views.files import file_response
@@ -780,3 +794,87 @@ def openapi(request):
 def not_found(request, path=""):
     # csrf_exempt: a POST to an unknown path is a 404 too, not Django's CSRF page.
     return problems.problem(404, "Not found", f"No endpoint at {request.path}.")
+
+
+# --- Reproducibility bundles (Lightbox extension: tagged "lightbox" in /v1/openapi.json; docs/bundles.md) ---
+
+
+def _bundle_of(request, queryset, item_id, what):
+    """A zip of the item, if the user may see it (404, or 410 once hidden)."""
+    item = queryset.filter(pk=item_id).first()
+    if item is None:
+        return _not_found(f"{what} {item_id}")
+    access = Access.OPEN if item.owner_id == request.user.pk else item.access_for(request.user)
+    if access == Access.PRIVATE:
+        return _not_found(f"{what} {item_id}")
+    if access == Access.HIDDEN:
+        return problems.problem(410, "Gone", f"This {what.lower()} was hidden by moderators.")
+    name, data = bundle_service.export(item, request.user)
+    response = HttpResponse(data, content_type="application/zip")
+    response["Content-Disposition"] = f'attachment; filename="{name}"'
+    return response
+
+
+@api_view("GET")
+def prediction_bundle(request, prediction_id):
+    return _bundle_of(request, Prediction.objects.select_related("version__model"), prediction_id, "Prediction")
+
+
+@api_view("GET")
+def comparison_bundle(request, comparison_id):
+    return _bundle_of(request, Comparison.objects.all(), comparison_id, "Comparison")
+
+
+@api_view("GET")
+def grid_bundle(request, grid_id):
+    return _bundle_of(request, Grid.objects.all(), grid_id, "Grid")
+
+
+@api_view("GET")
+def benchmark_bundle(request, benchmark_id):
+    return _bundle_of(request, BenchmarkRun.objects.select_related("prompt_set"), benchmark_id, "Benchmark run")
+
+
+@api_view("POST")
+def bundles_import(request):
+    """Import a bundle: multipart/form-data with the zip in the part `bundle`,
+    or the zip itself as the body (Content-Type: application/zip)."""
+    if request.content_type == "application/zip":
+        try:
+            data = request.body
+        except RequestDataTooBig:
+            return problems.problem(413, "Content Too Large", "The bundle is larger than this site takes.")
+    else:
+        try:
+            uploaded = request.FILES.get("bundle")
+        except RequestDataTooBig:
+            return problems.problem(413, "Content Too Large", "The form's fields are too large.")
+        except (MultiPartParserError, TooManyFieldsSent) as exc:
+            return problems.problem(400, "Bad request", f"The multipart/form-data body could not be read: {exc}")
+        if uploaded is None:
+            return problems.invalid_input(
+                {
+                    "bundle": [
+                        "Send the zip as the multipart part `bundle`, or as the body with Content-Type: application/zip."
+                    ]
+                }
+            )
+        data = uploaded.read(settings.BUNDLE_MAX_BYTES + 1)
+    try:
+        found = bundle_service.import_bundle(request.user, data)
+    except bundle_service.BundleError as exc:
+        return problems.invalid_input({"bundle": [str(exc)]})
+    except limits.RunRefused as exc:
+        return problems.refused(exc)
+    payload = api.reproduction_json(found, list(found.items.all()), _base(request))
+    response = JsonResponse(payload, status=201)
+    response["Location"] = payload["urls"]["get"]
+    return response
+
+
+@api_view("GET")
+def bundle_reproduction(request, reproduction_id):
+    found = Reproduction.objects.filter(pk=reproduction_id, owner=request.user).first()
+    if found is None:
+        return _not_found(f"Bundle import {reproduction_id}")
+    return JsonResponse(api.reproduction_json(found, reproductions.settle(found), _base(request)))

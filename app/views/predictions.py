@@ -4,14 +4,15 @@ import json
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.db.models import Exists, OuterRef
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from app.forms import VisibilityForm
-from app.models import Prediction
-from app.services import predictions
+from app.models import Prediction, ReproCheck
+from app.services import predictions, reproductions
 from app.services.api_json import prediction_json
 from app.views import reports
 from app.views.access import Gone, allowed_or_raise, gone_response, next_url
@@ -26,7 +27,9 @@ def _get_prediction_for_user(request, prediction_id, owner_only=False):
     prediction = get_object_or_404(
         Prediction.objects.select_related("version__model", "comparison")
         .defer("version__openapi_schema")
-        .prefetch_related("outputs"),
+        .prefetch_related("outputs")
+        # In the same query: most predictions were never checked, and their page reads no check.
+        .annotate(was_checked=Exists(ReproCheck.objects.filter(prediction=OuterRef("pk")))),
         pk=prediction_id,
     )
     if request.user.is_authenticated and prediction.owner_id == request.user.pk:
@@ -140,6 +143,8 @@ def prediction(request, prediction_id):
             else ""
         ),
         visibility_form=VisibilityForm(initial={"visibility": prediction.visibility}),
+        # The last reproducibility check (docs/bundles.md), settled if its re-run ended.
+        check=reproductions.last_check(prediction) if prediction.was_checked else None,
         **reports.report_context(request.user, prediction),
     )
     return TemplateResponse(request, "prediction.html", context)

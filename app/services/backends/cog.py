@@ -204,3 +204,14 @@ def _detail(response):
             )
         return str(detail)
     return str(payload)[:300]
+
+
+def runtime(location):
+    """What the Cog server at `location` says it is, in its health check's
+    `version` (coglet's and its SDK's versions, Python's); {} when it does not answer."""
+    try:
+        health = http.client().get(location.rstrip("/") + "/health-check", timeout=2).json()
+    except (httpx.HTTPError, ValueError):
+        return {}
+    found = health.get("version") if isinstance(health, dict) else None
+    return {str(k)[:50]: str(v)[:100] for k, v in found.items()} if isinstance(found, dict) else {}
