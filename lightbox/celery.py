@@ -12,6 +12,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "lightbox.settings")
 app = Celery("lightbox")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks(["tasks"], related_name="predictions")
+app.autodiscover_tasks(["tasks"], related_name="benchmarks")
 
 # The filesystem transport keeps its messages under var/; the folders must exist
 # before the first producer or worker touches them.
@@ -27,6 +28,10 @@ def _schedule(sender, **kwargs):
     sender.add_periodic_task(settings.RECONCILE_INTERVAL, reconcile.s(), name="reconcile predictions")
     sender.add_periodic_task(settings.AVAILABILITY_INTERVAL, refresh_versions.s(), name="refresh versions")
     sender.add_periodic_task(settings.SWEEP_INTERVAL, sweep_storage.s(), name="sweep storage")
+    # bench: benchmark runs a lost worker left with comparisons to start.
+    from tasks.benchmarks import sweep as sweep_benchmarks
+
+    sender.add_periodic_task(settings.RECONCILE_INTERVAL * 6, sweep_benchmarks.s(), name="sweep benchmark runs")
 
 
 @worker_ready.connect
