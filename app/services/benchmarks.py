@@ -43,10 +43,10 @@ class RunError(ValueError):
 def plan(run):
     """The ids of the run's prompts, in the set's order: all, one category, or
     a sample of `sample_size` that `sample_seed` fixes (the same prompts every time)."""
-    return _plan(run.prompt_set_id, run.category, run.sample_size, run.sample_seed)
+    return plan_prompts(run.prompt_set_id, run.category, run.sample_size, run.sample_seed)
 
 
-def _plan(prompt_set_id, category, sample_size, sample_seed):
+def plan_prompts(prompt_set_id, category, sample_size, sample_seed):
     prompts = Prompt.objects.filter(prompt_set_id=prompt_set_id)
     if category:
         prompts = prompts.filter(category=category)
@@ -135,7 +135,7 @@ def create(
     if errors:
         raise RunError(errors)
     given = _clean_input(input)
-    prompt_ids = _plan(prompt_set.pk, category, sample_size, sample_seed)
+    prompt_ids = plan_prompts(prompt_set.pk, category, sample_size, sample_seed)
     if not prompt_ids:
         raise RunError({"prompt_set": ["No prompts to run."]})
     total = len(prompt_ids) * len(seeds) * len(versions)
@@ -324,7 +324,7 @@ def _latest(predictions_qs):
 def summary(run, versions=None):
     """Progress and results, from the rows: per version (done, failed, median
     predict time, failure rate, cost) and per category, and the run's state."""
-    versions = versions if versions is not None else _versions(run)
+    versions = versions if versions is not None else versions_of(run)
     all_rows = Prediction.objects.filter(comparison__benchmark=run)
     latest = _latest(all_rows)
     spent = {
@@ -403,7 +403,7 @@ def summary(run, versions=None):
     }
 
 
-def _versions(run):
+def versions_of(run):
     return sorted(
         run.versions.select_related("model").defer("openapi_schema"), key=lambda v: (str(v.model), v.created_at)
     )

@@ -92,8 +92,12 @@ class SetError(ValueError):
         self.errors = errors
 
 
+def _has_control(text):
+    return any(ord(c) < 32 and c not in "\t\r\n" for c in text)
+
+
 def _printable(text, where):
-    if "\x00" in text or any(ord(c) < 32 and c not in "\t\r\n" for c in text):
+    if _has_control(text):
         raise SetError({where: ["It contains control characters: send plain text."]})
     return text
 
@@ -148,6 +152,9 @@ def create(owner, name, rows):
     elif len(rows) > MAX_PROMPTS:
         errors.setdefault("prompts", []).append(f"{len(rows)} prompts: a set has at most {MAX_PROMPTS}.")
     for number, (prompt, category) in enumerate(rows, start=1):
+        if _has_control(prompt) or _has_control(category):
+            errors.setdefault("prompts", []).append(f"Prompt {number} contains control characters.")
+            break
         if len(prompt) > MAX_PROMPT_CHARS:
             errors.setdefault("prompts", []).append(
                 f"Prompt {number} is {len(prompt)} characters long; at most {MAX_PROMPT_CHARS}."
