@@ -530,7 +530,9 @@ class DecisionForm(forms.Form):
 class PromptSetForm(forms.Form):
     """A user's own prompt set: pasted lines, or a CSV file (prompt, category)."""
 
-    name = forms.CharField(max_length=200, label="Name of the set")
+    name = forms.CharField(
+        max_length=200, label="Name of the set", error_messages={"required": "Give the set a name."}
+    )
     lines = forms.CharField(
         required=False,
         label="Prompts, one a line",
@@ -618,7 +620,7 @@ class BenchmarkForm(forms.Form):
         value, prompt_set = cleaned.get("category") or "", cleaned.get("prompt_set")
         set_id, _, category = value.partition(":")
         if value and prompt_set is not None and set_id != str(prompt_set.pk):
-            self.add_error("category", f"This category is not one of {prompt_set.name}'s.")
+            self.add_error("category", f"This category is not in {prompt_set.name}.")
         cleaned["category_name"] = category
         cleaned["chosen_versions"] = [self.version_map[pk] for pk in cleaned.get("versions", [])]
         return cleaned
