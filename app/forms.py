@@ -530,9 +530,7 @@ class DecisionForm(forms.Form):
 class PromptSetForm(forms.Form):
     """A user's own prompt set: pasted lines, or a CSV file (prompt, category)."""
 
-    name = forms.CharField(
-        max_length=200, label="Name of the set", error_messages={"required": "Give the set a name."}
-    )
+    name = forms.CharField(max_length=200, label="Name of the set", error_messages={"required": "Give the set a name."})
     lines = forms.CharField(
         required=False,
         label="Prompts, one a line",

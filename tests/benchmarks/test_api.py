@@ -38,7 +38,9 @@ def test_prompt_sets_are_listed_with_licences_and_categories(v1):
 
 
 def test_a_user_adds_a_set_and_bad_ones_get_problems(v1, alice):
-    made = v1("post", "/v1/prompt-sets", {"name": "Mine", "prompts": ["a fox", {"prompt": "a cat", "category": "pets"}]})
+    made = v1(
+        "post", "/v1/prompt-sets", {"name": "Mine", "prompts": ["a fox", {"prompt": "a cat", "category": "pets"}]}
+    )
     assert made.status_code == 201
     assert made.json()["prompt_count"] == 2 and made.json()["shipped"] is False
     for body, field in [

@@ -59,7 +59,7 @@ def test_pasted_lines_become_a_set(client_alice, alice):
 
 
 def test_a_csv_upload_becomes_a_set_with_categories(client_alice, alice):
-    csv = b"prompt,category\n\"a fox, running\",animals\na teapot,objects\na cat\n"
+    csv = b'prompt,category\n"a fox, running",animals\na teapot,objects\na cat\n'
     upload = io.BytesIO(csv)
     upload.name = "set.csv"
     assert client_alice.post("/prompt-sets", {"name": "Mixed", "file": upload}).status_code == 302

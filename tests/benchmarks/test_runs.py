@@ -33,7 +33,9 @@ def test_creating_a_run_saves_one_row_and_queues_its_materialisation(alice, smal
     assert not Comparison.objects.exists() and queued == []  # nothing started in the request
 
 
-def test_materialising_starts_each_prompt_and_seed_once_even_run_again(alice, small_set, versions, queued_tasks, queued):
+def test_materialising_starts_each_prompt_and_seed_once_even_run_again(
+    alice, small_set, versions, queued_tasks, queued
+):
     run = start(alice, small_set, versions)
     assert benchmarks.materialise(run.pk) is None
     assert run.comparisons.count() == 24
@@ -184,7 +186,9 @@ def test_the_page_shows_progress_results_and_images_in_constant_queries(
                     owner=alice, benchmark=run, benchmark_prompt=prompt, seed=seed, input={"prompt": prompt.text}
                 )
                 for version in versions:
-                    make_prediction(version, owner=alice, prompt=prompt.text, comparison=comparison, visibility="unlisted")
+                    make_prediction(
+                        version, owner=alice, prompt=prompt.text, comparison=comparison, visibility="unlisted"
+                    )
         with CaptureQueriesContext(connection) as queries:
             response = client_alice.get(run.get_absolute_url())
         assert response.status_code == 200
