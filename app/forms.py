@@ -599,7 +599,12 @@ class BenchmarkForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.fields["prompt_set"].queryset = prompt_set_queryset
         self.version_map = {version.id: version for version in versions}
-        self.fields["versions"].choices = [(version.id, str(version.model)) for version in versions]
+        names = [str(version.model) for version in versions]
+        # A model with several versions: each named by its id too.
+        self.fields["versions"].choices = [
+            (version.id, name if names.count(name) == 1 else f"{name} ({version.id[:8]})")
+            for version, name in zip(versions, names)
+        ]
         groups, names = [("", "Every category")], {s.pk: s.name for s in prompt_set_queryset}
         pairs = (
             Prompt.objects.filter(prompt_set__in=list(names))

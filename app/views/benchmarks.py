@@ -65,7 +65,13 @@ def benchmark(request, run_id):
     versions = benchmarks.versions_of(run)
     summary = benchmarks.summary(run, versions)
     is_owner = request.user.is_authenticated and run.owner_id == request.user.pk
-    context = {"run": run, "summary": summary, "versions": versions, "is_owner": is_owner}
+    context = {
+        "run": run,
+        "summary": summary,
+        "versions": versions,
+        "is_owner": is_owner,
+        "prompt_count": run.planned // max(1, len(run.seeds)),
+    }
     if request.htmx and request.GET.get("part") == "progress":
         response = TemplateResponse(request, "benchmark.html#progress", context)
         if summary["state"] in ("finished", "stopped"):
