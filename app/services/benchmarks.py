@@ -14,8 +14,8 @@ import statistics
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import transaction
-from django.db.models import Sum
+from django.db import connection, transaction
+from django.db.models import Aggregate, Count, FloatField, Min, Q, Sum
 from django.urls import reverse
 
 from app.core import jobs, schema
@@ -259,8 +259,8 @@ def _refused(run_id, exc):
 def _retry_failed(run, versions):
     """Start again, in the same comparison, each version whose latest
     prediction failed or was canceled."""
-    latest = _latest(Prediction.objects.filter(comparison__benchmark=run))
-    ok = {key for key, row in latest.items() if row["status"] not in ("failed", "canceled")}
+    current = _current(Prediction.objects.filter(comparison__benchmark=run))
+    ok = set(current.exclude(status__in=("failed", "canceled")).values_list("comparison_id", "version_id"))
     todo = [
         (comparison, version)
         for comparison in run.comparisons.order_by("created_at")
@@ -312,72 +312,99 @@ def set_visibility(run, visibility):
     run.visibility = visibility
 
 
-def _latest(predictions_qs):
-    """{(comparison id, version id): the latest prediction's row} (a version
-    run again after a failure has several)."""
-    rows = predictions_qs.order_by("created_at").values(
-        "comparison_id", "version_id", "status", "predict_time", "cost", "comparison__benchmark_prompt__category"
-    )
-    return {(row["comparison_id"], row["version_id"]): row for row in rows}
+ENDED = ("succeeded", "failed", "canceled")
+
+
+def _current(predictions_qs):
+    """Each (comparison, version)'s latest prediction only: a version run
+    again after a failure has several, and the last one is its result. The
+    pairs with several are few (one GROUP BY finds them); the rest is one
+    prediction each."""
+    repeated = predictions_qs.values("comparison_id", "version_id").annotate(n=Count("pk")).filter(n__gt=1).order_by()
+    if not repeated:
+        return predictions_qs
+    pairs = Q()
+    for row in repeated:
+        pairs |= Q(comparison_id=row["comparison_id"], version_id=row["version_id"])
+    older, seen = [], set()
+    for pk, comparison_id, version_id in (
+        predictions_qs.filter(pairs).order_by("-created_at").values_list("pk", "comparison_id", "version_id")
+    ):
+        if (comparison_id, version_id) in seen:
+            older.append(pk)
+        seen.add((comparison_id, version_id))
+    return predictions_qs.exclude(pk__in=older)
+
+
+def _medians(current, version_ids):
+    """{version id: median predict time of its succeeded predictions}, in the
+    database on PostgreSQL (percentile_cont), else over the values."""
+    succeeded = current.filter(status="succeeded", predict_time__isnull=False)
+    if connection.vendor == "postgresql":
+        rows = succeeded.values("version_id").annotate(median=Median("predict_time"))
+        return {row["version_id"]: row["median"] for row in rows}
+    times = {}
+    for version_id, seconds in succeeded.values_list("version_id", "predict_time"):
+        times.setdefault(version_id, []).append(seconds)
+    return {version_id: statistics.median(values) for version_id, values in times.items() if version_id in version_ids}
+
+
+class Median(Aggregate):
+    function = "PERCENTILE_CONT"
+    template = "%(function)s(0.5) WITHIN GROUP (ORDER BY %(expressions)s)"
+    output_field = FloatField()
+
+
+def _planned_per_category(run):
+    prompts = Prompt.objects.filter(prompt_set_id=run.prompt_set_id)
+    if run.sample_size:
+        prompts = Prompt.objects.filter(pk__in=plan(run))
+    elif run.category:
+        prompts = prompts.filter(category=run.category)
+    rows = prompts.values("category").annotate(n=Count("pk")).order_by()
+    order = dict(prompts.values("category").annotate(first=Min("position")).order_by().values_list("category", "first"))
+    return sorted(((row["category"], row["n"] * len(run.seeds)) for row in rows), key=lambda item: order[item[0]])
 
 
 def summary(run, versions=None):
-    """Progress and results, from the rows: per version (done, failed, median
-    predict time, failure rate, cost) and per category, and the run's state."""
+    """Progress and results, from the rows (grouped in the database, whatever
+    the run's size): per version (done, failed, median predict time, failure
+    rate, cost) and per category, and the run's state."""
     versions = versions if versions is not None else versions_of(run)
     all_rows = Prediction.objects.filter(comparison__benchmark=run)
-    latest = _latest(all_rows)
+    current = _current(all_rows)
+    blank = {"succeeded": 0, "failed": 0, "canceled": 0, "active": 0}
+    per_version = {v.pk: dict(blank) for v in versions}
+    for row in current.values("version_id", "status").annotate(n=Count("pk")).order_by():
+        if row["version_id"] in per_version:
+            key = row["status"] if row["status"] in ENDED else "active"
+            per_version[row["version_id"]][key] += row["n"]
+    categories = {}
+    by_category = current.values("comparison__benchmark_prompt__category", "status").annotate(n=Count("pk")).order_by()
+    for row in by_category:
+        key = row["status"] if row["status"] in ENDED else "active"
+        categories.setdefault(row["comparison__benchmark_prompt__category"], dict(blank))[key] += row["n"]
     spent = {
         row["version_id"]: row["total"] or Decimal(0)
-        for row in all_rows.values("version_id").annotate(total=Sum("cost"))
+        for row in all_rows.values("version_id").annotate(total=Sum("cost")).order_by()
     }
-    per_version = {
-        v.pk: {"version": v, "succeeded": 0, "failed": 0, "canceled": 0, "active": 0, "times": []} for v in versions
-    }
-    categories = {}
-    for (_, version_id), row in latest.items():
-        entry = per_version.get(version_id)
-        if entry is None:
-            continue
-        status = row["status"] if row["status"] in ("succeeded", "failed", "canceled") else "active"
-        entry[status] += 1
-        if status == "succeeded" and row["predict_time"] is not None:
-            entry["times"].append(row["predict_time"])
-        category = categories.setdefault(
-            row["comparison__benchmark_prompt__category"], {"succeeded": 0, "failed": 0, "canceled": 0, "active": 0}
-        )
-        category[status] += 1
-    planned_per_category = {}
-    if run.planned:
-        for category in Prompt.objects.filter(pk__in=plan(run)).values_list("category", flat=True):
-            planned_per_category[category] = planned_per_category.get(category, 0) + len(run.seeds)
-    total = run.planned * len(versions)
-    counts = {
-        key: sum(entry[key] for entry in per_version.values()) for key in ("succeeded", "failed", "canceled", "active")
-    }
+    medians = _medians(current, set(per_version))
     rows = []
-    for entry in per_version.values():
+    for version in versions:
+        entry = per_version[version.pk]
         ended = entry["succeeded"] + entry["failed"]
         rows.append(
             {
-                "version": entry["version"],
-                "succeeded": entry["succeeded"],
-                "failed": entry["failed"],
-                "canceled": entry["canceled"],
-                "active": entry["active"],
-                "median_predict_time": statistics.median(entry["times"]) if entry["times"] else None,
+                "version": version,
+                **entry,
+                "median_predict_time": medians.get(version.pk),
                 "failure_rate": entry["failed"] / ended if ended else None,
-                "cost": spent.get(entry["version"].pk, Decimal(0)),
+                "cost": spent.get(version.pk, Decimal(0)),
             }
         )
-    by_category = [
-        {
-            "category": category or "(none)",
-            "planned": planned * len(versions),
-            **categories.get(category, {"succeeded": 0, "failed": 0, "canceled": 0, "active": 0}),
-        }
-        for category, planned in planned_per_category.items()
-    ]
+    counts = {key: sum(entry[key] for entry in per_version.values()) for key in blank}
+    total = run.planned * len(versions)
+    done = counts["succeeded"] + counts["failed"] + counts["canceled"]
     started = run.comparisons.count()
     if run.status == BenchmarkRun.Status.STOPPED:
         state = "stopped"
@@ -394,11 +421,14 @@ def summary(run, versions=None):
         "started_comparisons": started,
         "planned_comparisons": run.planned,
         "skipped": len(run.skipped),
-        "done": counts["succeeded"] + counts["failed"] + counts["canceled"],
-        "percent": round(100 * (counts["succeeded"] + counts["failed"] + counts["canceled"]) / total) if total else 100,
+        "done": done,
+        "percent": round(100 * done / total) if total else 100,
         **counts,
         "versions": rows,
-        "categories": by_category,
+        "categories": [
+            {"category": category or "(none)", "planned": planned * len(versions), **categories.get(category, blank)}
+            for category, planned in _planned_per_category(run)
+        ],
         "cost": sum((row["cost"] for row in rows), Decimal(0)),
     }
 
