@@ -11,6 +11,18 @@ def create_cache_table(using="default", **kwargs):
     call_command("createcachetable", database=using, verbosity=0)
 
 
+def load_prompt_sets(using="default", plan=None, **kwargs):
+    """bench: `migrate` loads the shipped prompt sets (PartiPrompts, GenEval)
+    once the tables are there; pages load them too when a flush removed them."""
+    from django.db import connections
+
+    from app.services import prompt_sets
+
+    tables = connections[using].introspection.table_names()
+    if using == "default" and "app_prompt" in tables and "app_promptset" in tables:
+        prompt_sets.ensure_shipped()
+
+
 RECURSION_LIMIT = 4000
 
 
@@ -22,6 +34,7 @@ class LightboxConfig(AppConfig):
         from app import signals  # noqa: F401  (connects the receivers)
 
         post_migrate.connect(create_cache_table, sender=self)
+        post_migrate.connect(load_prompt_sets, sender=self)
         # json's decoder counts each level of nesting against the recursion
         # limit: a row stored before inputs were limited to 32 levels (up to
         # ~900 deep) must still load on every page, however deep the stack of

@@ -22,7 +22,8 @@ from django.contrib.auth.forms import (
 from django.core.validators import MaxValueValidator, MinValueValidator
 
 from app.core import payloads, schema, throttle, uploads
-from app.models import Invite, Report, Visibility
+from app.models import Invite, Prompt, Report, Visibility
+from app.services import prompt_sets
 from app.services.comparisons import COMMON_FIELDS
 
 TEXTAREA_FIELDS = ("prompt", "negative_prompt")
@@ -521,3 +522,115 @@ class DecisionForm(forms.Form):
         help_text="The owner reads it; it goes into the audit trail.",
     )
     tell_reporters = forms.BooleanField(label="Tell the reporters too", required=False)
+
+
+# --- bench: prompt sets and benchmark runs ---------------------------------------
+
+
+class PromptSetForm(forms.Form):
+    """A user's own prompt set: pasted lines, or a CSV file (prompt, category)."""
+
+    name = forms.CharField(max_length=200, label="Name of the set", error_messages={"required": "Give the set a name."})
+    lines = forms.CharField(
+        required=False,
+        label="Prompts, one a line",
+        widget=forms.Textarea(attrs={"rows": 6}),
+        help_text="Or upload a CSV file below instead.",
+    )
+    file = forms.FileField(
+        required=False,
+        label="CSV file",
+        help_text="One prompt a row: prompt, category (the category may be left out); a header row is skipped.",
+        widget=forms.ClearableFileInput(attrs={"accept": ".csv,text/csv,text/plain"}),
+    )
+
+    def clean(self):
+        cleaned = super().clean()
+        upload, lines = cleaned.get("file"), cleaned.get("lines", "")
+        if upload and lines.strip():
+            self.add_error("lines", "Paste prompts or upload a file, not both.")
+            return cleaned
+        where = "file" if upload else "lines"
+        try:
+            rows = (
+                prompt_sets.parse_csv(upload.read(prompt_sets.MAX_UPLOAD_BYTES + 1))
+                if upload
+                else (prompt_sets.parse_lines(lines))
+            )
+        except prompt_sets.SetError as exc:
+            for messages in exc.errors.values():
+                self.add_error(where, messages)
+            return cleaned
+        if not rows:
+            self.add_error(where, "The set has no prompts: paste one a line, or upload a CSV.")
+        cleaned["rows"], cleaned["where"] = rows, where
+        return cleaned
+
+
+class BenchmarkForm(forms.Form):
+    """A benchmark run: a prompt set (all, a category or a sample) x versions x seeds."""
+
+    title = forms.CharField(max_length=200, required=False, label="Title (optional)")
+    prompt_set = forms.ModelChoiceField(queryset=None, label="Prompt set", empty_label=None)
+    category = forms.ChoiceField(required=False, label="Category")
+    sample_size = forms.IntegerField(
+        required=False,
+        min_value=1,
+        label="Random sample of N prompts",
+        help_text="Empty: every prompt of the set (or category).",
+    )
+    sample_seed = forms.IntegerField(
+        required=False,
+        min_value=0,
+        max_value=2**62,
+        label="Sample seed",
+        help_text="The same seed picks the same prompts and seeds again; empty: a random one.",
+    )
+    versions = forms.MultipleChoiceField(widget=forms.CheckboxSelectMultiple, label="Model versions")
+    seed_count = forms.IntegerField(
+        min_value=1, max_value=16, initial=1, label="Seeds per prompt", help_text="Each prompt runs with K seeds."
+    )
+    num_inference_steps = forms.IntegerField(required=False, min_value=1, max_value=500, label="Steps")
+    width = forms.IntegerField(required=False, min_value=64, max_value=4096, label="Width")
+    height = forms.IntegerField(required=False, min_value=64, max_value=4096, label="Height")
+    visibility = forms.ChoiceField(choices=Visibility.choices, initial=Visibility.UNLISTED, label="Visibility")
+
+    def __init__(self, prompt_set_queryset, versions, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["prompt_set"].queryset = prompt_set_queryset
+        self.version_map = {version.id: version for version in versions}
+        names = [str(version.model) for version in versions]
+        # A model with several versions: each named by its id too.
+        self.fields["versions"].choices = [
+            (version.id, name if names.count(name) == 1 else f"{name} ({version.id[:8]})")
+            for version, name in zip(versions, names)
+        ]
+        groups, names = [("", "Every category")], {s.pk: s.name for s in prompt_set_queryset}
+        pairs = (
+            Prompt.objects.filter(prompt_set__in=list(names))
+            .exclude(category="")
+            .values_list("prompt_set_id", "category")
+        )
+        by_set = {}
+        for set_id, category in pairs.distinct():
+            by_set.setdefault(set_id, set()).add(category)
+        for set_id, name in names.items():
+            groups.append((name, [(f"{set_id}:{c}", c) for c in sorted(by_set.get(set_id, ()))]))
+        self.fields["category"].choices = groups
+
+    def clean(self):
+        cleaned = super().clean()
+        value, prompt_set = cleaned.get("category") or "", cleaned.get("prompt_set")
+        set_id, _, category = value.partition(":")
+        if value and prompt_set is not None and set_id != str(prompt_set.pk):
+            self.add_error("category", f"This category is not in {prompt_set.name}.")
+        cleaned["category_name"] = category
+        cleaned["chosen_versions"] = [self.version_map[pk] for pk in cleaned.get("versions", [])]
+        return cleaned
+
+    def run_input(self):
+        return {
+            field: self.cleaned_data[field]
+            for field in ("num_inference_steps", "width", "height")
+            if self.cleaned_data.get(field) is not None
+        }

@@ -531,6 +531,15 @@ class BenchmarkRun(Moderated):
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.RUNNING)
     visibility = models.CharField(max_length=10, choices=Visibility.choices, default=Visibility.UNLISTED)
     created_at = models.DateTimeField(default=timezone.now)
+    # --- bench: what the pages and /v1 read without planning the run again ---
+    # Comparisons the run is made of (prompts x seeds), fixed at creation.
+    planned = models.PositiveIntegerField(default=0)
+    # Why the run waits or stopped by itself (a limit, a version offline); "" when nothing holds it.
+    note = models.CharField(max_length=500, blank=True, default="")
+    # Prompts no version could take (a blocked term...): {"<prompt id>:<seed>": why}; going on tries them again.
+    skipped = models.JSONField(default=dict, blank=True)
+    # A run started because a watched model got a new version: the reference run it repeats.
+    baseline = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="followups")
 
     objects = ModeratedQuerySet.as_manager()
 
@@ -539,6 +548,25 @@ class BenchmarkRun(Moderated):
 
     def __str__(self):
         return self.title or self.id
+
+    def get_absolute_url(self):
+        return reverse("benchmark", args=[self.id])
+
+
+class Watch(models.Model):
+    """A user's reference benchmark run for a model: each new version of the
+    model runs the same prompts and seeds (app.services.benchmarks)."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="watches")
+    model = models.ForeignKey(Model, on_delete=models.CASCADE, related_name="watches")
+    run = models.ForeignKey(BenchmarkRun, on_delete=models.CASCADE, related_name="watches")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "model"], name="watch_user_model")]
+
+    def __str__(self):
+        return f"{self.user} watches {self.model}"
 
 
 class PredictionQuerySet(ModeratedQuerySet):

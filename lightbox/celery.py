@@ -12,6 +12,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "lightbox.settings")
 app = Celery("lightbox")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks(["tasks"], related_name="predictions")
+app.autodiscover_tasks(["tasks"], related_name="benchmarks")
 
 # The filesystem transport keeps its messages under var/; the folders must exist
 # before the first producer or worker touches them.
@@ -32,6 +33,10 @@ def _schedule(sender, **kwargs):
 
     if settings.REPRO_CHECK_SAMPLE > 0:
         sender.add_periodic_task(settings.REPRO_CHECK_INTERVAL, check_sample.s(), name="reproducibility checks")
+    # bench: benchmark runs a lost worker left with comparisons to start.
+    from tasks.benchmarks import sweep as sweep_benchmarks
+
+    sender.add_periodic_task(settings.RECONCILE_INTERVAL * 6, sweep_benchmarks.s(), name="sweep benchmark runs")
 
 
 @worker_ready.connect

@@ -348,6 +348,9 @@ ANONYMOUS_REPORTS_PER_HOUR = envlimit("LIGHTBOX_ANONYMOUS_REPORTS_PER_HOUR", "5"
 RATE_LIMIT_PER_MINUTE = envlimit("LIGHTBOX_RATE_LIMIT_PER_MINUTE", "60")
 DAILY_QUOTA = envlimit("LIGHTBOX_DAILY_QUOTA", "1000")
 MAX_CONCURRENT = envlimit("LIGHTBOX_MAX_CONCURRENT", "10")
+# --- bench: benchmark runs ---
+# Predictions (prompts x seeds x versions) one benchmark run may have.
+BENCHMARK_MAX_PREDICTIONS = envint("LIGHTBOX_BENCHMARK_MAX_PREDICTIONS", 10000)
 # USD a month on versions that run on the site's REPLICATE_API_TOKEN.
 USER_MONTHLY_SPEND_CAP = envlimit("LIGHTBOX_USER_MONTHLY_SPEND_CAP", "10", Decimal)
 SITE_MONTHLY_SPEND_CAP = envlimit("LIGHTBOX_SITE_MONTHLY_SPEND_CAP", "100", Decimal)

@@ -4,6 +4,7 @@ from django.urls import include, path, re_path
 from app.views import (
     accounts,
     api,
+    benchmarks,
     bundles,
     comparisons,
     gallery,
@@ -38,6 +39,14 @@ api_patterns = [
     path("collections", api.collections, name="collections"),
     path("collections/<str:slug>", api.collection, name="collection"),
     path("webhooks/default/secret", api.webhook_secret, name="webhook-secret"),
+    # --- bench: Lightbox's own endpoints for prompt sets and benchmark runs ---
+    path("prompt-sets", api.prompt_set_list, name="prompt-sets"),
+    path("benchmarks", api.benchmarks, name="benchmarks"),
+    path("benchmarks/<str:run_id>", api.benchmark, name="benchmark"),
+    path("benchmarks/<str:run_id>/predictions", api.benchmark_predictions, name="benchmark-predictions"),
+    path("benchmarks/<str:run_id>/stop", api.benchmark_stop, name="benchmark-stop"),
+    path("benchmarks/<str:run_id>/resume", api.benchmark_resume, name="benchmark-resume"),
+    # --- end bench ---
     path("openapi.json", api.openapi, name="openapi"),
     # --- Reproducibility bundles (Lightbox extension; docs/bundles.md) ---
     path("predictions/<str:prediction_id>/bundle", api.prediction_bundle, name="prediction-bundle"),
@@ -109,6 +118,17 @@ page_patterns = [
     path("p/<str:prediction_id>/repro", bundles.repro_check, name="repro-check"),
     path("p/<str:prediction_id>/repro/status", bundles.repro_status, name="repro-status"),
     # --- end of reproducibility ---
+    # --- bench: prompt sets and benchmark runs ---
+    path("prompt-sets", benchmarks.prompt_set_list, name="prompt-sets"),
+    path("b/", benchmarks.benchmarks_list, name="benchmarks"),
+    path("b/new", benchmarks.benchmark_new, name="benchmark-new"),
+    path("b/<str:run_id>", benchmarks.benchmark, name="benchmark"),
+    path("b/<str:run_id>/stop", benchmarks.benchmark_stop, name="benchmark-stop"),
+    path("b/<str:run_id>/resume", benchmarks.benchmark_resume, name="benchmark-resume"),
+    path("b/<str:run_id>/visibility", benchmarks.benchmark_visibility, name="benchmark-visibility"),
+    path("b/<str:run_id>/watch", benchmarks.benchmark_watch, name="benchmark-watch"),
+    path("b/<str:run_id>/versus", benchmarks.benchmark_versus, name="benchmark-versus"),
+    # --- end bench ---
 ]
 
 # Every answer under /v1 is JSON, errors Django raises included.

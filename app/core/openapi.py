@@ -65,6 +65,12 @@ def _ref(name):
 
 
 def document(base_url):
+    doc = _replicate_document(base_url)
+    _add_lightbox(doc)  # bench
+    return doc
+
+
+def _replicate_document(base_url):
     prediction, page = _ref("Prediction"), _ref("PredictionPage")
     return {
         "openapi": "3.1.0",
@@ -574,7 +580,8 @@ ZIP = {"type": "string", "format": "binary"}
 
 
 def _lightbox(operation):
-    """Marks an operation Replicate's API does not have."""
+    """Marks an operation Replicate's API does not have: "tags": ["lightbox"]
+    and "x-lightbox": true (Replicate's clients know nothing of them)."""
     operation["tags"] = ["lightbox"]
     operation["x-lightbox"] = True
     return operation
@@ -668,3 +675,178 @@ BUNDLE_SCHEMAS = {
         },
     },
 }
+
+
+def _add_lightbox(doc):
+    run, run_param = _ref("BenchmarkRun"), ["run_id"]
+    doc["paths"].update(
+        {
+            "/v1/prompt-sets": {
+                "get": _lightbox(_op("List the prompt sets you can run", "prompt_sets.list", _ref("PromptSetList"))),
+                "post": _lightbox(
+                    _op(
+                        "Add a prompt set of your own",
+                        "prompt_sets.create",
+                        _ref("PromptSet"),
+                        body=_ref("PromptSetRequest"),
+                        ok_status="201",
+                    )
+                ),
+            },
+            "/v1/benchmarks": {
+                "get": _lightbox(
+                    _op(
+                        "List your benchmark runs, newest first",
+                        "benchmarks.list",
+                        _ref("BenchmarkRunPage"),
+                        params=["cursor"],
+                    )
+                ),
+                "post": _lightbox(
+                    _op(
+                        "Start a benchmark run (returns at once; it runs in the background)",
+                        "benchmarks.create",
+                        run,
+                        body=_ref("BenchmarkRunRequest"),
+                        ok_status="201",
+                    )
+                ),
+            },
+            "/v1/benchmarks/{run_id}": {
+                "get": _lightbox(
+                    _gone(
+                        _op(
+                            "Get a benchmark run: progress and per-version summary",
+                            "benchmarks.get",
+                            run,
+                            params=run_param,
+                        )
+                    )
+                )
+            },
+            "/v1/benchmarks/{run_id}/predictions": {
+                "get": _lightbox(
+                    _gone(
+                        _op(
+                            "List a benchmark run's predictions, newest first",
+                            "benchmarks.predictions.list",
+                            _ref("PredictionPage"),
+                            params=[*run_param, "cursor"],
+                        )
+                    )
+                )
+            },
+            "/v1/benchmarks/{run_id}/stop": {
+                "post": _lightbox(
+                    _op("Stop a benchmark run (cancels what has not run)", "benchmarks.stop", run, params=run_param)
+                )
+            },
+            "/v1/benchmarks/{run_id}/resume": {
+                "post": _lightbox(
+                    _op(
+                        "Go on with a benchmark run (starts what is missing, failed or canceled)",
+                        "benchmarks.resume",
+                        run,
+                        params=run_param,
+                    )
+                )
+            },
+        }
+    )
+    doc["components"]["parameters"]["run_id"] = {
+        "name": "run_id",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string"},
+    }
+    count = {"type": "integer", "minimum": 0}
+    doc["components"]["schemas"].update(
+        {
+            "PromptSet": {
+                "type": "object",
+                "required": ["id", "slug", "name", "prompt_count", "categories"],
+                "properties": {
+                    "id": {"type": "integer"},
+                    "slug": {"type": "string"},
+                    "name": {"type": "string"},
+                    "shipped": {"type": "boolean"},
+                    "description": {"type": "string"},
+                    "license": {"type": "string"},
+                    "attribution": {"type": "string"},
+                    "source_url": {"type": "string"},
+                    "prompt_count": count,
+                    "categories": {
+                        "type": "array",
+                        "items": {"type": "object", "properties": {"name": {"type": "string"}, "prompt_count": count}},
+                    },
+                },
+            },
+            "PromptSetList": {
+                "type": "object",
+                "required": ["results"],
+                "properties": {"results": {"type": "array", "items": _ref("PromptSet")}},
+            },
+            "PromptSetRequest": {
+                "type": "object",
+                "required": ["name", "prompts"],
+                "properties": {
+                    "name": {"type": "string", "maxLength": 200},
+                    "prompts": {
+                        "type": "array",
+                        "maxItems": 2000,
+                        "items": {
+                            "oneOf": [
+                                {"type": "string", "maxLength": 1000},
+                                {
+                                    "type": "object",
+                                    "required": ["prompt"],
+                                    "properties": {"prompt": {"type": "string"}, "category": {"type": "string"}},
+                                },
+                            ]
+                        },
+                    },
+                },
+            },
+            "BenchmarkRunRequest": {
+                "type": "object",
+                "required": ["prompt_set", "versions"],
+                "properties": {
+                    "prompt_set": {"type": ["integer", "string"], "description": "The set's id or slug."},
+                    "versions": {"type": "array", "items": {"type": "string"}, "minItems": 1, "maxItems": 8},
+                    "category": {"type": "string"},
+                    "sample_size": {"type": "integer", "minimum": 1},
+                    "sample_seed": {"type": "integer", "minimum": 0},
+                    "seeds": {"type": "array", "items": {"type": "integer", "minimum": 0}, "maxItems": 16},
+                    "seed_count": {"type": "integer", "minimum": 1, "maximum": 16},
+                    "input": {
+                        "type": "object",
+                        "description": "negative_prompt, width, height, num_inference_steps, guidance_scale, scheduler",
+                    },
+                    "visibility": {"type": "string", "enum": ["public", "unlisted", "private"]},
+                    "title": {"type": "string", "maxLength": 200},
+                },
+            },
+            "BenchmarkRun": {
+                "type": "object",
+                "required": ["id", "prompt_set", "seeds", "urls"],
+                "properties": {
+                    "id": {"type": "string"},
+                    "title": {"type": "string"},
+                    "prompt_set": {"type": "integer"},
+                    "category": {"type": ["string", "null"]},
+                    "sample_size": {"type": ["integer", "null"]},
+                    "sample_seed": {"type": "integer"},
+                    "seeds": {"type": "array", "items": {"type": "integer"}},
+                    "versions": {"type": "array", "items": {"type": "string"}},
+                    "status": {"type": "string", "enum": ["running", "waiting", "stopped", "finished"]},
+                    "note": {"type": ["string", "null"]},
+                    "progress": {"type": "object"},
+                    "summary": {"type": "array", "items": {"type": "object"}},
+                    "categories": {"type": "array", "items": {"type": "object"}},
+                    "cost": {"type": "string"},
+                    "urls": {"type": "object"},
+                },
+            },
+            "BenchmarkRunPage": _page("BenchmarkRun"),
+        }
+    )

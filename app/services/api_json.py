@@ -270,3 +270,83 @@ def reproduction_json(reproduction, items, base):
             "web": f"{base}{reproduction.get_absolute_url()}",
         },
     }
+
+
+# --- bench: prompt sets and benchmark runs (Lightbox's own /v1 endpoints) ---
+
+
+def prompt_set_json(prompt_set, categories):
+    return {
+        "id": prompt_set.pk,
+        "slug": prompt_set.slug,
+        "name": prompt_set.name,
+        "shipped": prompt_set.owner_id is None,
+        "description": prompt_set.description,
+        "license": prompt_set.license,
+        "attribution": prompt_set.attribution,
+        "source_url": prompt_set.source_url,
+        "prompt_count": sum(count for _, count in categories),
+        "categories": [{"name": name, "prompt_count": count} for name, count in categories],
+    }
+
+
+def benchmark_json(run, base=None, summary=None, versions=None):
+    """A benchmark run; with `summary` (app.services.benchmarks.summary), its
+    progress and per-version results."""
+    base = base or settings.SITE_URL
+    payload = {
+        "id": run.pk,
+        "title": run.title,
+        "prompt_set": run.prompt_set_id,
+        "category": run.category or None,
+        "sample_size": run.sample_size,
+        "sample_seed": run.sample_seed,
+        "seeds": run.seeds,
+        "input": run.input,
+        "visibility": run.visibility,
+        "baseline": run.baseline_id,
+        "created_at": _iso(run.created_at),
+        "urls": {
+            "get": f"{base}/v1/benchmarks/{run.pk}",
+            "predictions": f"{base}/v1/benchmarks/{run.pk}/predictions",
+            "stop": f"{base}/v1/benchmarks/{run.pk}/stop",
+            "resume": f"{base}/v1/benchmarks/{run.pk}/resume",
+            "web": f"{base}/b/{run.pk}",
+        },
+    }
+    if versions is not None:
+        payload["versions"] = [f"{version.model}:{version.pk}" for version in versions]
+    if summary is not None:
+        payload["status"] = summary["state"]
+        payload["note"] = summary["note"] or None
+        payload["progress"] = {
+            key: summary[key]
+            for key in (
+                "planned_predictions",
+                "planned_comparisons",
+                "started_comparisons",
+                "skipped",
+                "done",
+                "succeeded",
+                "failed",
+                "canceled",
+                "active",
+                "percent",
+            )
+        }
+        payload["cost"] = str(summary["cost"])
+        payload["summary"] = [
+            {
+                "version": f"{row['version'].model}:{row['version'].pk}",
+                "succeeded": row["succeeded"],
+                "failed": row["failed"],
+                "canceled": row["canceled"],
+                "active": row["active"],
+                "failure_rate": row["failure_rate"],
+                "median_predict_time": row["median_predict_time"],
+                "cost": str(row["cost"]),
+            }
+            for row in summary["versions"]
+        ]
+        payload["categories"] = [dict(row) for row in summary["categories"]]
+    return payload

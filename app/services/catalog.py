@@ -11,7 +11,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from app.models import Model, Version
-from app.services import backends, pools
+from app.services import backends, benchmarks, pools
 from app.services.backends import BackendError
 
 REPLICATE_CATALOG = Path(__file__).parent / "catalog_data" / "replicate.json"
@@ -127,7 +127,10 @@ def add_version(
         defaults["openapi_schema"] = openapi_schema
     if created_at:
         defaults["created_at"] = created_at
-    version, _ = Version.objects.update_or_create(pk=version_id, defaults=defaults)
+    version, created = Version.objects.update_or_create(pk=version_id, defaults=defaults)
+    if created:
+        # Watchers of the model get their reference benchmark run on it (after commit).
+        benchmarks.new_version_added(version)
     return version
 
 

@@ -142,7 +142,15 @@ def _prepare(versions, given, seed, extra_input):
     return plans
 
 
-def start(versions, given, *, owner=None, visibility=None, seed=None, extra_input=None):
+def check(versions, given, seed):
+    """Raise schema.InputError when `given` (with `seed`) cannot run on every
+    one of `versions`; saves nothing (a benchmark run checks its input once)."""
+    _prepare(versions, given, seed, {})
+
+
+def start(
+    versions, given, *, owner=None, visibility=None, seed=None, extra_input=None, benchmark=None, benchmark_prompt=None
+):
     versions = list(dict.fromkeys(versions))
     if not versions:
         raise schema.InputError({"versions": ["Pick at least one model version."]})
@@ -164,6 +172,8 @@ def start(versions, given, *, owner=None, visibility=None, seed=None, extra_inpu
             extra_input=extra_input,
             visibility=visibility,
             changes={version.id: changes for version, _, changes in plans},
+            benchmark=benchmark,
+            benchmark_prompt=benchmark_prompt,
         )
         for version, effective, _ in plans:
             predictions.start(

@@ -28,17 +28,20 @@ from app.models import (
     IdempotencyKey,
     Model,
     Prediction,
+    PromptSet,
     Reproduction,
     Version,
     Visibility,
 )
 from app.services import api_json as api
+from app.services import benchmarks as benchmark_service
 from app.services import bundles as bundle_service
 from app.services import collections as model_collections
 from app.services import deployments as deployment_service
 from app.services import files as user_files
 from app.services import limits, reproductions
 from app.services import predictions as lifecycle
+from app.services import prompt_sets as prompt_set_service
 from app.views import problems
 from app.views.files import file_response
 
@@ -812,6 +815,109 @@ def _bundle_of(request, queryset, item_id, what):
     name, data = bundle_service.export(item, request.user)
     response = HttpResponse(data, content_type="application/zip")
     response["Content-Disposition"] = f'attachment; filename="{name}"'
+
+
+# --- bench: prompt sets and benchmark runs (Lightbox's own endpoints) ----------
+
+
+def _get_run_for_user(request, run_id, owner_only=False):
+    """(run, None), or (None, the problem): 404 for what the user may not see
+    (or, `owner_only`, act on), 410 for a shared run moderators hid."""
+    run = BenchmarkRun.objects.select_related("prompt_set").filter(pk=run_id).first()
+    if run is not None and run.owner_id == request.user.pk:
+        return run, None
+    if run is None or owner_only:
+        return None, _not_found(f"Benchmark run {run_id}")
+    access = run.access_for(request.user)
+    if access == Access.HIDDEN:
+        return None, problems.problem(410, "Gone", "This benchmark run was hidden by moderators.")
+    if access == Access.PRIVATE:
+        return None, _not_found(f"Benchmark run {run_id}")
+    return run, None
+
+
+def _run_json(request, run):
+    versions = benchmark_service.versions_of(run)
+    return api.benchmark_json(run, _base(request), benchmark_service.summary(run, versions), versions)
+
+
+@api_view("GET", "POST")
+def benchmarks(request):
+    if request.method == "POST":
+        return _create_benchmark(request)
+    queryset = BenchmarkRun.objects.filter(owner=request.user).select_related("prompt_set")
+    base = _base(request)
+    return _page_response(request, queryset, lambda items: [api.benchmark_json(run, base) for run in items])
+
+
+def _int_or_none(body, field, errors):
+    value = body.get(field)
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+        errors[field] = ["A whole number."]
+        return None
+    return value
+
+
+def _create_benchmark(request):
+    body, refusal = _json_body(request)
+    if refusal:
+        return refusal
+    path = payloads.find_invalid_unicode(body)
+    if path is not None:
+        return problems.invalid_input({".".join(map(str, path)) or "body": [payloads.INVALID_UNICODE]})
+    errors = {}
+    prompt_sets_usable = PromptSet.objects.usable_by(request.user)
+    ref = body.get("prompt_set")
+    prompt_set = None
+    if isinstance(ref, int) and not isinstance(ref, bool) and 0 < ref < 2**63:
+        prompt_set = prompt_sets_usable.filter(pk=ref).first()
+    elif isinstance(ref, str) and ref and "\x00" not in ref:
+        prompt_set = prompt_sets_usable.filter(slug=ref[:100]).order_by("owner_id").first()
+    if prompt_set is None:
+        errors["prompt_set"] = ["Give the id or slug of a prompt set (GET /v1/prompt-sets)."]
+    refs = body.get("versions")
+    versions = []
+    if not isinstance(refs, list) or not refs or len(refs) > benchmark_service.MAX_VERSIONS:
+        errors["versions"] = [f'A list of 1 to {benchmark_service.MAX_VERSIONS} versions ("owner/name:id" or an id).']
+    else:
+        for ref in refs:
+            version = _resolve_version(request, ref)
+            if version is None:
+                errors["versions"] = [f"No version {str(ref)[:100]!r} in this catalog."]
+                break
+            versions.append(version)
+    category = body.get("category") or ""
+    if not isinstance(category, str) or len(category) > 100:
+        errors["category"] = ["A category name of the set."]
+    sample_size = _int_or_none(body, "sample_size", errors)
+    sample_seed = _int_or_none(body, "sample_seed", errors)
+    seed_count = _int_or_none(body, "seed_count", errors)
+    visibility = body.get("visibility")
+    if visibility is not None and visibility not in Visibility.values:
+        errors["visibility"] = [f"One of: {', '.join(Visibility.values)}."]
+    title = body.get("title") or ""
+    if not isinstance(title, str) or len(title) > 200:
+        errors["title"] = ["Text of at most 200 characters."]
+    if errors:
+        return problems.invalid_input(errors)
+    try:
+        run = benchmark_service.create(
+            request.user,
+            prompt_set,
+            versions,
+            category=category,
+            sample_size=sample_size,
+            sample_seed=sample_seed,
+            seeds=body.get("seeds"),
+            seed_count=1 if seed_count is None else seed_count,
+            input=body.get("input"),
+            visibility=visibility or Visibility.UNLISTED,
+            title=title,
+        )
+    except benchmark_service.RunError as exc:
+        return problems.invalid_input(exc.errors)
+    response = JsonResponse(_run_json(request, run), status=201)
+    response["Location"] = f"{_base(request)}/v1/benchmarks/{run.pk}"
     return response
 
 
@@ -878,3 +984,101 @@ def bundle_reproduction(request, reproduction_id):
     if found is None:
         return _not_found(f"Bundle import {reproduction_id}")
     return JsonResponse(api.reproduction_json(found, reproductions.settle(found), _base(request)))
+
+
+def benchmark(request, run_id):
+    run, refusal = _get_run_for_user(request, run_id)
+    return refusal or JsonResponse(_run_json(request, run))
+
+
+@api_view("GET")
+def benchmark_predictions(request, run_id):
+    """Every prediction of the run, newest first, each with the prompt's
+    position and category in its set."""
+    run, refusal = _get_run_for_user(request, run_id)
+    if refusal:
+        return refusal
+    queryset = (
+        Prediction.objects.filter(comparison__benchmark=run)
+        .select_related("comparison__benchmark_prompt")
+        .prefetch_related("version__model")
+    )
+    base = _base(request)
+
+    def render(items):
+        outputs = api.outputs_by_prediction(items)
+        results = []
+        for prediction in items:
+            payload = api.prediction_json(prediction, base, outputs[prediction.pk], viewer=request.user)
+            prompt = prediction.comparison.benchmark_prompt
+            payload["benchmark"] = {
+                "id": run.pk,
+                "comparison": prediction.comparison_id,
+                "prompt_position": prompt.position if prompt else None,
+                "category": prompt.category if prompt else None,
+                "seed": prediction.comparison.seed,
+            }
+            results.append(payload)
+        return results
+
+    return _page_response(request, queryset, render)
+
+
+@api_view("POST")
+def benchmark_stop(request, run_id):
+    run, refusal = _get_run_for_user(request, run_id, owner_only=True)
+    if refusal:
+        return refusal
+    benchmark_service.stop(run)
+    return JsonResponse(_run_json(request, run))
+
+
+@api_view("POST")
+def benchmark_resume(request, run_id):
+    run, refusal = _get_run_for_user(request, run_id, owner_only=True)
+    if refusal:
+        return refusal
+    benchmark_service.resume(run)
+    return JsonResponse(_run_json(request, run))
+
+
+@api_view("GET", "POST")
+def prompt_set_list(request):
+    if request.method == "POST":
+        return _create_prompt_set(request)
+    prompt_set_service.ensure_shipped()
+    queryset = PromptSet.objects.usable_by(request.user).order_by("owner_id", "name")
+    return JsonResponse(
+        {"results": [api.prompt_set_json(s, prompt_set_service.categories(s)) for s in queryset[:PAGE_SIZE]]}
+    )
+
+
+def _create_prompt_set(request):
+    """{"name", "prompts": ["text", ...] or [{"prompt", "category"}, ...]}."""
+    body, refusal = _json_body(request)
+    if refusal:
+        return refusal
+    path = payloads.find_invalid_unicode(body)
+    if path is not None:
+        return problems.invalid_input({".".join(map(str, path)) or "body": [payloads.INVALID_UNICODE]})
+    prompts = body.get("prompts")
+    rows = []
+    if not isinstance(prompts, list):
+        return problems.invalid_input({"prompts": ['A list of prompts (text, or {"prompt", "category"}).']})
+    for item in prompts[: prompt_set_service.MAX_PROMPTS + 1]:
+        if isinstance(item, str):
+            rows.append((item.strip(), ""))
+        elif (
+            isinstance(item, dict) and isinstance(item.get("prompt"), str) and isinstance(item.get("category", ""), str)
+        ):
+            rows.append((item["prompt"].strip(), item.get("category", "").strip()))
+        else:
+            return problems.invalid_input({"prompts": ['Each prompt is text, or {"prompt", "category"} of text.']})
+    if any(not text for text, _ in rows):
+        return problems.invalid_input({"prompts": ["A prompt is empty."]})
+    try:
+        name = body.get("name")
+        created = prompt_set_service.create(request.user, name if isinstance(name, str) else "", rows)
+    except prompt_set_service.SetError as exc:
+        return problems.invalid_input(exc.errors)
+    return JsonResponse(api.prompt_set_json(created, prompt_set_service.categories(created)), status=201)

@@ -1,7 +1,7 @@
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from app.services import catalog
+from app.services import catalog, prompt_sets
 
 
 class Command(BaseCommand):
@@ -29,3 +29,5 @@ class Command(BaseCommand):
             available = catalog.refresh_availability(version, max_age=0)
             state = "available" if available else f"unavailable: {version.unavailable_reason}"
             self.stdout.write(f"{version.model} ({version.backend}) {state}")
+        # bench: the shipped prompt sets, so `make run` has them from the first page.
+        prompt_sets.ensure_shipped()
