@@ -986,6 +986,7 @@ def bundle_reproduction(request, reproduction_id):
     return JsonResponse(api.reproduction_json(found, reproductions.settle(found), _base(request)))
 
 
+@api_view("GET")
 def benchmark(request, run_id):
     run, refusal = _get_run_for_user(request, run_id)
     return refusal or JsonResponse(_run_json(request, run))
