@@ -69,6 +69,8 @@ account_patterns = [
 page_patterns = [
     path("", playground.playground, name="playground"),
     path("run", playground.run, name="run"),
+    # viewer: settings restored from a PNG, the compare viewer
+    path("restore", playground.restore, name="playground-restore"),
     path("c/<str:comparison_id>", comparisons.comparison, name="comparison"),
     path("c/<str:comparison_id>/preview.jpg", comparisons.comparison_preview, name="comparison-preview"),
     path("c/<str:comparison_id>/cancel", comparisons.comparison_cancel, name="comparison-cancel"),
