@@ -4,6 +4,7 @@ from django.urls import include, path, re_path
 from app.views import (
     accounts,
     api,
+    compare,
     comparisons,
     gallery,
     health,
@@ -71,6 +72,8 @@ page_patterns = [
     path("run", playground.run, name="run"),
     # viewer: settings restored from a PNG, the compare viewer
     path("restore", playground.restore, name="playground-restore"),
+    path("compare", compare.compare, name="compare"),
+    path("compare/diff.png", compare.compare_diff, name="compare-diff"),
     path("c/<str:comparison_id>", comparisons.comparison, name="comparison"),
     path("c/<str:comparison_id>/preview.jpg", comparisons.comparison_preview, name="comparison-preview"),
     path("c/<str:comparison_id>/cancel", comparisons.comparison_cancel, name="comparison-cancel"),

@@ -402,7 +402,44 @@ document.addEventListener("htmx:afterSwap", (event) => {
   carried = null;
 }, true);
 
+// Restoring settings from a PNG: a chosen PNG is sent at once; one dropped on
+// the panel, or on the playground's form anywhere but an image input, too.
+// The server fills the form (htmx swaps #playground); its summary gets the focus.
+function setUpRestore(root) {
+  const panel = root.querySelector("[data-restore]");
+  if (!panel || panel.dataset.ready) return;
+  panel.dataset.ready = "1";
+  panel.querySelectorAll("[data-js-only]").forEach((element) => { element.hidden = false; });
+  const form = panel.querySelector("form");
+  const input = form.querySelector("input[name=png]");
+  const send = (file) => {
+    const transfer = new DataTransfer();
+    transfer.items.add(file);
+    input.files = transfer.files;
+    form.requestSubmit();
+  };
+  input.addEventListener("change", () => { if (input.files[0]) form.requestSubmit(); });
+  [panel, document.getElementById("playground-form")].filter(Boolean).forEach((zone) => {
+    const outsideImageInputs = (event) => !(event.target instanceof Element && event.target.closest("[data-image-drop]"));
+    zone.addEventListener("dragover", (event) => {
+      if (!outsideImageInputs(event)) return;
+      event.preventDefault();
+      panel.classList.add("dropping");
+    });
+    zone.addEventListener("dragleave", () => panel.classList.remove("dropping"));
+    zone.addEventListener("drop", (event) => {
+      if (!outsideImageInputs(event)) return;
+      event.preventDefault();
+      panel.classList.remove("dropping");
+      if (event.dataTransfer.files[0]) send(event.dataTransfer.files[0]);
+    });
+  });
+  const restored = root.querySelector("[data-restored]");
+  if (restored) restored.focus();
+}
+
 function setUp(root) {
+  setUpRestore(root);
   setUpCopyButtons(root);
   setUpImageInputs(root);
   setUpMaskPainter(root);
