@@ -294,10 +294,12 @@ def restore(request):
     current = current or default_versions(versions)
     restore_form = RestoreForm(request.POST, request.FILES)
     if not restore_form.is_valid():
-        # htmx swaps only 2xx answers; the page without JavaScript says 400.
-        status = 200 if request.htmx else 400
-        form = PlaygroundForm(current)
-        return _render(request, versions, current, form, status=status, restore_form=restore_form)
+        if request.htmx:
+            # Only the panel, with its message: what was typed in the form stays.
+            response = TemplateResponse(request, "playground.html#restore", {"restore_form": restore_form})
+            response["HX-Retarget"], response["HX-Reswap"] = "#restore", "outerHTML"
+            return response
+        return _render(request, versions, current, PlaygroundForm(current), status=400, restore_form=restore_form)
     found = restore_form.cleaned_data["found"]
     chosen, model_note = _restored_versions(found, versions, current)
     if not chosen:

@@ -2,6 +2,7 @@
 mode, the keys, one zoom for both images, touch on a phone, axe-core clean,
 light and dark. Screenshots go to LIGHTBOX_SHOTS (default /tmp/shots-viewer)."""
 
+import base64
 import io
 import os
 from pathlib import Path
@@ -164,9 +165,20 @@ def test_a_png_chosen_on_the_playground_fills_its_form(site, pair, new_page, tmp
     a, _ = pair
     page = new_page(viewport=DESKTOP, color_scheme="dark")
     log_in(page, site.url, "vera")
-    path = tmp_path / "from-a1111.png"
-    path.write_bytes(a1111_png(A1111_TEXT.replace("Sampler: DPM++ 2M, Schedule type: Karras", "Sampler: PLMS")))
-    page.get_by_label("A PNG made by Lightbox, AUTOMATIC1111 or ComfyUI").set_input_files(str(path))
+    data = a1111_png(A1111_TEXT.replace("Sampler: DPM++ 2M, Schedule type: Karras", "Sampler: PLMS"))
+    # Dropped on the playground's form (its prompt field), as from a file manager.
+    page.evaluate(
+        """async (encoded) => {
+          const bytes = Uint8Array.from(atob(encoded), (c) => c.charCodeAt(0));
+          const transfer = new DataTransfer();
+          transfer.items.add(new File([bytes], "from-a1111.png", { type: "image/png" }));
+          const target = document.querySelector("#id_prompt");
+          for (const type of ["dragover", "drop"]) {
+            target.dispatchEvent(new DragEvent(type, { dataTransfer: transfer, bubbles: true, cancelable: true }));
+          }
+        }""",
+        base64.b64encode(data).decode(),
+    )
     summary = page.locator("[data-restored]")
     expect(summary).to_contain_text("Restored from AUTOMATIC1111")
     expect(summary).to_be_focused()
@@ -181,14 +193,17 @@ def test_a_png_chosen_on_the_playground_fills_its_form(site, pair, new_page, tmp
     assert axe_violations(page) == []
 
     # Pasted text, and a file that is not a PNG: a message at the field.
-    page.get_by_text("Or paste its parameters text").click()
+    page.get_by_text("Or paste its parameters text").click()  # the panel stays open after a restore
     page.get_by_label("Or its parameters text").fill("a heron\nSteps: 2, Sampler: Euler, Seed: 9")
     page.get_by_role("button", name="Restore settings").click()
     expect(page.get_by_label("Prompt", exact=True)).to_have_value("a heron")
+    expect(page.locator("details[data-restore]")).to_have_attribute("open", "")
     bad = tmp_path / "not.png"
     bad.write_bytes(b"GIF89a nothing")
     page.get_by_label("A PNG made by Lightbox, AUTOMATIC1111 or ComfyUI").set_input_files(str(bad))
     expect(page.locator("#restore-png-error")).to_have_text("This is not a PNG file.")
+    # Only the panel came back: the form keeps what it had.
+    expect(page.get_by_label("Prompt", exact=True)).to_have_value("a heron")
     shot(page, "playground-restore-error-desktop-dark")
     assert axe_violations(page) == []
     assert page.csp_violations == [], page.csp_violations[:3]

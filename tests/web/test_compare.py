@@ -28,7 +28,7 @@ def test_the_page_shows_both_images_and_says_how_they_differ(client, pair):
     assert response.status_code == 200
     html = response.content.decode()
     assert a.outputs.get().file.url in html and b.outputs.get(index=0).file.url in html
-    assert "local/tiny-sd <span class=\"compare-vs\">and</span> local/sd-turbo" in html
+    assert 'local/tiny-sd <span class="compare-vs">and</span> local/sd-turbo' in html
     # Different sizes: B is scaled to A's, and the page says so.
     assert "B (48×32) is scaled to A's 96×64" in html
     assert "Mean difference 20.0 of 255 levels; 100.0% of pixels differ" in html

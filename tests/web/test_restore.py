@@ -97,3 +97,14 @@ def test_visitors_who_cannot_run_are_sent_to_log_in(client, sd_version):
     response = client.post("/restore", {"png": upload(a1111_png())})
     assert response.status_code == 302
     assert "/login" in response["Location"]
+
+
+def test_an_htmx_request_with_a_bad_file_gets_the_panel_alone(client_alice, sd_version):
+    response = client_alice.post(
+        "/restore", {"png": upload(b"not a png")}, headers={"HX-Request": "true", "HX-Target": "playground"}
+    )
+    assert response.status_code == 200  # htmx swaps 2xx answers only
+    assert response["HX-Retarget"] == "#restore"
+    content = response.content.decode()
+    assert content.lstrip().startswith('<details class="panel restore" id="restore"')
+    assert "This is not a PNG file." in content
