@@ -65,7 +65,14 @@ def transforms(page):
 def test_every_mode_by_key_and_by_pointer_on_desktop(site, pair, new_page):
     a, b = pair
     page = new_page(viewport=DESKTOP)
+    page.goto(f"{site.url}/p/{a.id}")
+    expect(page.get_by_label("Compare with")).to_have_value(f"{b.id}:0")
+    expect(page.get_by_role("link", name="Use seed")).to_be_visible()
+    shot(page, "prediction-desktop")
+    assert axe_violations(page) == []
     page.goto(f"{site.url}/c/{a.comparison_id}")
+    shot(page, "comparison-desktop")
+    assert axe_violations(page) == []
     page.get_by_role("button", name="Compare").click()
     expect(page).to_have_url(f"{site.url}/compare?a={a.id}%3A0&b={b.id}%3A0")
     expect(page.get_by_role("heading", level=1)).to_contain_text("local/tiny-sd and local/sd-turbo")

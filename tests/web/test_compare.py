@@ -101,6 +101,7 @@ def test_comparison_and_prediction_pages_offer_the_viewer(client, pair):
     a, b = pair
     html = client.get(f"/c/{a.comparison_id}").content.decode()
     assert '<form method="get" action="/compare" class="inline-form compare-pick">' in html
+    assert "compare_choices" not in html  # the partial's comment stays a comment
     assert f'<option value="{a.id}:0" selected>local/tiny-sd · {a.version_id[:8]}</option>' in html
     assert f'<option value="{b.id}:0" selected>local/sd-turbo · {b.version_id[:8]} · image 1</option>' in html
     html = client.get(f"/p/{a.id}").content.decode()
