@@ -59,8 +59,8 @@ COMFY_SAMPLERS = {
     "lcm": "LCM",
 }
 
-# A1111's "key: value" pairs on the last line; a value may be "quoted, with commas".
-_PARAM = re.compile(r'\s*(\w[\w \-/+().]*):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
+# A key of A1111's "key: value" pairs ("Steps", "CFG scale", "Lora hashes").
+_KEY = re.compile(r"\w[\w \-/+().]{0,63}")
 _SIZE = re.compile(r"^(\d{1,6})x(\d{1,6})$")
 
 
@@ -163,7 +163,7 @@ def parse_lightbox(text):
     """Lightbox's own chunk: the prediction's whole input and its version; None if it is not that."""
     try:
         record = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested past the interpreter's limit
         return None
     if not isinstance(record, dict) or not isinstance(record.get("input"), dict):
         return None
@@ -188,6 +188,36 @@ def _unquote(value):
     return value
 
 
+def _pairs(line):
+    """The (key, value) pairs of A1111's settings line, "Steps: 20, Lora
+    hashes: "a: 1, b: 2", ...": a value runs to the next comma unless it is
+    quoted. In one pass (A1111's own regex is quadratic on a long line of
+    pasted text); a part without a key that looks like one is skipped."""
+    pairs, start, length = [], 0, len(line)
+    while start < length:
+        colon = line.find(":", start)
+        if colon < 0:
+            break
+        key, value_start = line[start:colon].strip(), colon + 1
+        while value_start < length and line[value_start] == " ":
+            value_start += 1
+        if value_start < length and line[value_start] == '"':
+            close = value_start + 1
+            while close < length and line[close] != '"':
+                close += 2 if line[close] == "\\" else 1
+            value = line[value_start : close + 1]
+            end = line.find(",", close + 1)
+        else:
+            end = line.find(",", value_start)
+            value = line[value_start : end if end >= 0 else length]
+        if _KEY.fullmatch(key):
+            pairs.append((key, value.strip()))
+        if end < 0:
+            break
+        start = end + 1
+    return pairs
+
+
 def scheduler_for(sampler, schedule_type=""):
     """Lightbox's scheduler name for an A1111 sampler (with its newer separate
     "Schedule type"), or one of ours as it is; None when none fits."""
@@ -208,7 +238,7 @@ def parse_parameters(text):
     if not isinstance(text, str) or not text.strip():
         raise NotReadable("Paste the parameters text, or choose a PNG.")
     *lines, last = text.strip().replace("\r\n", "\n").split("\n")
-    if len(_PARAM.findall(last)) < 3:
+    if len(_pairs(last)) < 3:
         lines.append(last)
         last = ""
     prompt, negative, in_negative = [], [], False
@@ -223,7 +253,7 @@ def parse_parameters(text):
         found.values["prompt"] = "\n".join(prompt).strip()
     if "\n".join(negative).strip():
         found.values["negative_prompt"] = "\n".join(negative).strip()
-    pairs = {key.strip(): _unquote(value.strip()) for key, value in _PARAM.findall(last)}
+    pairs = {key: _unquote(value) for key, value in _pairs(last)}
     schedule_type = pairs.pop("Schedule type", "")
     for key, value in pairs.items():
         if not _take_pair(found, key, value, schedule_type):
@@ -271,7 +301,7 @@ def parse_comfyui(text):
     an EmptyLatentImage's size and a checkpoint's name; None if it is not one."""
     try:
         graph = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     if not isinstance(graph, dict):
         return None

@@ -41,17 +41,14 @@ class Refused(Exception):
 
 @dataclass
 class Side:
-    """One image of the two: its prediction, its output, and the query value that names it."""
+    """One image of the two: its prediction, its output, the query value that
+    names it, and its label (the model, and which image when it has several)."""
 
     letter: str
     ref: str
     prediction: Prediction
     output: Output
-
-    @property
-    def label(self):
-        many = self.prediction.outputs.count() > 1
-        return f"{self.prediction.version.model}" + (f" · image {self.output.index + 1}" if many else "")
+    label: str
 
 
 def _get_output_for_user(request, letter):
@@ -85,7 +82,10 @@ def _get_output_for_user(request, letter):
         raise Refused(410, f"Image {name} was removed by moderators.")
     if not output.shows_explicit_to(request.user):
         raise Refused(403, f"Image {name} is rated NSFW: log in and turn on NSFW images in your profile to compare it.")
-    return Side(letter, f"{prediction.id}:{index}", prediction, output)
+    label = str(prediction.version.model)
+    if prediction.outputs.count() > 1:
+        label += f" · image {index + 1}"
+    return Side(letter, f"{prediction.id}:{index}", prediction, output, label)
 
 
 def _both(request):

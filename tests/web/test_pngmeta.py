@@ -172,3 +172,19 @@ def test_absurd_numbers_are_not_taken():
     found = pngmeta.parse_parameters("a cat\nSteps: 99999999999999999999, CFG scale: nan, Seed: 1e400, Size: 9x9")
     assert found.values == {"prompt": "a cat", "width": 9, "height": 9}
     assert {label for label, _ in found.unmapped} == {"Steps", "CFG scale", "Seed"}
+
+
+def test_a_long_pasted_line_and_deeply_nested_json_are_read_in_one_pass():
+    # A1111's own regex takes minutes on this line (each start scans to the end).
+    found = pngmeta.parse_parameters("a fox\n" + "ab cd " * 10_000 + "\nSteps: 3, Seed: 4, CFG scale: 5")
+    assert found.values["seed"] == 4 and found.values["prompt"].startswith("a fox\nab cd")
+    nested = png(
+        {"lightbox": "[" * 100_000, "prompt": "{" * 100_000, "parameters": "a fox\nSteps: 1, Seed: 2, Size: 8x8"}
+    )
+    assert pngmeta.read_png(nested).source == "a1111"
+
+
+def test_quoted_values_keep_commas_and_escapes():
+    found = pngmeta.parse_parameters('a fox\nSteps: 1, Seed: 2, Notes: "a, \\"b\\", c", Size: 8x8')
+    assert dict(found.unmapped)["Notes"] == 'a, "b", c'
+    assert found.values["width"] == 8
