@@ -22,8 +22,9 @@ from django.utils.http import urlencode
 from django.views.decorators.http import require_GET
 
 from app.core import images
-from app.models import Output, Prediction
+from app.models import Access, Output, Prediction
 from app.views.access import Gone, allowed_or_raise
+from app.views.cards import compare_choices
 
 # "<prediction id>" or "<prediction id>:<image index>".
 IMAGE_REF = re.compile(r"^([A-Za-z0-9_-]{1,64})(?::(\d{1,3}))?$")
@@ -103,6 +104,21 @@ def _difference(a, b):
     return made
 
 
+def _others(a, b, user):
+    """The images of A's and B's comparisons `user` may compare, to pick others there."""
+    ids = {side.prediction.comparison_id for side in (a, b)} - {None}
+    if not ids:
+        return []
+    predictions = (
+        Prediction.objects.filter(comparison_id__in=ids)
+        .select_related("version__model")
+        .defer("logs", "version__openapi_schema")
+        .prefetch_related("outputs")
+        .order_by("created_at")
+    )
+    return compare_choices([p for p in predictions if p.access_for(user) == Access.OPEN], user)
+
+
 @require_GET
 def compare(request):
     try:
@@ -119,6 +135,9 @@ def compare(request):
         "changed_percent": round(stats["changed"] * 100, 1),
         "diff_url": f"{reverse('compare-diff')}?{query}",
         "swap_url": f"{reverse('compare')}?{urlencode({'a': b.ref, 'b': a.ref})}",
+        "compare_choices": _others(a, b, request.user),
+        "compare_a": a.ref,
+        "compare_b": b.ref,
     }
     return TemplateResponse(request, "compare.html", context)
 

@@ -33,6 +33,10 @@ def test_the_page_shows_both_images_and_says_how_they_differ(client, pair):
     assert "B (48×32) is scaled to A's 96×64" in html
     assert "Mean difference 20.0 of 255 levels; 100.0% of pixels differ" in html
     assert f'href="/compare?a={b.id}%3A0&amp;b={a.id}%3A0">Swap A and B' in html
+    # Others of the comparison can be picked from here, the two shown chosen.
+    pick = html.split('id="compare-again-b"')[1].split("</select>")[0]
+    assert f'<option value="{b.id}:0" selected>' in pick and f'<option value="{b.id}:1">' in pick
+    assert f'<option value="{a.id}:0" selected>' in html.split('id="compare-again-a"')[1].split("</select>")[0]
 
 
 def test_the_heatmap_is_a_png_of_as_size_black_where_they_match(client, pair):
