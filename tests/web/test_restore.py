@@ -108,3 +108,23 @@ def test_an_htmx_request_with_a_bad_file_gets_the_panel_alone(client_alice, sd_v
     content = response.content.decode()
     assert content.lstrip().startswith('<details class="panel restore" id="restore"')
     assert "This is not a PNG file." in content
+
+
+def test_an_offline_version_keeps_the_chosen_models_and_says_why(client_alice, sd_version, turbo_version):
+    prediction = make_prediction(sd_version)
+    data = images.embed_png_metadata(png(), images.parameters_chunks(prediction))
+    type(sd_version).objects.filter(pk=sd_version.pk).update(available=False)
+    response = client_alice.post("/restore", {"png": upload(data), "version": [turbo_version.id]})
+    form = response.context["form"]
+    assert [version.id for version in form.versions] == [turbo_version.id]
+    assert form.initial["prompt"] == "a red fox" and form.initial["seed"] == 42
+    assert "local/tiny-sd is offline; the models chosen before are kept." in response.content.decode()
+
+
+def test_our_own_parameters_text_names_the_exact_version(client_alice, sd_version, turbo_version):
+    text = images.a1111_parameters({"prompt": "a heron", "seed": 7, "scheduler": "DDIM"}, sd_version.ref)
+    response = client_alice.post("/restore", {"parameters": text, "version": [turbo_version.id]})
+    form = response.context["form"]
+    assert [version.id for version in form.versions] == [sd_version.id]
+    assert form.initial == {"prompt": "a heron", "seed": 7, "scheduler": "DDIM"}
+    assert "Could not be used" not in response.content.decode()
