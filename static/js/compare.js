@@ -145,7 +145,7 @@
     stage.addEventListener("pointerdown", (event) => {
       const at = inFrame(event);
       if (!at) return;
-      stage.setPointerCapture(event.pointerId);
+      try { stage.setPointerCapture(event.pointerId); } catch (_) { /* a pointer that is gone already */ }
       pointers.set(event.pointerId, { x: event.clientX, y: event.clientY, box: at.box });
       moved = false;
       if (pointers.size === 2) {

@@ -160,6 +160,24 @@ def test_on_a_phone_in_dark_mode_taps_and_buttons_do_it_all(site, pair, browser)
         page.get_by_role("button", name="Zoom in").tap()
         expect(page.locator("[data-zoom-level]")).to_have_text("1.3×")
         shot(page, "compare-slider-phone-dark")
+        page.get_by_role("button", name="Fit").tap()
+        # Pinch: two fingers on A move apart; B zooms with it.
+        zoom = page.evaluate(
+            """() => {
+              const frame = document.querySelector("[data-pane=overlay] [data-frame]");
+              const box = frame.getBoundingClientRect();
+              const y = box.top + box.height / 2;
+              const fire = (type, id, x) => frame.dispatchEvent(new PointerEvent(type, {
+                pointerId: id, pointerType: "touch", clientX: x, clientY: y, bubbles: true, isPrimary: id === 1 }));
+              fire("pointerdown", 1, box.left + box.width * 0.4);
+              fire("pointerdown", 2, box.left + box.width * 0.6);
+              fire("pointermove", 2, box.left + box.width * 0.8);
+              fire("pointerup", 1, box.left + box.width * 0.4);
+              fire("pointerup", 2, box.left + box.width * 0.8);
+              return document.querySelector("[data-zoom-level]").textContent;
+            }"""
+        )
+        assert zoom == "2×"
         page.get_by_text("Difference", exact=False).first.tap()
         expect(page.locator("[data-pane=diff] img")).to_be_visible()
         shot(page, "compare-diff-phone-dark")
