@@ -21,7 +21,7 @@ from django.contrib.auth.forms import (
 )
 from django.core.validators import MaxValueValidator, MinValueValidator
 
-from app.core import payloads, schema, throttle, uploads
+from app.core import payloads, pngmeta, schema, throttle, uploads
 from app.models import Invite, Prompt, Report, Visibility
 from app.services import prompt_sets
 from app.services.comparisons import COMMON_FIELDS
@@ -337,6 +337,54 @@ class PlaygroundForm(forms.Form):
 
     def visibility(self):
         return Visibility.PUBLIC if self.cleaned_data.get("publish") else None
+
+
+# What one may paste: A1111's text with a long prompt, or a Lightbox chunk.
+RESTORE_TEXT_MAX = 64 * 1024
+
+
+class RestoreForm(forms.Form):
+    """Settings to put back in the playground: a PNG (Lightbox's, A1111's,
+    ComfyUI's) or A1111's "parameters" text. Valid: cleaned_data["found"]
+    is what app.core.pngmeta read."""
+
+    png = forms.FileField(
+        label="A PNG made by Lightbox, AUTOMATIC1111 or ComfyUI",
+        required=False,
+        widget=forms.ClearableFileInput(attrs={"accept": "image/png"}),
+    )
+    parameters = forms.CharField(
+        label="Or its parameters text",
+        required=False,
+        max_length=RESTORE_TEXT_MAX,
+        strip=True,
+        widget=forms.Textarea(
+            attrs={
+                "rows": 3,
+                "placeholder": "a red fox\nNegative prompt: blurry\nSteps: 20, Sampler: Euler a, CFG scale: 7, Seed: 42, Size: 512x512",
+            }
+        ),
+        help_text="As AUTOMATIC1111 shows it under an image (PNG Info).",
+    )
+
+    def clean(self):
+        cleaned = super().clean()
+        png, text = cleaned.get("png"), cleaned.get("parameters")
+        if self.errors:
+            return cleaned
+        try:
+            if png:
+                if png.size > settings.UPLOAD_IMAGE_MAX_BYTES:
+                    limit = settings.UPLOAD_IMAGE_MAX_BYTES // (1024 * 1024)
+                    raise pngmeta.NotReadable(f"This file is larger than {limit} MB.")
+                cleaned["found"] = pngmeta.read_png(png.read())
+            elif text:
+                cleaned["found"] = pngmeta.parse_parameters(text)
+            else:
+                raise pngmeta.NotReadable("Choose a PNG, or paste its parameters text.")
+        except pngmeta.NotReadable as exc:
+            self.add_error("png" if png or not text else "parameters", str(exc))
+        return cleaned
 
 
 class SignupForm(UserCreationForm):

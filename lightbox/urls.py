@@ -6,6 +6,7 @@ from app.views import (
     api,
     benchmarks,
     bundles,
+    compare,
     comparisons,
     gallery,
     health,
@@ -87,6 +88,10 @@ account_patterns = [
 page_patterns = [
     path("", playground.playground, name="playground"),
     path("run", playground.run, name="run"),
+    # viewer: settings restored from a PNG, the compare viewer
+    path("restore", playground.restore, name="playground-restore"),
+    path("compare", compare.compare, name="compare"),
+    path("compare/diff.png", compare.compare_diff, name="compare-diff"),
     path("c/<str:comparison_id>", comparisons.comparison, name="comparison"),
     path("c/<str:comparison_id>/preview.jpg", comparisons.comparison_preview, name="comparison-preview"),
     path("c/<str:comparison_id>/cancel", comparisons.comparison_cancel, name="comparison-cancel"),

@@ -169,3 +169,50 @@ def side_by_side(pictures, size=(1200, 630), background=(17, 17, 21)):
     buffer = io.BytesIO()
     canvas.save(buffer, "JPEG", quality=85, optimize=True)
     return buffer.getvalue()
+
+
+# A difference heatmap's colours, from none (black) to the largest (pale
+# yellow), through purple and orange: an "inferno"-like ramp, readable on a
+# light or a dark page and by most colour-blind viewers.
+HEAT_STOPS = ((0, (0, 0, 4)), (64, (87, 16, 110)), (128, (188, 55, 84)), (192, (249, 142, 9)), (255, (252, 255, 164)))
+# Channel levels (of 255) under which two pixels count as the same: PNG
+# outputs of the same seed on other hardware differ by a level or two.
+SAME_PIXEL_LEVELS = 8
+
+
+def difference(first, second):
+    """(heatmap PNG, stats) of two images: each pixel's largest channel
+    difference, shown on a square-root scale so small differences show, in
+    HEAT_STOPS' colours. Images of different sizes: the second is scaled to
+    the first's size (stretched if its shape differs), as the viewer's
+    slider and flip show it. stats: `mean` (levels of 255), `changed` (the
+    share of pixels differing by more than SAME_PIXEL_LEVELS), `max`, and
+    `scaled` (whether the second was scaled)."""
+    import numpy as np
+
+    with Image.open(io.BytesIO(first)) as a, Image.open(io.BytesIO(second)) as b:
+        a, b = a.convert("RGB"), b.convert("RGB")
+        scaled = a.size != b.size
+        if scaled:
+            b = b.resize(a.size, Image.LANCZOS)
+        delta = np.abs(np.asarray(a, dtype=np.int16) - np.asarray(b, dtype=np.int16)).max(axis=2)
+    shown = np.sqrt(delta / 255.0) * 255.0
+    levels = [level for level, _ in HEAT_STOPS]
+    palette = np.stack(
+        [np.interp(np.arange(256), levels, [color[channel] for _, color in HEAT_STOPS]) for channel in range(3)],
+        axis=1,
+    )
+    # A palette image: one byte a pixel to compress, not three.
+    heat = Image.frombytes("P", a.size, shown.round().astype(np.uint8).tobytes())
+    heat.putpalette(palette.astype(np.uint8).tobytes())
+    buffer = io.BytesIO()
+    heat.save(buffer, "PNG", compress_level=3)  # a page waits for it: speed over bytes
+    stats = {
+        "mean": float(delta.mean()),
+        "changed": float((delta > SAME_PIXEL_LEVELS).mean()),
+        "max": int(delta.max()),
+        "scaled": scaled,
+        "width": a.width,
+        "height": a.height,
+    }
+    return buffer.getvalue(), stats

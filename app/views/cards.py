@@ -122,3 +122,25 @@ def with_tiles(predictions, user, versions=None):
             output.prediction = prediction
         prediction.tile_thumbnail = output.thumbnail_for(user) if output is not None else None
     return predictions
+
+
+def compare_choices(predictions, user):
+    """(value, label) of each image among `predictions` (a comparison's cards,
+    a grid's cells) that `user` sees in full, for the compare viewer's picker
+    (templates/_compare_pick.html): the value "<prediction id>:<index>"
+    that /compare takes, the label the model and its version (two runs of one
+    model, an old and a new version, stay apart), and the image's number when
+    a prediction has several. Withheld cards, blurred and removed images are left out."""
+    choices = []
+    for prediction in predictions:
+        if getattr(prediction, "withheld", False) or prediction.status != Prediction.Status.SUCCEEDED:
+            continue
+        outputs = list(prediction.outputs.all())
+        for output in outputs:
+            if output.rating == Output.Rating.BLOCKED or not output.file or not output.shows_explicit_to(user):
+                continue
+            label = f"{prediction.version.model} · {prediction.version_id[:8]}"
+            if len(outputs) > 1:
+                label += f" · image {output.index + 1}"
+            choices.append((f"{prediction.id}:{output.index}", label))
+    return choices

@@ -16,7 +16,7 @@ from app.models import Access, Comparison, Output, Version, Visibility
 from app.services import comparisons, limits
 from app.views import reports
 from app.views.access import Gone, allowed_or_raise, gone_response, next_url
-from app.views.cards import WithheldCard, attach_changes, attach_live_state, card_response
+from app.views.cards import WithheldCard, attach_changes, attach_live_state, card_response, compare_choices
 from app.views.running import can_run, start_comparison
 
 PREVIEW_COLUMNS = 4
@@ -125,6 +125,7 @@ def comparison(request, comparison_id):
         effective=_effective_values(comparison, cards),
         input_images=[(name, comparison.input[name]) for name in ("image", "mask") if comparison.input.get(name)],
         can_run=can_run(request.user),
+        compare_choices=compare_choices(cards, request.user),
         visibility_form=VisibilityForm(initial={"visibility": comparison.visibility}),
         **reports.report_context(request.user, comparison),
     )

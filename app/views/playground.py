@@ -1,4 +1,7 @@
-"""The playground: one prompt, several model versions, one comparison."""
+"""The playground: one prompt, several model versions, one comparison; and
+its settings restored from a PNG or A1111's parameters text."""
+
+import re
 
 from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
@@ -8,7 +11,7 @@ from django.views.decorators.http import require_GET, require_POST
 from django.views.decorators.vary import vary_on_headers
 
 from app.core import schema, uploads
-from app.forms import PlaygroundForm, advanced_name
+from app.forms import PlaygroundForm, RestoreForm, advanced_name
 from app.models import Comparison, Output, Prediction, Version
 from app.services import catalog, limits
 from app.services.comparisons import COMMON_FIELDS
@@ -51,10 +54,26 @@ def _image_of(prediction, index, user):
         return uploads.clean_image(handle.read()).data_uri
 
 
+# The prediction page's "use seed" and "use prompt" (?from=<id>&use=...):
+# what they take; "all" takes everything, "remix" all but the seed.
+USE_ONLY = {"seed": ("seed",), "prompt": ("prompt", "negative_prompt")}
+
+
+def _as_initial(version, values):
+    """A version's input as the form's initial values: its own fields under
+    their "advanced" names."""
+    initial = dict(values)
+    for field in list(initial):
+        if field not in COMMON_FIELDS and field not in ("prompt", "seed"):
+            initial[advanced_name(version, field)] = initial.pop(field)
+    return initial
+
+
 def _source(request):
     """(version ids, initial values) of what the page starts from: a comparison
-    (?remix=), one prediction (?from=, with ?output=N its image N as the image
-    to start from), or None. Images go back in as kept images (the form's
+    (?remix=), one prediction (?from=, with ?use= seed, prompt, all or remix
+    (all but the seed), with ?output=N its image N as the image to start
+    from), or None. Images go back in as kept images (the form's
     `<name>_kept`), which file inputs cannot hold."""
     if request.GET.get("remix"):
         comparison = get_object_or_404(Comparison.objects.accessible_to(request.user), pk=request.GET["remix"])
@@ -70,10 +89,14 @@ def _source(request):
             Prediction.objects.accessible_to(request.user).select_related("version__model").prefetch_related("outputs"),
             pk=request.GET["from"],
         )
-        versions, initial = [prediction.version], dict(prediction.input)
-        for field in list(initial):
-            if field not in COMMON_FIELDS and field not in ("prompt", "seed"):
-                initial[advanced_name(prediction.version, field)] = initial.pop(field)
+        use = request.GET.get("use", "all")
+        versions, initial = [prediction.version], _as_initial(prediction.version, prediction.input)
+        if use in USE_ONLY:
+            # Only the seed or the prompt: onto the models the page starts with.
+            versions = []
+            initial = {name: initial[name] for name in USE_ONLY[use] if initial.get(name) not in (None, "")}
+        elif use == "remix":
+            initial.pop("seed", None)
         if request.GET.get("output", "").isdigit():
             initial.pop("mask", None)
             initial["image"] = _image_of(prediction, int(request.GET["output"]), request.user)
@@ -90,7 +113,7 @@ def _initial_from_query(request):
     return {
         key: value
         for key, value in request.GET.items()
-        if key not in ("version", "remix", "from", "output") and not key.endswith("_kept") and value != ""
+        if key not in ("version", "remix", "from", "output", "use") and not key.endswith("_kept") and value != ""
     }
 
 
@@ -111,8 +134,10 @@ def _recent_comparisons(user):
     return [comparison for comparison in recent if comparison.tiles]
 
 
-def _render(request, versions, chosen, form, status=200, left_out=()):
+def _render(request, versions, chosen, form, status=200, left_out=(), restore_form=None, restored=None):
     context = {
+        "restore_form": restore_form or RestoreForm(),
+        "restored": restored,
         "available_versions": [version for version in versions if version.available],
         "offline_versions": [(version, catalog.how_to_start(version)) for version in versions if not version.available],
         "chosen_ids": {version.id for version in chosen},
@@ -125,7 +150,9 @@ def _render(request, versions, chosen, form, status=200, left_out=()):
     }
     if not context["can_run"]:
         context["recent"] = _recent_comparisons(request.user)
-    template = "playground.html#fields" if request.htmx and request.htmx.target == "fields" else "playground.html"
+    template = "playground.html"
+    if request.htmx and request.htmx.target in ("fields", "playground"):
+        template = f"playground.html#{request.htmx.target}"
     return TemplateResponse(request, template, context, status=status)
 
 
@@ -176,3 +203,124 @@ def run(request):
         else:
             return redirect(comparison)
     return _render(request, versions, chosen, form, status=400)
+
+
+# What a restore says it filled, by input name.
+RESTORED_LABELS = {
+    "prompt": "prompt",
+    "negative_prompt": "negative prompt",
+    "width": "width",
+    "height": "height",
+    "num_inference_steps": "steps",
+    "guidance_scale": "guidance",
+    "scheduler": "scheduler",
+    "seed": "seed",
+}
+SOURCE_NAMES = {"lightbox": "Lightbox", "a1111": "AUTOMATIC1111", "comfyui": "ComfyUI"}
+
+
+def _model_matches(version, named):
+    """Whether a PNG's model name (A1111: a checkpoint file's name, maybe with
+    a "[hash]"; ours: "owner/name:version") names this version's model."""
+    named = re.sub(r"\s*\[[0-9a-f]+\]$", "", named.strip().lower())  # A1111: "name [hash]"
+    named = re.sub(r"\.(safetensors|ckpt|pt|bin)$", "", named)  # a checkpoint's file name
+    model = version.model
+    return named in (model.name.lower(), str(model).lower(), version.ref.lower(), str(version).lower())
+
+
+def _restored_versions(found, versions, current):
+    """(versions, note) the restored settings go to: Lightbox's own version
+    when it is here and can run, else the latest available version of the
+    model the PNG names, else the models chosen before; the note says why
+    the PNG's model was not taken ("" when it was, or named none)."""
+    by_id = {version.id: version for version in versions}
+    if found.version in by_id:
+        version = by_id[found.version]
+        if version.available:
+            return [version], ""
+        return current, f"{version.model} is offline; the models chosen before are kept."
+    if found.model:
+        named = [version for version in versions if _model_matches(version, found.model)]
+        # The very version our own text names first, then the model's latest.
+        named.sort(key=lambda version: version.ref.lower() != found.model.strip().lower())
+        running = [version for version in named if version.available]
+        if running:
+            return running[:1], ""
+        if named:
+            return current, f"{named[0].model} is offline; the models chosen before are kept."
+        return current, "Not in this Lightbox's catalog; the models chosen before are kept."
+    return current, ""
+
+
+def _restored_initial(found, chosen):
+    """(initial values, filled labels, unmapped (label, value)) of `found`
+    for a form of the `chosen` versions: a value only goes where a field
+    takes it (a scheduler only where one of the models offers it)."""
+    form = PlaygroundForm(chosen)
+    initial, filled, unmapped = {}, [], list(found.unmapped)
+    own = _as_initial(chosen[0], found.values) if found.source == "lightbox" and len(chosen) == 1 else found.values
+    for name, value in own.items():
+        if name in ("image", "mask") and name in form.file_names and isinstance(value, str):
+            if value.startswith("data:image/"):
+                initial[f"{name}_kept"] = value
+                filled.append(name)
+            continue
+        field = form.fields.get(name)
+        if field is None or name.endswith(("_kept", "_remove")) or name in ("publish", "mask_painted"):
+            label = RESTORED_LABELS.get(name, name)
+            unmapped.append((label, f"{str(value)[:80]}: none of the chosen models takes it"))
+            continue
+        choices = {str(choice) for choice, _ in getattr(field, "choices", [])}
+        if choices and str(value) not in choices:
+            models = ", ".join(version.model.name for version in chosen)
+            unmapped.append((RESTORED_LABELS.get(name, name), f"{value}: not offered by {models}"))
+            continue
+        initial[name] = value
+        filled.append(RESTORED_LABELS.get(name, field.label.lower() if field.label else name))
+    return initial, filled, unmapped
+
+
+@require_POST
+def restore(request):
+    """The playground filled from a PNG's generation parameters or pasted
+    A1111 text (app.core.pngmeta): the model when it is in the catalog, each
+    value a field takes, and a list of what could not be used. An htmx
+    request (the playground's drop zone) gets the playground region."""
+    if not can_run(request.user):
+        return redirect_to_login("/")
+    versions = _all_versions()
+    by_id = {version.id: version for version in versions}
+    current = [by_id[i] for i in dict.fromkeys(request.POST.getlist("version")) if i in by_id and by_id[i].available]
+    current = current or default_versions(versions)
+    restore_form = RestoreForm(request.POST, request.FILES)
+    if not restore_form.is_valid():
+        if request.htmx:
+            # Only the panel, with its message: what was typed in the form stays.
+            response = TemplateResponse(request, "playground.html#restore", {"restore_form": restore_form})
+            response["HX-Retarget"], response["HX-Reswap"] = "#restore", "outerHTML"
+            return response
+        return _render(request, versions, current, PlaygroundForm(current), status=400, restore_form=restore_form)
+    found = restore_form.cleaned_data["found"]
+    chosen, model_note = _restored_versions(found, versions, current)
+    if not chosen:
+        restore_form.add_error(None, "No model can run right now, so there is no form to fill.")
+        return _render(
+            request,
+            versions,
+            chosen,
+            PlaygroundForm(chosen),
+            status=200 if request.htmx else 400,
+            restore_form=restore_form,
+        )
+    initial, filled, unmapped = _restored_initial(found, chosen)
+    if model_note:
+        unmapped.insert(0, ("Model", f"{found.model[:120]}: {model_note}"))
+    restored = {"source": SOURCE_NAMES[found.source], "filled": filled, "unmapped": unmapped, "models": chosen}
+    return _render(
+        request,
+        versions,
+        chosen,
+        PlaygroundForm(chosen, initial=initial),
+        restore_form=RestoreForm(),
+        restored=restored,
+    )

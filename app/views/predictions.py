@@ -11,12 +11,12 @@ from django.template.response import TemplateResponse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from app.forms import VisibilityForm
-from app.models import Prediction, ReproCheck
+from app.models import Access, Prediction, ReproCheck
 from app.services import predictions, reproductions
 from app.services.api_json import prediction_json
 from app.views import reports
 from app.views.access import Gone, allowed_or_raise, gone_response, next_url
-from app.views.cards import attach_changes, attach_live_state, card_response
+from app.views.cards import attach_changes, attach_live_state, card_response, compare_choices
 
 SNIPPET_STRING_MAX = 200
 
@@ -112,6 +112,27 @@ def _short(value):
     return value
 
 
+def _compare_context(prediction, user):
+    """The compare viewer's entry on a prediction page: its first image, to
+    compare with another image of its comparison (or its own others)."""
+    mine = compare_choices([prediction], user)
+    if not mine:
+        return {}
+    siblings = [prediction]
+    if prediction.comparison_id:
+        others = (
+            prediction.comparison.predictions.exclude(pk=prediction.pk)
+            .select_related("version__model")
+            .defer("logs", "version__openapi_schema")
+            .prefetch_related("outputs")
+            .order_by("created_at")
+        )
+        siblings += [other for other in others if other.access_for(user) == Access.OPEN]
+    fixed = mine[0][0]
+    choices = [choice for choice in compare_choices(siblings, user) if choice[0] != fixed]
+    return {"compare_fixed": fixed, "compare_choices": choices}
+
+
 @require_GET
 def prediction(request, prediction_id):
     try:
@@ -145,6 +166,7 @@ def prediction(request, prediction_id):
         visibility_form=VisibilityForm(initial={"visibility": prediction.visibility}),
         # The last reproducibility check (docs/bundles.md), settled if its re-run ended.
         check=reproductions.last_check(prediction) if prediction.was_checked else None,
+        **_compare_context(prediction, request.user),
         **reports.report_context(request.user, prediction),
     )
     return TemplateResponse(request, "prediction.html", context)

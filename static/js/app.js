@@ -402,7 +402,56 @@ document.addEventListener("htmx:afterSwap", (event) => {
   carried = null;
 }, true);
 
+// Restoring settings from a PNG: a chosen PNG is sent at once; one dropped on
+// the panel, or on the playground's form anywhere but an image input, too.
+// The server fills the form (htmx swaps #playground; a refused file swaps
+// only the panel, #restore); its summary gets the focus.
+function setUpRestore(root) {
+  const panel = root.querySelector("[data-restore]");
+  if (!panel || panel.dataset.ready) return;
+  panel.dataset.ready = "1";
+  panel.querySelectorAll("[data-js-only]").forEach((element) => { element.hidden = false; });
+  const form = panel.querySelector("form");
+  const input = form.querySelector("input[name=png]");
+  input.addEventListener("change", () => { if (input.files[0]) form.requestSubmit(); });
+  const restored = panel.querySelector("[data-restored]");
+  if (restored) restored.focus();
+}
+
+function restoreDropTarget(event) {
+  const target = event.target instanceof Element ? event.target : null;
+  if (!target || target.closest("[data-image-drop]")) return null;
+  if (!target.closest("[data-restore], #playground-form")) return null;
+  return document.querySelector("[data-restore]");
+}
+
+document.addEventListener("dragover", (event) => {
+  const panel = restoreDropTarget(event);
+  if (!panel) return;
+  event.preventDefault();
+  panel.classList.add("dropping");
+});
+document.addEventListener("dragleave", () => {
+  const panel = document.querySelector("[data-restore].dropping");
+  if (panel) panel.classList.remove("dropping");
+});
+document.addEventListener("drop", (event) => {
+  const panel = restoreDropTarget(event);
+  if (!panel) return;
+  event.preventDefault();
+  panel.classList.remove("dropping");
+  const file = event.dataTransfer && event.dataTransfer.files[0];
+  if (!file) return;
+  panel.open = true;
+  const input = panel.querySelector("input[name=png]");
+  const transfer = new DataTransfer();
+  transfer.items.add(file);
+  input.files = transfer.files;
+  input.form.requestSubmit();
+});
+
 function setUp(root) {
+  setUpRestore(root);
   setUpCopyButtons(root);
   setUpImageInputs(root);
   setUpMaskPainter(root);

@@ -291,7 +291,7 @@ def test_image_inputs_are_kept_shown_and_sent_on_and_the_api_snippet_runs(
 
     # Remix keeps image and mask; any output goes to image to image.
     page.goto(prediction_url)
-    page.get_by_role("link", name="Remix in the playground").click()
+    page.get_by_role("link", name="Remix", exact=True).click()
     expect(page.locator("[data-image-drop=image] [data-image-preview] img")).to_be_visible()
     expect(page.locator("[data-image-drop=mask] [data-image-preview] img")).to_be_visible()
     expect(page.get_by_label("Prompt", exact=True)).to_have_value("a boat in the harbour")

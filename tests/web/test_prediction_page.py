@@ -148,7 +148,7 @@ def test_image_inputs_show_as_thumbnails_and_the_snippets_read_local_files(clien
     assert "$(base64 &lt; input.png | tr -d" in html
     assert "The snippets read <code>input.png</code> and <code>mask.png</code> from the current folder" in html
     # Remix keeps the images; any output can start an image to image run.
-    assert f'href="/?from={prediction.id}"' in html
+    assert f'href="/?from={prediction.id}&amp;use=remix"' in html
     assert f'href="/?from={prediction.id}&amp;output=0">Use in image to image</a>' in html
 
 
