@@ -6,6 +6,7 @@ from app.views import (
     api,
     comparisons,
     gallery,
+    grids,
     health,
     help,
     hooks,
@@ -88,6 +89,18 @@ page_patterns = [
     path("moderation", moderation.queue, name="moderation"),
     path("moderation/<str:kind>/<str:item_id>", moderation.decide, name="moderation-decide"),
     path("account/", include(account_patterns)),
+    # --- grids (issue 14) ---
+    path("g/preview", playground.grid_preview, name="grid-preview"),
+    path("g/new", playground.grid_new, name="grid-new"),
+    path("g/<str:grid_id>", grids.grid, name="grid"),
+    path("g/<str:grid_id>/changes", grids.grid_changes, name="grid-changes"),
+    path("g/<str:grid_id>/cancel", grids.grid_cancel, name="grid-cancel"),
+    path("g/<str:grid_id>/rerun", grids.grid_rerun, name="grid-rerun"),
+    path("g/<str:grid_id>/visibility", grids.grid_visibility, name="grid-visibility"),
+    path("g/<str:grid_id>/grid.png", grids.grid_image, name="grid-image"),
+    path("g/<str:grid_id>/grid.zip", grids.grid_zip, name="grid-zip"),
+    path("g/<str:grid_id>/preview.jpg", grids.grid_preview_image, name="grid-preview-image"),
+    # --- end grids ---
     path("help/running-models", help.running_models, name="help-running-models"),
 ]
 

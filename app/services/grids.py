@@ -24,6 +24,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Count, F
 from django.utils import timezone
 
 from app.core import axes as axes_core
@@ -492,3 +493,50 @@ def rerun(grid, owner, seed=None):
         extra_input=grid.extra_input,
         title=grid.title,
     )
+
+
+def full_coords(grid, xyz, version_id):
+    """A cell's index on every axis, from its comparison's (x, y, z) and its
+    version (the model axis's index); None when the version is not on it."""
+    coords = list(xyz[: len(grid.axes)])
+    for i, axis in enumerate(grid.axes):
+        if axis["kind"] == "version":
+            if version_id not in axis["values"]:
+                return None
+            coords[i] = axis["values"].index(version_id)
+    return tuple(coords)
+
+
+def cell_predictions(grid):
+    """The grid's predictions, each with its comparison's coordinates
+    (cell_x, cell_y, cell_z), in one query."""
+    return Prediction.objects.filter(comparison__grid=grid).annotate(
+        cell_x=F("comparison__grid_x"), cell_y=F("comparison__grid_y"), cell_z=F("comparison__grid_z")
+    )
+
+
+def problems_by_coords(grid):
+    """{full coords: {"kind", "reason"}} of the cells that do not run."""
+    found = {}
+    for key, problem in grid.problems.items():
+        *xyz, version_id = key.split(".", 3)
+        coords = full_coords(grid, tuple(int(c) for c in xyz), version_id)
+        if coords is not None:
+            found[coords] = problem
+    return found
+
+
+def progress(grid):
+    """{status: count} of the grid's predictions, in one query."""
+    return dict(
+        Prediction.objects.filter(comparison__grid=grid).values_list("status").annotate(n=Count("id")).order_by()
+    )
+
+
+def set_visibility(grid, visibility):
+    """Share (or hide) the grid with its cells' comparisons and predictions."""
+    with transaction.atomic():
+        Grid.objects.filter(pk=grid.pk).update(visibility=visibility)
+        Comparison.objects.filter(grid=grid).update(visibility=visibility)
+        Prediction.objects.filter(comparison__grid=grid).update(visibility=visibility)
+    grid.visibility = visibility
