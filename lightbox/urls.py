@@ -38,6 +38,12 @@ api_patterns = [
     path("collections", api.collections, name="collections"),
     path("collections/<str:slug>", api.collection, name="collection"),
     path("webhooks/default/secret", api.webhook_secret, name="webhook-secret"),
+    # --- grids (issue 14): Lightbox's own endpoints ---
+    path("grids", api.grids_list, name="grids"),
+    path("grids/<str:grid_id>", api.grid, name="grid"),
+    path("grids/<str:grid_id>/predictions", api.grid_predictions, name="grid-predictions"),
+    path("grids/<str:grid_id>/cancel", api.grid_cancel, name="grid-cancel"),
+    # --- end grids ---
     path("openapi.json", api.openapi, name="openapi"),
     re_path(r"^(?P<path>.*)$", api.not_found),
 ]

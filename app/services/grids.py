@@ -540,3 +540,17 @@ def set_visibility(grid, visibility):
         Comparison.objects.filter(grid=grid).update(visibility=visibility)
         Prediction.objects.filter(comparison__grid=grid).update(visibility=visibility)
     grid.visibility = visibility
+
+
+def progress_of(grid_list):
+    """{grid id: {status: count}} of several grids, in one query."""
+    found = {}
+    rows = (
+        Prediction.objects.filter(comparison__grid__in=grid_list)
+        .values_list("comparison__grid_id", "status")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    for grid_id, status, n in rows:
+        found.setdefault(grid_id, {})[status] = n
+    return found
