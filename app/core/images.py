@@ -199,7 +199,8 @@ def labelled_grid(cells, columns, rows, *, x_name="", y_name="", title="", cell=
 
     if title:
         draw.text((gap * 2, 12), fitted(title, width - 16, font), font=font, fill=ink)
-    corner = f"{y_name} ↓  {x_name} →" if y_name else (f"{x_name} →" if x_name else "")
+    # Words, not arrows: Pillow's built-in font has no arrows.
+    corner = f"rows: {y_name} · columns: {x_name}" if y_name else (f"columns: {x_name}" if x_name else "")
     draw.text((gap * 2, title_height + 8), fitted(corner, left + cell, small), font=small, fill=muted)
     for c, label in enumerate(columns):
         x = left + gap + c * (cell + gap)
