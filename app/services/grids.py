@@ -436,20 +436,22 @@ def _start_cell(grid, coords, group, todo):
                 grid_y=coords[1],
                 grid_z=coords[2],
             )
-        have = set(comparison.predictions.values_list("version_id", flat=True))
+            have = set()
+        else:
+            have = set(comparison.predictions.values_list("version_id", flat=True))
         for cell in todo:
             if cell.version.id in have:
                 continue
             try:
-                with transaction.atomic():
-                    predictions.start(
-                        cell.version,
-                        cell.effective,
-                        owner=grid.owner,
-                        source=Prediction.Source.WEB,
-                        visibility=grid.visibility,
-                        comparison=comparison,
-                    )
+                # It checks before it saves, in a savepoint of its own: a refused one leaves the others.
+                predictions.start(
+                    cell.version,
+                    cell.effective,
+                    owner=grid.owner,
+                    source=Prediction.Source.WEB,
+                    visibility=grid.visibility,
+                    comparison=comparison,
+                )
                 started += 1
             except limits.RunRefused as exc:
                 if exc.status == 429:
