@@ -86,7 +86,9 @@ def test_make_a_grid_watch_it_fill_in_and_explore_it(site, worker, two_versions,
 def test_the_grid_page_works_without_javascript(site, worker, cog_version, browser, alice):
     from app.services import grids
 
-    grid = grids.create(alice, [cog_version], {"prompt": "a fox"}, [{"kind": "seed", "text": "1, 2"}], visibility="unlisted")
+    grid = grids.create(
+        alice, [cog_version], {"prompt": "a fox"}, [{"kind": "seed", "text": "1, 2"}], visibility="unlisted"
+    )
     context = browser.new_context(java_script_enabled=False, viewport=DESKTOP)
     page = context.new_page()
     page.goto(f"{site.url}/g/{grid.pk}")
