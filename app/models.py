@@ -440,6 +440,16 @@ class Grid(Moderated):
     visibility = models.CharField(max_length=10, choices=Visibility.choices, default=Visibility.UNLISTED)
     created_at = models.DateTimeField(default=timezone.now)
     canceled_at = models.DateTimeField(null=True, blank=True)
+    # grid: the chosen versions' ids in order (the model axis's values, or
+    # the one version of a grid without one).
+    version_ids = models.JSONField(default=list)
+    # grid: {"x.y.z.version id": {"kind": "n/a" | "error", "reason": ...}}:
+    # cells that do not apply to a version, or that could not start.
+    problems = models.JSONField(default=dict, blank=True)
+    # grid: the predictions it runs (cells x versions, less those that do
+    # not apply), and when the task had started all it could.
+    planned = models.PositiveIntegerField(default=0)
+    materialised_at = models.DateTimeField(null=True, blank=True)
 
     objects = ModeratedQuerySet.as_manager()
 
@@ -448,6 +458,17 @@ class Grid(Moderated):
 
     def __str__(self):
         return self.title or self.id
+
+    @classmethod
+    def from_db(cls, db, field_names, values):
+        return _writable_json(super().from_db(db, field_names, values), ("input", "extra_input", "axes", "problems"))
+
+    def get_absolute_url(self):
+        return reverse("grid", args=[self.id])
+
+    @property
+    def prompt(self):
+        return self.input.get("prompt", "")
 
 
 class PromptSetQuerySet(models.QuerySet):

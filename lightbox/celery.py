@@ -13,6 +13,8 @@ app = Celery("lightbox")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks(["tasks"], related_name="predictions")
 app.autodiscover_tasks(["tasks"], related_name="benchmarks")
+# grids (issue 14): the task that starts a grid's cells.
+app.autodiscover_tasks(["tasks"], related_name="grids")
 
 # The filesystem transport keeps its messages under var/; the folders must exist
 # before the first producer or worker touches them.

@@ -368,6 +368,10 @@ MEDIA_URL_TTL = envint("LIGHTBOX_MEDIA_URL_TTL", 3600)
 DATA_UPLOAD_MAX_MEMORY_SIZE = envint("LIGHTBOX_MAX_REQUEST_BYTES", 16 * 1024 * 1024)
 UPLOAD_IMAGE_MAX_BYTES = envint("LIGHTBOX_UPLOAD_IMAGE_MAX_BYTES", 16 * 1024 * 1024)
 UPLOAD_MAX_PIXELS = envint("LIGHTBOX_UPLOAD_MAX_PIXELS", 4096 * 4096)
+# --- grids (issue 14) ---
+# Cells (predictions: cells x versions) one grid may have; past it, refused.
+GRID_MAX_CELLS = envint("LIGHTBOX_GRID_MAX_CELLS", 1000)
+# --- end grids ---
 # Characters per string in a prediction's input (a prompt), data: URIs aside:
 # a megabyte prompt made a megabyte page wherever the prediction shows.
 MAX_TEXT_LENGTH = envint("LIGHTBOX_MAX_TEXT_LENGTH", 10000)

@@ -9,6 +9,7 @@ from app.views import (
     compare,
     comparisons,
     gallery,
+    grids,
     health,
     help,
     hooks,
@@ -48,6 +49,12 @@ api_patterns = [
     path("benchmarks/<str:run_id>/stop", api.benchmark_stop, name="benchmark-stop"),
     path("benchmarks/<str:run_id>/resume", api.benchmark_resume, name="benchmark-resume"),
     # --- end bench ---
+    # --- grids (issue 14): Lightbox's own endpoints ---
+    path("grids", api.grids_list, name="grids"),
+    path("grids/<str:grid_id>", api.grid, name="grid"),
+    path("grids/<str:grid_id>/predictions", api.grid_predictions, name="grid-predictions"),
+    path("grids/<str:grid_id>/cancel", api.grid_cancel, name="grid-cancel"),
+    # --- end grids ---
     path("openapi.json", api.openapi, name="openapi"),
     # --- Reproducibility bundles (Lightbox extension; docs/bundles.md) ---
     path("predictions/<str:prediction_id>/bundle", api.prediction_bundle, name="prediction-bundle"),
@@ -111,6 +118,18 @@ page_patterns = [
     path("moderation", moderation.queue, name="moderation"),
     path("moderation/<str:kind>/<str:item_id>", moderation.decide, name="moderation-decide"),
     path("account/", include(account_patterns)),
+    # --- grids (issue 14) ---
+    path("g/preview", playground.grid_preview, name="grid-preview"),
+    path("g/new", playground.grid_new, name="grid-new"),
+    path("g/<str:grid_id>", grids.grid, name="grid"),
+    path("g/<str:grid_id>/changes", grids.grid_changes, name="grid-changes"),
+    path("g/<str:grid_id>/cancel", grids.grid_cancel, name="grid-cancel"),
+    path("g/<str:grid_id>/rerun", grids.grid_rerun, name="grid-rerun"),
+    path("g/<str:grid_id>/visibility", grids.grid_visibility, name="grid-visibility"),
+    path("g/<str:grid_id>/grid.png", grids.grid_image, name="grid-image"),
+    path("g/<str:grid_id>/grid.zip", grids.grid_zip, name="grid-zip"),
+    path("g/<str:grid_id>/preview.jpg", grids.grid_preview_image, name="grid-preview-image"),
+    # --- end grids ---
     path("help/running-models", help.running_models, name="help-running-models"),
     # --- Reproducibility bundles, re-runs on the latest version, checks (docs/bundles.md) ---
     path("bundles/import", bundles.import_page, name="bundle-import"),

@@ -216,3 +216,73 @@ def difference(first, second):
         "height": a.height,
     }
     return buffer.getvalue(), stats
+
+
+def labelled_grid(cells, columns, rows, *, x_name="", y_name="", title="", cell=192, background=(255, 255, 255)):
+    """One PNG of a grid (issue 14): `cells[r][c]` image bytes or None (a
+    cell with no image: left grey), the column labels across the top and the
+    row labels down the left, the axes' names in the corner, `title` above."""
+    from PIL import ImageDraw, ImageFont
+
+    font = ImageFont.load_default(size=max(12, cell // 12))
+    small = ImageFont.load_default(size=max(11, cell // 14))
+    probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    row_labels = [str(label) for label in rows] or [""]
+    left = min(360, max([int(probe.textlength(label, font=font)) for label in row_labels + [y_name]] + [0]) + 24)
+    title_height = 40 if title else 0
+    top = title_height + (cell // 5 + 24)
+    gap = 4
+    width = left + len(columns) * (cell + gap) + gap
+    height = top + max(1, len(rows)) * (cell + gap) + gap
+    canvas = Image.new("RGB", (max(width, 200), height), background)
+    draw = ImageDraw.Draw(canvas)
+    ink, muted, empty = (23, 23, 28), (85, 85, 106), (228, 228, 234)
+
+    def fitted(text, room, face):
+        text = str(text)
+        while text and draw.textlength(text, font=face) > room:
+            text = text[:-2] + "…" if len(text) > 2 else ""
+        return text
+
+    if title:
+        draw.text((gap * 2, 12), fitted(title, width - 16, font), font=font, fill=ink)
+    # Words, not arrows: Pillow's built-in font has no arrows.
+    corner = f"rows: {y_name} · columns: {x_name}" if y_name else (f"columns: {x_name}" if x_name else "")
+    draw.text((gap * 2, title_height + 8), fitted(corner, left + cell, small), font=small, fill=muted)
+    for c, label in enumerate(columns):
+        x = left + gap + c * (cell + gap)
+        draw.text((x + cell // 2, top - 12), fitted(label, cell, font), font=font, fill=ink, anchor="mb")
+    for r, label in enumerate(rows or [""]):
+        y = top + gap + r * (cell + gap)
+        draw.text((left - 12, y + cell // 2), fitted(label, left - 16, font), font=font, fill=ink, anchor="rm")
+        for c in range(len(columns)):
+            x = left + gap + c * (cell + gap)
+            data = cells[r][c] if r < len(cells) and c < len(cells[r]) else None
+            if data is None:
+                draw.rectangle((x, y, x + cell - 1, y + cell - 1), fill=empty)
+                continue
+            with Image.open(io.BytesIO(data)) as image:
+                image = image.convert("RGB")
+                image.thumbnail((cell, cell), Image.LANCZOS)
+                if image.width < cell and image.height < cell:
+                    scale = min(cell / image.width, cell / image.height)
+                    image = image.resize((round(image.width * scale), round(image.height * scale)), Image.LANCZOS)
+                canvas.paste(image, (x + (cell - image.width) // 2, y + (cell - image.height) // 2))
+    return canvas
+
+
+def png_of(image):
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG", optimize=False)
+    return buffer.getvalue()
+
+
+def jpeg_fitted(image, size=(1200, 630), background=(255, 255, 255)):
+    """`image` fitted whole into `size` (a link preview), as JPEG."""
+    image = image.copy()
+    image.thumbnail(size, Image.LANCZOS)
+    canvas = Image.new("RGB", size, background)
+    canvas.paste(image, ((size[0] - image.width) // 2, (size[1] - image.height) // 2))
+    buffer = io.BytesIO()
+    canvas.save(buffer, "JPEG", quality=85, optimize=True)
+    return buffer.getvalue()

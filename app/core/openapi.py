@@ -268,6 +268,7 @@ def _replicate_document(base_url):
                 "get": _op("Get the secret that signs your webhooks", "webhooks.default.secret.get", _ref("Secret"))
             },
             **_bundle_paths(),
+            **grid_paths(),
         },
         "components": {
             "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}},
@@ -438,6 +439,7 @@ def _replicate_document(base_url):
                     },
                 },
                 **BUNDLE_SCHEMAS,
+                **grid_schemas(),
                 "FileRequest": {
                     "type": "object",
                     "required": ["content"],
@@ -850,3 +852,98 @@ def _add_lightbox(doc):
             "BenchmarkRunPage": _page("BenchmarkRun"),
         }
     )
+
+
+# --- grids (issue 14): Lightbox's own endpoints, marked so (Replicate's clients ignore them) ---
+
+
+def grid_paths():
+    grid, params = _ref("Grid"), ["grid_id"]
+    return {
+        "/v1/grids": {
+            "get": _lightbox(_op("List your grids, newest first", "grids.list", _ref("GridPage"), params=["cursor"])),
+            "post": _lightbox(
+                _op(
+                    "Create an X/Y/Z grid: one input, up to three axes; its cells start in the background",
+                    "grids.create",
+                    grid,
+                    body=_ref("GridRequest"),
+                    ok_status="201",
+                )
+            ),
+        },
+        "/v1/grids/{grid_id}": {"get": _lightbox(_gone(_op("Get a grid", "grids.get", grid, params=params)))},
+        "/v1/grids/{grid_id}/predictions": {
+            "get": _lightbox(
+                _gone(
+                    _op(
+                        "List a grid's predictions, each with its cell",
+                        "grids.predictions.list",
+                        _ref("GridPredictionPage"),
+                        params=[*params, "cursor"],
+                    )
+                )
+            )
+        },
+        "/v1/grids/{grid_id}/cancel": {
+            "post": _lightbox(_op("Stop a grid: cancel what has not ended", "grids.cancel", grid, params=params))
+        },
+    }
+
+
+def grid_schemas():
+    axis = {
+        "type": "object",
+        "required": ["kind"],
+        "properties": {
+            "kind": {"type": "string", "enum": ["version", "field", "prompt", "seed"]},
+            "field": {"type": "string", "description": "The schema field of a 'field' axis."},
+            "values": {
+                "description": "As typed in the playground: '7, 7.5, 8', '20-40 (+5)', '1-10 [4]', 'all', "
+                "'fox|cat|owl', '8 random'; or a list of values. None for a 'version' axis.",
+                "oneOf": [{"type": "string"}, {"type": "array", "items": {}}],
+            },
+        },
+    }
+    return {
+        "GridRequest": {
+            "type": "object",
+            "required": ["versions", "input", "axes"],
+            "properties": {
+                "versions": {
+                    "type": "array",
+                    "items": {"type": "string"},
+                    "description": "Version ids or owner/name:id.",
+                },
+                "input": {"type": "object"},
+                "axes": {"type": "array", "items": axis, "maxItems": 3, "description": "X, Y, Z (Z: pages)."},
+                "seed": {"type": "integer"},
+                "visibility": {"type": "string", "enum": ["public", "unlisted", "private"]},
+                "title": {"type": "string"},
+            },
+        },
+        "Grid": {
+            "type": "object",
+            "required": ["id", "status", "axes", "cells", "urls"],
+            "properties": {
+                "id": {"type": "string"},
+                "status": {"type": "string", "enum": ["running", "finished", "canceled"]},
+                "input": {"type": "object"},
+                "seed": {"type": ["integer", "null"]},
+                "versions": {"type": "array", "items": {"type": "string"}},
+                "axes": {"type": "array", "items": {"type": "object"}},
+                "cells": {"type": "integer"},
+                "counts": {"type": "object"},
+                "not_run": {"type": "object"},
+                "visibility": {"type": "string"},
+                "created_at": {"type": "string", "format": "date-time"},
+                "canceled_at": {"type": ["string", "null"], "format": "date-time"},
+                "urls": {"type": "object"},
+            },
+        },
+        "GridPage": _page("Grid"),
+        "GridPredictionPage": _page("Prediction"),
+    }
+
+
+# --- end grids ---

@@ -350,3 +350,60 @@ def benchmark_json(run, base=None, summary=None, versions=None):
         ]
         payload["categories"] = [dict(row) for row in summary["categories"]]
     return payload
+
+
+# --- grids (issue 14): Lightbox's own /v1 extension, not Replicate's ---
+
+
+def grid_json(grid, base=None, counts=None):
+    """A grid as /v1/grids shows it; `counts`, {status: n} of its predictions."""
+    base = base or settings.SITE_URL
+    counts = counts or {}
+    done = sum(n for status, n in counts.items() if status in ("succeeded", "failed", "canceled"))
+    active = sum(n for status, n in counts.items() if status in ("starting", "processing"))
+    if grid.canceled_at:
+        status = "canceled"
+    elif grid.materialised_at and not active:
+        status = "finished"
+    else:
+        status = "running"
+    api = base + f"/v1/grids/{grid.id}"
+    return {
+        "id": grid.id,
+        "status": status,
+        "input": grid.input,
+        "seed": grid.seed,
+        "versions": grid.version_ids,
+        "axes": [
+            {
+                "name": name,
+                "kind": axis["kind"],
+                "field": axis["field"],
+                "text": axis["text"],
+                "values": axis["values"],
+                "labels": axis["labels"],
+            }
+            for name, axis in zip("XYZ", grid.axes)
+        ],
+        "cells": grid.planned,
+        "counts": {
+            "started": sum(counts.values()),
+            "done": done,
+            **{k: counts.get(k, 0) for k in ("succeeded", "failed", "canceled")},
+        },
+        "not_run": grid.problems,
+        "visibility": grid.visibility,
+        "created_at": _iso(grid.created_at),
+        "canceled_at": _iso(grid.canceled_at),
+        "urls": {
+            "get": api,
+            "cancel": api + "/cancel",
+            "predictions": api + "/predictions",
+            "web": base + f"/g/{grid.id}",
+            "png": base + f"/g/{grid.id}/grid.png",
+            "zip": base + f"/g/{grid.id}/grid.zip",
+        },
+    }
+
+
+# --- end grids ---

@@ -39,6 +39,7 @@ from app.services import bundles as bundle_service
 from app.services import collections as model_collections
 from app.services import deployments as deployment_service
 from app.services import files as user_files
+from app.services import grids as grid_service
 from app.services import limits, reproductions
 from app.services import predictions as lifecycle
 from app.services import prompt_sets as prompt_set_service
@@ -1083,3 +1084,142 @@ def _create_prompt_set(request):
     except prompt_set_service.SetError as exc:
         return problems.invalid_input(exc.errors)
     return JsonResponse(api.prompt_set_json(created, prompt_set_service.categories(created)), status=201)
+
+
+# --- grids (issue 14): Lightbox's own /v1 extension (tags "lightbox" in openapi.json) ---
+
+
+def _get_grid_for_user(request, grid_id, owner_only=False):
+    """(grid, None), or (None, the problem to answer): as predictions."""
+    grid = Grid.objects.filter(pk=grid_id).first()
+    if grid is not None and grid.owner_id == request.user.pk:
+        return grid, None
+    if grid is None or owner_only:
+        return None, _not_found(f"Grid {grid_id}")
+    access = grid.access_for(request.user)
+    if access == Access.PRIVATE:
+        return None, _not_found(f"Grid {grid_id}")
+    if access == Access.HIDDEN:
+        return None, problems.problem(410, "Gone", "This grid was hidden by moderators.")
+    return grid, None
+
+
+def _raw_grid_axes(axes):
+    """The axes of a request body as the service takes them, or a problem."""
+    if not isinstance(axes, list):
+        return None, problems.invalid_input({"axes": ["Give a list of up to 3 axes."]})
+    raw = []
+    for index, axis in enumerate(axes[:4]):
+        if not isinstance(axis, dict):
+            return None, problems.invalid_input({f"axes[{index}]": ["Each axis is an object with a kind."]})
+        values = axis.get("values", "")
+        if isinstance(values, list):
+            text_like = axis.get("kind") == "prompt" or any(isinstance(v, str) for v in values)
+            values = ("|" if text_like else ", ").join(
+                str(v).lower() if isinstance(v, bool) else str(v) for v in values[:1001]
+            )
+        if (
+            not isinstance(values, str)
+            or not isinstance(axis.get("field", ""), str)
+            or not isinstance(axis.get("kind"), str)
+        ):
+            return None, problems.invalid_input(
+                {f"axes[{index}]": ["kind and field are text; values are text or a list."]}
+            )
+        raw.append({"kind": axis["kind"], "field": axis.get("field", ""), "text": values})
+    return raw, None
+
+
+@api_view("GET", "POST")
+def grids_list(request):
+    if request.method == "POST":
+        return _grid_create(request)
+    base = _base(request)
+    queryset = Grid.objects.filter(owner=request.user)
+
+    def render(items):
+        counts = grid_service.progress_of(items)
+        return [api.grid_json(grid, base, counts.get(grid.pk, {})) for grid in items]
+
+    return _page_response(request, queryset, render)
+
+
+def _grid_create(request):
+    body, problem = _json_body(request)
+    if problem:
+        return problem
+    refs = body.get("versions")
+    if not isinstance(refs, list) or not refs or len(refs) > 50:
+        return problems.invalid_input({"versions": ["Give a list of 1 to 50 version ids."]})
+    versions = [_resolve_version(request, ref) for ref in refs]
+    missing = [str(ref)[:100] for ref, version in zip(refs, versions) if version is None]
+    if missing:
+        return problems.invalid_input({"versions": [f"No such version you may run: {', '.join(missing)}."]})
+    given = body.get("input", {})
+    if not isinstance(given, dict):
+        return problems.invalid_input({"input": ["Input must be a JSON object."]})
+    raw, problem = _raw_grid_axes(body.get("axes"))
+    if problem:
+        return problem
+    seed = body.get("seed")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= schema.MAX_SEED):
+        return problems.invalid_input({"seed": [f"A whole number from 0 to {schema.MAX_SEED}."]})
+    visibility = body.get("visibility") or settings.DEFAULT_API_VISIBILITY
+    if visibility not in Visibility.values:
+        return problems.invalid_input({"visibility": [f"One of: {', '.join(Visibility.values)}."]})
+    title = body.get("title", "")
+    if not isinstance(title, str) or payloads.find_bad_text(title, max_length=200):
+        return problems.invalid_input({"title": ["Text of at most 200 characters."]})
+    try:
+        grid = grid_service.create(request.user, versions, given, raw, seed=seed, visibility=visibility, title=title)
+    except grid_service.GridError as exc:
+        if "limits" in exc.errors:
+            return problems.problem(429, "Limit reached", " ".join(exc.errors["limits"]))
+        return problems.invalid_input(exc.errors)
+    return JsonResponse(api.grid_json(grid, _base(request)), status=201)
+
+
+@api_view("GET")
+def grid(request, grid_id):
+    found, problem = _get_grid_for_user(request, grid_id)
+    if problem:
+        return problem
+    return JsonResponse(api.grid_json(found, _base(request), grid_service.progress(found)))
+
+
+@api_view("GET")
+def grid_predictions(request, grid_id):
+    """The grid's predictions the caller may see, each with its cell (x, y, z: an index per axis)."""
+    found, problem = _get_grid_for_user(request, grid_id)
+    if problem:
+        return problem
+    queryset = grid_service.cell_predictions(found).prefetch_related("version__model")
+    base = _base(request)
+
+    def render(items):
+        outputs = api.outputs_by_prediction(items)
+        results = []
+        for prediction in items:
+            if prediction.owner_id != request.user.pk and prediction.access_for(request.user) != Access.OPEN:
+                continue
+            coords = grid_service.full_coords(
+                found, (prediction.cell_x, prediction.cell_y, prediction.cell_z), prediction.version_id
+            )
+            item = api.prediction_json(prediction, base, outputs[prediction.pk], viewer=request.user)
+            item["cell"] = dict(zip("xyz", coords or ()))
+            results.append(item)
+        return results
+
+    return _page_response(request, queryset, render)
+
+
+@api_view("POST")
+def grid_cancel(request, grid_id):
+    found, problem = _get_grid_for_user(request, grid_id, owner_only=True)
+    if problem:
+        return problem
+    grid_service.cancel(found)
+    return JsonResponse(api.grid_json(found, _base(request), grid_service.progress(found)))
+
+
+# --- end grids ---

@@ -13,7 +13,7 @@ from django.views.decorators.vary import vary_on_headers
 from app.core import schema, uploads
 from app.forms import PlaygroundForm, RestoreForm, advanced_name
 from app.models import Comparison, Output, Prediction, Version
-from app.services import catalog, limits
+from app.services import catalog, grids, limits
 from app.services.comparisons import COMMON_FIELDS
 from app.views.cards import TILE_FIELDS, with_tiles
 from app.views.running import can_run, refused, start_comparison
@@ -134,10 +134,11 @@ def _recent_comparisons(user):
     return [comparison for comparison in recent if comparison.tiles]
 
 
-def _render(request, versions, chosen, form, status=200, left_out=(), restore_form=None, restored=None):
+def _render(request, versions, chosen, form, status=200, left_out=(), restore_form=None, restored=None, grid=None):
     context = {
         "restore_form": restore_form or RestoreForm(),
         "restored": restored,
+        "grid": grid or _grid_context(request, chosen),
         "available_versions": [version for version in versions if version.available],
         "offline_versions": [(version, catalog.how_to_start(version)) for version in versions if not version.available],
         "chosen_ids": {version.id for version in chosen},
@@ -153,6 +154,8 @@ def _render(request, versions, chosen, form, status=200, left_out=(), restore_fo
     template = "playground.html"
     if request.htmx and request.htmx.target in ("fields", "playground"):
         template = f"playground.html#{request.htmx.target}"
+    elif request.htmx and request.htmx.target == "grid-preview":
+        template = "playground.html#grid_preview"
     return TemplateResponse(request, template, context, status=status)
 
 
@@ -324,3 +327,124 @@ def restore(request):
         restore_form=RestoreForm(),
         restored=restored,
     )
+
+
+# --- grids (issue 14): the playground's "Make a grid" block ---
+# An axis is chosen in one select: the model axis, prompt search/replace,
+# seeds, or "field:<name>" for any other field of the chosen versions.
+AXIS_KINDS = (
+    ("version", "Models (the versions chosen above)"),
+    ("prompt", "Prompt: search/replace"),
+    ("seed", "Seeds"),
+)
+AXIS_HELP = {
+    "version": "No values to type: one column per chosen version.",
+    "prompt": "fox|cat|owl: the first word is found in the prompt, each replaces it.",
+    "seed": "1, 2, 3 · 1-100 (+10) · 8 random",
+}
+
+
+def _axis_options(versions):
+    """(value, label) of the select of one axis."""
+    fields = [
+        (f"field:{name}", name.replace("_", " "))
+        for name, spec in grids.field_specs(versions).items()
+        if name not in ("seed", "prompt") and not schema.is_file_input(spec)
+    ]
+    return [*AXIS_KINDS, *fields]
+
+
+def _raw_axes(data):
+    """[{"kind", "field", "text"}] of the axes filled in, X, Y, Z in order."""
+    raw = []
+    for name in ("x", "y", "z"):
+        choice = str(data.get(f"axis_{name}_kind", ""))[:200]
+        if not choice:
+            continue
+        kind, _, field = choice.partition(":")
+        raw.append({"kind": kind, "field": field, "text": str(data.get(f"axis_{name}_text", ""))})
+    return raw
+
+
+def _grid_context(request, chosen, errors=None, found=None):
+    data = request.POST if request.method == "POST" else request.GET
+    rows = [
+        {
+            "name": name,
+            "kind": str(data.get(f"axis_{name.lower()}_kind", ""))[:200],
+            "text": str(data.get(f"axis_{name.lower()}_text", ""))[:2000],
+            "errors": (errors or {}).get(f"axis_{name.lower()}", []),
+        }
+        for name in ("X", "Y", "Z")
+    ]
+    general = [m for key, messages in (errors or {}).items() if not key.startswith("axis_") for m in messages]
+    return {
+        "options": _axis_options(chosen),
+        "help": AXIS_HELP,
+        "rows": rows,
+        "open": any(row["kind"] for row in rows),
+        "errors": general,
+        "preview": found,
+        "cap": settings.GRID_MAX_CELLS,
+    }
+
+
+def _grid_form(request):
+    versions = _all_versions()
+    ids = set(request.POST.getlist("version"))
+    chosen = [version for version in versions if version.id in ids]
+    form = PlaygroundForm(chosen, request.POST, request.FILES)
+    return versions, chosen, form
+
+
+@require_POST
+def grid_preview(request):
+    """Cells, estimate and limits of the grid the form describes (an htmx
+    partial; without JavaScript, the playground page with it shown)."""
+    if not request.user.is_authenticated:
+        return redirect_to_login("/")
+    versions, chosen, form = _grid_form(request)
+    errors, found = {}, None
+    if form.is_valid():
+        try:
+            found = grids.preview(
+                request.user, chosen, form.common_input(), _raw_axes(request.POST), extra_input=form.extra_input()
+            )
+        except grids.GridError as exc:
+            errors = exc.errors
+    grid = _grid_context(request, chosen, errors, found)
+    grid["open"] = True
+    # htmx swaps only 2xx answers: the partial says what is wrong either way.
+    status = 400 if (errors or form.errors) and not request.htmx else 200
+    return _render(request, versions, chosen, form, status=status, grid=grid)
+
+
+@require_POST
+def grid_new(request):
+    if not request.user.is_authenticated:
+        return redirect_to_login("/")
+    versions, chosen, form = _grid_form(request)
+    errors = {}
+    if not chosen:
+        form.add_error(None, "Pick at least one model version.")
+    if form.is_valid():
+        try:
+            grid = grids.create(
+                request.user,
+                chosen,
+                form.common_input(),
+                _raw_axes(request.POST),
+                seed=form.cleaned_data.get("seed"),
+                visibility=form.visibility(),
+                extra_input=form.extra_input(),
+            )
+        except grids.GridError as exc:
+            errors = exc.errors
+        else:
+            return redirect(grid)
+    grid = _grid_context(request, chosen, errors)
+    grid["open"] = True
+    return _render(request, versions, chosen, form, status=400, grid=grid)
+
+
+# --- end grids ---

@@ -450,9 +450,21 @@ document.addEventListener("drop", (event) => {
   input.form.requestSubmit();
 });
 
+// Grids: the cell size slider resizes every cell at once (a CSS variable on
+// the table); without JavaScript the size presets and "Apply" do it.
+function setUpGridSize(root) {
+  root.querySelectorAll("[data-grid-size]").forEach((slider) => {
+    const table = document.getElementById(slider.dataset.gridSize);
+    if (!table || slider.dataset.ready) return;
+    slider.dataset.ready = "1";
+    slider.addEventListener("input", () => table.style.setProperty("--cell", `${slider.value}px`));
+  });
+}
+
 function setUp(root) {
   setUpRestore(root);
   setUpCopyButtons(root);
+  setUpGridSize(root);
   setUpImageInputs(root);
   setUpMaskPainter(root);
   setUpPresets(root);
