@@ -4,6 +4,7 @@ from django.urls import include, path, re_path
 from app.views import (
     accounts,
     api,
+    arena,
     comparisons,
     gallery,
     health,
@@ -37,6 +38,10 @@ api_patterns = [
     path("collections", api.collections, name="collections"),
     path("collections/<str:slug>", api.collection, name="collection"),
     path("webhooks/default/secret", api.webhook_secret, name="webhook-secret"),
+    # --- Arena and leaderboard (issue 15): a Lightbox extension ---
+    path("leaderboard", api.arena_leaderboard, name="leaderboard"),
+    path("arena/votes", api.arena_votes, name="arena-votes"),
+    # --- end arena ---
     path("openapi.json", api.openapi, name="openapi"),
     re_path(r"^(?P<path>.*)$", api.not_found),
 ]
@@ -88,6 +93,14 @@ page_patterns = [
     path("moderation", moderation.queue, name="moderation"),
     path("moderation/<str:kind>/<str:item_id>", moderation.decide, name="moderation-decide"),
     path("account/", include(account_patterns)),
+    # --- Arena and leaderboard (issue 15) ---
+    path("arena", arena.arena, name="arena"),
+    path("arena/vote", arena.vote, name="arena-vote"),
+    path("arena/image/<str:token>/<str:side>", arena.image, name="arena-image"),
+    path("leaderboard", arena.leaderboard, name="leaderboard"),
+    path("leaderboard/votes.csv", arena.votes_csv, name="leaderboard-votes"),
+    path("moderation/arena/voters", moderation.arena_voter, name="moderation-arena-voter"),
+    # --- end arena ---
     path("help/running-models", help.running_models, name="help-running-models"),
 ]
 
