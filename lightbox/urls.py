@@ -99,7 +99,7 @@ page_patterns = [
     path("arena/image/<str:token>/<str:side>", arena.image, name="arena-image"),
     path("leaderboard", arena.leaderboard, name="leaderboard"),
     path("leaderboard/votes.csv", arena.votes_csv, name="leaderboard-votes"),
-    path("moderation/arena/voters", moderation.arena_voter, name="moderation-arena-voter"),
+    path("moderation/arena-voters", moderation.arena_voter, name="moderation-arena-voter"),
     # --- end arena ---
     path("help/running-models", help.running_models, name="help-running-models"),
 ]

@@ -691,11 +691,11 @@ def remove_votes(votes, moderator, reason):
 
 
 def _audit(kind, voter_key, moderator, reason):
-    user_id = int(voter_key[1:]) if voter_key.startswith("u") and voter_key[1:].isdigit() else None
+    user = ArenaVote.objects.filter(voter_key=voter_key, user__isnull=False).values_list("user", flat=True).first()
     ModerationAction.objects.create(
         kind=kind,
         moderator=moderator,
         reason=reason[:2000],
-        user_id=user_id,
+        user_id=user,
         target=f"arena votes of {describe_voter(voter_key)}"[:200],
     )

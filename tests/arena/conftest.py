@@ -22,7 +22,9 @@ def refits_recorded(monkeypatch):
 
     calls = []
     for task in (arena_tasks.recompute, arena_tasks.recompute_personal):
-        monkeypatch.setattr(task, "apply_async", lambda args, countdown=None, name=task.name: calls.append((name, args)))
+        monkeypatch.setattr(
+            task, "apply_async", lambda args, countdown=None, name=task.name: calls.append((name, args))
+        )
     return calls
 
 
@@ -54,7 +56,17 @@ def make_comparison(transactional_db):
 
     counter = iter(range(1, 10_000))
 
-    def make(on, prompt="a lighthouse at dusk", visibility="public", ratings=None, benchmark=None, prompt_row=None, changes=None, sizes=None, times=None):
+    def make(
+        on,
+        prompt="a lighthouse at dusk",
+        visibility="public",
+        ratings=None,
+        benchmark=None,
+        prompt_row=None,
+        changes=None,
+        sizes=None,
+        times=None,
+    ):
         n = next(counter)
         comparison = Comparison.objects.create(
             input={"prompt": prompt},

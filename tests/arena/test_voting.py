@@ -93,7 +93,9 @@ def test_a_second_vote_on_the_same_pair_is_refused(voter, versions, make_compari
 def test_hostile_votes_are_refused_with_a_message(voter, versions, make_comparison, token, choice, message):
     make_comparison(versions[:2])
     matchup = voter.get("/arena").context["matchup"]
-    response = voter.post("/arena/vote", {"token": matchup.token if token is None else token, "choice": choice}, follow=True)
+    response = voter.post(
+        "/arena/vote", {"token": matchup.token if token is None else token, "choice": choice}, follow=True
+    )
     assert response.status_code == 200
     assert message in response.content.decode()
     assert not ArenaVote.objects.exists()
@@ -195,7 +197,9 @@ def test_the_arena_of_one_run_shows_only_its_comparisons(voter, alice, versions,
 def test_htmx_votes_swap_in_the_reveal(voter, versions, make_comparison):
     make_comparison(versions[:2])
     matchup = voter.get("/arena").context["matchup"]
-    response = voter.post("/arena/vote", {"token": matchup.token, "choice": "bad"}, HTTP_HX_REQUEST="true", HTTP_HX_TARGET="arena-stage")
+    response = voter.post(
+        "/arena/vote", {"token": matchup.token, "choice": "bad"}, HTTP_HX_REQUEST="true", HTTP_HX_TARGET="arena-stage"
+    )
     assert response.status_code == 200
     body = response.content.decode()
     assert "You voted: both bad" in body and "<html" not in body
