@@ -288,7 +288,9 @@ def recompute_personal(voter_key):
 
 
 def _store(arena, category, voter_key, data, started):
-    row, _ = Leaderboard.objects.get_or_create(arena=arena, category=category, voter_key=voter_key)
+    row, _ = Leaderboard.objects.get_or_create(
+        arena=arena, category=category, voter_key=voter_key, defaults={"changed_at": started}
+    )
     # changed_at stays: votes that came while this fit ran make it stale again.
     Leaderboard.objects.filter(pk=row.pk).update(data=data, computed_at=started)
 

@@ -114,7 +114,10 @@ def vote(request):
                 "next_url": _arena_url(arena_id),
                 "leaderboard_url": _leaderboard_url(arena_id),
             }
-            return TemplateResponse(request, "arena.html#refusal", context, status=refused.status)
+            # 200: htmx swaps in only successful answers, and the voter must read why.
+            response = TemplateResponse(request, "arena.html#refusal", context)
+            response["X-Vote-Refused"] = str(refused.status)
+            return response
         messages.error(request, refused.message)
         return redirect(_arena_url(arena_id))
     url = _arena_url(arena_id, voted=cast.pk)
@@ -211,7 +214,8 @@ LABEL = 150
 def _heatmaps(data):
     """Two heatmaps as SVG geometry (the template draws them): pairwise win
     rate of the row's version against the column's, and battle counts.
-    Colours are the site's CSS variables, so dark mode reads too."""
+    Colours are classes over the site's CSS variables (static/css/app.css),
+    so dark mode reads too; the CSP allows no style attributes."""
     pairs = data.get("pairs")
     if not pairs or not pairs.get("ids"):
         return []
@@ -232,17 +236,17 @@ def _heatmaps(data):
                     if value is None:
                         continue
                     strength, text = abs(value - 0.5) * 2, f"{round(value * 100)}"
-                    fill = "var(--ok)" if value >= 0.5 else "var(--danger)"
+                    fill = "win" if value >= 0.5 else "loss"
                 else:
                     if not value:
                         continue
-                    strength, text, fill = value / most, str(value), "var(--accent)"
+                    strength, text, fill = value / most, str(value), "count"
                 cells.append(
                     {
                         "x": LABEL + j * CELL,
                         "y": LABEL + i * CELL,
                         "fill": fill,
-                        "opacity": round(0.15 + 0.75 * strength, 3),
+                        "opacity": round(0.1 + 0.5 * strength, 3),  # text stays readable on it
                         "text": text,
                         "title": f"{names.get(ids[i], ids[i])} vs {names.get(ids[j], ids[j])}: {text}"
                         + ("%" if kind == "win-rate" else " votes"),
@@ -252,7 +256,18 @@ def _heatmaps(data):
             {"text": _short(names.get(v, v)), "position": LABEL + n * CELL + CELL // 2} for n, v in enumerate(ids)
         ]
         size = LABEL + len(ids) * CELL
-        maps.append({"kind": kind, "title": title, "cells": cells, "labels": labels, "size": size, "cell": CELL})
+        # Room on the right for the last column's slanted label.
+        maps.append(
+            {
+                "kind": kind,
+                "title": title,
+                "cells": cells,
+                "labels": labels,
+                "size": size,
+                "width": size + 90,
+                "cell": CELL,
+            }
+        )
     return maps
 
 

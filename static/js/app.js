@@ -433,7 +433,7 @@ document.addEventListener("keydown", (event) => {
     if (!button || form.dataset.sent) return;
     event.preventDefault();
     form.dataset.sent = "1";  // one vote per key press, however fast they come
-    form.requestSubmit(button);
+    button.click();  // a click, so htmx sends the button's choice with the form
     return;
   }
   const next = document.querySelector("[data-arena-next]");

@@ -14,13 +14,16 @@ SCHEMA = json.loads((Path(__file__).parent.parent / "cog_predictor" / ".cog" / "
 
 
 @pytest.fixture(autouse=True)
-def refits_recorded(monkeypatch):
+def refits_recorded(request, monkeypatch):
     """The refits votes queue (tasks.arena), recorded instead of sent, so
     that no worker fits a leaderboard behind a test's back; tests fit with
-    arena.recompute when they mean to."""
+    arena.recompute when they mean to. A test that asks for the real
+    `worker` gets them sent."""
     from tasks import arena as arena_tasks
 
     calls = []
+    if "worker" in request.fixturenames:
+        return calls
     for task in (arena_tasks.recompute, arena_tasks.recompute_personal):
         monkeypatch.setattr(
             task, "apply_async", lambda args, countdown=None, name=task.name: calls.append((name, args))
@@ -48,51 +51,54 @@ def versions(transactional_db):
     return [make_version(name) for name in ("alpha", "beta", "gamma")]
 
 
-@pytest.fixture
-def make_comparison(transactional_db):
-    """make_comparison(versions, prompt=..., visibility=..., ratings={version: "nsfw"}, ...) -> Comparison."""
+_seeds = iter(range(1, 1_000_000))
+
+
+def new_comparison(
+    on,
+    prompt="a lighthouse at dusk",
+    visibility="public",
+    ratings=None,
+    benchmark=None,
+    prompt_row=None,
+    changes=None,
+    sizes=None,
+    times=None,
+):
+    """A comparison with one succeeded prediction per version of `on`, each
+    with a stored PNG (ratings: {version id: "nsfw"}; sizes: {version id: (w, h)})."""
     from app.models import Comparison, Prediction
     from app.services import storage
 
-    counter = iter(range(1, 10_000))
-
-    def make(
-        on,
-        prompt="a lighthouse at dusk",
-        visibility="public",
-        ratings=None,
-        benchmark=None,
-        prompt_row=None,
-        changes=None,
-        sizes=None,
-        times=None,
-    ):
-        n = next(counter)
-        comparison = Comparison.objects.create(
-            input={"prompt": prompt},
-            seed=n,
+    seed = next(_seeds)
+    comparison = Comparison.objects.create(
+        input={"prompt": prompt},
+        seed=seed,
+        visibility=visibility,
+        benchmark=benchmark,
+        benchmark_prompt=prompt_row,
+        changes=changes or {},
+    )
+    for position, version in enumerate(on):
+        prediction = Prediction.objects.create(
+            version=version,
+            comparison=comparison,
+            input={"prompt": prompt, "seed": seed},
+            status="succeeded",
             visibility=visibility,
-            benchmark=benchmark,
-            benchmark_prompt=prompt_row,
-            changes=changes or {},
+            completed_at=timezone.now(),
+            predict_time=(times or {}).get(version.pk, 1.0 + position),
         )
-        for position, version in enumerate(on):
-            prediction = Prediction.objects.create(
-                version=version,
-                comparison=comparison,
-                input={"prompt": prompt, "seed": n},
-                status="succeeded",
-                visibility=visibility,
-                completed_at=timezone.now(),
-                predict_time=(times or {}).get(version.pk, 1.0 + position),
-            )
-            size = (sizes or {}).get(version.pk, (96, 64))
-            storage._save_output(
-                prediction, 0, png((40 * position, 90, 160), size), "image/png", (ratings or {}).get(version.pk, "safe")
-            )
-        return comparison
+        size = (sizes or {}).get(version.pk, (96, 64))
+        storage._save_output(
+            prediction, 0, png((40 * position, 90, 160), size), "image/png", (ratings or {}).get(version.pk, "safe")
+        )
+    return comparison
 
-    return make
+
+@pytest.fixture
+def make_comparison(transactional_db):
+    return new_comparison
 
 
 @pytest.fixture

@@ -77,7 +77,7 @@ def test_a_second_vote_on_the_same_pair_is_refused(voter, versions, make_compari
     assert "already voted on this pair" in again.content.decode()
     assert ArenaVote.objects.count() == 1
     htmx = voter.post("/arena/vote", {"token": matchup.token, "choice": "right"}, HTTP_HX_REQUEST="true")
-    assert htmx.status_code == 409 and "already voted" in htmx.content.decode()
+    assert htmx["X-Vote-Refused"] == "409" and "already voted" in htmx.content.decode()
 
 
 @pytest.mark.parametrize(
