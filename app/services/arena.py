@@ -29,7 +29,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Count, F, Q
 from django.utils import timezone
 
-from app.core import jobs, ratings, throttle
+from app.core import heatmap, jobs, ratings, throttle
 from app.models import (
     ArenaVote,
     BenchmarkRun,
@@ -422,7 +422,26 @@ def leaderboard_data(votes, costs, rounds=None, seed=0):
     data["versions"].sort(key=lambda row: (-row["rating"], row["model"]))
     data["style"] = _style(fitted, a, b, y, k, ids, index[reference], rounds, seed)
     data["pairs"] = _pairs(data["versions"], fitted, index)
+    data["heatmaps"] = _heatmaps(data)
     return data
+
+
+def _heatmaps(data):
+    """The win-rate and battle-count heatmaps of the top HEATMAP_SIZE, drawn now (SVG text)."""
+    pairs = data["pairs"]
+    names = {row["id"]: row["model"] for row in data["versions"]}
+    labels = [names[version] for version in pairs["ids"]]
+    return [
+        {
+            "kind": kind,
+            "title": title,
+            "svg": heatmap.svg(labels, pairs[key], kind, title),
+        }
+        for kind, key, title in (
+            ("win-rate", "win_rate", "Win rate of the row's model against the column's"),
+            ("battles", "battles", "Votes between each pair"),
+        )
+    ]
 
 
 def _style(fitted, a, b, y, k, ids, reference, rounds, seed):
@@ -644,6 +663,7 @@ def leaderboard_json(stored, arena, category, voter_key):
     """What /v1/leaderboard answers: the stored fit, without pair choice's internals."""
     data = dict(stored.data) if stored is not None and stored.computed_at else {}
     pairs = data.pop("pairs", None) or {}
+    data.pop("heatmaps", None)
     return {
         "arena": arena or None,
         "category": category or None,
