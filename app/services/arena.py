@@ -84,9 +84,10 @@ class Matchup:
 
 def arena_run(arena_id, user):
     """The benchmark run whose arena `arena_id` names, if `user` may open it; None otherwise."""
-    if not arena_id:
+    arena_id = str(arena_id or "")
+    if not arena_id or len(arena_id) > 32 or "\x00" in arena_id:  # PostgreSQL refuses NUL (a 500)
         return None
-    return BenchmarkRun.objects.accessible_to(user).filter(pk=str(arena_id)[:32]).first()
+    return BenchmarkRun.objects.accessible_to(user).filter(pk=arena_id).first()
 
 
 def arena_comparisons(arena):
@@ -274,7 +275,8 @@ def recompute(arena):
     scopes = {"": votes, **{c: [row for row in votes if row["category"] == c] for c in categories}}
     costs = _costs(votes)
     for category, rows in scopes.items():
-        data = leaderboard_data(rows, costs)
+        # Style control for the whole arena only: each category's would cost a second fit of every vote.
+        data = leaderboard_data(rows, costs, style=not category)
         data["categories"] = categories
         _store(arena, category, "", data, started)
     # Categories that no longer have votes.
@@ -347,7 +349,7 @@ def rewritten_versions(comparison_ids):
     return found
 
 
-def leaderboard_data(votes, costs, rounds=None, seed=0):
+def leaderboard_data(votes, costs, rounds=None, seed=0, style=True):
     """The leaderboard of these vote rows (_vote_rows) as JSON-ready data."""
     rounds = rounds or settings.ARENA_BOOTSTRAP_ROUNDS
     ids = sorted({row["a"] for row in votes} | {row["b"] for row in votes})
@@ -420,7 +422,8 @@ def leaderboard_data(votes, costs, rounds=None, seed=0):
             }
         )
     data["versions"].sort(key=lambda row: (-row["rating"], row["model"]))
-    data["style"] = _style(fitted, a, b, y, k, ids, index[reference], rounds, seed)
+    if style:
+        data["style"] = _style(fitted, a, b, y, k, ids, index[reference], rounds, seed)
     data["pairs"] = _pairs(data["versions"], fitted, index)
     data["heatmaps"] = _heatmaps(data)
     return data

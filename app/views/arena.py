@@ -51,6 +51,11 @@ def _arena_id(request, source):
     return run, (run.pk if run else "")
 
 
+def _text(value, length):
+    """A query value as text for a lookup: "" for what no row can match (NUL, which PostgreSQL refuses)."""
+    return "" if "\x00" in value else value[:length]
+
+
 def _arena_url(arena, **extra):
     params = {key: value for key, value in {"run": arena, **extra}.items() if value}
     return reverse("arena") + ("?" + urlencode(params) if params else "")
@@ -62,11 +67,12 @@ def arena(request):
     run, arena_id = _arena_id(request, request.GET)
     voter_key = _voter_key(request, create=settings.ARENA_ANONYMOUS)
     revealed = None
-    if voter_key and request.GET.get("voted"):
+    voted = _text(request.GET.get("voted", ""), 32)
+    if voter_key and voted:
         revealed = (
             ArenaVote.objects.by(voter_key)
             .select_related("version_a__model", "version_b__model", "comparison")
-            .filter(pk=request.GET["voted"][:32])
+            .filter(pk=voted)
             .first()
         )
     matchup = None
@@ -170,7 +176,7 @@ def leaderboard(request):
     run, arena_id = _arena_id(request, request.GET)
     mine = request.GET.get("mine") == "1" and request.user.is_authenticated
     voter_key = arena_service.voter_key_of(request.user) if mine else ""
-    category = "" if mine else request.GET.get("category", "")[:100]
+    category = "" if mine else _text(request.GET.get("category", ""), 100)
     board = arena_service.board("" if mine else arena_id, category, voter_key)
     if board is None or board.computed_at is None:
         arena_service.ensure_scheduled("" if mine else arena_id, voter_key)

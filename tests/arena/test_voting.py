@@ -215,3 +215,21 @@ def test_a_vote_queues_a_debounced_refit(voter, versions, make_comparison, refit
     # One refit of the arena and one of the voter's own board, however many votes.
     assert names.count("tasks.arena.recompute") == 1
     assert names.count("tasks.arena.recompute_personal") == 1
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/arena?voted=%00",
+        "/arena?run=%00",
+        "/arena?run=" + "x" * 500,
+        "/leaderboard?category=%00",
+        "/leaderboard?run=%00&category=" + "é" * 300,
+        "/leaderboard?mine=1",
+        "/leaderboard/votes.csv?run=%00",
+        "/arena/image/%00/left",
+    ],
+)
+def test_hostile_query_strings_never_answer_5xx(voter, versions, make_comparison, url):
+    make_comparison(versions[:2])
+    assert voter.get(url).status_code in (200, 400, 404)
