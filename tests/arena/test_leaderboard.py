@@ -218,3 +218,23 @@ def test_random_voters_are_flagged_against_the_leaderboard(versions, make_compar
     flagged = {voter["voter_key"]: voter["reason"] for voter in arena.flagged_voters()}
     assert "u1" not in flagged
     assert flagged["u2"].startswith("Random") or flagged["u2"].startswith("Constant")
+
+
+def test_moderators_remove_single_votes_in_the_admin_with_an_audit_entry(client, moderator, versions, make_comparison):
+    c = make_comparison(versions)
+    first, second = add_votes(
+        "u55",
+        [
+            (first_output(c, versions[0]), first_output(c, versions[1]), "a"),
+            (first_output(c, versions[1]), first_output(c, versions[2]), "b"),
+        ],
+    )
+    client.force_login(moderator)
+    url = "/admin/app/arenavote/"
+    assert client.get(url).status_code == 200
+    refused = client.post(url, {"action": "remove_votes", "_selected_action": [first.pk], "reason": ""}, follow=True)
+    assert "Give a reason" in refused.content.decode() and ArenaVote.objects.count() == 2
+    client.post(url, {"action": "remove_votes", "_selected_action": [first.pk], "reason": "a bot"}, follow=True)
+    assert list(ArenaVote.objects.values_list("pk", flat=True)) == [second.pk]
+    entry = ModerationAction.objects.get(kind="arena_remove")
+    assert entry.moderator == moderator and entry.reason.startswith("a bot")
