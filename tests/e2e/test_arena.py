@@ -122,3 +122,34 @@ def test_the_leaderboard_reads_in_both_schemes(site, new_page, published, layout
     expect(page.locator("svg[role=img]")).to_have_count(2)
     assert axe_violations(page) == []
     keep(page, f"leaderboard-{layout}-{scheme}")
+
+
+def test_moderators_exclude_a_constant_voter_in_one_action(site, new_page, published, settings):
+    from django.contrib.auth.models import Group
+
+    from app.core.roles import MODERATORS_GROUP
+    from app.models import Comparison
+    from tests.arena.conftest import add_votes, first_output
+
+    settings.ARENA_FLAG_MIN_VOTES = 3
+    mod = get_user_model().objects.create_user("mona", "mona@example.com", PASSWORD, is_staff=True)
+    mod.groups.add(Group.objects.get_or_create(name=MODERATORS_GROUP)[0])
+    vera = get_user_model().objects.get(username="vera")
+    alpha, beta, _ = published
+    add_votes(
+        f"u{vera.pk}",
+        [(first_output(c, alpha), first_output(c, beta), "a") for c in Comparison.objects.all()],
+        user=vera,
+    )
+    page = new_page(viewport=DESKTOP, color_scheme="dark")
+    log_in(page, site.url, "mona")
+    page.goto(site.url + "/moderation")
+    section = page.locator("#arena-voters")
+    expect(section).to_contain_text("vera")
+    expect(section).to_contain_text("Constant")
+    assert axe_violations(page) == []
+    section.scroll_into_view_if_needed()
+    keep(page, "moderation-arena-voters-desktop-dark")
+    section.get_by_role("button", name="Exclude their votes").click()
+    expect(page.get_by_text("3 arena votes of vera excluded from the leaderboards")).to_be_visible()
+    assert ArenaVote.objects.filter(excluded=True).count() == 3
