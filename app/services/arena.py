@@ -48,6 +48,10 @@ CHOICES = {"left": "left", "right": "right", "tie": ArenaVote.Outcome.TIE, "bad"
 # A version with no votes yet: as uncertain as can be.
 UNKNOWN_INTERVAL = (ratings.ANCHOR - 1000.0, ratings.ANCHOR + 1000.0)
 HEATMAP_SIZE = 20
+# Pairs of versions tried, best first, before the arena says nothing is left
+# for this voter; and how long the arena's pairs of versions are cached.
+PAIR_ATTEMPTS = 50
+PAIRS_TTL = 120
 # Style control's covariates: (key, label, unit of its weight).
 COVARIATES = (
     ("resolution", "Output resolution", "rating points per doubling of the pixel count"),
@@ -123,29 +127,23 @@ def next_matchup(arena, voter_key, user, rng=random):
     on as a pair, or None when none are left. The pair of versions is the one
     whose intervals overlap most, with the fewest votes between them (the
     vote that should shrink the uncertainty most); the comparison and the
-    sides are picked at random."""
-    by_comparison = defaultdict(list)
-    for output_id, comparison_id, version_id in eligible_outputs(arena, shows_nsfw(user)).values_list(
-        "pk", "prediction__comparison_id", "prediction__version_id"
-    ):
-        by_comparison[comparison_id].append((version_id, output_id))
-    voted = set(ArenaVote.objects.by(voter_key).values_list("output_a_id", "output_b_id")) if voter_key else set()
-    candidates = defaultdict(list)  # (version, version) -> [(comparison, output, output)]
-    for comparison_id, items in by_comparison.items():
-        items.sort()
-        for i, (version_i, output_i) in enumerate(items):
-            for version_j, output_j in items[i + 1 :]:
-                if version_i == version_j:
-                    continue
-                pair = (min(output_i, output_j), max(output_i, output_j))
-                if pair not in voted:
-                    candidates[(version_i, version_j)].append((comparison_id, *pair))
-    if not candidates:
+    sides are picked at random. A few small queries, whatever the arena's size."""
+    nsfw = shows_nsfw(user)
+    eligible = eligible_outputs(arena, nsfw)
+    pairs = version_pairs(arena, nsfw)
+    if not pairs:
         return None
     board = Leaderboard.objects.filter(arena=arena or "", category="", voter_key="").first()
     intervals, games = _intervals_and_games(board.data if board else {})
-    best = max(candidates, key=lambda pair: (_priority(pair, intervals, games), rng.random()))
-    comparison_id, output_a, output_b = rng.choice(candidates[best])
+    voted = set(ArenaVote.objects.by(voter_key).values_list("output_a_id", "output_b_id")) if voter_key else set()
+    ranked = sorted(pairs, key=lambda pair: (_priority(pair, intervals, games), rng.random()), reverse=True)
+    for version_i, version_j in ranked[:PAIR_ATTEMPTS]:
+        found = _unvoted(eligible, version_i, version_j, voted)
+        if found:
+            comparison_id, output_a, output_b = rng.choice(found)
+            break
+    else:
+        return None
     left_is_a = rng.random() < 0.5
     outputs = {o.pk: o for o in Output.objects.select_related("prediction").filter(pk__in=(output_a, output_b))}
     left, right = (outputs[output_a], outputs[output_b]) if left_is_a else (outputs[output_b], outputs[output_a])
@@ -154,6 +152,49 @@ def next_matchup(arena, voter_key, user, rng=random):
         salt=MATCHUP_SALT,
     )
     return Matchup(Comparison.objects.get(pk=comparison_id), left, right, token)
+
+
+def version_pairs(arena, nsfw):
+    """The pairs of versions (i < j) that have images of one comparison in the
+    arena, kept PAIRS_TTL seconds in the cache. Comparisons of a grid or a
+    benchmark run share their set of versions, so each distinct set is
+    expanded into pairs once."""
+    key = f"arena:pairs:{arena or '-'}:{int(bool(nsfw))}"
+    found = cache.get(key)
+    if found is None:
+        by_comparison = defaultdict(set)
+        rows = (
+            eligible_outputs(arena, nsfw).order_by().values_list("prediction__comparison_id", "prediction__version_id")
+        )
+        for comparison_id, version_id in rows.iterator(chunk_size=10_000):
+            by_comparison[comparison_id].add(version_id)
+        pairs = set()
+        for versions in {frozenset(v) for v in by_comparison.values() if len(v) > 1}:
+            ordered = sorted(versions)
+            pairs.update((ordered[i], other) for i in range(len(ordered)) for other in ordered[i + 1 :])
+        found = sorted(pairs)
+        if found:  # an empty arena is asked again: the first comparison may come any moment
+            cache.set(key, found, PAIRS_TTL)
+    return found
+
+
+def _unvoted(eligible, version_i, version_j, voted):
+    """[(comparison, output a, output b)] of the two versions' images of one
+    comparison, output a's id the lower, that the voter has not voted on."""
+    shared = eligible.filter(prediction__version_id=version_j).values("prediction__comparison_id")
+    of_i = dict(
+        eligible.filter(prediction__version_id=version_i, prediction__comparison_id__in=shared).values_list(
+            "prediction__comparison_id", "pk"
+        )
+    )
+    found = []
+    for comparison_id, output_j in eligible.filter(
+        prediction__version_id=version_j, prediction__comparison_id__in=list(of_i)
+    ).values_list("prediction__comparison_id", "pk"):
+        pair = (min(of_i[comparison_id], output_j), max(of_i[comparison_id], output_j))
+        if pair not in voted:
+            found.append((comparison_id, *pair))
+    return found
 
 
 def _intervals_and_games(data):
