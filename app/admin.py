@@ -23,6 +23,7 @@ from app.core.roles import is_moderator
 from app.forms import LoginForm
 from app.models import (
     ApiToken,
+    ArenaVote,
     Ban,
     BlockedTerm,
     Collection,
@@ -41,7 +42,7 @@ from app.models import (
     Report,
     Version,
 )
-from app.services import collections, moderation
+from app.services import arena, collections, moderation
 
 admin.site.site_header = "Lightbox administration"
 admin.site.index_title = "Site administration (moderators: the review queue is at /moderation)"
@@ -735,3 +736,35 @@ class InviteAdmin(admin.ModelAdmin):
         if obj.used_at:
             return "used"
         return "expired" if obj.is_expired else "open"
+
+
+# --- Arena votes (issue 15): moderators remove votes, always with an audit entry ----------
+
+
+@admin.register(ArenaVote)
+class ArenaVoteAdmin(ModeratorOnly, admin.ModelAdmin):
+    list_display = ["created_at", "voter_key", "user", "version_a", "version_b", "outcome", "left", "excluded"]
+    list_filter = ["outcome", "excluded"]
+    search_fields = ["voter_key", "user__username", "comparison__id"]
+    fields = readonly_fields = list_display + ["comparison", "output_a", "output_b"]
+    actions = ["remove_votes", "exclude_votes"]
+    action_form = ReasonActionForm
+
+    @admin.action(
+        description="Remove the selected votes (audited; the leaderboards are fitted again)", permissions=["moderate"]
+    )
+    def remove_votes(self, request, queryset):
+        if not _reason(request):
+            self.message_user(request, "Give a reason to remove votes: it goes into the audit trail.", messages.ERROR)
+            return
+        count = arena.remove_votes(queryset, request.user, _reason(request))
+        self.message_user(request, f"Removed {count} vote(s).", messages.SUCCESS)
+
+    @admin.action(description="Exclude every vote of the selected votes' voters (audited)", permissions=["moderate"])
+    def exclude_votes(self, request, queryset):
+        if not _reason(request):
+            self.message_user(request, "Give a reason to exclude votes: it goes into the audit trail.", messages.ERROR)
+            return
+        voters = set(queryset.values_list("voter_key", flat=True))
+        count = sum(arena.set_excluded(voter, True, request.user, _reason(request)) for voter in voters)
+        self.message_user(request, f"Excluded {count} vote(s) of {len(voters)} voter(s).", messages.SUCCESS)

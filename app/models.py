@@ -1221,6 +1221,10 @@ class ModerationAction(models.Model):
         DELETE_OUTPUTS = "delete_outputs", "Outputs deleted"
         BAN = "ban", "User banned"
         UNBAN = "unban", "Ban lifted"
+        # The arena (ArenaVote): a voter's votes left out of or back in the leaderboard, votes deleted.
+        ARENA_EXCLUDE = "arena_exclude", "Arena votes excluded"
+        ARENA_INCLUDE = "arena_include", "Arena votes counted again"
+        ARENA_REMOVE = "arena_remove", "Arena votes removed"
 
     created_at = models.DateTimeField(default=timezone.now)
     moderator = models.ForeignKey(
@@ -1460,3 +1464,111 @@ class ReproCheck(models.Model):
 
     def __str__(self):
         return f"{self.prediction_id}: {self.verdict}"
+
+
+# --- Arena: blind votes between two versions' images, and the leaderboard ----------
+
+
+class ArenaVoteQuerySet(models.QuerySet):
+    def counted(self):
+        """The votes the leaderboard counts: not excluded by a moderator, on
+        comparisons and predictions nobody hid since."""
+        return self.visible_pairs().filter(excluded=False)
+
+    def visible_pairs(self):
+        """Votes on comparisons and images nobody hid or blocked since."""
+        return (
+            self.filter(
+                comparison__hidden_at__isnull=True,
+                output_a__prediction__hidden_at__isnull=True,
+                output_b__prediction__hidden_at__isnull=True,
+            )
+            .exclude(output_a__rating="blocked")
+            .exclude(output_b__rating="blocked")
+        )
+
+    def by(self, voter_key):
+        return self.filter(voter_key=voter_key)
+
+    def in_arena(self, arena):
+        """All votes (arena ""), or those on one benchmark run's comparisons."""
+        return self.filter(comparison__benchmark_id=arena) if arena else self
+
+    def since(self, moment):
+        return self.filter(created_at__gte=moment)
+
+
+class ArenaVote(models.Model):
+    """One person's verdict on two images of one comparison made by two
+    versions. The pair is stored in a fixed order (output_a's id below
+    output_b's), so that a person votes once on a pair whichever side each
+    image was shown on; `left` says which one was shown on the left."""
+
+    class Outcome(models.TextChoices):
+        A = "a", "A is better"
+        B = "b", "B is better"
+        TIE = "tie", "Tie"
+        BOTH_BAD = "bad", "Both bad"
+
+    id = models.CharField(primary_key=True, max_length=32, default=new_id, editable=False)
+    # "u<user id>", or "s<hash>" for a visitor without an account (when allowed).
+    voter_key = models.CharField(max_length=64)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE, related_name="arena_votes"
+    )
+    comparison = models.ForeignKey(Comparison, on_delete=models.CASCADE, related_name="arena_votes")
+    output_a = models.ForeignKey(Output, on_delete=models.CASCADE, related_name="+")
+    output_b = models.ForeignKey(Output, on_delete=models.CASCADE, related_name="+")
+    version_a = models.ForeignKey(Version, on_delete=models.CASCADE, related_name="+")
+    version_b = models.ForeignKey(Version, on_delete=models.CASCADE, related_name="+")
+    left = models.CharField(max_length=1, choices=[("a", "A"), ("b", "B")])
+    outcome = models.CharField(max_length=3, choices=Outcome.choices)
+    created_at = models.DateTimeField(default=timezone.now)
+    excluded = models.BooleanField(default=False)
+
+    objects = ArenaVoteQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["voter_key", "output_a", "output_b"], name="arena_vote_once_per_pair"),
+            models.CheckConstraint(condition=models.Q(output_a__lt=models.F("output_b")), name="arena_vote_pair_order"),
+        ]
+        indexes = [models.Index(fields=["voter_key", "created_at"], name="arena_vote_voter_created")]
+
+    def __str__(self):
+        return f"{self.voter_key}: {self.version_a_id} vs {self.version_b_id}: {self.outcome}"
+
+    @property
+    def choice(self):
+        """What the voter pressed: left, right, tie or bad."""
+        if self.outcome in (self.Outcome.TIE, self.Outcome.BOTH_BAD):
+            return self.outcome
+        return "left" if self.outcome == self.left else "right"
+
+
+class Leaderboard(models.Model):
+    """A fitted leaderboard, computed by tasks.arena (never in a request) and
+    read by /leaderboard: one per arena ("" every comparison, else a benchmark
+    run's id), prompt category ("" all) and voter ("" everyone's votes, else a
+    voter_key: a personal leaderboard). `changed_at` later than `computed_at`:
+    votes changed since, and a recompute is queued."""
+
+    arena = models.CharField(max_length=32, blank=True, default="")
+    category = models.CharField(max_length=100, blank=True, default="")
+    voter_key = models.CharField(max_length=64, blank=True, default="")
+    data = models.JSONField(default=dict)
+    computed_at = models.DateTimeField(null=True, blank=True)
+    changed_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["arena", "category", "voter_key"], name="leaderboard_scope"),
+        ]
+
+    def __str__(self):
+        return f"Leaderboard {self.arena or 'all'}/{self.category or 'all'}/{self.voter_key or 'everyone'}"
+
+    @property
+    def is_stale(self):
+        return self.computed_at is None or self.changed_at > self.computed_at

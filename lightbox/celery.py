@@ -15,6 +15,8 @@ app.autodiscover_tasks(["tasks"], related_name="predictions")
 app.autodiscover_tasks(["tasks"], related_name="benchmarks")
 # grids (issue 14): the task that starts a grid's cells.
 app.autodiscover_tasks(["tasks"], related_name="grids")
+# The arena's leaderboard fits (tasks/arena.py).
+app.autodiscover_tasks(["tasks"], related_name="arena")
 
 # The filesystem transport keeps its messages under var/; the folders must exist
 # before the first producer or worker touches them.

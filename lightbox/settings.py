@@ -344,6 +344,20 @@ REPORTER_MIN_PREDICTIONS = envint("LIGHTBOX_REPORTER_MIN_PREDICTIONS", 3)
 # Reports without an account, per client address (an IPv6 /64) and hour;
 # "none" sets no limit. Counted in the cache (CACHES below).
 ANONYMOUS_REPORTS_PER_HOUR = envlimit("LIGHTBOX_ANONYMOUS_REPORTS_PER_HOUR", "5")
+# --- Arena (README: Arena and leaderboard) ---
+# Votes a signed-in voter may cast per day ("none": no cap).
+ARENA_VOTES_PER_DAY = envlimit("LIGHTBOX_ARENA_VOTES_PER_DAY", "300")
+# Visitors without an account may vote (off by default), at most this many
+# votes an hour per client address (an IPv6 /64).
+ARENA_ANONYMOUS = envbool("LIGHTBOX_ARENA_ANONYMOUS", "False")
+ARENA_ANONYMOUS_VOTES_PER_HOUR = envlimit("LIGHTBOX_ARENA_ANONYMOUS_VOTES_PER_HOUR", "30")
+# Bootstrap resamples behind each leaderboard's 95% intervals (at least 200).
+ARENA_BOOTSTRAP_ROUNDS = max(200, envint("LIGHTBOX_ARENA_BOOTSTRAP_ROUNDS", 200))
+# Seconds a leaderboard waits after a vote before it is fitted again, so a
+# burst of votes costs one fit.
+ARENA_RECOMPUTE_DELAY = envint("LIGHTBOX_ARENA_RECOMPUTE_DELAY", 10)
+# Votes a voter needs before their choices are judged random or constant.
+ARENA_FLAG_MIN_VOTES = envint("LIGHTBOX_ARENA_FLAG_MIN_VOTES", 20)
 # Per-user limits for users in no group with limits (GroupLimits in the admin).
 RATE_LIMIT_PER_MINUTE = envlimit("LIGHTBOX_RATE_LIMIT_PER_MINUTE", "60")
 DAILY_QUOTA = envlimit("LIGHTBOX_DAILY_QUOTA", "1000")

@@ -4,6 +4,7 @@ from django.urls import include, path, re_path
 from app.views import (
     accounts,
     api,
+    arena,
     benchmarks,
     bundles,
     compare,
@@ -55,6 +56,10 @@ api_patterns = [
     path("grids/<str:grid_id>/predictions", api.grid_predictions, name="grid-predictions"),
     path("grids/<str:grid_id>/cancel", api.grid_cancel, name="grid-cancel"),
     # --- end grids ---
+    # --- Arena and leaderboard (issue 15): a Lightbox extension ---
+    path("leaderboard", api.arena_leaderboard, name="leaderboard"),
+    path("arena/votes", api.arena_votes, name="arena-votes"),
+    # --- end arena ---
     path("openapi.json", api.openapi, name="openapi"),
     # --- Reproducibility bundles (Lightbox extension; docs/bundles.md) ---
     path("predictions/<str:prediction_id>/bundle", api.prediction_bundle, name="prediction-bundle"),
@@ -130,6 +135,14 @@ page_patterns = [
     path("g/<str:grid_id>/grid.zip", grids.grid_zip, name="grid-zip"),
     path("g/<str:grid_id>/preview.jpg", grids.grid_preview_image, name="grid-preview-image"),
     # --- end grids ---
+    # --- Arena and leaderboard (issue 15) ---
+    path("arena", arena.arena, name="arena"),
+    path("arena/vote", arena.vote, name="arena-vote"),
+    path("arena/image/<str:token>/<str:side>", arena.image, name="arena-image"),
+    path("leaderboard", arena.leaderboard, name="leaderboard"),
+    path("leaderboard/votes.csv", arena.votes_csv, name="leaderboard-votes"),
+    path("moderation/arena-voters", moderation.arena_voter, name="moderation-arena-voter"),
+    # --- end arena ---
     path("help/running-models", help.running_models, name="help-running-models"),
     # --- Reproducibility bundles, re-runs on the latest version, checks (docs/bundles.md) ---
     path("bundles/import", bundles.import_page, name="bundle-import"),

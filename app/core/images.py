@@ -286,3 +286,15 @@ def jpeg_fitted(image, size=(1200, 630), background=(255, 255, 255)):
     buffer = io.BytesIO()
     canvas.save(buffer, "JPEG", quality=85, optimize=True)
     return buffer.getvalue()
+
+
+def without_metadata(data, width=1536):
+    """The image as a WebP with none of its metadata (PNG text chunks name the
+    model), no wider than `width`: what the blind arena shows."""
+    with Image.open(io.BytesIO(data)) as image:
+        image = image.convert("RGBA" if image.mode in ("RGBA", "LA", "P") else "RGB")
+        if image.width > width:
+            image = image.resize((width, max(1, round(image.height * width / image.width))), Image.LANCZOS)
+        buffer = io.BytesIO()
+        image.save(buffer, "WEBP", quality=90, method=2)
+        return buffer.getvalue()

@@ -269,6 +269,7 @@ def _replicate_document(base_url):
             },
             **_bundle_paths(),
             **grid_paths(),
+            **_arena_paths(),
         },
         "components": {
             "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}},
@@ -947,3 +948,108 @@ def grid_schemas():
 
 
 # --- end grids ---
+
+
+# --- Arena and leaderboard (issue 15): Lightbox's own endpoints, not Replicate's -------
+
+ARENA_PARAMS = [
+    {
+        "name": "run",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "string"},
+        "description": "A benchmark run's id: its arena only.",
+    },
+    {
+        "name": "category",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "string"},
+        "description": "One prompt category.",
+    },
+    {
+        "name": "mine",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "string", "enum": ["1", "true"]},
+        "description": "From your own votes only.",
+    },
+]
+RATED = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "string"},
+        "rating": {"type": "number"},
+        "lower": {"type": "number"},
+        "upper": {"type": "number"},
+        "rank": {"type": "integer"},
+    },
+}
+
+
+def _arena_paths():
+    def lightbox(operation):
+        operation["tags"] = ["lightbox"]
+        operation["x-lightbox"] = True
+        operation["parameters"] = ARENA_PARAMS
+        operation["responses"]["400"] = PROBLEM
+        return operation
+
+    version = {
+        "type": "object",
+        "properties": {
+            **RATED["properties"],
+            "model": {"type": "string"},
+            "votes": {"type": "integer"},
+            "wins": {"type": "integer"},
+            "losses": {"type": "integer"},
+            "ties": {"type": "integer"},
+            "both_bad": {"type": "integer"},
+            "win_rate": {"type": ["number", "null"]},
+            "both_bad_rate": {"type": ["number", "null"]},
+            "median_predict_time": {"type": ["number", "null"]},
+            "cost_per_image": {"type": ["number", "null"]},
+        },
+    }
+    leaderboard = {
+        "type": "object",
+        "required": ["computed_at", "versions"],
+        "properties": {
+            "arena": {"type": ["string", "null"]},
+            "category": {"type": ["string", "null"]},
+            "personal": {"type": "boolean"},
+            "computed_at": {"type": ["string", "null"], "format": "date-time"},
+            "stale": {"type": "boolean"},
+            "scale": {"type": "number"},
+            "anchor": {"type": "number"},
+            "reference": {"type": ["string", "null"]},
+            "votes": {"type": "integer"},
+            "both_bad": {"type": "integer"},
+            "bootstrap_rounds": {"type": "integer"},
+            "categories": {"type": "array", "items": {"type": "string"}},
+            "versions": {"type": "array", "items": version},
+            "style": {"type": ["object", "null"]},
+            "pairs": {"type": "object"},
+        },
+    }
+    return {
+        "/v1/leaderboard": {
+            "get": lightbox(
+                _op(
+                    "Get a leaderboard: Bradley-Terry ratings with 95% bootstrap intervals (Lightbox extension)",
+                    "leaderboard.get",
+                    leaderboard,
+                )
+            )
+        },
+        "/v1/arena/votes": {
+            "get": lightbox(
+                _op(
+                    "Download the arena's votes as CSV, voters as pseudonyms (Lightbox extension)",
+                    "arena.votes.list",
+                    {"type": "string"},
+                    ok_type="text/csv",
+                )
+            )
+        },
+    }

@@ -226,3 +226,7 @@ def _login_counts(username, address):
     if cache.get(_cache_key("login-known", (username, address))) is None:
         counts.append((login_by_user(), username))
     return counts
+
+
+def arena_anonymous_votes():
+    return Throttle("arena-anonymous-votes", settings.ARENA_ANONYMOUS_VOTES_PER_HOUR, HOUR)

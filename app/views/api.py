@@ -34,6 +34,7 @@ from app.models import (
     Visibility,
 )
 from app.services import api_json as api
+from app.services import arena as arena_service
 from app.services import benchmarks as benchmark_service
 from app.services import bundles as bundle_service
 from app.services import collections as model_collections
@@ -1223,3 +1224,49 @@ def grid_cancel(request, grid_id):
 
 
 # --- end grids ---
+
+
+# --- Arena and leaderboard (issue 15): a Lightbox extension of /v1 ----------------------
+
+
+def _arena_scope(request):
+    """(arena id, category, voter key, None) from the query, or (..., the problem to answer)."""
+    run_id = request.GET.get("run", "")
+    if "\x00" in run_id or "\x00" in request.GET.get("category", ""):
+        return "", "", "", problems.problem(400, "Bad request", "Parameters may not contain NUL characters.")
+    run = arena_service.arena_run(run_id, request.user)
+    if run_id and run is None:
+        return "", "", "", _not_found(f"Benchmark run {run_id[:40]}")
+    mine = request.GET.get("mine", "") in ("1", "true")
+    category = "" if mine else request.GET.get("category", "")[:100]
+    return (run.pk if run else ""), category, (arena_service.voter_key_of(request.user) if mine else ""), None
+
+
+@api_view("GET")
+def arena_leaderboard(request):
+    """The stored leaderboard (fitted by tasks.arena, never here): everyone's
+    votes, one benchmark run's (?run=), one prompt category's (?category=),
+    or your own (?mine=1). Before its first fit it answers computed_at null."""
+    arena, category, voter_key, problem = _arena_scope(request)
+    if problem:
+        return problem
+    stored = arena_service.board("" if voter_key else arena, category, voter_key)
+    if category and stored is None:
+        overall = arena_service.board(arena, "", "")
+        if overall is None or category not in overall.data.get("categories", []):
+            return _not_found(f"Prompt category {category!r}")
+    if stored is None or stored.computed_at is None:
+        arena_service.ensure_scheduled("" if voter_key else arena, voter_key)
+    return JsonResponse(arena_service.leaderboard_json(stored, arena, category, voter_key))
+
+
+@api_view("GET")
+def arena_votes(request):
+    """The votes behind a leaderboard as CSV, voters as pseudonyms (?mine=1: your own)."""
+    arena, _, voter_key, problem = _arena_scope(request)
+    if problem:
+        return problem
+    votes = arena_service.exported_votes(arena, request.user, mine=bool(voter_key))
+    response = HttpResponse(arena_service.votes_csv(votes), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = 'attachment; filename="arena-votes.csv"'
+    return response

@@ -19,7 +19,8 @@ from django.views.decorators.http import require_GET, require_POST
 
 from app.core.roles import is_moderator
 from app.forms import DecisionForm
-from app.models import Comparison, Output, Prediction, Report
+from app.models import ArenaVote, Comparison, Output, Prediction, Report
+from app.services import arena as arena_service
 from app.services import moderation
 
 QUEUE_SIZE = 50
@@ -120,6 +121,9 @@ def _queue_response(request, filters, failed=None, status=200):
         item.form = form
         items.insert(0, item)
     context = {"items": items, "filters": filters, "shown_choices": SHOWN, "queue_url": _queue_url(filters)}
+    # Arena voters whose choices look random or constant (app.services.arena).
+    context["arena_voters"] = arena_service.flagged_voters()
+    context["arena_excluded"] = arena_service.excluded_voters()
     return TemplateResponse(request, "moderation.html", context, status=status)
 
 
@@ -160,3 +164,31 @@ def decide(request, kind, item_id):
     owner_note = f"; {told}" if item.owner_id else ""
     messages.success(request, f"{done}: {moderation.described(item)}{owner_note}.")
     return redirect(_queue_url(filters))
+
+
+# --- Arena voters (issue 15) ---------------------------------------------------------
+
+ARENA_ACTIONS = {"exclude": "excluded from the leaderboards", "include": "counted again", "remove": "deleted"}
+
+
+@require_POST
+@moderator_required
+def arena_voter(request):
+    """Exclude a flagged voter's votes (one action; the leaderboards are
+    fitted again), count them again, or delete them; always audited."""
+    voter_key = request.POST.get("voter", "")[:64]
+    action = request.POST.get("action", "")
+    reason = request.POST.get("reason", "").strip()[:500]
+    if action not in ARENA_ACTIONS or not ArenaVote.objects.filter(voter_key=voter_key).exists():
+        messages.error(request, "No such voter or action.")
+        return redirect(reverse("moderation") + "#arena-voters")
+    if not reason:
+        messages.error(request, "Give a reason: it goes into the audit trail.")
+        return redirect(reverse("moderation") + "#arena-voters")
+    name = arena_service.describe_voter(voter_key)
+    if action == "remove":
+        count = arena_service.remove_votes(ArenaVote.objects.filter(voter_key=voter_key), request.user, reason)
+    else:
+        count = arena_service.set_excluded(voter_key, action == "exclude", request.user, reason)
+    messages.success(request, f"{count} arena vote{'s' if count != 1 else ''} of {name} {ARENA_ACTIONS[action]}.")
+    return redirect(reverse("moderation") + "#arena-voters")

@@ -481,3 +481,31 @@ document.addEventListener("DOMContentLoaded", () => {
 });
 // The playground's fields are swapped in by htmx when the chosen models change.
 document.addEventListener("htmx:afterSwap", (event) => setUp(event.detail.elt.parentNode || document));
+
+// The arena: 1/2/3/4 vote left, right, tie, both bad; N (or Enter) goes to the
+// next pair once the versions are shown. Not while typing in a field.
+document.addEventListener("keydown", (event) => {
+  const stage = document.querySelector("[data-arena]");
+  if (!stage || event.ctrlKey || event.metaKey || event.altKey) return;
+  if (event.target instanceof Element && event.target.closest("input, textarea, select, [contenteditable]")) return;
+  const form = stage.querySelector("form[data-arena-form]");
+  if (form && ["1", "2", "3", "4"].includes(event.key)) {
+    const button = form.querySelector(`button[data-choice="${event.key}"]`);
+    if (!button || form.dataset.sent) return;
+    event.preventDefault();
+    form.dataset.sent = "1";  // one vote per key press, however fast they come
+    button.click();  // a click, so htmx sends the button's choice with the form
+    return;
+  }
+  const next = document.querySelector("[data-arena-next]");
+  if (next && (event.key === "n" || event.key === "N" || (event.key === "Enter" && event.target === document.body))) {
+    event.preventDefault();
+    next.click();
+  }
+});
+// After an htmx swap the new pair's buttons or the reveal's Next button take the focus.
+document.addEventListener("htmx:afterSwap", (event) => {
+  if (!event.detail.target || event.detail.target.id !== "arena-stage") return;
+  const focus = event.detail.target.querySelector("[data-arena-next], [data-arena-form] button");
+  if (focus) focus.focus({ preventScroll: true });
+});
