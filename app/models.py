@@ -545,6 +545,17 @@ class PredictionQuerySet(ModeratedQuerySet):
     def active(self):
         return self.filter(status__in=Prediction.ACTIVE)
 
+    def held(self):
+        """Batch predictions the scheduler has not let go yet (app.services.scheduling)."""
+        return self.active().filter(queued_at__isnull=False, released_at__isnull=True)
+
+    def not_held(self):
+        return self.filter(models.Q(queued_at__isnull=True) | models.Q(released_at__isnull=False))
+
+    def interactive(self):
+        """Not started as part of a batch (a grid, a benchmark run)."""
+        return self.filter(queued_at__isnull=True)
+
     def for_model(self, model):
         return self.filter(version__model=model)
 
@@ -655,6 +666,14 @@ class Prediction(Moderated):
     # Runs repeated because the model server could not deliver an output: at
     # most one (app.services.predictions.rerun_lost_output).
     output_reruns = models.PositiveSmallIntegerField(default=0)
+    # --- Fair scheduling (app.services.scheduling) ---
+    # A batch prediction (a grid's or a benchmark run's) is saved held in the
+    # scheduler's queue at `queued_at`, with no message to the broker; the
+    # scheduler lets it go (`released_at`) when its model server has a free
+    # slot that no interactive prediction waits for. Its status stays
+    # "starting" meanwhile: Replicate's statuses are the API's.
+    queued_at = models.DateTimeField(null=True, blank=True)
+    released_at = models.DateTimeField(null=True, blank=True)
 
     objects = PredictionQuerySet.as_manager()
 
@@ -665,6 +684,18 @@ class Prediction(Moderated):
             models.Index(fields=["status", "created_at"], name="prediction_status_created"),
             models.Index(fields=["owner", "-created_at"], name="prediction_owner_created"),
             models.Index(fields=["visibility", "-created_at"], name="prediction_vis_created"),
+            # The scheduler's queue: only held predictions are in it.
+            models.Index(
+                fields=["version", "owner", "created_at"],
+                name="prediction_held",
+                condition=models.Q(queued_at__isnull=False, released_at__isnull=True),
+            ),
+            # Whose turn it is: when each user's batch work was last let go.
+            models.Index(
+                fields=["version", "owner", "released_at"],
+                name="prediction_batch_released",
+                condition=models.Q(queued_at__isnull=False, released_at__isnull=False),
+            ),
         ]
 
     def __str__(self):
@@ -712,6 +743,10 @@ class Prediction(Moderated):
                 return False
             for field, value in changes.items():
                 setattr(row, field, value)
+            if row.is_terminal and row.queued_at and not row.released_at:
+                # An end (a cancel) takes it out of the scheduler's queue.
+                changes = {**changes, "released_at": timezone.now()}
+                row.released_at = changes["released_at"]
             row.save(update_fields=list(changes))
             if row.is_terminal:
                 # Its instance's slot is free in the same commit, so a
