@@ -37,6 +37,11 @@ api_patterns = [
     path("collections", api.collections, name="collections"),
     path("collections/<str:slug>", api.collection, name="collection"),
     path("webhooks/default/secret", api.webhook_secret, name="webhook-secret"),
+    # Lightbox's own operations (issue 14): comparisons as JSON for scripts.
+    path("comparisons", api.comparisons, name="comparisons"),
+    path("comparisons/<str:comparison_id>", api.comparison, name="comparison"),
+    path("comparisons/<str:comparison_id>/predictions", api.comparison_predictions, name="comparison-predictions"),
+    # End of the comparisons block.
     path("openapi.json", api.openapi, name="openapi"),
     re_path(r"^(?P<path>.*)$", api.not_found),
 ]
