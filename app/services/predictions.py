@@ -126,13 +126,14 @@ def check_version(version, owner):
     catalog.ensure_schema(version)
 
 
-def check_input(version, input, owner):
+def check_input(version, input, owner, blocked_terms=None):
     """`input` validated and made ready to send, as `start` saves it; raises
-    schema.InputError. The version's own checks are `check_version`'s."""
+    schema.InputError. The version's own checks are `check_version`'s.
+    `blocked_terms`: moderation's blocklist, read once for a batch."""
     cleaned = schema.validate_input(version, input)
     # Files of /v1/files become their content before anything checks URLs.
     cleaned = files.resolve_inputs(version, cleaned, owner)
-    moderation.check_input(version, cleaned, owner)
+    moderation.check_input(version, cleaned, owner, terms=blocked_terms)
     netguard.check_input_urls(version, cleaned)
     return uploads.clean_input_images(version, cleaned)
 
@@ -173,12 +174,13 @@ def start_many(items, *, owner=None, source=Prediction.Source.WEB, visibility=No
     rows = []
     visibility = _visibility(visibility, source)
     now = timezone.now()
+    terms = moderation.blocked_terms()
     for index, (version, input, comparison) in enumerate(items):
         # A microsecond apart: the scheduler runs one user's oldest first, so
         # a batch runs in the order it was given (a grid row by row).
         created = now + timedelta(microseconds=index)
         try:
-            cleaned = check_input(version, input, owner)
+            cleaned = check_input(version, input, owner, blocked_terms=terms)
         except schema.InputError as exc:
             errors.update({f"{index}.{field}": messages for field, messages in exc.errors.items()})
             if len(errors) >= MANY_ERRORS:
