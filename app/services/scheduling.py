@@ -23,6 +23,9 @@ decision is made under a lock on the target's Version rows, so two wakes
 never let go one slot twice.
 """
 
+from datetime import datetime
+from datetime import timezone as dt_timezone
+
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Count, Min
@@ -54,8 +57,9 @@ def wake(version, ended=None):
     if not batch_ended and not Prediction.objects.filter(version__in=versions).held().exists():
         return []  # no batch work here: the queue is the broker's, as before
     with transaction.atomic():
-        # Serialises the decision per target: two wakes cannot both take the last slot.
-        version_ids = list(versions.select_for_update().order_by("pk").values_list("pk", flat=True))
+        # Serialises the decision per target: two wakes cannot both take the last
+        # slot. no_key: inserting a prediction (a key share on its version) goes on.
+        version_ids = list(versions.select_for_update(no_key=True).order_by("pk").values_list("pk", flat=True))
         on_target = Prediction.objects.filter(version_id__in=version_ids)
         in_flight = on_target.active().not_held()
         free = slots - in_flight.count()
@@ -103,7 +107,7 @@ def _round_robin(held, heads, running, served, free, now):
     flight when it is freed: this is what makes users take turns), then the
     one whose oldest held prediction is oldest."""
     picked, queues = [], {}
-    never = timezone.datetime.min.replace(tzinfo=timezone.get_current_timezone())
+    never = datetime.min.replace(tzinfo=dt_timezone.utc)
 
     def turn(owner):
         return (running.get(owner, 0), served.get(owner) or never, heads[owner], str(owner))

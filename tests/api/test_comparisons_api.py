@@ -83,7 +83,9 @@ def test_comparisons_are_listed_newest_first_a_page_at_a_time(api, cog_version, 
 )
 def test_a_bad_create_is_a_422_naming_the_field_and_saves_nothing(api, cog_version, queued, body, field):
     body = {
-        k: ([cog_version.id if v == "VERSION" else v for v in val] if k == "versions" and isinstance(val, list) else val)
+        k: (
+            [cog_version.id if v == "VERSION" else v for v in val] if k == "versions" and isinstance(val, list) else val
+        )
         for k, val in body.items()
     }
     # json.dumps writes a lone surrogate as the "\ud800" escape hostile clients send.
