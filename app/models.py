@@ -562,7 +562,13 @@ class PredictionQuerySet(ModeratedQuerySet):
     def ahead_of(self, prediction):
         """Active predictions sent to the same model server before `prediction`:
         a Cog server runs one at a time, so these go first."""
-        return self.active().filter(version__location=prediction.version.location, created_at__lt=prediction.created_at)
+        ahead = self.active().filter(
+            version__location=prediction.version.location, created_at__lt=prediction.created_at
+        )
+        if prediction.queued_at is None:
+            # Held batch work goes after a prediction started by hand (app.services.scheduling).
+            ahead = ahead.not_held()
+        return ahead
 
     def recent_predict_times(self, version_id, steps=None, count=20):
         """The predict times of the version's last `count` succeeded runs

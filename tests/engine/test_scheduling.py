@@ -64,6 +64,8 @@ def test_interactive_prediction_goes_before_held_batch_work(queued, cog_version,
     cells = batch(cog_version, alice, 5)
     mine = predictions.start(cog_version, {"prompt": "just one", **QUICK}, owner=bob)
     assert queued == [cells[0].pk, mine.pk]
+    # Its card says one prediction is ahead of it (the one running), not five.
+    assert Prediction.objects.ahead_of(mine).count() == 1
 
     Prediction.objects.filter(pk=cells[0].pk).update(status="succeeded", completed_at=timezone.now())
     # The slot the batch prediction freed is bob's: no batch prediction is let go.
