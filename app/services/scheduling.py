@@ -94,7 +94,8 @@ def wake(version, ended=None):
 def _last_served(on_target, owner):
     """When the scheduler last let one of `owner`'s go on this target (None: never)."""
     return (
-        on_target.filter(owner_id=owner, queued_at__isnull=False, released_at__isnull=False)
+        # attempted_at: let go by the scheduler, not canceled while held.
+        on_target.filter(owner_id=owner, queued_at__isnull=False, released_at__isnull=False, attempted_at__isnull=False)
         .order_by("-released_at")
         .values_list("released_at", flat=True)
         .first()
@@ -141,7 +142,7 @@ def _wake_waiting(in_flight):
         .first()
     )
     if waiting:
-        jobs.after_commit("tasks.predictions.run_prediction", waiting)
+        jobs.after_commit("tasks.predictions.run_prediction", waiting, robust=True)
 
 
 def wake_all():

@@ -9,8 +9,8 @@ from django.conf import settings
 from django.utils import timezone
 
 from app.core import schema
-from app.models import Comparison, Grid, Prediction
-from app.services import comparisons, limits, predictions, scheduling
+from app.models import Comparison, Grid, Instance, Prediction, Version
+from app.services import comparisons, limits, pools, predictions, scheduling
 from tasks.predictions import reconcile
 from tests.conftest import wait_for_status, wait_until
 from tests.engine.test_recovery import replace
@@ -86,6 +86,23 @@ def test_batch_users_take_turns_whoever_queued_first(queued, cog_version, alice,
     # Alice queued all of hers first, yet bob's come in turn with hers.
     assert owners == ["alice", "bob", "alice", "bob", "alice", "bob"]
     assert len(theirs["alice"]) == len(theirs["bob"]) == 4
+
+
+def test_a_pool_takes_one_batch_prediction_per_instance_that_is_up(queued, cog_version, alice):
+    urls = [cog_version.location, "http://127.0.0.1:9", "http://127.0.0.1:10"]
+    pools.set_instances(cog_version, urls)
+    Instance.objects.filter(url=urls[2]).update(up=False)
+    Version.objects.filter(pk=cog_version.pk).update(checked_at=timezone.now())  # no health check now
+
+    cells = batch(cog_version, alice, 6)
+
+    assert queued == [cells[0].pk, cells[1].pk]  # two instances up: two slots
+
+
+def test_a_replicate_version_runs_the_configured_number_of_batch_predictions(queued, sdxl, alice, settings):
+    settings.BATCH_REPLICATE_SLOTS = 3
+    cells = batch(sdxl, alice, 5)
+    assert queued == [p.pk for p in cells[:3]]
 
 
 def test_the_reconciler_does_not_resend_held_work_but_wakes_an_idle_target(queued, cog_version, alice):
