@@ -594,13 +594,30 @@ class PredictionQuerySet(ModeratedQuerySet):
     def active(self):
         return self.filter(status__in=Prediction.ACTIVE)
 
+    def held(self):
+        """Batch predictions the scheduler has not let go yet (app.services.scheduling)."""
+        return self.active().filter(queued_at__isnull=False, released_at__isnull=True)
+
+    def not_held(self):
+        return self.filter(models.Q(queued_at__isnull=True) | models.Q(released_at__isnull=False))
+
+    def interactive(self):
+        """Not started as part of a batch (a grid, a benchmark run)."""
+        return self.filter(queued_at__isnull=True)
+
     def for_model(self, model):
         return self.filter(version__model=model)
 
     def ahead_of(self, prediction):
         """Active predictions sent to the same model server before `prediction`:
         a Cog server runs one at a time, so these go first."""
-        return self.active().filter(version__location=prediction.version.location, created_at__lt=prediction.created_at)
+        ahead = self.active().filter(
+            version__location=prediction.version.location, created_at__lt=prediction.created_at
+        )
+        if prediction.queued_at is None:
+            # Held batch work goes after a prediction started by hand (app.services.scheduling).
+            ahead = ahead.not_held()
+        return ahead
 
     def recent_predict_times(self, version_id, steps=None, count=20):
         """The predict times of the version's last `count` succeeded runs
@@ -704,6 +721,14 @@ class Prediction(Moderated):
     # Runs repeated because the model server could not deliver an output: at
     # most one (app.services.predictions.rerun_lost_output).
     output_reruns = models.PositiveSmallIntegerField(default=0)
+    # --- Fair scheduling (app.services.scheduling) ---
+    # A batch prediction (a grid's or a benchmark run's) is saved held in the
+    # scheduler's queue at `queued_at`, with no message to the broker; the
+    # scheduler lets it go (`released_at`) when its model server has a free
+    # slot that no interactive prediction waits for. Its status stays
+    # "starting" meanwhile: Replicate's statuses are the API's.
+    queued_at = models.DateTimeField(null=True, blank=True)
+    released_at = models.DateTimeField(null=True, blank=True)
 
     objects = PredictionQuerySet.as_manager()
 
@@ -714,6 +739,18 @@ class Prediction(Moderated):
             models.Index(fields=["status", "created_at"], name="prediction_status_created"),
             models.Index(fields=["owner", "-created_at"], name="prediction_owner_created"),
             models.Index(fields=["visibility", "-created_at"], name="prediction_vis_created"),
+            # The scheduler's queue: only held predictions are in it.
+            models.Index(
+                fields=["version", "owner", "created_at"],
+                name="prediction_held",
+                condition=models.Q(queued_at__isnull=False, released_at__isnull=True),
+            ),
+            # Whose turn it is: when each user's batch work was last let go.
+            models.Index(
+                fields=["version", "owner", "released_at"],
+                name="prediction_batch_released",
+                condition=models.Q(queued_at__isnull=False, released_at__isnull=False),
+            ),
         ]
 
     def __str__(self):
@@ -761,6 +798,10 @@ class Prediction(Moderated):
                 return False
             for field, value in changes.items():
                 setattr(row, field, value)
+            if row.is_terminal and row.queued_at and not row.released_at:
+                # An end (a cancel) takes it out of the scheduler's queue.
+                changes = {**changes, "released_at": timezone.now()}
+                row.released_at = changes["released_at"]
             row.save(update_fields=list(changes))
             if row.is_terminal:
                 # Its instance's slot is free in the same commit, so a

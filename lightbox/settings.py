@@ -260,6 +260,10 @@ DISPATCH_DEADLINE = envfloat("LIGHTBOX_DISPATCH_DEADLINE", 30)
 # Workers run the reconciler themselves when no run has ended for two
 # intervals (beat is down or its messages are lost): tasks.standby.
 RECONCILER_STANDBY = envbool("LIGHTBOX_RECONCILER_STANDBY", "True")
+# Fair scheduling (app.services.scheduling): how many of a grid's or a
+# benchmark run's predictions run on one Replicate version at once (a Cog
+# server runs one; a pool, one per instance).
+BATCH_REPLICATE_SLOTS = envint("LIGHTBOX_BATCH_REPLICATE_SLOTS", 4)
 PREDICTION_TIMEOUT = envint("LIGHTBOX_PREDICTION_TIMEOUT", 600)
 REPLICATE_POLL_INTERVAL = envfloat("LIGHTBOX_REPLICATE_POLL_INTERVAL", 1.0)
 WEBHOOK_RETRIES = envint("LIGHTBOX_WEBHOOK_RETRIES", 5)

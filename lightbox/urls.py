@@ -60,6 +60,11 @@ api_patterns = [
     path("leaderboard", api.arena_leaderboard, name="leaderboard"),
     path("arena/votes", api.arena_votes, name="arena-votes"),
     # --- end arena ---
+    # Lightbox's own operations (issue 14): comparisons as JSON for scripts.
+    path("comparisons", api.comparisons, name="comparisons"),
+    path("comparisons/<str:comparison_id>", api.comparison, name="comparison"),
+    path("comparisons/<str:comparison_id>/predictions", api.comparison_predictions, name="comparison-predictions"),
+    # End of the comparisons block.
     path("openapi.json", api.openapi, name="openapi"),
     # --- Reproducibility bundles (Lightbox extension; docs/bundles.md) ---
     path("predictions/<str:prediction_id>/bundle", api.prediction_bundle, name="prediction-bundle"),

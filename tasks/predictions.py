@@ -24,7 +24,7 @@ from django.utils import timezone
 
 from app.core import netguard
 from app.models import IdempotencyKey, Prediction, ReconcilerState, Upload
-from app.services import backends, catalog, files, pools, predictions, storage
+from app.services import backends, catalog, files, pools, predictions, scheduling, storage
 from app.services.api_json import prediction_json, webhook_headers
 from app.services.backends import BackendError, Busy
 
@@ -196,6 +196,7 @@ def _reconcile(still_ours):
     # busy server's re-queue was lost. Handing it over again is idempotent.
     for prediction_id in (
         Prediction.objects.active()
+        .not_held()
         .filter(dispatched_at__isnull=True)
         .filter(Q(attempted_at__lt=deadline) | Q(attempted_at__isnull=True, created_at__lt=deadline))
         .values_list("pk", flat=True)[:500]
@@ -204,6 +205,12 @@ def _reconcile(still_ours):
             return False
         Prediction.objects.filter(pk=prediction_id).update(attempted_at=now)
         run_prediction.delay(prediction_id)
+    # Held batch predictions are no lost messages: they wait for the fair
+    # scheduler. Wake every target that has some, so that a lost wake-up (a
+    # worker killed between a prediction's end and its wake) leaves none stuck.
+    if not still_ours():
+        return False
+    scheduling.wake_all()
     # A pool's instance that went quiet while running a prediction: if it is
     # gone, the prediction goes back to the queue for another instance.
     for instance in pools.lost_instances(now - timedelta(seconds=INSTANCE_QUIET)):

@@ -55,6 +55,14 @@ def _op(
     return operation
 
 
+def _lightbox(operation):
+    """Mark one of Lightbox's own operations, not Replicate's: clients generated
+    from Replicate's document never call it, and tools can tell them apart."""
+    operation["tags"] = ["lightbox"]
+    operation["x-lightbox"] = True
+    return operation
+
+
 def _gone(operation):
     operation["responses"]["410"] = PROBLEM  # hidden by moderators
     return operation
@@ -270,7 +278,50 @@ def _replicate_document(base_url):
             **_bundle_paths(),
             **grid_paths(),
             **_arena_paths(),
+            # --- Lightbox's own operations (docs/protocols.md: "Lightbox's own /v1 operations") ---
+            "/v1/comparisons": {
+                "get": _lightbox(
+                    _op(
+                        "List your comparisons, newest first",
+                        "comparisons.list",
+                        _ref("ComparisonPage"),
+                        params=["cursor"],
+                    )
+                ),
+                "post": _lightbox(
+                    _op(
+                        "Run one input on several versions (one seed for all)",
+                        "comparisons.create",
+                        _ref("Comparison"),
+                        body=_ref("ComparisonRequest"),
+                        ok_status="201",
+                    )
+                ),
+            },
+            "/v1/comparisons/{comparison_id}": {
+                "get": _lightbox(
+                    _gone(_op("Get a comparison", "comparisons.get", _ref("Comparison"), params=["comparison_id"]))
+                )
+            },
+            "/v1/comparisons/{comparison_id}/predictions": {
+                "get": _lightbox(
+                    _gone(
+                        _op(
+                            "List a comparison's predictions, newest first",
+                            "comparisons.predictions.list",
+                            page,
+                            params=["comparison_id", "cursor"],
+                        )
+                    )
+                )
+            },
         },
+        "tags": [
+            {
+                "name": "lightbox",
+                "description": "Lightbox's own operations, beside Replicate's: Replicate's clients do not call them.",
+            }
+        ],
         "components": {
             "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}},
             "parameters": {
@@ -283,6 +334,7 @@ def _replicate_document(base_url):
                         "version_id",
                         "file_id",
                         "collection_slug",
+                        "comparison_id",
                         *DEPLOYMENT,
                         *BUNDLE_PARAMS,
                     )
@@ -379,6 +431,50 @@ def _replicate_document(base_url):
                     },
                 },
                 "PredictionPage": _page("Prediction"),
+                "ComparisonRequest": {
+                    "type": "object",
+                    "required": ["versions", "input"],
+                    "properties": {
+                        "versions": {
+                            "type": "array",
+                            "minItems": 1,
+                            "maxItems": 10,
+                            "items": {"type": "string", "description": "A version id, or owner/name:id."},
+                        },
+                        "input": {
+                            "type": "object",
+                            "description": "Mapped to each version's input schema as the playground maps it "
+                            "(the changes are listed per version).",
+                        },
+                        "seed": {"type": "integer", "minimum": 0, "maximum": 2**32 - 1},
+                        "visibility": {"type": "string", "enum": ["public", "unlisted", "private"]},
+                    },
+                },
+                "Comparison": {
+                    "type": "object",
+                    "required": ["id", "input", "seed", "predictions", "created_at", "urls"],
+                    "properties": {
+                        "id": {"type": "string"},
+                        "input": {"type": "object"},
+                        "seed": {"type": ["integer", "null"]},
+                        "extra_input": {"type": "object"},
+                        "changes": {"type": "object", "description": "Per version id, what the mapping changed."},
+                        "visibility": {"type": "string", "enum": ["public", "unlisted", "private"]},
+                        "created_at": {"type": "string", "format": "date-time"},
+                        "grid": {"type": ["string", "null"]},
+                        "benchmark": {"type": ["string", "null"]},
+                        "predictions": {"type": "array", "items": prediction},
+                        "urls": {
+                            "type": "object",
+                            "properties": {
+                                "get": {"type": "string"},
+                                "predictions": {"type": "string"},
+                                "web": {"type": "string"},
+                            },
+                        },
+                    },
+                },
+                "ComparisonPage": _page("Comparison"),
                 "VersionPage": _page("Version"),
                 "Version": {
                     "type": "object",
@@ -580,14 +676,6 @@ def _page(item):
 
 BUNDLE_PARAMS = ("comparison_id", "grid_id", "benchmark_id", "reproduction_id")
 ZIP = {"type": "string", "format": "binary"}
-
-
-def _lightbox(operation):
-    """Marks an operation Replicate's API does not have: "tags": ["lightbox"]
-    and "x-lightbox": true (Replicate's clients know nothing of them)."""
-    operation["tags"] = ["lightbox"]
-    operation["x-lightbox"] = True
-    return operation
 
 
 def _bundle_paths():

@@ -407,3 +407,28 @@ def grid_json(grid, base=None, counts=None):
 
 
 # --- end grids ---
+# --- Comparisons (Lightbox's own /v1 operations) ------------------------------------
+
+
+def comparison_json(comparison, base=None, predictions=None, outputs=None, viewer=None):
+    """A comparison as /v1/comparisons shows it: one input on several versions,
+    its predictions in full. `predictions` (with `outputs`, {prediction id:
+    [Output]}) when the caller loaded them; `viewer` as for prediction_json."""
+    base = base or settings.SITE_URL
+    predictions = list(comparison.predictions.all()) if predictions is None else predictions
+    outputs = outputs_by_prediction(predictions) if outputs is None else outputs
+    url = base + reverse("api:comparison", args=[comparison.id])
+    return {
+        "id": comparison.id,
+        "input": comparison.input,
+        "seed": comparison.seed,
+        "extra_input": comparison.extra_input,
+        # Per version id: what the mapping changed to fit that version's schema.
+        "changes": comparison.changes,
+        "visibility": comparison.visibility,
+        "created_at": _iso(comparison.created_at),
+        "grid": comparison.grid_id,
+        "benchmark": comparison.benchmark_id,
+        "predictions": [prediction_json(p, base, outputs.get(p.pk, []), viewer) for p in predictions],
+        "urls": {"get": url, "predictions": f"{url}/predictions", "web": f"{base}/c/{comparison.id}"},
+    }

@@ -105,12 +105,19 @@ def settle_cost(prediction):
     prediction.cost = cost
 
 
-def admit(owner, versions):
+def admit(owner, versions, batch=False):
     """Check that `owner` may start one prediction on each of `versions` now;
     return the estimated cost of each. Raises RunRefused. Call it inside the
-    transaction that saves the predictions."""
+    transaction that saves the predictions.
 
-    costs = [estimate_cost(version) for version in versions]
+    `batch`: a grid's or a benchmark run's predictions, held for the fair
+    scheduler (app.services.scheduling), which runs them a slot at a time: the
+    rate a minute and the number running at once, limits on what a user
+    starts by hand, neither count them nor refuse them; the daily quota and
+    the spend caps do."""
+
+    estimates = {version.pk: estimate_cost(version) for version in versions}
+    costs = [estimates[version.pk] for version in versions]
     shared = sum((cost for cost, v in zip(costs, versions) if v.backend == "replicate"), Decimal(0))
     now = timezone.now()
     if owner is not None:
@@ -128,8 +135,8 @@ def admit(owner, versions):
         limits = limits_for(owner)
         mine = Prediction.objects.filter(owner=owner)
         count = len(versions)
-        if limits.per_minute is not None:
-            window = mine.filter(created_at__gt=now - timedelta(minutes=1))
+        if limits.per_minute is not None and not batch:
+            window = mine.interactive().filter(created_at__gt=now - timedelta(minutes=1))
             if window.count() + count > limits.per_minute:
                 oldest = window.order_by("created_at").values_list("created_at", flat=True).first() or now
                 raise RunRefused(
@@ -145,8 +152,8 @@ def admit(owner, versions):
                     title="Daily quota reached",
                     retry_after=_seconds_until(today + timedelta(days=1), now),
                 )
-        if limits.concurrent is not None:
-            running = mine.active().count()
+        if limits.concurrent is not None and not batch:
+            running = mine.interactive().active().count()
             if running + count > limits.concurrent:
                 raise RunRefused(
                     f"You have {running} predictions running and can run {limits.concurrent} at once. "

@@ -24,15 +24,20 @@ BAN_HIDE_REASON = "The owner's account is suspended."
 # --- Checks before a run -----------------------------------------------------------
 
 
-def check_input(version, cleaned, owner):
+def blocked_terms():
+    return list(BlockedTerm.objects.values_list("term", flat=True))
+
+
+def check_input(version, cleaned, owner, terms=None):
     """Refuse, field by field (schema.InputError), a prompt with a blocked term,
-    or a safety checker turned off by someone without the permission."""
+    or a safety checker turned off by someone without the permission.
+    `terms`: the blocklist (`blocked_terms()`), when the caller checks many inputs."""
     errors = {}
     if cleaned.get("disable_safety_checker") and not (
         owner is not None and owner.is_active and owner.has_perm("app.disable_safety_checker")
     ):
         errors["disable_safety_checker"] = ["Only users allowed by the site's staff may turn off the safety checker."]
-    terms = list(BlockedTerm.objects.values_list("term", flat=True))
+    terms = blocked_terms() if terms is None else terms
     if terms:
         for field, value in cleaned.items():
             if "prompt" not in field or not isinstance(value, str):

@@ -114,6 +114,7 @@ def wake_next(version):
         return
     waiting = (
         Prediction.objects.active()
+        .not_held()
         .filter(version=version, dispatched_at__isnull=True)
         .exclude(pk__in=Instance.objects.filter(prediction__isnull=False).values("prediction_id"))
         .order_by("created_at")

@@ -18,7 +18,7 @@ from django.utils import timezone
 from app.core import jobs, netguard, payloads, schema, uploads
 from app.core.logs import without_library_warnings
 from app.models import IdempotencyKey, Prediction
-from app.services import backends, catalog, files, limits, moderation, pools, storage
+from app.services import backends, catalog, files, limits, moderation, pools, scheduling, storage
 
 logger = logging.getLogger(__name__)
 
@@ -74,28 +74,17 @@ def start(
     (see `keyed`), is saved with the prediction; when a concurrent request
     with the same key saved its prediction first, nothing is saved and
     AlreadyStarted (or KeyReused, for another request) says which."""
-    if version.model.visibility == version.model.Visibility.PRIVATE and (
-        owner is None or version.model.user_id != owner.pk
-    ):
-        # Callers look versions up among the models their user may see; this is the rule itself.
-        raise schema.InputError({"version": [f"{version.model} is a private model of another account."]})
-    catalog.ensure_schema(version)
-    cleaned = schema.validate_input(version, input)
-    # Files of /v1/files become their content before anything checks URLs.
-    cleaned = files.resolve_inputs(version, cleaned, owner)
-    moderation.check_input(version, cleaned, owner)
-    netguard.check_input_urls(version, cleaned)
-    cleaned = uploads.clean_input_images(version, cleaned)
+    check_version(version, owner)
+    cleaned = check_input(version, input, owner)
     if not catalog.refresh_availability(version):
         raise schema.InputError({"version": [f"{version.model} is unavailable: {version.unavailable_reason}"]})
-    if visibility is None:
-        visibility = (
-            settings.DEFAULT_WEB_VISIBILITY if source == Prediction.Source.WEB else settings.DEFAULT_API_VISIBILITY
-        )
+    visibility = _visibility(visibility, source)
+    # A grid's or a benchmark run's: held for the fair scheduler (app.services.scheduling).
+    batch = comparison is not None and bool(comparison.grid_id or comparison.benchmark_id)
     try:
         with transaction.atomic():
             # Inside the transaction, so two requests cannot both pass a limit.
-            [cost] = limits.admit(owner, [version])
+            [cost] = limits.admit(owner, [version], batch=batch)
             prediction = Prediction.objects.create(
                 version=version,
                 input=cleaned,
@@ -107,20 +96,122 @@ def start(
                 comparison=comparison,
                 deployment=deployment,
                 cost=cost,
+                queued_at=timezone.now() if batch else None,
             )
             if idempotency:
                 # Waits for a concurrent insert of the same key to commit, then fails.
                 key, fingerprint = idempotency
                 IdempotencyKey.objects.create(user=owner, key=key, fingerprint=fingerprint, prediction=prediction)
-            # robust: with the broker down the prediction is saved all the
-            # same, and the reconciler sends it once the broker is back.
-            jobs.after_commit("tasks.predictions.run_prediction", prediction.id, robust=True)
+            if batch:
+                transaction.on_commit(lambda: scheduling.wake(version), robust=True)
+            else:
+                # robust: with the broker down the prediction is saved all the
+                # same, and the reconciler sends it once the broker is back.
+                jobs.after_commit("tasks.predictions.run_prediction", prediction.id, robust=True)
     except IntegrityError:
         first = keyed(owner, *idempotency) if idempotency else None
         if first is None:
             raise
         raise AlreadyStarted(first) from None
     return prediction
+
+
+def check_version(version, owner):
+    """Refuse a private model of another account (schema.InputError)."""
+    if version.model.visibility == version.model.Visibility.PRIVATE and (
+        owner is None or version.model.user_id != owner.pk
+    ):
+        # Callers look versions up among the models their user may see; this is the rule itself.
+        raise schema.InputError({"version": [f"{version.model} is a private model of another account."]})
+    catalog.ensure_schema(version)
+
+
+def check_input(version, input, owner, blocked_terms=None):
+    """`input` validated and made ready to send, as `start` saves it; raises
+    schema.InputError. The version's own checks are `check_version`'s.
+    `blocked_terms`: moderation's blocklist, read once for a batch."""
+    cleaned = schema.validate_input(version, input)
+    # Files of /v1/files become their content before anything checks URLs.
+    cleaned = files.resolve_inputs(version, cleaned, owner)
+    moderation.check_input(version, cleaned, owner, terms=blocked_terms)
+    netguard.check_input_urls(version, cleaned)
+    return uploads.clean_input_images(version, cleaned)
+
+
+def _visibility(visibility, source):
+    if visibility is not None:
+        return visibility
+    return settings.DEFAULT_WEB_VISIBILITY if source == Prediction.Source.WEB else settings.DEFAULT_API_VISIBILITY
+
+
+def start_many(items, *, owner=None, source=Prediction.Source.WEB, visibility=None):
+    """Save many batch predictions at once, held for the fair scheduler.
+
+    `items`: (version, input, comparison) triples, `input` as `start` takes
+    it; each comparison a grid's or a benchmark run's, saved already (the same
+    one may appear for several versions). Everything is checked as `start`
+    checks it before anything is saved; then, in one transaction, the limits
+    admit the whole batch (`limits.admit(batch=True)`) and the predictions are
+    bulk-created, held (`queued_at`): no broker message each. Once it commits
+    the scheduler is woken once per version. Raises schema.InputError (keys
+    "<index>.<field>", the first errors only) or limits.RunRefused, saving
+    nothing. Returns the predictions, in the order of `items`.
+
+    Call it inside the transaction that saves the comparisons, so that a
+    refusal saves none of them either."""
+    items = list(items)
+    versions = {version.pk: version for version, _, _ in items}
+    errors = {}
+    for version in versions.values():
+        try:
+            check_version(version, owner)
+            if not catalog.refresh_availability(version):
+                raise schema.InputError({"version": [f"{version.model} is unavailable: {version.unavailable_reason}"]})
+        except schema.InputError as exc:
+            errors.update({f"{version.model}.{field}": messages for field, messages in exc.errors.items()})
+    if errors:
+        raise schema.InputError(errors)
+    rows = []
+    visibility = _visibility(visibility, source)
+    now = timezone.now()
+    terms = moderation.blocked_terms()
+    for index, (version, input, comparison) in enumerate(items):
+        # A microsecond apart: the scheduler runs one user's oldest first, so
+        # a batch runs in the order it was given (a grid row by row).
+        created = now + timedelta(microseconds=index)
+        try:
+            cleaned = check_input(version, input, owner, blocked_terms=terms)
+        except schema.InputError as exc:
+            errors.update({f"{index}.{field}": messages for field, messages in exc.errors.items()})
+            if len(errors) >= MANY_ERRORS:
+                break
+            continue
+        rows.append(
+            Prediction(
+                version=version,
+                input=cleaned,
+                owner=owner,
+                source=source,
+                visibility=visibility,
+                comparison=comparison,
+                created_at=created,
+                queued_at=created,
+            )
+        )
+    if errors:
+        raise schema.InputError(errors)
+    with transaction.atomic():
+        costs = limits.admit(owner, [row.version for row in rows], batch=True)
+        for row, cost in zip(rows, costs):
+            row.cost = cost
+        Prediction.objects.bulk_create(rows, batch_size=1000)
+        for version in versions.values():
+            transaction.on_commit(lambda version=version: scheduling.wake(version), robust=True)
+    return rows
+
+
+# Errors start_many reports before it stops checking (a batch of 10,000 bad inputs).
+MANY_ERRORS = 20
 
 
 def apply_update(prediction, update):
@@ -242,6 +333,8 @@ def on_terminal(prediction):
     if prediction.instance_id:
         # Its slot was freed with the terminal commit: the next one may run.
         pools.wake_next(prediction.version)
+    # And a held batch prediction may take it, if no other waits for it.
+    scheduling.wake(prediction.version, ended=prediction)
     if prediction.webhook and prediction.wants_event("completed"):
         jobs.after_commit("tasks.predictions.send_webhook", prediction.id, "completed")
 

@@ -38,6 +38,7 @@ from app.services import arena as arena_service
 from app.services import benchmarks as benchmark_service
 from app.services import bundles as bundle_service
 from app.services import collections as model_collections
+from app.services import comparisons as comparison_service
 from app.services import deployments as deployment_service
 from app.services import files as user_files
 from app.services import grids as grid_service
@@ -789,6 +790,120 @@ def collection(request, slug):
 @api_view("GET")
 def webhook_secret(request):
     return JsonResponse({"key": api.webhook_secret(request.user)})
+
+
+# --- Comparisons: Lightbox's own operations (tagged "lightbox" in /v1/openapi.json) ----
+
+# Versions one comparison may fan out to.
+COMPARISON_MAX_VERSIONS = 10
+
+
+@api_view("GET", "POST")
+def comparisons(request):
+    if request.method == "POST":
+        return _create_comparison(request)
+    queryset = request.user.comparisons.all()
+    base = _base(request)
+
+    def render(items):
+        rows = {c.pk: [] for c in items}
+        for prediction in Prediction.objects.filter(comparison_id__in=list(rows)).select_related("version__model"):
+            rows[prediction.comparison_id].append(prediction)
+        outputs = api.outputs_by_prediction([p for ps in rows.values() for p in ps])
+        return [api.comparison_json(c, base, sorted(rows[c.pk], key=lambda p: p.created_at), outputs) for c in items]
+
+    return _page_response(request, queryset, render)
+
+
+def _comparison_fields(request, body):
+    """(versions, input, seed, visibility, None) from a create's body, or the
+    problem to answer last."""
+    errors = {}
+    refs = body.get("versions")
+    versions = []
+    if not isinstance(refs, list) or not refs:
+        errors["versions"] = ["A list of one or more version ids (or owner/name:id)."]
+    elif len(refs) > COMPARISON_MAX_VERSIONS:
+        errors["versions"] = [f"At most {COMPARISON_MAX_VERSIONS} versions."]
+    else:
+        for index, ref in enumerate(refs):
+            version = _resolve_version(request, ref)
+            if version is None:
+                errors[f"versions.{index}"] = [f"No version {ref!r} in this catalog."]
+            versions.append(version)
+    given = body.get("input", {})
+    if not isinstance(given, dict):
+        errors["input"] = ["A JSON object."]
+    seed = body.get("seed")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= schema.MAX_SEED):
+        errors["seed"] = [f"A whole number from 0 to {schema.MAX_SEED}."]
+    visibility = body.get("visibility")
+    if visibility is not None and visibility not in Visibility.values:
+        errors["visibility"] = [f"One of: {', '.join(Visibility.values)}."]
+    if errors:
+        return None, None, None, None, problems.invalid_input(errors)
+    return versions, given, seed, visibility, None
+
+
+def _create_comparison(request):
+    body, refusal = _json_body(request)
+    if refusal:
+        return refusal
+    path = payloads.find_invalid_unicode(body)
+    if path is not None:
+        return problems.invalid_input({".".join(map(str, path)) or "body": [payloads.INVALID_UNICODE]})
+    versions, given, seed, visibility, refusal = _comparison_fields(request, body)
+    if refusal:
+        return refusal
+    try:
+        comparison = comparison_service.start(
+            versions, given, owner=request.user, seed=seed, visibility=visibility or settings.DEFAULT_API_VISIBILITY
+        )
+    except schema.InputError as exc:
+        return problems.invalid_input(exc.errors)
+    except limits.RunRefused as exc:
+        return problems.refused(exc)
+    payload = api.comparison_json(comparison, _base(request))
+    response = JsonResponse(payload, status=201)
+    response["Location"] = payload["urls"]["get"]
+    return response
+
+
+def _get_comparison_for_user(request, comparison_id):
+    """(comparison, None), or (None, the problem to answer), as for a prediction."""
+    found = Comparison.objects.filter(pk=comparison_id).first()
+    access = found.access_for(request.user) if found is not None else Access.PRIVATE
+    if access == Access.PRIVATE:
+        return None, _not_found(f"Comparison {comparison_id}")
+    if access == Access.HIDDEN:
+        return None, problems.problem(410, "Gone", "This comparison was hidden by moderators.")
+    return found, None
+
+
+@api_view("GET")
+def comparison(request, comparison_id):
+    found, refusal = _get_comparison_for_user(request, comparison_id)
+    if refusal:
+        return refusal
+    viewer = None if found.owner_id == request.user.pk else request.user
+    rows = list(found.predictions.select_related("version__model").order_by("created_at"))
+    return JsonResponse(api.comparison_json(found, _base(request), rows, viewer=viewer))
+
+
+@api_view("GET")
+def comparison_predictions(request, comparison_id):
+    found, refusal = _get_comparison_for_user(request, comparison_id)
+    if refusal:
+        return refusal
+    viewer = None if found.owner_id == request.user.pk else request.user
+    queryset = found.predictions.prefetch_related("version__model")
+    base = _base(request)
+
+    def render(items):
+        outputs = api.outputs_by_prediction(items)
+        return [api.prediction_json(p, base, outputs[p.pk], viewer) for p in items]
+
+    return _page_response(request, queryset, render)
 
 
 def openapi(request):

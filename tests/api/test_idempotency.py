@@ -311,12 +311,12 @@ def test_concurrent_duplicates_start_exactly_one_prediction(api, site, alice_tok
     both_inside = threading.Barrier(2)
     admit = limits.admit
 
-    def admit_together(owner, versions):
+    def admit_together(owner, versions, **options):
         try:
             both_inside.wait(timeout=5)
         except threading.BrokenBarrierError:  # SQLite: the first holds the only write transaction
             pass
-        return admit(owner, versions)
+        return admit(owner, versions, **options)
 
     monkeypatch.setattr(limits, "admit", admit_together)
     answers = [None, None]
