@@ -12,6 +12,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "lightbox.settings")
 app = Celery("lightbox")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks(["tasks"], related_name="predictions")
+app.autodiscover_tasks(["tasks"], related_name="trainings")  # fine-tuning (trainapi)
 
 # The filesystem transport keeps its messages under var/; the folders must exist
 # before the first producer or worker touches them.

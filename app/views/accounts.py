@@ -134,7 +134,9 @@ def profile(request):
         "token_form": TokenForm(),
         "new_token": request.session.pop("new_token", None),
         "page": page,
-        "comparisons": request.user.comparisons.standalone().annotate(model_count=Count("predictions")).order_by("-created_at")[:50],
+        "comparisons": request.user.comparisons.standalone()
+        .annotate(model_count=Count("predictions"))
+        .order_by("-created_at")[:50],
         "visibility_choices": VisibilityForm.base_fields["visibility"].choices,
         "shows_nsfw": ContentPreference.objects.shows_nsfw(request.user),
     }

@@ -68,7 +68,9 @@ def _filtered(request, filters):
 
 
 def _filtered_comparisons(request, filters):
-    queryset = Comparison.objects.standalone().only("id", "owner_id", "input", "seed", "visibility", "hidden_at", "created_at")
+    queryset = Comparison.objects.standalone().only(
+        "id", "owner_id", "input", "seed", "visibility", "hidden_at", "created_at"
+    )
     queryset = queryset.filter(owner=request.user) if filters["mine"] else queryset.public()
     runs = Prediction.objects.filter(comparison=OuterRef("pk"))
     if not filters["mine"]:
