@@ -222,7 +222,8 @@ def training_archive(files, *, max_images=None, max_bytes=None):
         raise UploadRejected(f"The training images are larger than {max_bytes // (1024 * 1024)} MB in all.")
     members = []
     for name, data in files:
-        if zipfile.is_zipfile(io.BytesIO(data)) or _is_tar(data):
+        # "PK": a zip by its first bytes, even one too damaged to open (then said so).
+        if data[:2] == b"PK" or zipfile.is_zipfile(io.BytesIO(data)) or _is_tar(data):
             members.extend(_archive_members(name, data, max_images, max_bytes))
         else:
             members.append((name, data))
@@ -265,7 +266,7 @@ def _archive_members(name, data, max_images, max_bytes):
     budget = max_bytes
     found = []
     try:
-        if zipfile.is_zipfile(io.BytesIO(data)):
+        if data[:2] == b"PK" or zipfile.is_zipfile(io.BytesIO(data)):
             with zipfile.ZipFile(io.BytesIO(data)) as archive:
                 entries = [info for info in archive.infolist() if not info.is_dir() and _plain(info.filename)]
                 if len(entries) > 2 * max_images:

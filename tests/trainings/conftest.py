@@ -95,3 +95,13 @@ def data_uri(data, media_type="application/zip"):
     import base64
 
     return f"data:{media_type};base64,{base64.b64encode(data).decode()}"
+
+
+@pytest.fixture
+def queued_trainings(monkeypatch):
+    """Trainings a test starts are recorded instead of sent to the broker."""
+    from tasks.trainings import run_training
+
+    ids = []
+    monkeypatch.setattr(run_training, "delay", ids.append)
+    return ids
