@@ -223,7 +223,7 @@ def training_archive(files, *, max_images=None, max_bytes=None):
     members = []
     for name, data in files:
         # "PK": a zip by its first bytes, even one too damaged to open (then said so).
-        if data[:2] == b"PK" or zipfile.is_zipfile(io.BytesIO(data)) or _is_tar(data):
+        if is_archive(data):
             members.extend(_archive_members(name, data, max_images, max_bytes))
         else:
             members.append((name, data))
@@ -248,6 +248,11 @@ def training_archive(files, *, max_images=None, max_bytes=None):
             if captions.get(stem):
                 archive.writestr(f"{index:04d}.txt", captions[stem])
     return out.getvalue(), len(images)
+
+
+def is_archive(data):
+    """A zip (by its first bytes, even a damaged one) or a tar."""
+    return data[:2] == b"PK" or zipfile.is_zipfile(io.BytesIO(data)) or _is_tar(data)
 
 
 def _is_tar(data):

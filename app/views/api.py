@@ -768,7 +768,12 @@ def version_trainings(request, owner, name, version_id):
         errors["destination"] = ['This field is required: "owner/name", a model of yours.']
     if not isinstance(body.get("input"), dict):
         errors["input"] = ["Give the training's input as a JSON object (input_images, token_string, ...)."]
-    unknown = set(body) - {"destination", "input", "webhook", "webhook_events_filter"}
+    if not webhook and body.get("webhook_completed") and "webhook" not in errors:
+        # The Python client's older name for a webhook of the end only.
+        webhook, events, more = _webhook_fields({"webhook": body["webhook_completed"], "webhook_events_filter": []})
+        events = ["completed"]
+        errors.update({"webhook_completed": value for value in more.values()})
+    unknown = set(body) - {"destination", "input", "webhook", "webhook_events_filter", "webhook_completed"}
     for key in sorted(unknown):
         errors[key] = ["Unknown field."]
     if errors:

@@ -51,7 +51,9 @@ def test_a_training_makes_a_version_that_runs_with_its_weights(api, worker, base
     # It runs at once: same prompt and seed, another image than its base's.
     runs = {}
     for ref in (version, base_version):
-        created = api.post("/v1/predictions", json={"version": ref.id, "input": {"prompt": "a photo of zqx", "seed": 7}})
+        created = api.post(
+            "/v1/predictions", json={"version": ref.id, "input": {"prompt": "a photo of zqx", "seed": 7}}
+        )
         assert created.status_code == 201, created.text
         runs[ref.id] = created.json()["id"]
     for prediction_id in runs.values():
@@ -127,7 +129,9 @@ def test_a_destination_not_owned_or_missing_is_refused(api, base_version, bob):
 def test_trainings_list_only_the_callers(api, base_version, destination, queued_trainings, bob):
     from app.models import Model, Training
 
-    api.post(_url(base_version), json={"destination": "alice/my-face", "input": {"input_images": data_uri(image_zip(1))}})
+    api.post(
+        _url(base_version), json={"destination": "alice/my-face", "input": {"input_images": data_uri(image_zip(1))}}
+    )
     his = Model.objects.create(owner="bob", name="x", user=bob)
     Training.objects.create(version=base_version, destination=his, owner=bob)
     listed = api.get("/v1/trainings").json()
@@ -143,4 +147,3 @@ def test_a_single_image_upload_passes_the_image_checks(api, base_version, destin
     )
     assert response.status_code == 422
     assert "pixels" in response.json()["detail"] or "pixels" in response.text
-
