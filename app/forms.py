@@ -212,6 +212,20 @@ class PlaygroundForm(forms.Form):
                 self.fields[f"{name}_remove"] = forms.BooleanField(label="Remove it", required=False)
             self.common_names.append(name)
         self.specs = {name: _merged_spec(name, self.versions_having(name)) for name in self.common_names}
+        # A fine-tune's trigger word, as the prompt's hint (fine-tuning: trainapi).
+        triggers = [(version, version.trigger_word) for version in self.versions if version.trigger_word]
+        if triggers and "prompt" in self.fields:
+            self.fields["prompt"].widget.attrs["placeholder"] = f"a photo of {triggers[0][1]}"
+            self.fields["prompt"].help_text = " ".join(
+                filter(
+                    None,
+                    [self.fields["prompt"].help_text]
+                    + [
+                        f"{version.model} was fine-tuned on “{word}”: put it in the prompt."
+                        for version, word in triggers
+                    ],
+                )
+            )
         self.advanced = []
         for version in self.versions:
             names = []
@@ -538,6 +552,8 @@ class MultipleFileField(forms.FileField):
         super().__init__(*args, **kwargs)
 
     def clean(self, data, initial=None):
+        if not data:
+            raise forms.ValidationError("Drop at least one image, or a zip or tar of them.", code="required")
         single = super().clean
         return [single(item, initial) for item in data] if isinstance(data, (list, tuple)) else [single(data, initial)]
 

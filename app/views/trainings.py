@@ -38,7 +38,8 @@ def _get_training_for_user(request, training_id):
 def fine_tune(request):
     versions = _trainable_versions(request.user)
     by_id = {version.id: version for version in versions}
-    form = FineTuneForm(versions, request.POST or None, request.FILES or None)
+    initial = {"base": request.GET.get("base"), "steps": request.GET.get("steps")}
+    form = FineTuneForm(versions, request.POST or None, request.FILES or None, initial=initial)
     if request.method == "POST" and form.is_valid():
         version = by_id[form.cleaned_data["base"]]
         files_given = [(f.name, f.read(UPLOAD_READ_LIMIT)) for f in form.cleaned_data["images"]]
@@ -91,7 +92,13 @@ def _own_model(user, name):
 @login_required
 def training(request, training_id):
     found = _get_training_for_user(request, training_id)
-    context = {"training": found, "losses": logs.losses(found.logs)[-200:], "comparisons": found.comparisons.all()}
+    losses = logs.losses(found.logs)[-200:]
+    context = {
+        "training": found,
+        "losses": losses,
+        "loss_points": _polyline(losses),
+        "comparisons": found.comparisons.all(),
+    }
     if request.htmx and request.GET.get("part") == "progress":
         response = TemplateResponse(request, "training.html#progress", context)
         if found.is_terminal and (found.status != "succeeded" or context["comparisons"]):
@@ -99,6 +106,22 @@ def training(request, training_id):
             return HttpResponseStopPolling(response.content)
         return response
     return TemplateResponse(request, "training.html", context)
+
+
+def _polyline(losses, width=300, height=60):
+    """The SVG points of the loss curve: steps across, loss up (scaled to fit)."""
+    if len(losses) < 2:
+        return ""
+    values = [loss for _, loss in losses if loss == loss and abs(loss) != float("inf")]
+    if len(values) < 2:
+        return ""
+    low, high = min(values), max(values)
+    span = (high - low) or 1.0
+    step = width / (len(values) - 1)
+    return " ".join(
+        f"{index * step:.1f},{height - 4 - (value - low) / span * (height - 8):.1f}"
+        for index, value in enumerate(values)
+    )
 
 
 @login_required
