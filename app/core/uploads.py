@@ -219,7 +219,7 @@ def training_archive(files, *, max_images=None, max_bytes=None):
     max_bytes = max_bytes or settings.TRAINING_MAX_BYTES
     total = sum(len(data) for _, data in files)
     if total > max_bytes:
-        raise UploadRejected(f"The training images are larger than {max_bytes // (1024 * 1024)} MB in all.")
+        raise UploadRejected(f"The training images are larger than {size_text(max_bytes)} in all.")
     members = []
     for name, data in files:
         # "PK": a zip by its first bytes, even one too damaged to open (then said so).
@@ -297,6 +297,12 @@ def _archive_members(name, data, max_images, max_bytes):
         # RuntimeError: an encrypted zip; NotImplementedError: a compression it cannot read.
         raise UploadRejected(f"{_shown(name)} is not an archive that can be read (a damaged or encrypted zip or tar).")
     return found
+
+
+def size_text(size):
+    """A size as people say it: "64 MB", or "300 bytes" below a megabyte."""
+    mb = 1024 * 1024
+    return f"{size / mb:g} MB" if size >= mb else f"{size:,} bytes"
 
 
 def _plain(member_name):

@@ -189,7 +189,7 @@ def _images(given, files_given, owner):
         except netguard.UnsafeURL as exc:
             raise uploads.UploadRejected(netguard.refusal("input_images", exc)) from None
         except http.TooLarge:
-            raise uploads.UploadRejected(f"The archive is larger than {limit // (1024 * 1024)} MB.") from None
+            raise uploads.UploadRejected(f"The archive is larger than {uploads.size_text(limit)}.") from None
     else:
         raise uploads.UploadRejected("Give an http(s) URL, a data: URI or a /v1/files URL.")
     return uploads.training_archive([("input_images", data)])
