@@ -34,6 +34,9 @@ def main(argv=None) -> None:
     parser.add_argument("--upload-url", help="PUT outputs here instead of returning data: URIs")
     parser.add_argument("--run-dir", help="the server's working directory (default var/cog/<port>)")
     parser.add_argument("--lora-dir", help="folder of LoRA files (default $LORA_DIR or var/loras)")
+    parser.add_argument(
+        "--train", action="store_true", help="serve the trainer (inference/train.py:train) in Cog's train mode"
+    )
     args = parser.parse_args(argv)
 
     model = args.model
@@ -50,13 +53,20 @@ def main(argv=None) -> None:
     sys.path.insert(0, str(ROOT))
     from inference import schema
 
-    schema.write(run_dir / ".cog" / "openapi_schema.json")
+    if not args.train:
+        schema.write(run_dir / ".cog" / "openapi_schema.json")
 
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     env["COG_PREDICT_TYPE_STUB"] = f"{ROOT / 'inference' / 'predict.py'}:Predictor"
     # The worker subprocess is started as plain `python`: it must be this one.
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     command = [sys.executable, "-m", "cog.server.http", "--host", args.host]
+    if args.train:
+        # Its own working directory: the predictor's schema file must not validate training input.
+        run_dir = run_dir.with_name(run_dir.name + "-train")
+        run_dir.mkdir(parents=True, exist_ok=True)
+        env["COG_TRAIN_TYPE_STUB"] = f"{ROOT / 'inference' / 'train.py'}:train"
+        command += ["--x-mode", "train"]
     if args.upload_url:
         command += ["--upload-url", args.upload_url]
     os.chdir(run_dir)

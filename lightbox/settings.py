@@ -476,6 +476,12 @@ TRAINING_MAX_BYTES = envint("LIGHTBOX_TRAINING_MAX_BYTES", 64 * 1024 * 1024)
 TRAINING_TIMEOUT = envint("LIGHTBOX_TRAINING_TIMEOUT", 3600)
 # What a training step takes, for the estimate before a run has been measured.
 TRAINING_SECONDS_PER_STEP = envfloat("LIGHTBOX_TRAINING_SECONDS_PER_STEP", 1.5)
+# Local models that get a trainer too (a Cog server in train mode, on the
+# model's port + TRAINER_PORT_OFFSET), e.g. "tiny-sd,sdxl": `make run` starts
+# them (manage.py serve_model NAME --train) and load_catalog records them as
+# their versions' trainer_location.
+LOCAL_TRAINERS = [name for name in os.environ.get("LIGHTBOX_LOCAL_TRAINERS", "").replace(" ", ",").split(",") if name]
+TRAINER_PORT_OFFSET = 50
 # The account at Replicate under which trainings of Replicate bases make their
 # versions (its models <owner>-<name>, created when missing).
 REPLICATE_TRAINING_OWNER = os.environ.get("LIGHTBOX_REPLICATE_TRAINING_OWNER", "lightbox")

@@ -279,7 +279,7 @@ def _archive_members(name, data, max_images, max_bytes):
                 for info in entries:
                     budget -= info.file_size
                     if budget < 0:
-                        raise UploadRejected(f"{_shown(name)} unpacks to more than {max_bytes // (1024 * 1024)} MB.")
+                        raise UploadRejected(f"{_shown(name)} unpacks to more than {size_text(max_bytes)}.")
                     found.append((info.filename, archive.read(info)))
         else:
             with tarfile.open(fileobj=io.BytesIO(data)) as archive:
@@ -289,7 +289,7 @@ def _archive_members(name, data, max_images, max_bytes):
                 for member in entries:
                     budget -= member.size
                     if budget < 0:
-                        raise UploadRejected(f"{_shown(name)} unpacks to more than {max_bytes // (1024 * 1024)} MB.")
+                        raise UploadRejected(f"{_shown(name)} unpacks to more than {size_text(max_bytes)}.")
                     found.append((member.name, archive.extractfile(member).read()))
     except UploadRejected:
         raise

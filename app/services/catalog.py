@@ -56,6 +56,11 @@ def local_url(name, index=0):
     return f"http://{settings.COG_HOST}:{local_port(name, index)}"
 
 
+def local_trainer_url(name):
+    """Where `serve_model NAME --train` listens: the model's port + TRAINER_PORT_OFFSET."""
+    return f"http://{settings.COG_HOST}:{local_port(name) + settings.TRAINER_PORT_OFFSET}"
+
+
 def local_urls(name):
     """Every server `make run` starts for local/`name` (LIGHTBOX_LOCAL_MODELS)."""
     return [local_url(name, index) for index in range(settings.LOCAL_POOLS.get(name, 1))]
@@ -163,6 +168,11 @@ def load_default():
             # one: the version's own server, as before pools.
             urls = local_urls(version.model.name)
             pools.set_instances(version, urls if len(urls) > 1 else [])
+            # Fine-tuning (trainapi): its trainer, when LIGHTBOX_LOCAL_TRAINERS names it.
+            trainer = local_trainer_url(version.model.name) if version.model.name in settings.LOCAL_TRAINERS else ""
+            if version.trainer_location != trainer:
+                version.trainer_location = trainer
+                version.save(update_fields=["trainer_location"])
     return versions
 
 

@@ -25,3 +25,8 @@ class Command(BaseCommand):
                     continue
                 process = name if instance == 1 else f"{name}-{instance}"
                 self.stdout.write(f"{process}: python manage.py serve_model {name} --instance {instance}")
+        # Fine-tuning (trainapi): the trainers LIGHTBOX_LOCAL_TRAINERS asks for.
+        for name in settings.LOCAL_TRAINERS:
+            if name not in LOCAL_MODELS:
+                raise CommandError(f"LIGHTBOX_LOCAL_TRAINERS: no local model {name}. Known: {', '.join(LOCAL_MODELS)}.")
+            self.stdout.write(f"{name}-trainer: python manage.py serve_model {name} --train")

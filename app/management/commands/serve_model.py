@@ -5,7 +5,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from app.services import storage
-from app.services.catalog import LOCAL_MODELS, local_port, local_url
+from app.services.catalog import LOCAL_MODELS, local_port, local_trainer_url, local_url
 
 
 class Command(BaseCommand):
@@ -20,8 +20,14 @@ class Command(BaseCommand):
             help="Which server of the model's pool (LIGHTBOX_LOCAL_MODELS=NAME*N): 1 to N; it listens on the "
             "model's port + 10 per instance after the first.",
         )
+        parser.add_argument(
+            "--train",
+            action="store_true",
+            help="Run the model's trainer instead (a Cog server in train mode, inference/train.py), on the model's "
+            "port + 50: the fine-tuning of its version (LIGHTBOX_LOCAL_TRAINERS).",
+        )
 
-    def handle(self, name, instance=1, **options):
+    def handle(self, name, instance=1, train=False, **options):
         if name not in LOCAL_MODELS:
             raise CommandError(f"No local model {name!r}. Known: {', '.join(LOCAL_MODELS)}.")
         if not 1 <= instance <= settings.MAX_LOCAL_INSTANCES:
@@ -42,4 +48,10 @@ class Command(BaseCommand):
         ]
         if family:
             command += ["--family", family[0]]
+        if train:
+            # The trainer answers by webhook with its weights inline: no uploads.
+            command[command.index("--port") + 1] = local_trainer_url(name).rsplit(":", 1)[1]
+            upload = command.index("--upload-url")
+            del command[upload : upload + 2]
+            command.append("--train")
         os.execv(sys.executable, command)
