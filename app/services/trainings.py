@@ -112,6 +112,8 @@ def start(version, destination, input, *, owner, files_given=(), webhook="", web
     images or archives dropped on the page, instead of input_images."""
     if isinstance(destination, str):
         destination = destination_for(owner, destination)
+    elif destination.user_id != owner.pk:
+        raise Refused(f"You can only train into models you own; {destination} is not yours.", status=403)
     if version.base_id:
         raise Refused("Train from a base version, not from a fine-tune.", field="version")
     if version.backend == Version.Backend.COG and not version.trainer_location:
@@ -218,6 +220,8 @@ def apply_update(training, update):
         try:
             return succeed(training, _output(update), changes, update.predict_time)
         except BackendError as exc:
+            if not exc.permanent:
+                raise  # a download that may work next time: the task retries
             return fail(training, f"The trained weights could not be kept: {exc}")
     if update.status in Training.TERMINAL:
         changes.update(

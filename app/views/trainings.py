@@ -78,7 +78,8 @@ def fine_tune(request):
 
 
 def _own_model(user, name):
-    """The user's model called `name`, made (private) when they have none."""
+    """The user's model called `name`, made (private) when they have none;
+    one of that name that is not theirs is refused by trainings.start."""
     found = Model.objects.filter(owner=user.username, name=name).first()
     if found is not None:
         return found
