@@ -2,10 +2,13 @@
 training from a base version and images, follow its steps and loss live, cancel
 it, and open the comparison of base and fine-tune it starts on success."""
 
+from datetime import timedelta
+
 from django.contrib.auth.decorators import login_required
 from django.db import IntegrityError, transaction
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
+from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
 from django_htmx.http import HttpResponseStopPolling
 
@@ -16,6 +19,7 @@ from app.models import Model, Training, Version
 from app.services import limits, trainings
 
 UPLOAD_READ_LIMIT = 80 * 1024 * 1024
+COMPARISON_WAIT = 60
 
 
 def _trainable_versions(user):
@@ -94,15 +98,24 @@ def _own_model(user, name):
 def training(request, training_id):
     found = _get_training_for_user(request, training_id)
     losses = logs.losses(found.logs)[-200:]
+    comparisons = list(found.comparisons.all())
+    # A success is followed until its comparisons are there (a worker starts
+    # them), for a minute at most: a limit reached may keep them from starting.
+    awaiting = (
+        found.status == "succeeded"
+        and not comparisons
+        and timezone.now() - found.completed_at < timedelta(seconds=COMPARISON_WAIT)
+    )
     context = {
         "training": found,
         "losses": losses,
         "loss_points": _polyline(losses),
-        "comparisons": found.comparisons.all(),
+        "comparisons": comparisons,
+        "polling": not found.is_terminal or awaiting,
     }
     if request.htmx and request.GET.get("part") == "progress":
         response = TemplateResponse(request, "training.html#progress", context)
-        if found.is_terminal and (found.status != "succeeded" or context["comparisons"]):
+        if not context["polling"]:
             response.render()
             return HttpResponseStopPolling(response.content)
         return response

@@ -63,5 +63,9 @@ def test_pages_show_a_fine_tune_and_keep_trainings_private(client, base_version,
     assert client.get(f"/t/{his.id}").status_code == 404
     assert client.post(f"/t/{his.id}/cancel").status_code == 404
     assert Training.objects.get(pk=his.pk).status == "starting"
+    # The estimate follows the steps chosen (an htmx partial).
+    estimate = client.get(f"/fine-tune?part=estimate&base={base_version.id}&steps=12", HTTP_HX_REQUEST="true")
+    text = estimate.content.decode()
+    assert "12 steps" in text and "its default: 4" in text and "<html" not in text
     client.logout()
     assert client.get("/fine-tune").status_code == 302  # to the login page
