@@ -110,7 +110,7 @@ def start(version, destination, input, *, owner, files_given=(), webhook="", web
     Refused (the destination, the base), InputError (per input field) or
     limits.RunRefused; nothing is saved then. `files_given`: (name, bytes) of
     images or archives dropped on the page, instead of input_images."""
-    if isinstance(destination, str):
+    if not isinstance(destination, Model):
         destination = destination_for(owner, destination)
     elif destination.user_id != owner.pk:
         raise Refused(f"You can only train into models you own; {destination} is not yours.", status=403)
