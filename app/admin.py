@@ -40,6 +40,7 @@ from app.models import (
     PredictionReview,
     ReconcilerState,
     Report,
+    Training,
     Version,
 )
 from app.services import arena, collections, moderation
@@ -636,8 +637,13 @@ class VersionAdmin(admin.ModelAdmin):
         "timeout",
         "cog_version",
         "created_at",
+        # Fine-tuning (trainapi): where it trains; what a fine-tune was trained from.
+        "trainer_location",
+        "base",
+        "trigger_word",
     ]
     readonly_fields = [
+        "base",
         "id",
         "model",
         "backend",
@@ -768,3 +774,22 @@ class ArenaVoteAdmin(ModeratorOnly, admin.ModelAdmin):
         voters = set(queryset.values_list("voter_key", flat=True))
         count = sum(arena.set_excluded(voter, True, request.user, _reason(request)) for voter in voters)
         self.message_user(request, f"Excluded {count} vote(s) of {len(voters)} voter(s).", messages.SUCCESS)
+
+
+# --- Fine-tuning (trainapi) ---------------------------------------------------------
+
+
+@admin.register(Training)
+class TrainingAdmin(admin.ModelAdmin):
+    """Trainings, to look at (their state changes only through the engine)."""
+
+    list_display = ["id", "owner", "version", "destination", "status", "created_at"]
+    list_filter = ["status"]
+    search_fields = ["id", "owner__username", "destination__name"]
+    list_select_related = ["owner", "version__model", "destination"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [field.name for field in Training._meta.fields] + ["comparisons"]
+
+    def has_add_permission(self, request):
+        return False

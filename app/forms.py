@@ -213,6 +213,20 @@ class PlaygroundForm(forms.Form):
                 self.fields[f"{name}_remove"] = forms.BooleanField(label="Remove it", required=False)
             self.common_names.append(name)
         self.specs = {name: _merged_spec(name, self.versions_having(name)) for name in self.common_names}
+        # A fine-tune's trigger word, as the prompt's hint (fine-tuning: trainapi).
+        triggers = [(version, version.trigger_word) for version in self.versions if version.trigger_word]
+        if triggers and "prompt" in self.fields:
+            self.fields["prompt"].widget.attrs["placeholder"] = f"a photo of {triggers[0][1]}"
+            self.fields["prompt"].help_text = " ".join(
+                filter(
+                    None,
+                    [self.fields["prompt"].help_text]
+                    + [
+                        f"{version.model} was fine-tuned on “{word}”: put it in the prompt."
+                        for version, word in triggers
+                    ],
+                )
+            )
         self.advanced = []
         for version in self.versions:
             names = []
@@ -682,3 +696,55 @@ class BenchmarkForm(forms.Form):
             for field in ("num_inference_steps", "width", "height")
             if self.cleaned_data.get(field) is not None
         }
+
+
+# --- Fine-tuning (trainapi) ---------------------------------------------------------
+
+
+class MultipleFileInput(forms.ClearableFileInput):
+    allow_multiple_selected = True
+
+
+class MultipleFileField(forms.FileField):
+    """Several files in one field: images, or a zip or tar of them."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("widget", MultipleFileInput(attrs={"accept": "image/png,image/jpeg,image/webp,.zip,.tar"}))
+        super().__init__(*args, **kwargs)
+
+    def clean(self, data, initial=None):
+        if not data:
+            raise forms.ValidationError("Drop at least one image, or a zip or tar of them.", code="required")
+        single = super().clean
+        return [single(item, initial) for item in data] if isinstance(data, (list, tuple)) else [single(data, initial)]
+
+
+class FineTuneForm(forms.Form):
+    """The Fine-tune page: a base version, the images, a trigger word and
+    steps (defaults per family: app.services.trainings.FAMILY_DEFAULTS), and
+    the model of the user's the new version goes to."""
+
+    base = forms.ChoiceField(label="Base version")
+    images = MultipleFileField(
+        label="Training images",
+        help_text="4-20 photos of your subject (PNG, JPEG, WEBP), or one zip or tar of them.",
+    )
+    trigger_word = forms.RegexField(
+        regex=r"^[^\s<>\"'`{}]{1,40}$",
+        initial="TOK",
+        max_length=40,
+        help_text="A rare word the fine-tune learns your subject as; put it in prompts to use it.",
+        error_messages={"invalid": "One word of 1-40 characters, no spaces or quotes."},
+    )
+    steps = forms.IntegerField(
+        label="Training steps", min_value=1, max_value=20000, required=False, help_text="Empty: the base's default."
+    )
+    destination = forms.SlugField(
+        label="New model name",
+        max_length=100,
+        help_text="A model of yours the fine-tune becomes a version of (made if you have none of that name).",
+    )
+
+    def __init__(self, versions, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["base"].choices = [(version.id, f"{version.model} ({version.id[:8]})") for version in versions]

@@ -128,12 +128,34 @@ class Version(models.Model):
     # What a second of prediction time costs (USD). Empty: Replicate versions
     # use LIGHTBOX_REPLICATE_PRICE_PER_SECOND, our own Cog servers are free.
     price_per_second = models.DecimalField(max_digits=12, decimal_places=8, null=True, blank=True)
+    # --- Fine-tuning (trainapi) ---
+    # A Cog server in train mode (`--x-mode train`) that fine-tunes this
+    # version: Lightbox's local model launcher fills it (serve_model), the admin
+    # can; empty: a Cog version cannot be trained (Replicate's train on their cloud).
+    trainer_location = models.CharField(max_length=500, blank=True, default="")
+    # A fine-tune: the version it was trained from. It runs where its base runs,
+    # with the base's schema and its `lora` input set to these weights (a URL
+    # signed for the model server: app.services.trainings.weights_url).
+    base = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="fine_tunes", editable=False
+    )
+    weights = models.FileField(upload_to="weights/", max_length=300, blank=True)
+    # The word the fine-tune learned its subject as: the playground's prompt hint.
+    trigger_word = models.CharField(max_length=100, blank=True, default="")
 
     class Meta:
         ordering = ["-created_at"]
 
     def __str__(self):
         return f"{self.model}:{self.id[:12]}"
+
+    @property
+    def is_fine_tune(self):
+        return self.base_id is not None
+
+    @property
+    def trainable(self):
+        return bool(self.trainer_location) or self.backend == self.Backend.REPLICATE
 
     @property
     def ref(self):
@@ -791,25 +813,17 @@ class Prediction(Moderated):
     # never undo "succeeded", "failed" or "canceled".
 
     def _transition(self, **changes):
-        with transaction.atomic():
-            row = Prediction.objects.select_for_update().get(pk=self.pk)
-            if row.is_terminal:
-                self.refresh_from_db()
-                return False
-            for field, value in changes.items():
-                setattr(row, field, value)
-            if row.is_terminal and row.queued_at and not row.released_at:
-                # An end (a cancel) takes it out of the scheduler's queue.
-                changes = {**changes, "released_at": timezone.now()}
-                row.released_at = changes["released_at"]
-            row.save(update_fields=list(changes))
-            if row.is_terminal:
-                # Its instance's slot is free in the same commit, so a
-                # crash after it cannot leak the slot.
-                Instance.objects.holding(row).update(prediction=None)
-                waits.ended(row.pk)
-        self.refresh_from_db()
-        return True
+        return locked_transition(self, changes, ended=self._ended)
+
+    @staticmethod
+    def _ended(row):
+        if row.queued_at and not row.released_at:
+            # An end (a cancel) takes it out of the scheduler's queue.
+            Prediction.objects.filter(pk=row.pk).update(released_at=timezone.now())
+        # Its instance's slot is free in the same commit, so a crash after it
+        # cannot leak the slot.
+        Instance.objects.holding(row).update(prediction=None)
+        waits.ended(row.pk)
 
     def mark_dispatched(self, remote_id="", server_boot=""):
         now = timezone.now()
@@ -823,6 +837,24 @@ class Prediction(Moderated):
 
     def wants_event(self, event):
         return not self.webhook_events_filter or event in self.webhook_events_filter
+
+
+def locked_transition(instance, changes, ended=None):
+    """The one state change of a run (a Prediction, a Training): the row is
+    locked, a terminal one is never touched (a late webhook or a retried task
+    cannot undo "succeeded"), and `ended(row)` runs in the commit that ends it."""
+    with transaction.atomic():
+        row = type(instance).objects.select_for_update().get(pk=instance.pk)
+        if row.is_terminal:
+            instance.refresh_from_db()
+            return False
+        for field, value in changes.items():
+            setattr(row, field, value)
+        row.save(update_fields=list(changes))
+        if row.is_terminal and ended is not None:
+            ended(row)
+    instance.refresh_from_db()
+    return True
 
 
 def _writable_json(instance, fields):
@@ -1385,6 +1417,126 @@ class Notice(models.Model):
 
     def __str__(self):
         return self.text
+
+
+# --- Fine-tuning (trainapi) -----------------------------------------------------
+
+
+class TrainingQuerySet(models.QuerySet):
+    def active(self):
+        return self.filter(status__in=Training.ACTIVE)
+
+    def for_user(self, user):
+        return self.filter(owner=user)
+
+
+def training_upload_to(instance, filename):
+    return f"trainings/{instance.pk[:2]}/{instance.pk}/{filename}"
+
+
+class Training(models.Model):
+    """A fine-tune of `version` (its base) into a new version of
+    `destination`, as Replicate's trainings: it runs on the base's trainer (a
+    Cog server in train mode, Version.trainer_location) or on Replicate's
+    cloud, through the same engine as predictions (dispatch, webhooks, the
+    reconciler); app.services.trainings is its lifecycle."""
+
+    Status = Prediction.Status
+    Source = Prediction.Source
+    TERMINAL = Prediction.TERMINAL
+    ACTIVE = Prediction.ACTIVE
+
+    id = models.CharField(primary_key=True, max_length=32, default=new_id, editable=False)
+    version = models.ForeignKey(Version, on_delete=models.PROTECT, related_name="trainings")
+    destination = models.ForeignKey(Model, on_delete=models.CASCADE, related_name="trainings")
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="trainings")
+    # The input as given (an archive given inline is named, not kept here) ...
+    input = models.JSONField(default=dict)
+    # ... and the training images as they were checked and re-encoded: the
+    # archive the trainer gets.
+    images = models.FileField(upload_to=training_upload_to, max_length=300, blank=True)
+    image_count = models.PositiveIntegerField(default=0)
+    trigger_word = models.CharField(max_length=100, blank=True, default="")
+    # The backend's own output until stored; then the new version and its weights.
+    output = models.JSONField(null=True, blank=True)
+    new_version = models.ForeignKey(Version, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # Base against fine-tune, one per prompt with the trigger word and the same
+    # seed, started when it succeeds (app.services.trainings.compare).
+    comparisons = models.ManyToManyField(Comparison, blank=True, related_name="+")
+    logs = models.TextField(blank=True, default="")
+    error = models.TextField(blank=True, default="")
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.STARTING)
+    source = models.CharField(max_length=5, choices=Source.choices, default=Source.API)
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    predict_time = models.FloatField(null=True, blank=True)
+    # Recovery, as Prediction's fields of the same names (docs/architecture.md).
+    remote_id = models.CharField(max_length=100, blank=True, default="")
+    dispatched_at = models.DateTimeField(null=True, blank=True)
+    dispatch_attempts = models.PositiveIntegerField(default=0)
+    attempted_at = models.DateTimeField(null=True, blank=True)
+    heard_at = models.DateTimeField(null=True, blank=True)
+    server_boot = models.CharField(max_length=64, blank=True, default="")
+    webhook = models.URLField(max_length=1000, blank=True, default="")
+    webhook_events_filter = models.JSONField(default=list, blank=True)
+    webhook_sent_at = models.DateTimeField(null=True, blank=True)
+    # USD, estimated at the start, settled from the predict time at the end.
+    cost = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
+
+    objects = TrainingQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["owner", "-created_at"], name="training_owner_created")]
+
+    def __str__(self):
+        return self.id
+
+    @property
+    def is_terminal(self):
+        return self.status in self.TERMINAL
+
+    @property
+    def total_time(self):
+        if self.completed_at:
+            return (self.completed_at - self.created_at).total_seconds()
+        return None
+
+    @property
+    def progress(self):
+        return logs.progress(self.logs)
+
+    @property
+    def percent(self):
+        if self.status == self.Status.SUCCEEDED:
+            return 100
+        progress = self.progress
+        return int(100 * progress[0] / progress[1]) if progress and progress[1] else 0
+
+    @property
+    def loss(self):
+        """The loss of the last "step k/N loss=x" line, or None."""
+        return logs.last_loss(self.logs)
+
+    def get_absolute_url(self):
+        return reverse("training", args=[self.id])
+
+    def _transition(self, **changes):
+        return locked_transition(self, changes)
+
+    def mark_dispatched(self, remote_id="", server_boot=""):
+        now = timezone.now()
+        return self._transition(
+            remote_id=remote_id or self.id,
+            dispatched_at=now,
+            heard_at=now,
+            dispatch_attempts=self.dispatch_attempts + 1,
+            server_boot=server_boot,
+        )
+
+    def wants_event(self, event):
+        return not self.webhook_events_filter or event in self.webhook_events_filter
 
 
 class PredictionReview(Prediction):

@@ -17,6 +17,7 @@ app.autodiscover_tasks(["tasks"], related_name="benchmarks")
 app.autodiscover_tasks(["tasks"], related_name="grids")
 # The arena's leaderboard fits (tasks/arena.py).
 app.autodiscover_tasks(["tasks"], related_name="arena")
+app.autodiscover_tasks(["tasks"], related_name="trainings")  # fine-tuning (trainapi)
 
 # The filesystem transport keeps its messages under var/; the folders must exist
 # before the first producer or worker touches them.

@@ -508,3 +508,17 @@ REPRO_CLOSE = envfloat("LIGHTBOX_REPRO_CLOSE", 0.02)
 # Published predictions the beat runs again, each run of it, to check they reproduce (0: off).
 REPRO_CHECK_SAMPLE = envint("LIGHTBOX_REPRO_CHECK_SAMPLE", 0)
 REPRO_CHECK_INTERVAL = envint("LIGHTBOX_REPRO_CHECK_INTERVAL", 24 * 3600)
+# --- Fine-tuning (trainapi) ---
+# A training's images (a zip or tar, or files dropped on the Fine-tune page):
+# at most so many, so many bytes in all (each image also passes the upload
+# checks above: format, pixels, LIGHTBOX_UPLOAD_IMAGE_MAX_BYTES).
+TRAINING_MAX_IMAGES = envint("LIGHTBOX_TRAINING_MAX_IMAGES", 100)
+TRAINING_MAX_BYTES = envint("LIGHTBOX_TRAINING_MAX_BYTES", 64 * 1024 * 1024)
+# Seconds a training may stay quiet before the reconciler fails it (a step of
+# SDXL on a CPU is slow; diffusers' trainers log every step).
+TRAINING_TIMEOUT = envint("LIGHTBOX_TRAINING_TIMEOUT", 3600)
+# What a training step takes, for the estimate before a run has been measured.
+TRAINING_SECONDS_PER_STEP = envfloat("LIGHTBOX_TRAINING_SECONDS_PER_STEP", 1.5)
+# The account at Replicate under which trainings of Replicate bases make their
+# versions (its models <owner>-<name>, created when missing).
+REPLICATE_TRAINING_OWNER = os.environ.get("LIGHTBOX_REPLICATE_TRAINING_OWNER", "lightbox")

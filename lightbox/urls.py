@@ -18,6 +18,7 @@ from app.views import (
     moderation,
     playground,
     predictions,
+    trainings,
 )
 
 api_patterns = [
@@ -37,6 +38,15 @@ api_patterns = [
     path("files", api.files, name="files"),
     path("files/<str:file_id>", api.file, name="file"),
     path("files/<str:file_id>/download", api.file_download, name="file-download"),
+    # Trainings (fine-tuning: trainapi)
+    path(
+        "models/<str:owner>/<str:name>/versions/<str:version_id>/trainings",
+        api.version_trainings,
+        name="version-trainings",
+    ),
+    path("trainings", api.trainings, name="trainings"),
+    path("trainings/<str:training_id>", api.training, name="training"),
+    path("trainings/<str:training_id>/cancel", api.training_cancel, name="training-cancel"),
     path("account", api.account, name="account"),
     path("hardware", api.hardware_list, name="hardware"),
     path("collections", api.collections, name="collections"),
@@ -82,6 +92,10 @@ hook_patterns = [
     path("cog/uploads/<str:token>/<str:filename>", hooks.cog_upload, name="cog-upload"),
     path("cog/<str:prediction_id>/<str:token>", hooks.cog_webhook, name="cog"),
     path("replicate/<str:prediction_id>", hooks.replicate_webhook, name="replicate"),
+    # Trainings (fine-tuning: trainapi): the trainer's webhooks, a fine-tune's weights.
+    path("cog/trainings/<str:training_id>/<str:token>", hooks.cog_training_webhook, name="cog-training"),
+    path("replicate/trainings/<str:training_id>", hooks.replicate_training_webhook, name="replicate-training"),
+    path("weights/<str:version_id>/<str:token>", hooks.weights, name="weights"),
 ]
 
 account_patterns = [
@@ -122,6 +136,10 @@ page_patterns = [
     path("p/<str:prediction_id>/delete", predictions.prediction_delete, name="prediction-delete"),
     path("p/<str:prediction_id>/visibility", predictions.prediction_visibility, name="prediction-visibility"),
     path("p/<str:prediction_id>/report", predictions.prediction_report, name="prediction-report"),
+    # Fine-tuning (trainapi)
+    path("fine-tune", trainings.fine_tune, name="fine-tune"),
+    path("t/<str:training_id>", trainings.training, name="training"),
+    path("t/<str:training_id>/cancel", trainings.training_cancel, name="training-cancel"),
     path("gallery", gallery.gallery, name="gallery"),
     path("models", gallery.models, name="models"),
     path("models/<str:owner>/<str:name>", gallery.model, name="model"),

@@ -243,18 +243,25 @@ def _reconcile(still_ours):
         return False
     # Files of /v1/files past their expires_at.
     files.sweep()
-    return True
+    # Trainings, by the same rules (tasks.trainings).
+    from tasks import trainings  # noqa: PLC0415  (it imports this module's rules)
+
+    return trainings.reconcile_round(still_ours, now)
 
 
-def _recheck(prediction, now):
+def _recheck(prediction, now, lifecycle=predictions, runner=None, timeout=None):
+    """The rules for a quiet run (docs/protocols.md), for a prediction or, with
+    its `lifecycle` (app.services.trainings), `runner` task and `timeout`, a training."""
     version = prediction.version
-    timed_out = (prediction.heard_at or prediction.dispatched_at) < now - timedelta(seconds=version.timeout)
+    runner = runner or run_prediction
+    timeout = timeout or version.timeout
+    timed_out = (prediction.heard_at or prediction.dispatched_at) < now - timedelta(seconds=timeout)
     if version.backend == "replicate":
         if timed_out:
-            _stop_quiet(prediction)
+            _stop_quiet(prediction, lifecycle, timeout)
             return
         try:
-            predictions.apply_update(prediction, backends.replicate.poll(prediction))
+            lifecycle.apply_update(prediction, backends.replicate.poll(prediction))
         except BackendError as exc:
             log.warning("reconcile: polling %s failed: %s", prediction.id, exc)
         return
@@ -269,46 +276,44 @@ def _recheck(prediction, now):
     if not (restarted or timed_out):
         return
     if timed_out and boot is None:
-        _stop_quiet(prediction)  # not even its health check answers
+        _stop_quiet(prediction, lifecycle, timeout)  # not even its health check answers
         return
+    rows = type(prediction).objects.filter(pk=prediction.pk)
     if prediction.dispatch_attempts >= MAX_DISPATCHES:
-        predictions.fail(prediction, "The model server lost this prediction several times; giving up.")
+        kind = type(prediction).__name__.lower()
+        lifecycle.fail(prediction, f"The model server lost this {kind} several times; giving up.")
         return
     try:
         still_running = backends.cog.resubmit(prediction)
     except Busy:
         # Busy with another prediction: ours is lost there. Queue it again.
-        Prediction.objects.filter(pk=prediction.pk, status__in=Prediction.ACTIVE).update(
-            dispatched_at=None, attempted_at=now
-        )
-        run_prediction.delay(prediction.id)
+        rows.filter(status__in=Prediction.ACTIVE).update(dispatched_at=None, attempted_at=now)
+        runner.delay(prediction.id)
         return
     except BackendError as exc:
-        if prediction.instance_id and not exc.permanent:
+        if getattr(prediction, "instance_id", None) and not exc.permanent:
             # A pool's instance that is gone: another instance can run it.
             pools.requeue_lost(prediction, prediction.instance, str(exc))
         elif timed_out:
-            _stop_quiet(prediction)
+            _stop_quiet(prediction, lifecycle, timeout)
         else:
             log.warning("reconcile: model server for %s: %s", prediction.id, exc)
         return
     if still_running and timed_out:
-        _stop_quiet(prediction)  # a hung model holds the server's only slot
+        _stop_quiet(prediction, lifecycle, timeout)  # a hung model holds the server's only slot
     elif still_running:
-        Prediction.objects.filter(pk=prediction.pk).update(server_boot=boot or "")
+        rows.update(server_boot=boot or "")
     else:
-        Prediction.objects.filter(pk=prediction.pk).update(
-            heard_at=now, dispatch_attempts=F("dispatch_attempts") + 1, server_boot=boot or ""
-        )
+        rows.update(heard_at=now, dispatch_attempts=F("dispatch_attempts") + 1, server_boot=boot or "")
 
 
-def _stop_quiet(prediction):
+def _stop_quiet(prediction, lifecycle=predictions, timeout=None):
     version = prediction.version
     backends.for_version(version).cancel(prediction)  # frees the slot a hung model holds
-    predictions.fail(
+    lifecycle.fail(
         prediction,
-        f"The model server stopped answering: nothing heard for {version.timeout} seconds, "
-        "so the prediction was stopped.",
+        f"The model server stopped answering: nothing heard for {timeout or version.timeout} seconds, "
+        f"so the {type(prediction).__name__.lower()} was stopped.",
     )
 
 

@@ -46,6 +46,34 @@ def progress(logs):
     return int(step), int(total)
 
 
+LOSS_RE = re.compile(r"step\s+\d+\s*/\s*\d+\b[^\n]*?\bloss[=:]\s*([-+0-9.eE]+|nan|inf)", re.IGNORECASE)
+
+
+def last_loss(logs):
+    """The loss of the last "step k/N loss=x" line a trainer logged, or None."""
+    matches = LOSS_RE.findall((logs or "")[-2000:])
+    if not matches:
+        return None
+    try:
+        return float(matches[-1])
+    except ValueError:
+        return None
+
+
+def losses(logs):
+    """Every (step, loss) a trainer logged, for a training's loss curve."""
+    found = []
+    for line in (logs or "").splitlines()[-5000:]:
+        step = STEP_RE.search(line)
+        loss = LOSS_RE.search(line)
+        if step and loss:
+            try:
+                found.append((int(step.group(1)), float(loss.group(1))))
+            except ValueError:
+                continue
+    return found
+
+
 def nsfw_flags(logs):
     """The last safety checker verdict in a prediction's logs: a list of bools
     (one per output), or [] when the predictor reported none."""

@@ -272,6 +272,27 @@ def _replicate_document(base_url):
                     ok_status="201",
                 )
             },
+            # Trainings (fine-tuning: trainapi)
+            "/v1/models/{model_owner}/{model_name}/versions/{version_id}/trainings": {
+                "post": _op(
+                    "Fine-tune a version into a new version of a model you own (its destination)",
+                    "trainings.create",
+                    _ref("Training"),
+                    body=_ref("TrainingRequest"),
+                    params=["model_owner", "model_name", "version_id"],
+                    ok_status="201",
+                    extra=["503"],
+                )
+            },
+            "/v1/trainings": {
+                "get": _op("List your trainings, newest first", "trainings.list", _page("Training"), params=["cursor"])
+            },
+            "/v1/trainings/{training_id}": {
+                "get": _op("Get a training of yours", "trainings.get", _ref("Training"), params=["training_id"])
+            },
+            "/v1/trainings/{training_id}/cancel": {
+                "post": _op("Cancel a training of yours", "trainings.cancel", _ref("Training"), params=["training_id"])
+            },
             "/v1/webhooks/default/secret": {
                 "get": _op("Get the secret that signs your webhooks", "webhooks.default.secret.get", _ref("Secret"))
             },
@@ -335,6 +356,7 @@ def _replicate_document(base_url):
                         "file_id",
                         "collection_slug",
                         "comparison_id",
+                        "training_id",
                         *DEPLOYMENT,
                         *BUNDLE_PARAMS,
                     )
@@ -375,6 +397,48 @@ def _replicate_document(base_url):
                         "detail": {"type": "string"},
                         "status": {"type": "integer"},
                         "invalid_fields": {"type": "array", "items": {"type": "object"}},
+                    },
+                },
+                "TrainingRequest": {
+                    "type": "object",
+                    "required": ["destination", "input"],
+                    "properties": {
+                        "destination": {"type": "string", "description": "owner/name: an existing model you own."},
+                        "input": {
+                            "type": "object",
+                            "description": "As Replicate's SDXL trainer: input_images (a zip or tar of images: "
+                            "a URL, a data: URI or a /v1/files URL), token_string, max_train_steps, learning_rate, "
+                            "lora_rank, resolution, seed, ...",
+                        },
+                        "webhook": {"type": "string", "format": "uri"},
+                        "webhook_events_filter": _request_fields()["webhook_events_filter"],
+                    },
+                },
+                "Training": {
+                    "type": "object",
+                    "required": ["id", "model", "version", "status", "urls"],
+                    "properties": {
+                        "id": {"type": "string"},
+                        "model": {"type": "string"},
+                        "version": {"type": "string"},
+                        "destination": {"type": "string"},
+                        "input": {"type": "object"},
+                        "logs": {"type": "string"},
+                        "output": {
+                            "type": ["object", "null"],
+                            "properties": {"version": {"type": "string"}, "weights": {"type": "string"}},
+                        },
+                        "error": {"type": ["string", "null"]},
+                        "status": {
+                            "type": "string",
+                            "enum": ["starting", "processing", "succeeded", "failed", "canceled"],
+                        },
+                        "created_at": {"type": "string"},
+                        "started_at": {"type": ["string", "null"]},
+                        "completed_at": {"type": ["string", "null"]},
+                        "source": {"type": "string"},
+                        "metrics": {"type": "object"},
+                        "urls": {"type": "object"},
                     },
                 },
                 "PredictionRequest": {

@@ -15,6 +15,8 @@ for our Cog servers (`inline_urls`, through app.core.netguard).
 import base64
 import io
 import math
+import tarfile
+import zipfile
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -197,3 +199,123 @@ def inline_urls(version, data):
             raise netguard.UnsafeURL(str(exc), public=netguard.refusal(name, exc)) from exc
         inlined.append((name, index, data_uri(content, content_type)))
     return replaced(data, inlined)
+
+
+# --- A training's images (fine-tuning) -------------------------------------------
+# A zip or tar of images, or image files dropped on a page: each member goes
+# through clean_image (format, pixels, size), their number and total size are
+# bounded, and the trainer gets a fresh zip of the re-encoded images only, so
+# no path, link, hidden file or anything else an archive may carry reaches it.
+# Captions (a .txt beside an image, as Replicate's trainers read them) are kept.
+
+CAPTION_MAX_BYTES = 2000
+
+
+def training_archive(files, *, max_images=None, max_bytes=None):
+    """(zip bytes, image count) from `files`, a list of (name, bytes): archives
+    (zip, tar) are opened, images checked. Raises UploadRejected saying what is
+    wrong with which file."""
+    max_images = max_images or settings.TRAINING_MAX_IMAGES
+    max_bytes = max_bytes or settings.TRAINING_MAX_BYTES
+    total = sum(len(data) for _, data in files)
+    if total > max_bytes:
+        raise UploadRejected(f"The training images are larger than {size_text(max_bytes)} in all.")
+    members = []
+    for name, data in files:
+        # "PK": a zip by its first bytes, even one too damaged to open (then said so).
+        if is_archive(data):
+            members.extend(_archive_members(name, data, max_images, max_bytes))
+        else:
+            members.append((name, data))
+    images, captions = [], {}
+    for name, data in members:
+        stem = _stem(name)
+        if name.lower().endswith(".txt"):
+            captions[stem] = data[:CAPTION_MAX_BYTES].decode("utf-8", "replace").strip()
+            continue
+        if len(images) >= max_images:
+            raise UploadRejected(f"Give at most {max_images} training images.")
+        try:
+            images.append((stem, clean_image(data)))
+        except UploadRejected as exc:
+            raise UploadRejected(f"{_shown(name)}: {exc}") from None
+    if not images:
+        raise UploadRejected("There are no images to train on: give a zip or tar of PNG, JPEG or WEBP images.")
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as archive:
+        for index, (stem, image) in enumerate(images):
+            archive.writestr(f"{index:04d}.{image.extension}", image.data)
+            if captions.get(stem):
+                archive.writestr(f"{index:04d}.txt", captions[stem])
+    return out.getvalue(), len(images)
+
+
+def is_archive(data):
+    """A zip (by its first bytes, even a damaged one) or a tar."""
+    return data[:2] == b"PK" or zipfile.is_zipfile(io.BytesIO(data)) or _is_tar(data)
+
+
+def _is_tar(data):
+    try:
+        with tarfile.open(fileobj=io.BytesIO(data)) as archive:
+            archive.next()
+        return True
+    except (tarfile.TarError, EOFError, OSError):
+        return False
+
+
+def _archive_members(name, data, max_images, max_bytes):
+    """(member name, bytes) of the regular files of a zip or tar: directories,
+    links and hidden files (macOS' __MACOSX, .DS_Store) are skipped; what they
+    would inflate to is bounded before anything is read (a zip bomb)."""
+    budget = max_bytes
+    found = []
+    try:
+        if data[:2] == b"PK" or zipfile.is_zipfile(io.BytesIO(data)):
+            with zipfile.ZipFile(io.BytesIO(data)) as archive:
+                entries = [info for info in archive.infolist() if not info.is_dir() and _plain(info.filename)]
+                if len(entries) > 2 * max_images:
+                    raise UploadRejected(f"{_shown(name)} has {len(entries)} files; give at most {max_images} images.")
+                for info in entries:
+                    budget -= info.file_size
+                    if budget < 0:
+                        raise UploadRejected(f"{_shown(name)} unpacks to more than {size_text(max_bytes)}.")
+                    found.append((info.filename, archive.read(info)))
+        else:
+            with tarfile.open(fileobj=io.BytesIO(data)) as archive:
+                entries = [member for member in archive.getmembers() if member.isfile() and _plain(member.name)]
+                if len(entries) > 2 * max_images:
+                    raise UploadRejected(f"{_shown(name)} has {len(entries)} files; give at most {max_images} images.")
+                for member in entries:
+                    budget -= member.size
+                    if budget < 0:
+                        raise UploadRejected(f"{_shown(name)} unpacks to more than {size_text(max_bytes)}.")
+                    found.append((member.name, archive.extractfile(member).read()))
+    except UploadRejected:
+        raise
+    except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError, RuntimeError, NotImplementedError, ValueError):
+        # RuntimeError: an encrypted zip; NotImplementedError: a compression it cannot read.
+        raise UploadRejected(f"{_shown(name)} is not an archive that can be read (a damaged or encrypted zip or tar).")
+    return found
+
+
+def size_text(size):
+    """A size as people say it: "64 MB", or "300 bytes" below a megabyte."""
+    mb = 1024 * 1024
+    return f"{size / mb:g} MB" if size >= mb else f"{size:,} bytes"
+
+
+def _plain(member_name):
+    parts = member_name.replace("\\", "/").split("/")
+    return not any(part.startswith(".") or part == "__MACOSX" for part in parts)
+
+
+def _stem(name):
+    base = name.replace("\\", "/").rsplit("/", 1)[-1]
+    return base.rsplit(".", 1)[0] if "." in base else base
+
+
+def _shown(name):
+    """A member's name as an error message quotes it: short, printable."""
+    text = "".join(char if char.isprintable() else "?" for char in (name or "the file"))
+    return text[:80]

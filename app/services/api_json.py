@@ -118,6 +118,39 @@ def output_urls(prediction, base, outputs=None, viewer=None):
     return [absolute(signed_url(field, viewer), base) for field in shown if field]
 
 
+def training_json(training, base=None):
+    """A training as /v1 shows it: Replicate's shape, with output
+    {version, weights} once it succeeded (the weights at a URL signed for them)."""
+    base = base or settings.SITE_URL
+    metrics = {}
+    if training.predict_time is not None:
+        metrics["predict_time"] = training.predict_time
+    if training.total_time is not None:
+        metrics["total_time"] = training.total_time
+    path = reverse("api:trainings")
+    return {
+        "id": training.id,
+        "model": str(training.version.model),
+        "version": training.version_id,
+        "destination": str(training.destination),
+        "input": training.input,
+        "logs": training.logs,
+        "output": training.output if training.status == "succeeded" else None,
+        "error": training.error or None,
+        "status": training.status,
+        "created_at": _iso(training.created_at),
+        "started_at": _iso(training.started_at),
+        "completed_at": _iso(training.completed_at),
+        "source": training.source,
+        "metrics": metrics,
+        "urls": {
+            "get": f"{base}{path}/{training.id}",
+            "cancel": f"{base}{path}/{training.id}/cancel",
+            "web": base + reverse("training", args=[training.id]),
+        },
+    }
+
+
 def version_json(version):
     return {
         "id": version.id,

@@ -184,6 +184,11 @@ def load_default():
             # one: the version's own server, as before pools.
             urls = local_urls(version.model.name)
             pools.set_instances(version, urls if len(urls) > 1 else [])
+            # Fine-tuning (trainapi): its trainer, when LIGHTBOX_LOCAL_TRAINERS names it.
+            trainer = local_trainer_url(version.model.name) if version.model.name in settings.LOCAL_TRAINERS else ""
+            if version.trainer_location != trainer:
+                version.trainer_location = trainer
+                version.save(update_fields=["trainer_location"])
     return versions
 
 

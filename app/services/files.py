@@ -44,14 +44,16 @@ def create(owner, content, *, filename="", metadata=None):
             403,
             f"You hold {held} files, as many as one may (LIGHTBOX_FILES_PER_USER): delete some, or wait until they expire.",
         )
-    limit = settings.UPLOAD_IMAGE_MAX_BYTES
+    limit = max(settings.UPLOAD_IMAGE_MAX_BYTES, settings.TRAINING_MAX_BYTES)
     if content.size is not None and content.size > limit:
         raise FileRefused(413, f"Files must be at most {_amount(limit)}.")
     data = content.read(limit + 1)
     if len(data) > limit:
         raise FileRefused(413, f"Files must be at most {_amount(limit)}.")
+    if len(data) > settings.UPLOAD_IMAGE_MAX_BYTES and not uploads.is_archive(data):
+        raise FileRefused(413, f"Files must be at most {_amount(settings.UPLOAD_IMAGE_MAX_BYTES)}.")
     try:
-        cleaned = uploads.clean_image(data)
+        cleaned = _cleaned(data)
     except uploads.UploadRejected as exc:
         raise FileRefused(422, str(exc)) from exc
     now = timezone.now()
@@ -69,6 +71,15 @@ def create(owner, content, *, filename="", metadata=None):
     found.file.save(f"content.{cleaned.extension}", ContentFile(cleaned.data), save=False)
     found.save()
     return found
+
+
+def _cleaned(data):
+    """An image, re-encoded; or (for a training's input_images: trainapi) a zip
+    or tar of images, each checked as an image is, re-packed as a zip."""
+    if uploads.is_archive(data):
+        archive, _ = uploads.training_archive([("the archive", data)])
+        return uploads.CleanImage(archive, "application/zip", "zip", 0, 0)
+    return uploads.clean_image(data)
 
 
 def _amount(size):

@@ -31,7 +31,7 @@ from django.db.models import Avg, Sum
 from django.utils import timezone
 
 from app.core import throttle
-from app.models import Ban, GroupLimits, Prediction
+from app.models import Ban, GroupLimits, Prediction, Training
 
 CENT = Decimal("0.000001")
 
@@ -105,7 +105,7 @@ def settle_cost(prediction):
     prediction.cost = cost
 
 
-def admit(owner, versions, batch=False):
+def admit(owner, versions, batch=False, costs=None):
     """Check that `owner` may start one prediction on each of `versions` now;
     return the estimated cost of each. Raises RunRefused. Call it inside the
     transaction that saves the predictions.
@@ -114,10 +114,15 @@ def admit(owner, versions, batch=False):
     scheduler (app.services.scheduling), which runs them a slot at a time: the
     rate a minute and the number running at once, limits on what a user
     starts by hand, neither count them nor refuse them; the daily quota and
-    the spend caps do."""
+    the spend caps do.
 
-    estimates = {version.pk: estimate_cost(version) for version in versions}
-    costs = [estimates[version.pk] for version in versions]
+    A training is one run too: it passes its own estimate as `costs`
+    (app.services.trainings.estimate), and trainings count in the same
+    rates, quotas and caps."""
+
+    if costs is None:
+        estimates = {version.pk: estimate_cost(version) for version in versions}
+        costs = [estimates[version.pk] for version in versions]
     shared = sum((cost for cost, v in zip(costs, versions) if v.backend == "replicate"), Decimal(0))
     now = timezone.now()
     if owner is not None:
@@ -134,10 +139,12 @@ def admit(owner, versions, batch=False):
             )
         limits = limits_for(owner)
         mine = Prediction.objects.filter(owner=owner)
+        trainings = Training.objects.filter(owner=owner)
         count = len(versions)
         if limits.per_minute is not None and not batch:
             window = mine.interactive().filter(created_at__gt=now - timedelta(minutes=1))
-            if window.count() + count > limits.per_minute:
+            trained = trainings.filter(created_at__gt=now - timedelta(minutes=1))
+            if window.count() + trained.count() + count > limits.per_minute:
                 oldest = window.order_by("created_at").values_list("created_at", flat=True).first() or now
                 raise RunRefused(
                     f"You can start {limits.per_minute} predictions a minute. Try again in a minute.",
@@ -146,14 +153,15 @@ def admit(owner, versions, batch=False):
                 )
         if limits.per_day is not None:
             today = now.astimezone(dt_timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
-            if mine.filter(created_at__gte=today).count() + count > limits.per_day:
+            done_today = mine.filter(created_at__gte=today).count() + trainings.filter(created_at__gte=today).count()
+            if done_today + count > limits.per_day:
                 raise RunRefused(
                     f"You have used your {limits.per_day} predictions for today; the quota resets at 00:00 UTC.",
                     title="Daily quota reached",
                     retry_after=_seconds_until(today + timedelta(days=1), now),
                 )
         if limits.concurrent is not None and not batch:
-            running = mine.interactive().active().count()
+            running = mine.interactive().active().count() + trainings.active().count()
             if running + count > limits.concurrent:
                 raise RunRefused(
                     f"You have {running} predictions running and can run {limits.concurrent} at once. "
@@ -162,7 +170,7 @@ def admit(owner, versions, batch=False):
                     retry_after=5,
                 )
         if shared and limits.monthly_spend is not None:
-            spent = _spent(Prediction.objects.filter(owner=owner), now)
+            spent = _spent(Prediction.objects.filter(owner=owner), now) + _spent(trainings, now)
             if spent + shared > limits.monthly_spend:
                 raise RunRefused(
                     f"This run (about ${shared:.4f}) would take your spending on Replicate models this month "
@@ -172,7 +180,7 @@ def admit(owner, versions, batch=False):
                     title="Monthly spend cap reached",
                 )
     if shared and settings.SITE_MONTHLY_SPEND_CAP is not None:
-        spent = _spent(Prediction.objects.all(), now)
+        spent = _spent(Prediction.objects.all(), now) + _spent(Training.objects.all(), now)
         if spent + shared > settings.SITE_MONTHLY_SPEND_CAP:
             raise RunRefused(
                 "This site has reached its monthly spending cap on Replicate models. "

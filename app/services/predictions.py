@@ -339,9 +339,10 @@ def on_terminal(prediction):
         jobs.after_commit("tasks.predictions.send_webhook", prediction.id, "completed")
 
 
-def notify(prediction, events):
+def notify(prediction, events, task="tasks.predictions.send_webhook"):
     """Send the caller's webhook for non-terminal events (not retried), at
-    most one every WEBHOOK_THROTTLE, as Replicate does; `start` always goes."""
+    most one every WEBHOOK_THROTTLE, as Replicate does; `start` always goes.
+    A Training's go the same way, by its own `task`."""
     events = [event for event in events if prediction.webhook and prediction.wants_event(event)]
     if not events:
         return
@@ -349,8 +350,8 @@ def notify(prediction, events):
     throttled = prediction.webhook_sent_at and (now - prediction.webhook_sent_at) < WEBHOOK_THROTTLE
     if throttled and "start" not in events:
         return
-    Prediction.objects.filter(pk=prediction.pk).update(webhook_sent_at=now)
-    jobs.after_commit("tasks.predictions.send_webhook", prediction.id, events[0])
+    type(prediction).objects.filter(pk=prediction.pk).update(webhook_sent_at=now)
+    jobs.after_commit(task, prediction.id, events[0])
 
 
 def _printable(text):

@@ -30,6 +30,7 @@ from app.models import (
     Prediction,
     PromptSet,
     Reproduction,
+    Training,
     Version,
     Visibility,
 )
@@ -45,6 +46,7 @@ from app.services import grids as grid_service
 from app.services import limits, reproductions
 from app.services import predictions as lifecycle
 from app.services import prompt_sets as prompt_set_service
+from app.services import trainings as training_service
 from app.views import problems
 from app.views.files import file_response
 
@@ -187,20 +189,7 @@ def _create(request, version_ref, deployment=None):
         if "version" not in body:
             return problems.invalid_input({"version": ["This field is required."]})
         return problems.problem(404, "Version not found", f"No version {body.get('version')!r} in this catalog.")
-    errors = {}
-    webhook = body.get("webhook") or ""
-    if webhook and not (isinstance(webhook, str) and re.match(r"^https?://[^\s/]+", webhook)):
-        errors["webhook"] = ["Give an http(s) URL."]
-    elif webhook and len(webhook) > Prediction._meta.get_field("webhook").max_length:
-        errors["webhook"] = ["The URL is too long (at most 1000 characters)."]
-    elif webhook:
-        try:
-            netguard.check_url(webhook)
-        except netguard.UnsafeURL as exc:
-            errors["webhook"] = [netguard.refusal("webhook", exc)]
-    events = body.get("webhook_events_filter") or []
-    if not isinstance(events, list) or not all(isinstance(event, str) and event in EVENTS for event in events):
-        errors["webhook_events_filter"] = [f"A list of: {', '.join(sorted(EVENTS))}."]
+    webhook, events, errors = _webhook_fields(body)
     visibility = body.get("visibility")
     if visibility is not None and visibility not in Visibility.values:
         errors["visibility"] = [f"One of: {', '.join(Visibility.values)}."]
@@ -229,6 +218,25 @@ def _create(request, version_ref, deployment=None):
     except lifecycle.KeyReused:
         return _key_reused(key)
     return _created(request, prediction)
+
+
+def _webhook_fields(body):
+    """(webhook, events filter, {field: [reason]}) of a create's body."""
+    errors = {}
+    webhook = body.get("webhook") or ""
+    if webhook and not (isinstance(webhook, str) and re.match(r"^https?://[^\s/]+", webhook)):
+        errors["webhook"] = ["Give an http(s) URL."]
+    elif webhook and len(webhook) > Prediction._meta.get_field("webhook").max_length:
+        errors["webhook"] = ["The URL is too long (at most 1000 characters)."]
+    elif webhook:
+        try:
+            netguard.check_url(webhook)
+        except netguard.UnsafeURL as exc:
+            errors["webhook"] = [netguard.refusal("webhook", exc)]
+    events = body.get("webhook_events_filter") or []
+    if not isinstance(events, list) or not all(isinstance(event, str) and event in EVENTS for event in events):
+        errors["webhook_events_filter"] = [f"A list of: {', '.join(sorted(EVENTS))}."]
+    return webhook, events, errors
 
 
 def _created(request, prediction, replayed=False):
@@ -758,6 +766,93 @@ def file_download(request, file_id):
 
 
 # --- Account, hardware, collections ----------------------------------------------
+
+
+# --- Trainings (fine-tuning: trainapi) ---------------------------------------------
+
+
+@api_view("POST")
+def version_trainings(request, owner, name, version_id):
+    model = _get_model(request, owner, name)
+    version = model.versions.filter(pk=version_id).first() if model is not None else None
+    if version is None:
+        return _not_found(f"Version {owner}/{name}:{version_id}")
+    version.model = model
+    body, refusal = _json_body(request)
+    if refusal:
+        return refusal
+    path = payloads.find_invalid_unicode(body)
+    if path is not None:
+        return problems.invalid_input({".".join(map(str, path)) or "body": [payloads.INVALID_UNICODE]})
+    webhook, events, errors = _webhook_fields(body)
+    if not body.get("destination"):
+        errors["destination"] = ['This field is required: "owner/name", a model of yours.']
+    if not isinstance(body.get("input"), dict):
+        errors["input"] = ["Give the training's input as a JSON object (input_images, token_string, ...)."]
+    if not webhook and body.get("webhook_completed") and "webhook" not in errors:
+        # The Python client's older name for a webhook of the end only.
+        webhook, events, more = _webhook_fields({"webhook": body["webhook_completed"], "webhook_events_filter": []})
+        events = ["completed"]
+        errors.update({"webhook_completed": value for value in more.values()})
+    unknown = set(body) - {"destination", "input", "webhook", "webhook_events_filter", "webhook_completed"}
+    for key in sorted(unknown):
+        errors[key] = ["Unknown field."]
+    if errors:
+        return problems.invalid_input(errors)
+    try:
+        training = training_service.start(
+            version,
+            body["destination"],
+            body["input"],
+            owner=request.user,
+            webhook=webhook,
+            webhook_events_filter=events,
+        )
+    except training_service.Refused as exc:
+        if exc.status == 422:
+            return problems.invalid_input({exc.field: [exc.detail]})
+        return problems.problem(exc.status, exc.title, exc.detail)
+    except schema.InputError as exc:
+        return problems.invalid_input({f"input.{k}" if k != "input" else k: v for k, v in exc.errors.items()})
+    except limits.RunRefused as exc:
+        return problems.refused(exc)
+    payload = api.training_json(training, _base(request))
+    response = JsonResponse(payload, status=201)
+    response["Location"] = payload["urls"]["get"]
+    return response
+
+
+def _get_training_for_user(request, training_id):
+    """The user's training, or None: others' trainings are not there."""
+    return (
+        Training.objects.select_related("version__model", "destination")
+        .filter(pk=training_id, owner=request.user)
+        .first()
+    )
+
+
+@api_view("GET")
+def trainings(request):
+    queryset = Training.objects.for_user(request.user).select_related("version__model", "destination")
+    base = _base(request)
+    return _page_response(request, queryset, lambda items: [api.training_json(t, base) for t in items])
+
+
+@api_view("GET")
+def training(request, training_id):
+    found = _get_training_for_user(request, training_id)
+    if found is None:
+        return _not_found(f"Training {training_id}")
+    return JsonResponse(api.training_json(found, _base(request)))
+
+
+@api_view("POST")
+def training_cancel(request, training_id):
+    found = _get_training_for_user(request, training_id)
+    if found is None:
+        return _not_found(f"Training {training_id}")
+    training_service.cancel(found)
+    return JsonResponse(api.training_json(found, _base(request)))
 
 
 @api_view("GET")

@@ -218,4 +218,6 @@ def model(request, owner, name):
     versions = _version_stats(found)
     with_tiles(recent, request.user, versions)
     context = {"model": found, "versions": versions, "recent": recent}
+    # Fine-tuning (trainapi): its fine-tunes, each with the base it was trained from.
+    context["fine_tunes"] = found.versions.filter(base__isnull=False).select_related("base__model")
     return TemplateResponse(request, "model.html", context)

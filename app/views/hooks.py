@@ -5,17 +5,18 @@ import unicodedata
 from urllib.parse import quote
 
 from django.conf import settings
-from django.http import HttpResponse, JsonResponse
+from django.http import FileResponse, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST
 
 from app.core import payloads, spool
-from app.models import Prediction
-from app.services import predictions, storage
+from app.models import Prediction, Training, Version
+from app.services import predictions, storage, trainings
 from app.services.backends import BackendError, cog, replicate
 from app.views.files import file_response
 from app.views.problems import problem
 from tasks.predictions import finish_prediction
+from tasks.trainings import finish_training
 
 log = logging.getLogger(__name__)
 
@@ -167,3 +168,74 @@ def replicate_webhook(request, prediction_id):
     if payload.get("id") and prediction.remote_id and payload["id"] != prediction.remote_id:
         return JsonResponse({"detail": "The webhook is for another prediction."}, status=400)
     return _apply(prediction, payload, replicate)
+
+
+# --- Trainings (fine-tuning: trainapi) ----------------------------------------------
+# A trainer's webhooks: progress is applied at once; a terminal one goes to a
+# worker (tasks.trainings.finish_training), which stores the weights (maybe a
+# download), adds the new version and ends the training.
+
+
+def _apply_training(training, payload, backend):
+    try:
+        update = backend.parse_update(payload)
+    except BackendError as exc:
+        return JsonResponse({"detail": str(exc)}, status=400)
+    if update.status == "succeeded" and not training.is_terminal:
+        finish_training.delay(training.id, payload)
+        return HttpResponse(status=202)
+    trainings.apply_update(training, update)
+    return HttpResponse(status=200)
+
+
+@csrf_exempt
+@require_POST
+def cog_training_webhook(request, training_id, token):
+    if not cog.webhook_token_ok(training_id, token, route="trainings"):
+        return HttpResponse(status=403)
+    body = _read_body(request, settings.WEBHOOK_MAX_BYTES)
+    if body is None:
+        return HttpResponse("Webhook body too large (LIGHTBOX_WEBHOOK_MAX_BYTES).", status=413)
+    payload = _json(body)
+    if payload is None:
+        return _not_json()
+    training = Training.objects.select_related("version__model", "destination").filter(pk=training_id).first()
+    if training is None:
+        return HttpResponse(status=410)
+    return _apply_training(training, payload, cog)
+
+
+@csrf_exempt
+@require_POST
+def replicate_training_webhook(request, training_id):
+    body = _read_body(request, settings.WEBHOOK_MAX_BYTES)
+    if body is None:
+        return HttpResponse(status=413)
+    try:
+        replicate.verify_webhook(body, request.headers)
+    except BackendError as exc:
+        return JsonResponse({"detail": str(exc)}, status=401)
+    payload = _json(body)
+    if payload is None:
+        return _not_json()
+    training = Training.objects.select_related("version__model", "destination").filter(pk=training_id).first()
+    if training is None:
+        return HttpResponse(status=410)
+    if payload.get("id") and training.remote_id and payload["id"] != training.remote_id:
+        return JsonResponse({"detail": "The webhook is for another training."}, status=400)
+    return _apply_training(training, payload, replicate)
+
+
+@require_http_methods(["GET", "HEAD"])
+def weights(request, version_id, token):
+    """A fine-tune's weights, for the model server that runs it (its `lora`
+    input) and the training's caller (output.weights): the URL is signed for
+    the version and never changes, so servers cache the file by it."""
+    if not cog.weights_token_ok(version_id, token):
+        return HttpResponse(status=403)
+    version = Version.objects.filter(pk=version_id).exclude(weights="").first()
+    if version is None:
+        return HttpResponse(status=404)
+    response = FileResponse(version.weights.open("rb"), content_type="application/octet-stream")
+    response["Content-Disposition"] = f'attachment; filename="{version.id[:12]}.safetensors"'
+    return response

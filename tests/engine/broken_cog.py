@@ -151,7 +151,7 @@ class _CogProxy(_LocalServer):
 
             def _forward(self):
                 body = self._body()
-                if body and self.path.startswith("/predictions"):
+                if body and self.path.startswith(("/predictions", "/trainings")):
                     payload = json.loads(body)
                     if payload.get("webhook"):
                         payload["webhook"] = f"{proxy.url}/_webhook?to={quote(payload['webhook'], safe='')}"

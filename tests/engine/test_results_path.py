@@ -97,12 +97,16 @@ class RowLock:
 
 def test_every_results_route_is_served_by_the_results_pool(settings):
     hooks = next(pattern for pattern in get_resolver().url_patterns if getattr(pattern, "namespace", "") == "hooks")
-    assert len(hooks.url_patterns) == 4  # each of them below
+    assert len(hooks.url_patterns) == 7  # each of them below
     for name, args in (
         ("hooks:cog", ["p", "t"]),
         ("hooks:cog-upload", ["t", "out.png"]),
         ("hooks:cog-upload-file", ["t", "u", "out.png"]),
         ("hooks:replicate", ["p"]),
+        # Fine-tuning (trainapi): trainers' webhooks, a fine-tune's weights for its model server.
+        ("hooks:cog-training", ["t", "t"]),
+        ("hooks:replicate-training", ["t"]),
+        ("hooks:weights", ["v", "t"]),
     ):
         assert reverse(name, args=args).startswith(RESULTS_PREFIX)
     assert storage.upload_url("http://127.0.0.1:5101").removeprefix(settings.SITE_URL).startswith(RESULTS_PREFIX)

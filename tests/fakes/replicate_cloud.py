@@ -21,7 +21,13 @@ only, as on Replicate: add "o/n" to ``fake.official_models``),
 GET /v1/predictions[?cursor=], GET /v1/predictions/{id},
 POST /v1/predictions/{id}/cancel, GET /v1/models/{o}/{n}, GET
 /v1/models/{o}/{n}/versions[/{id}], GET /v1/webhooks/default/secret,
-GET /files/{token}/out-{i}.png (no auth; 404 once ``file_ttl`` has passed).
+GET /files/{token}/out-{i}.png (no auth; 404 once ``file_ttl`` has passed);
+trainings: POST /v1/models (create, 409 if it exists), POST
+/v1/models/{o}/{n}/versions/{id}/trainings (``destination`` must be a model
+made so: else 404), GET /v1/trainings[/{id}], POST /v1/trainings/{id}/cancel.
+A training goes starting -> processing ("step k/N loss=x" lines) -> succeeded
+with output {"version": "dest:id", "weights": URL of a .safetensors}, and the
+version is added at the destination; trainings send no webhooks (polled).
 
 Behaviour copied from Replicate (docs, API reference, observed bodies):
 - Errors are problem JSON: 401 {"title": "Unauthenticated", ...}; 404
@@ -383,6 +389,9 @@ class FakeReplicate:
         self._scripts = collections.deque()
         self._faults = []
         self._files = {}
+        self.created_models = {}  # "owner/name" -> model JSON (POST /v1/models)
+        self.trainings = {}  # id -> training state (dict)
+        self.training_steps, self.training_step_delay = 3, 0.05
         self._seq = 0
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
@@ -454,6 +463,89 @@ class FakeReplicate:
             self.webhook_deliveries.clear()
             self._faults.clear()
             self._scripts.clear()
+
+    # --- trainings ---
+
+    def _create_training(self, version, destination, given):
+        tid = base64.b32encode(os.urandom(16)).decode().lower().rstrip("=")
+        training = {
+            "id": tid,
+            "model": f"{version['owner']}/{version['name']}",
+            "version": version["version_id"],
+            "destination": destination,
+            "input": given,
+            "logs": "",
+            "output": None,
+            "error": None,
+            "status": "starting",
+            "created_at": _now(),
+            "started_at": None,
+            "completed_at": None,
+            "base": version,
+        }
+        with self._lock:
+            self.trainings[tid] = training
+        threading.Thread(target=self._train, args=(training,), daemon=True).start()
+        return training
+
+    def _train(self, training):
+        """starting -> processing ("step k/N loss=x" per step) -> succeeded with
+        output {version: "dest:id", weights: URL of a .safetensors}, the new
+        version added at the destination (as Replicate's trainers do)."""
+        time.sleep(self.training_step_delay)
+        steps = int(training["input"].get("max_train_steps") or self.training_steps)
+        with self._lock:
+            if training["status"] in TERMINAL:
+                return
+            training.update(status="processing", started_at=_now())
+        for k in range(1, steps + 1):
+            time.sleep(self.training_step_delay)
+            with self._lock:
+                if training["status"] in TERMINAL:
+                    return
+                training["logs"] += f"step {k}/{steps} loss={1 / (k + 1):.4f}\n"
+        header = json.dumps({"__metadata__": {"training": training["id"]}}).encode()
+        header += b" " * (-len(header) % 8)
+        token = secrets.token_urlsafe(24)
+        version_id = hashlib.sha256(training["id"].encode()).hexdigest()
+        owner, _, name = training["destination"].partition("/")
+        with self._lock:
+            if training["status"] in TERMINAL:
+                return
+            self._files[token] = (
+                len(header).to_bytes(8, "little") + header,
+                "application/octet-stream",
+                self.clock() + self.file_ttl,
+            )
+            base = training["base"]
+            self.versions.append(
+                {**base, "owner": owner, "name": name, "version_id": version_id, "created_at": _iso(_now())}
+            )
+            training.update(
+                status="succeeded",
+                completed_at=_now(),
+                output={
+                    "version": f"{training['destination']}:{version_id}",
+                    "weights": f"{self.url}/files/{token}/trained.safetensors",
+                },
+            )
+
+    def _training_json(self, training):
+        started, completed = training["started_at"], training["completed_at"]
+        metrics = {"predict_time": (completed - started).total_seconds()} if started and completed else {}
+        return {
+            **{k: v for k, v in training.items() if k != "base"},
+            "created_at": _iso(training["created_at"]),
+            "started_at": _iso(started),
+            "completed_at": _iso(completed),
+            "source": "api",
+            "metrics": metrics,
+            "urls": {
+                "get": f"{self.api_url}/trainings/{training['id']}",
+                "cancel": f"{self.api_url}/trainings/{training['id']}/cancel",
+                "web": f"{self.url}/p/{training['id']}",
+            },
+        }
 
     def prediction_json(self, prediction_id):
         with self._lock:
@@ -761,6 +853,15 @@ class _Handler(BaseHTTPRequestHandler):
         ("GET", r"/v1/models/(?P<owner>[^/]+)/(?P<name>[^/]+)", "get_model"),
         ("GET", r"/v1/models/(?P<owner>[^/]+)/(?P<name>[^/]+)/versions", "list_versions"),
         ("GET", r"/v1/models/(?P<owner>[^/]+)/(?P<name>[^/]+)/versions/(?P<vid>[^/]+)", "get_version"),
+        ("POST", r"/v1/models", "create_model"),
+        (
+            "POST",
+            r"/v1/models/(?P<owner>[^/]+)/(?P<name>[^/]+)/versions/(?P<vid>[^/]+)/trainings",
+            "create_training",
+        ),
+        ("GET", r"/v1/trainings", "list_trainings"),
+        ("GET", r"/v1/trainings/(?P<tid>[^/]+)", "get_training"),
+        ("POST", r"/v1/trainings/(?P<tid>[^/]+)/cancel", "cancel_training"),
         ("GET", r"/v1/webhooks/default/secret", "get_secret"),
         ("GET", r"/files/(?P<token>[^/]+)/(?P<filename>[^/]+)", "get_file"),
         ("HEAD", r"/files/(?P<token>[^/]+)/(?P<filename>[^/]+)", "get_file"),
@@ -1031,6 +1132,8 @@ class _Handler(BaseHTTPRequestHandler):
         )
 
     def get_model(self, body, query, owner, name):
+        if f"{owner}/{name}" in self.fake.created_models and not self.fake._model_versions(owner, name):
+            return self._send(200, self.fake.created_models[f"{owner}/{name}"])
         if not self.fake._model_versions(owner, name):
             return self._send(404, NOT_FOUND)
         self._send(200, self.fake._model_json(owner, name))
@@ -1046,6 +1149,67 @@ class _Handler(BaseHTTPRequestHandler):
         if version is None:
             return self._send(404, NOT_FOUND)
         self._send(200, self.fake._version_json(version))
+
+    # --- trainings (Replicate's trainings API, polled: no webhooks) ---
+
+    def create_model(self, body, query):
+        body = body or {}
+        missing = [key for key in ("owner", "name", "visibility", "hardware") if not body.get(key)]
+        if missing:
+            errors = [{"type": "required", "field": "", "description": f"{key} is required"} for key in missing]
+            return self._send(422, validation_problem(errors))
+        ref = f"{body['owner']}/{body['name']}"
+        if ref in self.fake.created_models or self.fake._model_versions(body["owner"], body["name"]):
+            return self._send(409, {"title": "Conflict", "status": 409, "detail": f"A model {ref} already exists."})
+        model = {
+            "url": f"https://replicate.com/{ref}",
+            "owner": body["owner"],
+            "name": body["name"],
+            "description": body.get("description"),
+            "visibility": body["visibility"],
+            "run_count": 0,
+            "latest_version": None,
+        }
+        self.fake.created_models[ref] = model
+        self._send(201, model)
+
+    def create_training(self, body, query, owner, name, vid):
+        version = self.fake._version(owner, name, vid)
+        if version is None:
+            return self._send(404, NOT_FOUND)
+        body = body if isinstance(body, dict) else {}
+        destination = body.get("destination")
+        if not isinstance(destination, str) or destination not in self.fake.created_models:
+            return self._send(
+                404,
+                {"title": "Destination not found", "status": 404, "detail": "The destination model does not exist."},
+            )
+        if not isinstance(body.get("input"), dict):
+            return self._send(
+                422, validation_problem([{"type": "required", "field": "", "description": "input is required"}])
+            )
+        training = self.fake._create_training(version, destination, body["input"])
+        self._send(201, self.fake._training_json(training))
+
+    def get_training(self, body, query, tid):
+        training = self.fake.trainings.get(tid)
+        if training is None:
+            return self._send(404, NOT_FOUND)
+        self._send(200, self.fake._training_json(training))
+
+    def cancel_training(self, body, query, tid):
+        training = self.fake.trainings.get(tid)
+        if training is None:
+            return self._send(404, NOT_FOUND)
+        with self.fake._lock:
+            if training["status"] not in TERMINAL:
+                training.update(status="canceled", completed_at=_now())
+        self.get_training(None, {}, tid)
+
+    def list_trainings(self, body, query):
+        with self.fake._lock:
+            results = [self.fake._training_json(t) for t in reversed(list(self.fake.trainings.values()))]
+        self._send(200, {"next": None, "previous": None, "results": results})
 
     def get_secret(self, body, query):
         self._send(200, {"key": self.fake.webhook_secret})

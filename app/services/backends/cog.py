@@ -14,7 +14,7 @@ from django.core import signing
 from django.urls import reverse
 
 from app.core import http, netguard, payloads, uploads
-from app.models import Prediction
+from app.models import Prediction, Training
 from app.services.backends import BackendError, Busy, json_body, update_from_payload
 
 EVENTS = ["start", "output", "logs", "completed"]
@@ -22,7 +22,10 @@ EVENTS = ["start", "output", "logs", "completed"]
 
 def server(prediction):
     """Where `prediction` runs: the instance of its version's pool it was
-    handed to (app.services.pools), or the version's own server."""
+    handed to (app.services.pools), or the version's own server; a Training,
+    on its base version's trainer (a Cog server in train mode)."""
+    if isinstance(prediction, Training):
+        return prediction.version.trainer_location.rstrip("/")
     if prediction.instance_id:
         return prediction.instance.url
     return prediction.version.location.rstrip("/")
@@ -84,16 +87,43 @@ def server_boot(prediction):
     return started[:64] if isinstance(started, str) else ""
 
 
+def _route(run):
+    """The Cog server's resource for `run`: a train-mode server serves
+    /trainings/{id} with the same rules as /predictions/{id}."""
+    return "trainings" if isinstance(run, Training) else "predictions"
+
+
+def _webhook_salt(route):
+    return "cog-webhook" if route == "predictions" else "cog-training-webhook"
+
+
 def webhook_url(prediction):
-    token = signing.Signer(salt="cog-webhook").signature(prediction.id)
-    return settings.SITE_URL + reverse("hooks:cog", args=[prediction.id, token])
+    route = _route(prediction)
+    token = signing.Signer(salt=_webhook_salt(route)).signature(prediction.id)
+    name = "hooks:cog" if route == "predictions" else "hooks:cog-training"
+    return settings.SITE_URL + reverse(name, args=[prediction.id, token])
 
 
-def webhook_token_ok(prediction_id, token):
+def webhook_token_ok(prediction_id, token, route="predictions"):
     # unsign, not a compare with signature(): it also accepts the tokens of
     # SECRET_KEY_FALLBACKS, so predictions in flight survive a key rotation.
     try:
-        return signing.Signer(salt="cog-webhook").unsign(f"{prediction_id}:{token}") == prediction_id
+        return signing.Signer(salt=_webhook_salt(route)).unsign(f"{prediction_id}:{token}") == prediction_id
+    except signing.BadSignature:
+        return False
+
+
+def weights_url(version):
+    """Where the model server downloads a fine-tune's weights (its `lora`
+    input): signed for this version, and the same URL every time, so a server
+    that caches LoRAs by URL downloads them once."""
+    token = signing.Signer(salt="lora-weights").signature(version.id)
+    return settings.SITE_URL + reverse("hooks:weights", args=[version.id, token])
+
+
+def weights_token_ok(version_id, token):
+    try:
+        return signing.Signer(salt="lora-weights").unsign(f"{version_id}:{token}") == version_id
     except signing.BadSignature:
         return False
 
@@ -115,7 +145,13 @@ def resubmit(prediction):
     return _put(prediction).get("status") not in (None, "starting")
 
 
-def _put(prediction):
+def _model_input(prediction):
+    if isinstance(prediction, Training):
+        # The images as Lightbox checked and re-packed them, inline: the
+        # trainer fetches nothing.
+        with prediction.images.open("rb") as archive:
+            images = uploads.data_uri(archive.read(), "application/zip")
+        return {**prediction.input, "input_images": images}
     try:
         # The server gets users' image URLs as data: URIs fetched through the
         # guard, so it never requests an inside address for them; a LoRA's URL
@@ -123,6 +159,16 @@ def _put(prediction):
         model_input = uploads.inline_urls(prediction.version, prediction.input)
     except netguard.UnsafeURL as exc:
         raise BackendError(exc.message("an input"), permanent=True) from exc
+    if prediction.version.base_id and prediction.version.weights:
+        # A fine-tune runs on its base's server with its own weights: our URL,
+        # after the guard (the server's own allowlist must let it fetch it).
+        model_input["lora"] = weights_url(prediction.version)
+    return model_input
+
+
+def _put(prediction):
+    model_input = _model_input(prediction)
+    route = _route(prediction)
     body = {
         "id": prediction.id,
         "input": model_input,
@@ -131,7 +177,7 @@ def _put(prediction):
     }
     try:
         response = http.client().put(
-            f"{server(prediction)}/predictions/{prediction.id}",
+            f"{server(prediction)}/{route}/{prediction.id}",
             content=json_body(body),
             headers={"Prefer": "respond-async", "Content-Type": "application/json"},
         )
@@ -154,7 +200,7 @@ def _put(prediction):
 
 def cancel(prediction):
     try:
-        http.client().post(f"{server(prediction)}/predictions/{prediction.id}/cancel", timeout=5)
+        http.client().post(f"{server(prediction)}/{_route(prediction)}/{prediction.id}/cancel", timeout=5)
     except httpx.HTTPError:
         # The server is gone or the prediction finished: nothing left to stop.
         pass

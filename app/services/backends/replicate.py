@@ -16,7 +16,8 @@ from django.conf import settings
 from django.urls import reverse
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from app.core import http, payloads
+from app.core import http, payloads, uploads
+from app.models import Training
 from app.services.backends import BackendError, json_body, update_from_payload
 
 EVENTS = ["start", "output", "logs", "completed"]
@@ -99,7 +100,13 @@ def site_is_public():
     return bool(addresses) and all(ipaddress.ip_address(a.split("%")[0]).is_global for a in addresses)
 
 
+def _path(run):
+    return "/trainings" if isinstance(run, Training) else "/predictions"
+
+
 def submit(prediction):
+    if isinstance(prediction, Training):
+        return _submit_training(prediction)
     owner, name, version_id = split_location(prediction.version.location)
     body = {"version": version_id, "input": prediction.input}
     if use_webhooks():
@@ -116,15 +123,51 @@ def server_boot(prediction):
     return ""
 
 
+def _submit_training(training):
+    """POST the training to the base's trainer at Replicate. Replicate makes
+    the new version on a model of the site's account there
+    (LIGHTBOX_REPLICATE_TRAINING_OWNER/<owner>-<name>, created when missing);
+    Lightbox adds it to the destination as a version that runs there."""
+    owner, name, version_id = split_location(training.version.location)
+    destination = f"{settings.REPLICATE_TRAINING_OWNER}/{training.destination.owner}-{training.destination.name}"
+    _ensure_model(destination)
+    with training.images.open("rb") as archive:
+        images = uploads.data_uri(archive.read(), "application/zip")
+    body = {"destination": destination, "input": {**training.input, "input_images": images}}
+    if use_webhooks():
+        body["webhook"] = settings.SITE_URL + reverse("hooks:replicate-training", args=[training.id])
+        body["webhook_events_filter"] = EVENTS
+    payload = _request(
+        "POST",
+        f"/models/{owner}/{name}/versions/{version_id}/trainings",
+        content=json_body(body),
+        headers={"Content-Type": "application/json"},
+    )
+    if not isinstance(payload, dict) or not isinstance(payload.get("id"), str):
+        raise BackendError("Replicate's answer has no training id.")
+    return payload["id"]
+
+
+def _ensure_model(ref):
+    owner, _, name = ref.partition("/")
+    try:
+        _request("GET", f"/models/{owner}/{name}")
+    except BackendError as exc:
+        if "404" not in str(exc):
+            raise
+        body = {"owner": owner, "name": name[:100], "visibility": "private", "hardware": "gpu-l40s"}
+        _request("POST", "/models", content=json_body(body), headers={"Content-Type": "application/json"})
+
+
 def poll(prediction):
-    return parse_update(_request("GET", f"/predictions/{prediction.remote_id}"))
+    return parse_update(_request("GET", f"{_path(prediction)}/{prediction.remote_id}"))
 
 
 def cancel(prediction):
     if not prediction.remote_id:
         return
     try:
-        _request("POST", f"/predictions/{prediction.remote_id}/cancel")
+        _request("POST", f"{_path(prediction)}/{prediction.remote_id}/cancel")
     except BackendError:
         pass
 

@@ -1,0 +1,155 @@
+"""Training tasks: thin, ids in, idempotent, as tasks.predictions' are, and
+recovered by the same reconciler rules (`reconcile_round`, called from its round)."""
+
+import json
+import logging
+from datetime import timedelta
+
+import httpx
+from celery import shared_task
+from django.conf import settings
+from django.db.models import F, Q
+from django.utils import timezone
+
+from app.core import netguard
+from app.models import Training
+from app.services import backends, trainings
+from app.services.api_json import training_json, webhook_headers
+from app.services.backends import BackendError, Busy
+from tasks.predictions import SUBMIT_RETRIES, _backoff, _recheck
+
+log = logging.getLogger(__name__)
+
+
+def _load(training_id):
+    training = Training.objects.select_related("version__model", "destination").filter(pk=training_id).first()
+    if training is None or training.is_terminal:
+        return None
+    return training
+
+
+@shared_task(bind=True, max_retries=None)
+def run_training(self, training_id, failures=0):
+    """Hand a training to its trainer; a busy trainer queues it, never fails it."""
+    training = _load(training_id)
+    if training is None or training.dispatched_at:
+        return
+    backend = backends.for_version(training.version)
+    server_boot = backend.server_boot(training) or ""
+    Training.objects.filter(pk=training.pk).update(attempted_at=timezone.now(), server_boot=server_boot)
+    try:
+        remote_id = backend.submit(training)
+    except Busy as exc:
+        raise self.retry(countdown=_backoff(min(self.request.retries, 6), base=0.2, cap=5.0)) from exc
+    except BackendError as exc:
+        if exc.permanent or failures >= SUBMIT_RETRIES:
+            trainings.fail(training, str(exc))
+            return
+        raise self.retry(args=[training_id, failures + 1], countdown=_backoff(failures)) from exc
+    if not training.mark_dispatched(remote_id, server_boot):
+        # Canceled while we were handing it over: stop it there too.
+        training.remote_id, training.dispatched_at = remote_id, timezone.now()
+        backend.cancel(training)
+        return
+    if training.version.backend == "replicate" and not backends.replicate.use_webhooks():
+        poll_training.apply_async([training_id], countdown=settings.REPLICATE_POLL_INTERVAL)
+
+
+@shared_task(bind=True, max_retries=None)
+def poll_training(self, training_id, failures=0):
+    """Follow a training at Replicate when its webhooks cannot reach us."""
+    training = _load(training_id)
+    if training is None:
+        return
+    try:
+        trainings.apply_update(training, backends.replicate.poll(training))
+    except BackendError as exc:
+        if exc.permanent or failures >= SUBMIT_RETRIES:
+            trainings.fail(training, str(exc))
+            return
+        raise self.retry(args=[training_id, failures + 1], countdown=_backoff(failures)) from exc
+    if not training.is_terminal:
+        raise self.retry(countdown=settings.REPLICATE_POLL_INTERVAL)
+
+
+@shared_task(bind=True, max_retries=SUBMIT_RETRIES)
+def finish_training(self, training_id, payload):
+    """Apply a terminal webhook off the web thread: the weights are stored,
+    maybe downloaded, and a version is made."""
+    training = _load(training_id)
+    if training is None:
+        return
+    backend = backends.for_version(training.version)
+    try:
+        trainings.apply_update(training, backend.parse_update(payload))
+    except BackendError as exc:
+        if exc.permanent or self.request.retries >= SUBMIT_RETRIES:
+            trainings.fail(training, str(exc))
+            return
+        raise self.retry(countdown=_backoff(self.request.retries)) from exc
+
+
+@shared_task
+def compare(training_id):
+    """Base against fine-tune, once the training has succeeded."""
+    training = Training.objects.select_related("version", "new_version", "owner").filter(pk=training_id).first()
+    if training is not None:
+        trainings.compare(training)
+
+
+def reconcile_round(still_ours, now):
+    """The reconciler's rules (tasks.predictions._reconcile) for trainings;
+    False if the lease was lost."""
+    deadline = now - timedelta(seconds=settings.DISPATCH_DEADLINE)
+    # Heard of from its trainer since the last attempt, not recorded as handed
+    # over: the worker died between the trainer's 202 and recording it.
+    Training.objects.active().filter(
+        version__backend="cog", dispatched_at__isnull=True, attempted_at__lt=deadline, heard_at__gt=F("attempted_at")
+    ).update(dispatched_at=F("heard_at"), remote_id=F("id"), dispatch_attempts=F("dispatch_attempts") + 1)
+    for training_id in (
+        Training.objects.active()
+        .filter(dispatched_at__isnull=True)
+        .filter(Q(attempted_at__lt=deadline) | Q(attempted_at__isnull=True, created_at__lt=deadline))
+        .values_list("pk", flat=True)[:100]
+    ):
+        if not still_ours():
+            return False
+        Training.objects.filter(pk=training_id).update(attempted_at=now)
+        run_training.delay(training_id)
+    for training in (
+        Training.objects.active()
+        .filter(dispatched_at__isnull=False)
+        .filter(Q(heard_at__lt=deadline) | Q(heard_at__isnull=True))
+        .select_related("version", "destination")[:100]
+    ):
+        if not still_ours():
+            return False
+        _recheck(training, now, lifecycle=trainings, runner=run_training, timeout=settings.TRAINING_TIMEOUT)
+    return True
+
+
+@shared_task(bind=True, max_retries=None)
+def send_webhook(self, training_id, event):
+    """POST the training to its caller's webhook, signed as Replicate signs."""
+    training = Training.objects.select_related("version__model", "owner", "new_version").filter(pk=training_id).first()
+    if training is None or not training.webhook:
+        return
+    if event != "completed" and training.is_terminal:
+        return
+    try:
+        netguard.check_url(training.webhook)
+    except netguard.UnsafeURL as exc:
+        log.warning("webhook of training %s not sent: %s", training_id, exc)
+        return
+    body = json.dumps(training_json(training))
+    try:
+        response = netguard.client().post(
+            training.webhook,
+            content=body,
+            headers={"Content-Type": "application/json", **webhook_headers(training, body)},
+        )
+        ok = response.status_code < 300
+    except httpx.HTTPError:
+        ok = False
+    if not ok and event == "completed" and self.request.retries < settings.WEBHOOK_RETRIES:
+        raise self.retry(countdown=_backoff(self.request.retries, base=1.0, cap=60))
