@@ -1027,6 +1027,7 @@ def _bundle_of(request, queryset, item_id, what):
     name, data = bundle_service.export(item, request.user)
     response = HttpResponse(data, content_type="application/zip")
     response["Content-Disposition"] = f'attachment; filename="{name}"'
+    return response
 
 
 # --- bench: prompt sets and benchmark runs (Lightbox's own endpoints) ----------
