@@ -90,3 +90,16 @@ def test_the_schema_declares_lora_as_a_url_so_lightbox_checks_it_too():
     from inference import schema
 
     assert schema.openapi_schema()["components"]["schemas"]["Input"]["x-lightbox-url-inputs"] == ["lora"]
+
+
+def test_lightboxs_own_weights_url_is_fetched_from_a_private_address(allowed, monkeypatch):
+    # `manage.py serve_model` trusts the site's own /hooks/weights/ prefix, so a
+    # fine-tune runs under `make run` (SITE_URL on 127.0.0.1) without opening the
+    # allowlist to every URL on that host.
+    monkeypatch.delenv("LIGHTBOX_NETWORK_ALLOWLIST")
+    assert _error(f"{allowed.url}/style.safetensors") == weights.COULD_NOT_FETCH
+    monkeypatch.setenv("LIGHTBOX_WEIGHTS_URL", f"{allowed.url}/")
+    assert weights.lora_file(f"{allowed.url}/style.safetensors").read_bytes()[:8]
+    # A path that climbs out of the prefix is not Lightbox's weights.
+    assert _error(f"{allowed.url}/../style.safetensors") == weights.COULD_NOT_FETCH
+    assert not weights.from_lightbox(f"{allowed.url}/%2E%2E/style.safetensors")

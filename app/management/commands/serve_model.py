@@ -5,6 +5,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from app.services import storage
+from app.services.backends.cog import weights_url_prefix
 from app.services.catalog import LOCAL_MODELS, local_port, local_url
 
 
@@ -42,4 +43,7 @@ class Command(BaseCommand):
         ]
         if family:
             command += ["--family", family[0]]
+        # A fine-tune of this model runs here with its weights from our own
+        # (often private) SITE_URL: the server fetches that prefix only.
+        os.environ["LIGHTBOX_WEIGHTS_URL"] = weights_url_prefix()
         os.execv(sys.executable, command)

@@ -121,6 +121,12 @@ def weights_url(version):
     return settings.SITE_URL + reverse("hooks:weights", args=[version.id, token])
 
 
+def weights_url_prefix():
+    """What every weights_url starts with: the local model servers trust it
+    (LIGHTBOX_WEIGHTS_URL, inference/weights.py), though SITE_URL is private."""
+    return settings.SITE_URL + reverse("hooks:weights", args=["-", "-"])[: -len("-/-")]
+
+
 def weights_token_ok(version_id, token):
     try:
         return signing.Signer(salt="lora-weights").unsign(f"{version_id}:{token}") == version_id
