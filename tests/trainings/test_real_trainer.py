@@ -1,0 +1,140 @@
+"""Fine-tuning through Lightbox with the real pieces end to end: the trainer of
+inference/train.py in Cog's train mode and our inference server running the
+tiny random-weight SD pipeline (inference/tiny.py), the live site and a worker.
+The trained version runs on the base's server with its weights fetched from
+Lightbox's signed URL (a private SITE_URL: LIGHTBOX_WEIGHTS_URL), changes the
+image of the same prompt and seed, and gives the base's image at lora_scale 0."""
+
+import os
+import subprocess
+import sys
+
+import httpx
+import pytest
+from PIL import Image
+
+from tests.conftest import ROOT, free_port, wait_until
+from tests.trainings.conftest import data_uri, image_zip
+
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+
+SMALL = {"width": 64, "height": 64, "num_inference_steps": 2, "seed": 11}
+
+
+def _serve(tmp_path_factory, name, port, model, *extra, env=None):
+    url = f"http://127.0.0.1:{port}"
+    log = open(tmp_path_factory.mktemp(name) / "server.log", "w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "inference.serve", "--model", str(model), "--port", str(port)]
+        + ["--run-dir", str(tmp_path_factory.mktemp(f"{name}-run")), *extra],
+        cwd=ROOT,
+        env={**os.environ, "LIGHTBOX_TORCH_THREADS": "1", "HF_HUB_OFFLINE": "1", "LIGHTBOX_WARMUP": "", **(env or {})},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+    def ready():
+        assert process.poll() is None, open(log.name).read()[-3000:]
+        try:
+            return httpx.get(url + "/health-check", timeout=2).json().get("status") == "READY"
+        except (httpx.HTTPError, ValueError):
+            return False
+
+    wait_until(ready, timeout=300, interval=0.5, message=f"{name}'s server")
+    return process, url, log
+
+
+@pytest.fixture(scope="module")
+def tiny_sd_and_trainer(site, tmp_path_factory):
+    pytest.importorskip("peft")
+    from app.services import storage
+    from app.services.backends.cog import weights_url_prefix
+    from inference import tiny
+
+    sd, _ = tiny.write_all(tmp_path_factory.mktemp("models"))
+    port = free_port()
+    # It uploads its outputs as the version at its own address does.
+    upload = storage.upload_url(f"http://127.0.0.1:{port}")
+    started = [
+        _serve(
+            tmp_path_factory,
+            "tiny-sd",
+            port,
+            sd,
+            "--upload-url",
+            upload,
+            env={"LIGHTBOX_WEIGHTS_URL": weights_url_prefix(), "LIGHTBOX_NETWORK_ALLOWLIST": ""},
+        ),
+        _serve(tmp_path_factory, "tiny-sd-trainer", free_port(), sd, "--train"),
+    ]
+    try:
+        yield started[0][1], started[1][1]
+    finally:
+        for process, _, log in started:
+            process.terminate()
+            process.wait(20)
+            log.close()
+
+
+def _wait_training(training_id, timeout=180):
+    from app.models import Training
+
+    def done():
+        training = Training.objects.get(pk=training_id)
+        return training if training.is_terminal else None
+
+    return wait_until(done, timeout=timeout, message=f"training {training_id}")
+
+
+def _image(api, version, **changes):
+    from app.models import Prediction
+
+    created = api.post(
+        "/v1/predictions", json={"version": version.id, "input": {"prompt": "a photo of zqx", **SMALL, **changes}}
+    )
+    assert created.status_code == 201, created.text
+    prediction_id = created.json()["id"]
+    wait_until(lambda: Prediction.objects.get(pk=prediction_id).is_terminal, timeout=120)
+    prediction = Prediction.objects.get(pk=prediction_id)
+    assert prediction.status == "succeeded", (prediction.error, prediction.logs[-2000:])
+    # Pixels: the PNG's text chunks name the version and the input.
+    with Image.open(prediction.outputs.get().file) as image:
+        return image.convert("RGB").tobytes()
+
+
+def test_the_real_trainer_makes_a_version_that_changes_the_image(api, worker, alice, tiny_sd_and_trainer):
+    from app.models import Model, Version
+    from app.services import catalog
+
+    predictor, trainer = tiny_sd_and_trainer
+    base = catalog.import_version(predictor, "local/tiny-sd-real")
+    base.trainer_location = trainer
+    base.save(update_fields=["trainer_location"])
+    catalog.refresh_availability(base, max_age=0)
+    Model.objects.create(owner="alice", name="zqx-style", user=alice, visibility="private")
+
+    response = api.post(
+        f"/v1/models/local/tiny-sd-real/versions/{base.id}/trainings",
+        json={
+            "destination": "alice/zqx-style",
+            "input": {
+                "input_images": data_uri(image_zip(4)),
+                "token_string": "zqx",
+                "max_train_steps": 3,
+                "resolution": 64,
+                "lora_rank": 4,
+                "learning_rate": 0.05,
+                "seed": 3,
+            },
+        },
+    )
+    assert response.status_code == 201, response.text
+    training = _wait_training(response.json()["id"])
+    assert training.status == "succeeded", (training.error, training.logs[-2000:])
+    assert "step 3/3" in training.logs and "loss=" in training.logs
+    tuned = Version.objects.get(pk=training.new_version_id)
+
+    base_image = _image(api, base)
+    assert _image(api, tuned) != base_image
+    assert _image(api, tuned, lora_scale=0) == base_image
