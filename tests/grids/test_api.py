@@ -100,4 +100,5 @@ def test_openapi_marks_the_grid_operations_as_lightbox_s_own(v1):
     ]
     assert len(operations) == 5
     assert all(op["tags"] == ["lightbox"] and op["x-lightbox"] is True for op in operations)
-    assert not any(op.get("x-lightbox") for p, i in document["paths"].items() if "grids" not in p for op in i.values())
+    # Replicate's own operations stay as Replicate's clients know them.
+    assert not any(op.get("x-lightbox") for op in document["paths"]["/v1/predictions"].values())
