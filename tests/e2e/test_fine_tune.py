@@ -70,7 +70,7 @@ def test_fine_tune_page_to_the_automatic_comparison(new_page, site, worker, base
 
     page.locator("[data-comparison]").first.click()
     page.wait_for_url(f"{site.url}/c/*")
-    assert page.get_by_text("carol/carol-face").first.is_visible()
+    assert page.get_by_role("heading", name="carol/carol-face").first.is_visible()
     # The model page lists the fine-tune with its base.
     page.goto(site.url + "/models/carol/carol-face")
     assert page.get_by_role("heading", name="Fine-tunes").is_visible()
