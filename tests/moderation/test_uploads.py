@@ -102,6 +102,7 @@ def test_the_playground_takes_images_up_to_the_configured_size(settings):
         model=SimpleNamespace(name="tiny"),
         openapi_schema={"components": {"schemas": {"Input": {"properties": props}}}},
         input_schema={"properties": props},
+        trigger_word="",
     )
 
     def form(upload):
