@@ -413,7 +413,13 @@ function setUpRestore(root) {
   panel.querySelectorAll("[data-js-only]").forEach((element) => { element.hidden = false; });
   const form = panel.querySelector("form");
   const input = form.querySelector("input[name=png]");
-  input.addEventListener("change", () => { if (input.files[0]) form.requestSubmit(); });
+  // htmx may not have processed a just-swapped form yet: without that, the
+  // submit would be a plain post that reloads the page and empties the form.
+  input.addEventListener("change", () => {
+    if (!input.files[0]) return;
+    if (window.htmx) htmx.process(form);
+    form.requestSubmit();
+  });
   const restored = panel.querySelector("[data-restored]");
   if (restored) restored.focus();
 }

@@ -223,6 +223,8 @@ def test_a_png_chosen_on_the_playground_fills_its_form(site, pair, new_page, tmp
     page.get_by_role("button", name="Restore settings").click()
     expect(page.get_by_label("Prompt", exact=True)).to_have_value("a heron")
     expect(page.locator("details[data-restore]")).to_have_attribute("open", "")
+    # The swapped-in panel is set up (app.js) before a file is chosen on it.
+    expect(page.locator("details[data-restore][data-ready]")).to_have_count(1)
     bad = tmp_path / "not.png"
     bad.write_bytes(b"GIF89a nothing")
     page.get_by_label("A PNG made by Lightbox, AUTOMATIC1111 or ComfyUI").set_input_files(str(bad))
