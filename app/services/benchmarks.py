@@ -496,12 +496,6 @@ def on_new_version(version_id):
     return started
 
 
-def new_version_added(version):
-    """catalog.add_version's hook: queue the watchers' runs once the version is committed."""
-    if Watch.objects.filter(model_id=version.model_id).exists():
-        jobs.after_commit("tasks.benchmarks.on_new_version", version.pk, robust=True)
-
-
 def versus_version(run):
     """The reference run's version of the same model as `run`'s (new) version."""
     new = run.versions.select_related("model").first()

@@ -10,8 +10,9 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from app.models import Model, Version
-from app.services import backends, benchmarks, pools
+from app.core import jobs
+from app.models import Model, Version, Watch
+from app.services import backends, pools
 from app.services.backends import BackendError
 
 REPLICATE_CATALOG = Path(__file__).parent / "catalog_data" / "replicate.json"
@@ -129,8 +130,10 @@ def add_version(
         defaults["created_at"] = created_at
     version, created = Version.objects.update_or_create(pk=version_id, defaults=defaults)
     if created:
-        # Watchers of the model get their reference benchmark run on it (after commit).
-        benchmarks.new_version_added(version)
+        # Watchers of the model get their reference benchmark run on it (after
+        # commit). Queued by name: benchmarks imports this module's callers.
+        if Watch.objects.filter(model_id=version.model_id).exists():
+            jobs.after_commit("tasks.benchmarks.on_new_version", version.pk, robust=True)
     return version
 
 
