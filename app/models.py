@@ -831,7 +831,9 @@ class Prediction(Moderated):
             remote_id=remote_id or self.id,
             dispatched_at=now,
             heard_at=now,
-            dispatch_attempts=self.dispatch_attempts + 1,
+            # Counted in the row: a rerun may hand it over while a late first
+            # hand-over is still recording, and neither may lose the other's count.
+            dispatch_attempts=models.F("dispatch_attempts") + 1,
             server_boot=server_boot,
         )
 
@@ -1531,7 +1533,9 @@ class Training(models.Model):
             remote_id=remote_id or self.id,
             dispatched_at=now,
             heard_at=now,
-            dispatch_attempts=self.dispatch_attempts + 1,
+            # Counted in the row: a rerun may hand it over while a late first
+            # hand-over is still recording, and neither may lose the other's count.
+            dispatch_attempts=models.F("dispatch_attempts") + 1,
             server_boot=server_boot,
         )
 
