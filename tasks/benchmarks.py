@@ -24,14 +24,16 @@ def on_new_version(version_id):
 
 @shared_task
 def sweep():
-    """Beat: queue again each running run that lacks comparisons (a worker
-    killed while it started them, a broker that lost the message); running
-    twice at once is harmless, the run's row lock takes them in turn."""
+    """Beat: queue again each running run that lacks comparisons, or was told
+    to go on and has not yet (a worker killed while it started them, a broker
+    that lost the message); running twice at once is harmless, the run's row
+    lock takes them in turn."""
+    running = BenchmarkRun.objects.filter(status=BenchmarkRun.Status.RUNNING)
+    going_on = set(running.filter(note=benchmarks.GOING_ON).values_list("pk", flat=True))
     lacking = (
-        BenchmarkRun.objects.filter(status=BenchmarkRun.Status.RUNNING)
-        .annotate(started=Count("comparisons"))
-        .filter(started__lt=F("planned"))
-        .values_list("pk", flat=True)
+        running.annotate(started=Count("comparisons")).filter(started__lt=F("planned")).values_list("pk", flat=True)
     )
-    for run_id in lacking:
+    for run_id in going_on:
+        materialise.delay(run_id, True)
+    for run_id in set(lacking) - going_on:
         materialise.delay(run_id)

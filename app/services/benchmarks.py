@@ -28,6 +28,11 @@ MAX_VERSIONS = 8
 BATCH = 10
 # A limit that frees up within this many seconds is waited for; a longer one stops the run.
 MAX_WAIT = 600
+# The note of a run that was told to go on, until its task has started again
+# what failed or was canceled: till then the run is not finished, whatever its
+# rows say (they are all ended), and the beat sweep queues it again if the
+# message was lost.
+GOING_ON = "Going on: starting again what failed or was canceled."
 # Input fields a run takes besides prompt and seed.
 INPUT_FIELDS = ("negative_prompt", "width", "height", "num_inference_steps", "guidance_scale", "scheduler")
 
@@ -243,8 +248,11 @@ def materialise(run_id, retry=False):
                         f"{field}: {' '.join(messages)}" for field, messages in exc.errors.items()
                     )[:300]
             locked.skipped = skipped
-            locked.note = ""
-            locked.save(update_fields=["skipped", "note"])
+            locked.save(update_fields=["skipped"])
+    # All started: no longer waiting, nor going on (a plain round leaves a
+    # pending go-on to the round that retries).
+    done = BenchmarkRun.objects.filter(pk=run.pk, status=BenchmarkRun.Status.RUNNING)
+    (done if retry else done.exclude(note=GOING_ON)).update(note="")
     return None
 
 
@@ -298,9 +306,9 @@ def stop(run):
 def resume(run):
     """Go on: start what is missing, and again what failed or was canceled."""
     with transaction.atomic():
-        BenchmarkRun.objects.filter(pk=run.pk).update(status=BenchmarkRun.Status.RUNNING, note="", skipped={})
+        BenchmarkRun.objects.filter(pk=run.pk).update(status=BenchmarkRun.Status.RUNNING, note=GOING_ON, skipped={})
         jobs.after_commit("tasks.benchmarks.materialise", run.pk, True, robust=True)
-    run.status, run.note, run.skipped = BenchmarkRun.Status.RUNNING, "", {}
+    run.status, run.note, run.skipped = BenchmarkRun.Status.RUNNING, GOING_ON, {}
 
 
 def set_visibility(run, visibility):
@@ -408,10 +416,10 @@ def summary(run, versions=None):
     started = run.comparisons.count()
     if run.status == BenchmarkRun.Status.STOPPED:
         state = "stopped"
-    elif counts["active"] == 0 and started + len(run.skipped) >= run.planned:
-        state = "finished"
     elif run.note.startswith("Waiting"):
         state = "waiting"
+    elif counts["active"] == 0 and started + len(run.skipped) >= run.planned and run.note != GOING_ON:
+        state = "finished"
     else:
         state = "running"
     return {

@@ -10,6 +10,7 @@ from django.test.utils import CaptureQueriesContext
 
 from app.models import BenchmarkRun, Comparison, Notice, Prediction, PromptSet, Watch
 from app.services import benchmarks, catalog, prompt_sets
+from tasks.benchmarks import sweep
 from tests.benchmarks.conftest import SCHEMA, make_version
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -123,7 +124,14 @@ def test_stop_cancels_what_has_not_run_and_go_on_starts_it_again(alice, small_se
 
     benchmarks.resume(run)
     assert queued_tasks["materialise"][-1] == (run.pk, True)
+    # Every row has ended, but what failed or was canceled is still to start again.
+    assert benchmarks.summary(run)["state"] == "running"
+    queued_tasks["materialise"].clear()
+    sweep()  # the go-on message was lost: the beat sweep sends it again
+    assert queued_tasks["materialise"] == [(run.pk, True)]
     benchmarks.materialise(run.pk, retry=True)
+    run.refresh_from_db()
+    assert run.note == ""
     summary = benchmarks.summary(run)
     assert (summary["succeeded"], summary["failed"], summary["canceled"], summary["active"]) == (4, 0, 0, 8)
     assert summary["state"] == "running"
