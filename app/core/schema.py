@@ -7,6 +7,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
 from app.core import payloads
+from app.core.errors import FieldErrors
 
 MAX_SEED = 2**32 - 1
 ALLOWED_URI_PREFIXES = ("http://", "https://", "data:")
@@ -28,12 +29,8 @@ URL_INPUT_NAMES = frozenset(
 )
 
 
-class InputError(Exception):
-    """Input that does not fit a version's schema; `errors` maps field -> messages."""
-
-    def __init__(self, errors):
-        super().__init__("; ".join(f"{field}: {' '.join(messages)}" for field, messages in errors.items()))
-        self.errors = errors
+class InputError(FieldErrors):
+    """Input that does not fit a version's schema."""
 
 
 def properties(version):

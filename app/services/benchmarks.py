@@ -19,6 +19,7 @@ from django.db.models import Aggregate, Count, FloatField, Min, Q, Sum
 from django.urls import reverse
 
 from app.core import jobs, schema
+from app.core.errors import FieldErrors
 from app.models import BenchmarkRun, Comparison, Notice, Prediction, Prompt, Version, Watch
 from app.services import comparisons, limits, predictions
 
@@ -37,12 +38,8 @@ GOING_ON = "Going on: starting again what failed or was canceled."
 INPUT_FIELDS = ("negative_prompt", "width", "height", "num_inference_steps", "guidance_scale", "scheduler")
 
 
-class RunError(ValueError):
-    """A run that cannot be created: {field: [messages]}."""
-
-    def __init__(self, errors):
-        super().__init__("; ".join(f"{k}: {' '.join(v)}" for k, v in errors.items()))
-        self.errors = errors
+class RunError(FieldErrors, ValueError):
+    """A run that cannot be created."""
 
 
 def plan(run):
@@ -244,9 +241,7 @@ def materialise(run_id, retry=False):
                         names = ", ".join(str(v.model) for v in offline)
                         _hold(run.pk, f"Stopped: {names} cannot run now; go on once it is back.", stop=True)
                         return None
-                    skipped[_key(prompt_id, seed)] = "; ".join(
-                        f"{field}: {' '.join(messages)}" for field, messages in exc.errors.items()
-                    )[:300]
+                    skipped[_key(prompt_id, seed)] = str(exc)[:300]
             locked.skipped = skipped
             locked.save(update_fields=["skipped"])
     # All started: no longer waiting, nor going on (a plain round leaves a

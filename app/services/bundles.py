@@ -228,8 +228,7 @@ def import_bundle(owner, data):
     except schema.InputError as exc:
         for field_file in written:
             field_file.storage.delete(field_file.name)
-        why = "; ".join(f"{field}: {' '.join(messages)}" for field, messages in exc.errors.items())
-        raise BundleError(f"A run of this bundle was refused, so nothing was imported: {why}") from None
+        raise BundleError(f"A run of this bundle was refused, so nothing was imported: {exc}") from None
     except Exception:
         for field_file in written:
             field_file.storage.delete(field_file.name)
@@ -333,8 +332,7 @@ def _plan(owner, manifest, picked, images):
             if not catalog.refresh_availability(version):
                 raise schema.InputError({"version": [f"unavailable: {version.unavailable_reason}"]})
         except schema.InputError as exc:
-            why = "; ".join(f"{field}: {' '.join(messages)}" for field, messages in exc.errors.items())
-            skipped.append({"what": what, "why": why[:500]})
+            skipped.append({"what": what, "why": str(exc)[:500]})
             continue
         plans.append((entry, version, cleaned, outputs))
     return plans, skipped

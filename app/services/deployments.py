@@ -7,18 +7,15 @@ from django.utils import timezone
 from django.utils.text import slugify
 
 from app.core import hardware
+from app.core.errors import FieldErrors
 from app.models import Deployment, Model, Prediction, Version
 
 FIELDS = ("name", "model", "version", "hardware", "min_instances", "max_instances")
 UPDATABLE = ("version", "hardware", "min_instances", "max_instances")
 
 
-class Invalid(Exception):
-    """Fields that cannot be used: {field: [messages]}."""
-
-    def __init__(self, errors):
-        super().__init__("; ".join(f"{field}: {' '.join(messages)}" for field, messages in errors.items()))
-        self.errors = errors
+class Invalid(FieldErrors):
+    """Fields that cannot be used."""
 
 
 class Conflict(Exception):

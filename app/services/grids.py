@@ -29,19 +29,16 @@ from django.utils import timezone
 
 from app.core import axes as axes_core
 from app.core import jobs, schema
+from app.core.errors import FieldErrors
 from app.models import Comparison, Grid, Prediction, Version
 from app.services import catalog, comparisons, limits, predictions
 
 NOT_APPLICABLE, ERROR = "n/a", "error"
 
 
-class GridError(Exception):
-    """A grid that cannot start; `errors` maps a field (axis_x, axis_y,
-    axis_z, versions, input, cells...) to its messages."""
-
-    def __init__(self, errors):
-        super().__init__("; ".join(f"{key}: {' '.join(messages)}" for key, messages in errors.items()))
-        self.errors = errors
+class GridError(FieldErrors):
+    """A grid that cannot start; its fields are axis_x, axis_y, axis_z,
+    versions, input, cells..."""
 
 
 @dataclass

@@ -10,6 +10,7 @@ from pathlib import Path
 from django.db import IntegrityError, transaction
 from django.utils.text import slugify
 
+from app.core.errors import FieldErrors
 from app.models import Prompt, PromptSet
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "prompt_sets"
@@ -84,12 +85,8 @@ def ensure_shipped():
             pass  # another process loaded it first
 
 
-class SetError(ValueError):
-    """What is wrong with a user's set: {field: [messages]}."""
-
-    def __init__(self, errors):
-        super().__init__("; ".join(f"{k}: {' '.join(v)}" for k, v in errors.items()))
-        self.errors = errors
+class SetError(FieldErrors, ValueError):
+    """What is wrong with a user's set."""
 
 
 def _has_control(text):

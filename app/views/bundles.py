@@ -128,7 +128,7 @@ def rerun_latest(request, kind, item_id):
     try:
         found = reproductions.rerun_on_latest(item, request.user)
     except schema.InputError as exc:
-        messages.error(request, "Could not re-run: " + "; ".join(f"{k}: {' '.join(v)}" for k, v in exc.errors.items()))
+        messages.error(request, f"Could not re-run: {exc}")
         return redirect(item)
     except limits.RunRefused as exc:
         messages.error(request, f"Could not re-run: {exc.detail}")

@@ -221,7 +221,7 @@ def comparison_rerun(request, comparison_id):
             extra_input=comparison.extra_input,
         )
     except schema.InputError as exc:
-        messages.error(request, "Could not rerun: " + "; ".join(f"{k}: {' '.join(v)}" for k, v in exc.errors.items()))
+        messages.error(request, f"Could not rerun: {exc}")
         return redirect(comparison)
     except limits.RunRefused as exc:
         messages.error(request, f"Could not rerun: {exc.detail}")
@@ -240,7 +240,7 @@ def comparison_add_version(request, comparison_id):
     try:
         comparisons.add_version(comparison, version)
     except schema.InputError as exc:
-        messages.error(request, "Could not add it: " + "; ".join(f"{k}: {' '.join(v)}" for k, v in exc.errors.items()))
+        messages.error(request, f"Could not add it: {exc}")
     except limits.RunRefused as exc:
         messages.error(request, f"Could not add it: {exc.detail}")
     return redirect(comparison)
