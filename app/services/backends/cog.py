@@ -7,6 +7,8 @@ back as data: URIs.
 """
 
 import json
+import re
+from urllib.parse import urlsplit
 
 import httpx
 from django.conf import settings
@@ -218,8 +220,31 @@ def cancel(prediction):
 UPLOAD_FAILED = ("failed to upload output", "failed to upload file output")
 
 
+# coglet 0.23.1 uploads a list's files at once and lists each as its upload
+# finishes (out-2, out-0, out-3, out-1), not in the order the predictor
+# returned them; safety-checker flags, seeds and comparisons go by position.
+# Files one predictor numbered (diffusers' out-0.png, out-1.png ...) get their
+# order back; any other names keep the order the server gave.
+_NUMBERED = re.compile(r"^(.*?)(\d+)(\.\w+)?$")
+
+
+def _in_predictor_order(output):
+    if not isinstance(output, list) or len(output) < 2 or not all(isinstance(item, str) for item in output):
+        return output
+    numbered = []
+    for item in output:
+        found = _NUMBERED.match(urlsplit(item).path.rsplit("/", 1)[-1]) if not item.startswith("data:") else None
+        if not found:
+            return output
+        numbered.append((found[1], found[3], int(found[2])))
+    if len({(stem, suffix) for stem, suffix, _ in numbered}) != 1 or len({n for _, _, n in numbered}) != len(output):
+        return output
+    return [item for _, item in sorted(zip((n for _, _, n in numbered), output))]
+
+
 def parse_update(payload):
     update = update_from_payload(payload, "Cog")
+    update.output = _in_predictor_order(update.output)
     error = payload.get("error")
     if update.status == "failed" and isinstance(error, str) and error.lower().startswith(UPLOAD_FAILED):
         update.error_code = Prediction.ErrorCode.OUTPUT_NOT_RECEIVED
