@@ -133,14 +133,31 @@ def compare_choices(predictions, user):
     a prediction has several. Withheld cards, blurred and removed images are left out."""
     choices = []
     for prediction in predictions:
-        if getattr(prediction, "withheld", False) or prediction.status != Prediction.Status.SUCCEEDED:
+        if not _finished_and_open(prediction):
             continue
         outputs = list(prediction.outputs.all())
         for output in outputs:
-            if output.rating == Output.Rating.BLOCKED or not output.file or not output.shows_explicit_to(user):
+            if not comparable(prediction, output, user):
                 continue
             label = f"{prediction.version.model} · {prediction.version_id[:8]}"
             if len(outputs) > 1:
                 label += f" · image {output.index + 1}"
             choices.append((f"{prediction.id}:{output.index}", label))
     return choices
+
+
+def _finished_and_open(prediction):
+    return not getattr(prediction, "withheld", False) and prediction.status == Prediction.Status.SUCCEEDED
+
+
+def comparable(prediction, output, user):
+    """Whether the compare picker offers `output` of `prediction` to `user`:
+    a finished prediction they may open, an image neither removed nor one
+    they only get blurred (the viewer refuses those)."""
+    return (
+        _finished_and_open(prediction)
+        and output is not None
+        and output.rating != Output.Rating.BLOCKED
+        and bool(output.file)
+        and output.shows_explicit_to(user)
+    )

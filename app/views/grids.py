@@ -34,7 +34,7 @@ from app.forms import VisibilityForm
 from app.models import Access, Grid, Output, Prediction, Visibility
 from app.services import grids
 from app.views.access import Gone, allowed_or_raise, gone_response, next_url
-from app.views.cards import with_tiles
+from app.views.cards import comparable, with_tiles
 
 SIZES = {"s": 96, "m": 160, "l": 256}
 # What a cell needs of its prediction (with_tiles, access_for, the cell's markup).
@@ -235,6 +235,25 @@ def _table(request, grid, view):
     }
 
 
+def _compare_choices(table, user):
+    """The compare picker's (value, label) of each shown cell's image (the
+    first, the one the cell shows), labelled by the cell's axis values, e.g.
+    "guidance scale = 7.5, Model = stability-ai/sdxl"; from the cells already
+    read, so no query per cell."""
+    x_title, y_title = _axis_title(table["col_axis"]), _axis_title(table["row_axis"])
+    choices = []
+    for (_, row_label, _, _), line in zip(table["rows"], table["cell_rows"]):
+        for (_, col_label, _), cell in zip(table["columns"], line):
+            prediction = cell["prediction"]
+            if prediction is None or not comparable(prediction, prediction.tile_output, user):
+                continue
+            label = f"{x_title} = {Truncator(col_label).chars(40)}"
+            if table["row_axis"]:
+                label += f", {y_title} = {Truncator(row_label).chars(40)}"
+            choices.append((f"{prediction.pk}:{prediction.tile_output.index}", label))
+    return choices
+
+
 def _axis_title(axis):
     if axis is None:
         return ""
@@ -273,6 +292,7 @@ def grid(request, grid_id):
         if grid.is_open_to_everyone and counts.get("succeeded")
         else "",
         "visibility_form": VisibilityForm(initial={"visibility": grid.visibility}),
+        "compare_choices": _compare_choices(table, request.user),
         **view.links(grid, cursor),
         **table,
     }
@@ -323,6 +343,8 @@ def grid_changes(request, grid_id):
     ]
     active = _active(grid, counts)
     context = {
+        # The poll's last answer brings the picker every cell done since the page was loaded.
+        "compare_choices": [] if active else _compare_choices(_table(request, grid, view), request.user),
         "grid": grid,
         "view": view,
         "changed": changed,

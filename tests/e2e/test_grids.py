@@ -2,14 +2,20 @@
 fill in through the one poll, explored (swap, hide, size), on desktop and
 phone, light and dark, axe clean."""
 
+import copy
+import io
 import re
 from pathlib import Path
 
 import pytest
+from django.utils import timezone
+from PIL import Image, ImageDraw
 from playwright.sync_api import expect
 
-from app.models import Grid
+from app.models import Grid, Prediction
 from tests.e2e.conftest import DESKTOP, PHONE, axe_violations, screenshot, sign_up
+from tests.grids.conftest import grid_tasks  # noqa: F401
+from tests.web.conftest import SCHEMA, make_version
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -54,6 +60,8 @@ def test_make_a_grid_watch_it_fill_in_and_explore_it(site, worker, two_versions,
     page.on("request", lambda request: polls.append(request.url) if "/changes" in request.url else None)
     expect(page.locator(".grid-cell img")).to_have_count(6, timeout=60_000)
     expect(page.locator("#grid-progress")).to_contain_text("6 of 6 done")
+    # The poll's last answer gave the compare picker the cells done since the page loaded.
+    expect(page.get_by_label("Compare", exact=True).locator("option")).to_have_count(6)
     assert polls and all(f"/g/{grid.pk}/changes" in url for url in polls)
     headers = page.locator("thead th.grid-col-label .grid-label-text")
     expect(headers).to_have_text(["1", "2", "3"])
@@ -101,3 +109,71 @@ def test_the_grid_page_works_without_javascript(site, worker, cog_version, brows
     page.get_by_role("link", name="Hide column 2").click()
     expect(page.locator(".grid-cell img")).to_have_count(1)
     context.close()
+
+
+def picture(index):
+    """A small scene, the sun further right in each cell, so any two differ."""
+    image = Image.new("RGB", (128, 96), (40, 90, 160))
+    draw = ImageDraw.Draw(image)
+    draw.rectangle((0, 64, 128, 96), fill=(60, 140, 70))
+    draw.ellipse((10 + index * 25, 10, 34 + index * 25, 34), fill=(250, 210, 60))
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def finished_grid(alice, queued, grid_tasks, settings):  # noqa: F811 (the fixture imported above)
+    """A 2 × 2 grid of alice's (guidance scale across, two models down),
+    every cell done with its own image, made without a worker."""
+    from app.services import grids, storage
+
+    settings.MAX_CONCURRENT = settings.RATE_LIMIT_PER_MINUTE = None
+    versions = [make_version("local", name, copy.deepcopy(SCHEMA)) for name in ("tiny-sd", "tiny-sdxl")]
+    grid = grids.create(
+        alice,
+        versions,
+        {"prompt": "a lake at noon"},
+        [{"kind": "field", "field": "guidance_scale", "text": "3, 7.5"}, {"kind": "version"}],
+        visibility="unlisted",
+    )
+    grids.materialise(grid.pk)
+    for index, prediction in enumerate(Prediction.objects.filter(comparison__grid=grid).order_by("created_at")):
+        storage._save_output(prediction, 0, picture(index), "image/png")
+        Prediction.objects.filter(pk=prediction.pk).update(status="succeeded", completed_at=timezone.now())
+    return grid
+
+
+def cell_of(grid, scale, model):
+    return Prediction.objects.get(
+        comparison__grid=grid, comparison__grid_x=["3", "7.5"].index(scale), version__model__name=model
+    )
+
+
+@pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desktop", "phone"])
+def test_pick_two_cells_and_open_the_compare_viewer(site, finished_grid, new_page, viewport):
+    kind = "phone" if viewport is PHONE else "desktop"
+    a, b = cell_of(finished_grid, "3", "tiny-sd"), cell_of(finished_grid, "7.5", "tiny-sdxl")
+    page = new_page(viewport=viewport)
+    page.goto(f"{site.url}/g/{finished_grid.pk}")
+    expect(page.locator(".grid-cell img")).to_have_count(4)
+    sd, sdxl = finished_grid.axes[1]["labels"]  # "local/tiny-sd <version id>"
+    first, second = page.get_by_label("Compare", exact=True), page.get_by_label("with", exact=True)
+    labels = [f"guidance scale = {scale}, Model = {model}" for model in (sd, sdxl) for scale in ("3", "7.5")]
+    expect(first.locator("option")).to_have_text(labels)
+    shot(page, f"grid-compare-pick-{kind}")
+    assert axe_violations(page) == []
+    assert page.evaluate("document.documentElement.scrollWidth") <= viewport["width"] + 1
+    # By keyboard: choose in each list, then Enter on the button.
+    first.select_option(label=labels[0])
+    second.focus()
+    second.select_option(label=labels[3])
+    page.keyboard.press("Tab")
+    expect(page.get_by_role("button", name="Compare", exact=True)).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(page).to_have_url(f"{site.url}/compare?a={a.pk}%3A0&b={b.pk}%3A0")
+    expect(page.get_by_role("heading", level=1)).to_contain_text("local/tiny-sd and local/tiny-sdxl")
+    expect(page.locator("[data-pane=a]")).to_be_visible()
+    expect(page.locator("[data-pane=b]")).to_be_visible()
+    assert axe_violations(page) == []
+    assert page.csp_violations == []

@@ -9,7 +9,7 @@ import pytest
 from django.utils import timezone
 from PIL import Image
 
-from app.models import Comparison, Grid, Prediction
+from app.models import Comparison, Grid, Output, Prediction
 from app.services import grids, storage
 from tests.web.conftest import png_bytes
 
@@ -99,6 +99,7 @@ def test_the_grid_page_fills_in_and_its_query_count_does_not_grow(
     assert len(small_queries.captured_queries) == len(big_queries.captured_queries)
     body = big_page.content.decode()
     assert body.count('class="grid-cell"') == 100 and body.count("<img") >= 100
+    assert len(picker_options(body, "a")) == 100  # the compare picker adds no query per cell
     assert "100 of 100 done" in body and 'id="grid-poll"' not in body
     assert page.status_code == 200
 
@@ -186,3 +187,63 @@ def test_cancel_and_rerun_from_the_page(client_alice, alice, sd_version, grid_ta
     again = Grid.objects.exclude(pk=grid.pk).get()
     assert response["Location"] == f"/g/{again.pk}" and again.seed != grid.seed
     assert Comparison.objects.standalone().count() == 0
+
+
+def picker_options(body, field):
+    """(value, label) of each option of the grid's compare picker's `field` ("a" or "b")."""
+    select = re.search(rf'<select name="{field}" id="grid-compare-{field}">(.*?)</select>', body, re.S)
+    assert select, f"no picker field {field}"
+    return re.findall(r'<option value="([^"]+)"[^>]*>([^<]*)</option>', select.group(1))
+
+
+def test_the_compare_picker_offers_the_shown_cells_by_their_axis_values(client_alice, alice, sd_version):
+    grid = grids.create(alice, [sd_version], {"prompt": "a fox"}, [STEPS, {"kind": "seed", "text": "7, 8"}])
+    finish(grid)
+    cell = {
+        (p.comparison.grid_x, p.comparison.grid_y): p
+        for p in Prediction.objects.filter(comparison__grid=grid).select_related("comparison")
+    }
+    Output.objects.filter(prediction=cell[2, 1]).update(rating=Output.Rating.BLOCKED)
+    body = client_alice.get(f"/g/{grid.pk}").content.decode()
+    assert '<label for="grid-compare-a">' in body and '<label for="grid-compare-b">' in body
+    options = picker_options(body, "a")
+    assert options == picker_options(body, "b")
+    # Row by row, as the table shows them; the removed image is not offered.
+    assert options == [
+        (f"{cell[0, 0].pk}:0", "num inference steps = 1, Seed = 7"),
+        (f"{cell[1, 0].pk}:0", "num inference steps = 2, Seed = 7"),
+        (f"{cell[2, 0].pk}:0", "num inference steps = 3, Seed = 7"),
+        (f"{cell[3, 0].pk}:0", "num inference steps = 4, Seed = 7"),
+        (f"{cell[0, 1].pk}:0", "num inference steps = 1, Seed = 8"),
+        (f"{cell[1, 1].pk}:0", "num inference steps = 2, Seed = 8"),
+        (f"{cell[3, 1].pk}:0", "num inference steps = 4, Seed = 8"),
+    ]
+    # A plain GET form to the viewer, the first two cells chosen at first.
+    assert re.search(r'<form method="get" action="/compare"', body)
+    assert f'<option value="{cell[1, 0].pk}:0" selected>' in re.search(
+        r'id="grid-compare-b">(.*?)</select>', body, re.S
+    ).group(1)
+    viewer = client_alice.get("/compare", {"a": options[2][0], "b": options[6][0]})
+    assert viewer.status_code == 200
+    shown = viewer.content.decode()
+    assert f'href="/p/{cell[2, 0].pk}"' in shown and f'href="/p/{cell[3, 1].pk}"' in shown
+    # Hidden rows' and columns' cells are not offered; swapped axes swap the labels.
+    narrowed = picker_options(client_alice.get(f"/g/{grid.pk}?swap=1&hide_c=0&hide_r=0").content.decode(), "a")
+    assert narrowed == [
+        (f"{cell[1, 1].pk}:0", "Seed = 8, num inference steps = 2"),
+        (f"{cell[3, 1].pk}:0", "Seed = 8, num inference steps = 4"),
+    ]
+
+
+def test_the_grid_s_last_poll_brings_the_picker_its_cells(client_alice, alice, sd_version):
+    grid = grids.create(alice, [sd_version], {"prompt": "a fox"}, [STEPS])
+    grids.materialise(grid.pk)
+    page = client_alice.get(f"/g/{grid.pk}").content.decode()
+    assert '<div id="grid-compare">' in page and "grid-compare-a" not in page  # nothing done yet
+    cursor = timezone.now()
+    finish(grid)
+    done = client_alice.get(f"/g/{grid.pk}/changes", {"since": cursor.isoformat()}, headers={"HX-Request": "true"})
+    body = done.content.decode()
+    assert done.status_code == 286
+    assert 'id="grid-compare" class="compare-bar grid-compare" hx-swap-oob="true"' in body
+    assert len(picker_options(body, "a")) == 4
