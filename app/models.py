@@ -1380,8 +1380,16 @@ class GroupLimits(models.Model):
 
 class ContentPreferenceQuerySet(models.QuerySet):
     def shows_nsfw(self, user):
-        """Did `user` opt in to see NSFW images unblurred?"""
-        return user.is_authenticated and self.filter(user=user, show_nsfw=True).exists()
+        """Did `user` opt in to see NSFW images unblurred? Read once per user
+        object (a request's), as roles.is_moderator is: a page of NSFW images
+        asks it for each."""
+        if not user.is_authenticated:
+            return False
+        cached = getattr(user, "_lightbox_shows_nsfw", None)
+        if cached is None:
+            cached = self.filter(user=user, show_nsfw=True).exists()
+            user._lightbox_shows_nsfw = cached
+        return cached
 
 
 class ContentPreference(models.Model):

@@ -149,6 +149,7 @@ def content_preference(request):
     """Opt in (or out) of seeing images rated NSFW unblurred."""
     show = request.POST.get("show_nsfw") == "on"
     ContentPreference.objects.update_or_create(user=request.user, defaults={"show_nsfw": show})
+    request.user._lightbox_shows_nsfw = show
     messages.success(request, "NSFW images are shown." if show else "NSFW images are blurred.")
     return redirect("profile")
 
