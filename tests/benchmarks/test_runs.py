@@ -201,7 +201,10 @@ def test_the_page_shows_progress_results_and_images_in_constant_queries(
     page = response.content.decode()
     assert "prompt 0" in page and "seed 2" in page
     assert page.count("<img ") == 20 * 2  # one page of 20 prompts x seeds, each on both versions
-    assert "Next →" in page
+    assert "Next →" in page and "Prompts 1–20 of 22" in page and "← Previous" not in page
+    second = client_alice.get(run.get_absolute_url() + "?page=2").content.decode()
+    assert "Prompts 21–22 of 22" in second and "← Previous" in second and "Next →" not in second
+    assert second.count("<img ") == 2 * 2
     assert "Median predict time" in page and "1.25 s" in page
     assert "animals" in page and "objects" in page
     assert "unless you publish the run" in page
