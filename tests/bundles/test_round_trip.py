@@ -40,12 +40,14 @@ def settled(reproduction):
 def test_a_comparison_reimported_into_a_fresh_instance_reproduces_every_image(
     worker, cog_server, second_cog_server, two_versions, alice
 ):
-    comparison = comparisons.start(two_versions, {"prompt": "a red fox", "width": 80}, owner=alice)
+    # Three images each: coglet lists them as their uploads finish, and they
+    # still pair up by index (backends.cog puts them back in order).
+    comparison = comparisons.start(two_versions, {"prompt": "a red fox", "width": 80, "num_outputs": 3}, owner=alice)
     for prediction in comparison.predictions.all():
         assert wait_for_status(prediction.id).status == "succeeded"
     _, data = bundle_service.export(comparison, alice)
     manifest, images = unzip(data)
-    assert len(images) == 2 and manifest["versions"][0]["server"]  # what the Cog server reports (coglet)
+    assert len(images) == 6 and manifest["versions"][0]["server"]  # what the Cog server reports (coglet)
 
     # A fresh instance: empty database, empty storage; the same model servers in its catalog.
     call_command("flush", interactive=False, verbosity=0)
@@ -57,12 +59,16 @@ def test_a_comparison_reimported_into_a_fresh_instance_reproduces_every_image(
     reproduction = bundle_service.import_bundle(carol, data)
     items = settled(reproduction)
 
-    assert [item.verdict for item in items] == [Verdict.IDENTICAL, Verdict.IDENTICAL]
-    expected = {p["id"]: p["outputs"][0]["pixel_sha256"] for p in manifest["predictions"]}
+    assert [item.verdict for item in items] == [Verdict.IDENTICAL] * 6
+    expected = {
+        (p["id"], index): output["pixel_sha256"]
+        for p in manifest["predictions"]
+        for index, output in enumerate(p["outputs"])
+    }
     for item in items:
         with item.new_output.file.open("rb") as handle:
             # Bit for bit, pixel by pixel (the PNG's own bytes carry the new prediction's id).
-            assert bundles.pixel_hash(handle.read()) == expected[item.source_prediction]
+            assert bundles.pixel_hash(handle.read()) == expected[(item.source_prediction, item.index)]
     new = Comparison.objects.get(pk=reproduction.comparison_id)
     assert new.owner == carol and new.seed == manifest["comparisons"][0]["seed"]
 
