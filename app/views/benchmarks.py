@@ -6,7 +6,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.http import Http404
-from django.shortcuts import get_object_or_404, redirect
+from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django.views.decorators.vary import vary_on_headers
@@ -15,7 +15,7 @@ from app.core import pagination
 from app.forms import BenchmarkForm, PromptSetForm, VisibilityForm
 from app.models import Access, BenchmarkRun, Model, Prediction, PromptSet, Version, Visibility, Watch
 from app.services import benchmarks, prompt_sets
-from app.views.access import Gone, allowed_or_raise, gone_response
+from app.views.access import Gone, get_for_user, gone_response, owns
 from app.views.cards import TILE_FIELDS, with_tiles
 
 STRIP_PAGE = 20
@@ -25,12 +25,8 @@ RUNS_PAGE = 30
 def _get_run_for_user(request, run_id, owner_only=False):
     """The run if `request.user` may see it (or act on it: `owner_only`);
     else 404, or Gone when moderators hid it."""
-    run = get_object_or_404(BenchmarkRun.objects.select_related("owner", "prompt_set", "baseline"), pk=run_id)
-    if request.user.is_authenticated and run.owner_id == request.user.pk:
-        return run
-    if owner_only:
-        raise Http404("No such benchmark run")
-    return allowed_or_raise(run, request.user)
+    runs = BenchmarkRun.objects.select_related("owner", "prompt_set", "baseline")
+    return get_for_user(runs, run_id, request.user, owner_only)
 
 
 def _strip(run, versions, user, page_number):
@@ -64,7 +60,7 @@ def benchmark(request, run_id):
         return gone_response(request, gone)
     versions = benchmarks.versions_of(run)
     summary = benchmarks.summary(run, versions)
-    is_owner = request.user.is_authenticated and run.owner_id == request.user.pk
+    is_owner = owns(request.user, run)
     context = {
         "run": run,
         "summary": summary,

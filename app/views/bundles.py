@@ -15,7 +15,7 @@ from django.views.decorators.vary import vary_on_headers
 from app.core import schema
 from app.models import BenchmarkRun, Comparison, Grid, Prediction, Reproduction, Verdict
 from app.services import bundles, limits, reproductions
-from app.views.access import Gone, allowed_or_raise, gone_response, next_url
+from app.views.access import Gone, get_for_user, gone_response, next_url, owns
 from app.views.files import file_response
 
 KINDS = {"prediction": Prediction, "comparison": Comparison, "grid": Grid, "benchmark": BenchmarkRun}
@@ -26,16 +26,11 @@ def _get_item_for_user(request, kind, item_id, owner_only=False):
     open it (or owns it: `owner_only`); else 404, or Gone when moderators hid it."""
     if kind not in KINDS:
         raise Http404("Nothing of that kind")
-    item = get_object_or_404(KINDS[kind], pk=item_id)
-    if request.user.is_authenticated and item.owner_id == request.user.pk:
-        return item
-    if owner_only:
-        raise Http404(f"No such {kind}")
-    return allowed_or_raise(item, request.user)
+    return get_for_user(KINDS[kind], item_id, request.user, owner_only)
 
 
 def _get_reproduction_for_user(request, reproduction_id):
-    return get_object_or_404(Reproduction, pk=reproduction_id, owner=request.user)
+    return get_for_user(Reproduction, reproduction_id, request.user, owner_only=True)
 
 
 def bundle_download(item, viewer):
@@ -164,7 +159,7 @@ def repro_status(request, prediction_id):
     except Gone as gone:
         return gone_response(request, gone)
     check = reproductions.last_check(prediction)
-    is_owner = request.user.is_authenticated and prediction.owner_id == request.user.pk
+    is_owner = owns(request.user, prediction)
     response = TemplateResponse(
         request, "partials/repro_check.html", {"prediction": prediction, "check": check, "is_owner": is_owner}
     )

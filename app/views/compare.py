@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 
 from django.core.cache import cache
-from django.http import Http404, HttpResponse
+from django.http import HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.http import urlencode
@@ -23,7 +23,7 @@ from django.views.decorators.http import require_GET
 
 from app.core import images
 from app.models import Access, Output, Prediction
-from app.views.access import Gone, allowed_or_raise
+from app.views.access import access_of
 from app.views.cards import compare_choices
 
 # "<prediction id>" or "<prediction id>:<image index>".
@@ -67,15 +67,11 @@ def _get_output_for_user(request, letter):
         .filter(pk=prediction_id)
         .first()
     )
-    if prediction is None:
+    access = access_of(prediction, request.user)
+    if access == Access.HIDDEN:
+        raise Refused(410, f"Image {name} was hidden by moderators.")
+    if access == Access.PRIVATE:
         raise Refused(404, f"Image {name}: there is no such prediction.")
-    if not (request.user.is_authenticated and prediction.owner_id == request.user.pk):
-        try:
-            allowed_or_raise(prediction, request.user)
-        except Gone:
-            raise Refused(410, f"Image {name} was hidden by moderators.") from None
-        except Http404:
-            raise Refused(404, f"Image {name}: there is no such prediction.") from None
     output = prediction.outputs.filter(index=index).first()
     if output is None:
         raise Refused(404, f"Image {name}: that prediction has no image {index + 1}.")

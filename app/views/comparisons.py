@@ -15,7 +15,7 @@ from app.forms import VisibilityForm
 from app.models import Access, Comparison, Output, Version, Visibility
 from app.services import comparisons, limits
 from app.views import reports
-from app.views.access import Gone, allowed_or_raise, gone_response, next_url
+from app.views.access import Gone, get_for_user, gone_response, next_url, owns
 from app.views.cards import WithheldCard, attach_changes, attach_live_state, card_response, compare_choices
 from app.views.running import can_run, start_comparison
 
@@ -25,13 +25,7 @@ PREVIEW_COLUMNS = 4
 def _get_comparison_for_user(request, comparison_id, owner_only=False):
     """The comparison if `request.user` may see it (or act on it: `owner_only`);
     else 404, or Gone when moderators hid it."""
-    comparison = get_object_or_404(Comparison.objects.select_related("owner"), pk=comparison_id)
-    is_owner = request.user.is_authenticated and comparison.owner_id == request.user.pk
-    if is_owner:
-        return comparison
-    if owner_only:
-        raise Http404("No such comparison")
-    return allowed_or_raise(comparison, request.user)
+    return get_for_user(Comparison.objects.select_related("owner"), comparison_id, request.user, owner_only)
 
 
 def _predictions(comparison, user):
@@ -96,7 +90,7 @@ def comparison(request, comparison_id):
     except Gone as gone:
         return gone_response(request, gone)
     cards, predictions = _predictions(comparison, request.user)
-    is_owner = request.user.is_authenticated and comparison.owner_id == request.user.pk
+    is_owner = owns(request.user, comparison)
     context = {"comparison": comparison, "is_owner": is_owner}
     card_id = request.GET.get("card")
     if request.htmx and card_id:

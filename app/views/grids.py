@@ -33,7 +33,7 @@ from app.core import images
 from app.forms import VisibilityForm
 from app.models import Access, Grid, Output, Prediction, Visibility
 from app.services import grids
-from app.views.access import Gone, allowed_or_raise, gone_response, next_url
+from app.views.access import Gone, get_for_user, gone_response, next_url, owns
 from app.views.cards import comparable, with_tiles
 
 SIZES = {"s": 96, "m": 160, "l": 256}
@@ -48,12 +48,7 @@ OVERLAP = timedelta(seconds=2)
 def _get_grid_for_user(request, grid_id, owner_only=False):
     """The grid if `request.user` may see it (or act on it: `owner_only`);
     else 404, or Gone when moderators hid it."""
-    grid = get_object_or_404(Grid.objects.select_related("owner"), pk=grid_id)
-    if request.user.is_authenticated and grid.owner_id == request.user.pk:
-        return grid
-    if owner_only:
-        raise Http404("No such grid")
-    return allowed_or_raise(grid, request.user)
+    return get_for_user(Grid.objects.select_related("owner"), grid_id, request.user, owner_only)
 
 
 def _ints(text, limit):
@@ -274,7 +269,7 @@ def grid(request, grid_id):
     view = View(request, grid)
     counts = grids.progress(grid)
     table = _table(request, grid, view)
-    is_owner = request.user.is_authenticated and grid.owner_id == request.user.pk
+    is_owner = owns(request.user, grid)
     cursor = _cursor()
     context = {
         "grid": grid,

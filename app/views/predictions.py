@@ -5,8 +5,7 @@ import json
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db.models import Exists, OuterRef
-from django.http import Http404
-from django.shortcuts import get_object_or_404, redirect
+from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -15,7 +14,7 @@ from app.models import Access, Prediction, ReproCheck
 from app.services import predictions, reproductions
 from app.services.api_json import prediction_json
 from app.views import reports
-from app.views.access import Gone, allowed_or_raise, gone_response, next_url
+from app.views.access import Gone, get_for_user, gone_response, next_url, owns
 from app.views.cards import attach_changes, attach_live_state, card_response, compare_choices
 
 SNIPPET_STRING_MAX = 200
@@ -24,19 +23,14 @@ SNIPPET_STRING_MAX = 200
 def _get_prediction_for_user(request, prediction_id, owner_only=False):
     """The prediction if `request.user` may see it (or act on it: `owner_only`);
     else 404, or Gone when moderators hid it."""
-    prediction = get_object_or_404(
+    rows = (
         Prediction.objects.select_related("version__model", "comparison")
         .defer("version__openapi_schema")
         .prefetch_related("outputs")
         # In the same query: most predictions were never checked, and their page reads no check.
-        .annotate(was_checked=Exists(ReproCheck.objects.filter(prediction=OuterRef("pk")))),
-        pk=prediction_id,
+        .annotate(was_checked=Exists(ReproCheck.objects.filter(prediction=OuterRef("pk"))))
     )
-    if request.user.is_authenticated and prediction.owner_id == request.user.pk:
-        return prediction
-    if owner_only:
-        raise Http404("No such prediction")
-    return allowed_or_raise(prediction, request.user)
+    return get_for_user(rows, prediction_id, request.user, owner_only)
 
 
 def with_shown_outputs(prediction, user):
@@ -139,7 +133,7 @@ def prediction(request, prediction_id):
         prediction = with_shown_outputs(_get_prediction_for_user(request, prediction_id), request.user)
     except Gone as gone:
         return gone_response(request, gone)
-    is_owner = request.user.is_authenticated and prediction.owner_id == request.user.pk
+    is_owner = owns(request.user, prediction)
     context = {"prediction": prediction, "is_owner": is_owner}
     if request.htmx and request.GET.get("part") == "result":
         return card_response(request, prediction, template="prediction.html#result", context=context)

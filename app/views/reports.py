@@ -16,6 +16,7 @@ from app.core import throttle
 from app.forms import ReportForm
 from app.models import Report
 from app.services import moderation
+from app.views.access import owns
 
 THANKS = "Thanks, moderators will review it."
 THROTTLED = "Too many reports from your network in the last hour. Try again later, or log in to report."
@@ -24,7 +25,7 @@ THROTTLED = "Too many reports from your network in the last hour. Try again late
 def report_context(user, target):
     """What templates/_report.html needs on `target`'s page: the form, filled
     in with `user`'s open report if there is one. Nothing for the owner."""
-    if user.is_authenticated and target.owner_id == user.pk:
+    if owns(user, target):
         return {}
     kind = target._meta.model_name  # "prediction" or "comparison", as the page's URL name
     mine = target.reports.filter(reporter=user, state=Report.State.OPEN).first() if user.is_authenticated else None

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from django.contrib.auth.decorators import login_required
 from django.db import IntegrityError, transaction
-from django.shortcuts import get_object_or_404, redirect
+from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
@@ -17,6 +17,7 @@ from app.core.schema import InputError
 from app.forms import FineTuneForm
 from app.models import Model, Training, Version
 from app.services import limits, trainings
+from app.views.access import get_for_user
 
 UPLOAD_READ_LIMIT = 80 * 1024 * 1024
 COMPARISON_WAIT = 60
@@ -30,11 +31,8 @@ def _trainable_versions(user):
 
 
 def _get_training_for_user(request, training_id):
-    return get_object_or_404(
-        Training.objects.select_related("version__model", "destination", "new_version"),
-        pk=training_id,
-        owner=request.user,
-    )
+    rows = Training.objects.select_related("version__model", "destination", "new_version")
+    return get_for_user(rows, training_id, request.user, owner_only=True)
 
 
 @login_required
