@@ -48,6 +48,7 @@ from app.services import predictions as lifecycle
 from app.services import prompt_sets as prompt_set_service
 from app.services import trainings as training_service
 from app.views import problems
+from app.views.access import access_of, owns
 from app.views.files import file_response
 
 PAGE_SIZE = 100
@@ -95,20 +96,18 @@ def _not_found(what):
     return problems.problem(404, "Not found", f"{what} does not exist or is not yours.")
 
 
-def _get_prediction_for_user(request, prediction_id, owner_only=False):
-    """(prediction, None), or (None, the problem to answer): 404 for what the
-    user may not see, 410 for a shared prediction moderators hid."""
-    prediction = PREDICTION.first(prediction_id)
-    if prediction is not None and prediction.owner_id == request.user.pk:
-        return prediction, None
-    if prediction is None or owner_only:
-        return None, _not_found(f"Prediction {prediction_id}")
-    access = prediction.access_for(request.user)
-    if access == Access.PRIVATE:
-        return None, _not_found(f"Prediction {prediction_id}")
+def _get_for_user(request, rows, pk, what, owner_only=False):
+    """(item `pk` of `rows`, None), or (None, the problem to answer): 404 for
+    what the user may not see (or, `owner_only`, act on), 410 for a shared item
+    moderators hid; the rule is app.views.access.access_of, the pages' too.
+    `rows`: a queryset, or a Prepared one."""
+    item = rows.first(pk) if isinstance(rows, Prepared) else rows.filter(pk=pk).first()
+    access = access_of(item, request.user, owner_only)
     if access == Access.HIDDEN:
-        return None, problems.problem(410, "Gone", "This prediction was hidden by moderators.")
-    return prediction, None
+        return None, problems.problem(410, "Gone", f"This {what.lower()} was hidden by moderators.")
+    if access == Access.PRIVATE:
+        return None, _not_found(f"{what} {pk}")
+    return item, None
 
 
 # The hottest query of the API (app.core.prepared says why compiled once).
@@ -366,7 +365,7 @@ def _page_response(request, queryset, render):
 
 @api_view("GET")
 def prediction(request, prediction_id):
-    found, refusal = _get_prediction_for_user(request, prediction_id)
+    found, refusal = _get_for_user(request, PREDICTION, prediction_id, "Prediction")
     if refusal:
         return refusal
     payload = api.prediction_json(found, _base(request), outputs=api.outputs_of(found), viewer=request.user)
@@ -375,7 +374,7 @@ def prediction(request, prediction_id):
 
 @api_view("POST")
 def prediction_cancel(request, prediction_id):
-    found, refusal = _get_prediction_for_user(request, prediction_id, owner_only=True)
+    found, refusal = _get_for_user(request, PREDICTION, prediction_id, "Prediction", owner_only=True)
     if refusal:
         return refusal
     lifecycle.cancel(found)
@@ -823,12 +822,9 @@ def version_trainings(request, owner, name, version_id):
 
 
 def _get_training_for_user(request, training_id):
-    """The user's training, or None: others' trainings are not there."""
-    return (
-        Training.objects.select_related("version__model", "destination")
-        .filter(pk=training_id, owner=request.user)
-        .first()
-    )
+    """Only its owner sees a training."""
+    rows = Training.objects.select_related("version__model", "destination")
+    return _get_for_user(request, rows, training_id, "Training", owner_only=True)
 
 
 @api_view("GET")
@@ -840,17 +836,17 @@ def trainings(request):
 
 @api_view("GET")
 def training(request, training_id):
-    found = _get_training_for_user(request, training_id)
-    if found is None:
-        return _not_found(f"Training {training_id}")
+    found, refusal = _get_training_for_user(request, training_id)
+    if refusal:
+        return refusal
     return JsonResponse(api.training_json(found, _base(request)))
 
 
 @api_view("POST")
 def training_cancel(request, training_id):
-    found = _get_training_for_user(request, training_id)
-    if found is None:
-        return _not_found(f"Training {training_id}")
+    found, refusal = _get_training_for_user(request, training_id)
+    if refusal:
+        return refusal
     training_service.cancel(found)
     return JsonResponse(api.training_json(found, _base(request)))
 
@@ -964,33 +960,22 @@ def _create_comparison(request):
     return response
 
 
-def _get_comparison_for_user(request, comparison_id):
-    """(comparison, None), or (None, the problem to answer), as for a prediction."""
-    found = Comparison.objects.filter(pk=comparison_id).first()
-    access = found.access_for(request.user) if found is not None else Access.PRIVATE
-    if access == Access.PRIVATE:
-        return None, _not_found(f"Comparison {comparison_id}")
-    if access == Access.HIDDEN:
-        return None, problems.problem(410, "Gone", "This comparison was hidden by moderators.")
-    return found, None
-
-
 @api_view("GET")
 def comparison(request, comparison_id):
-    found, refusal = _get_comparison_for_user(request, comparison_id)
+    found, refusal = _get_for_user(request, Comparison.objects.all(), comparison_id, "Comparison")
     if refusal:
         return refusal
-    viewer = None if found.owner_id == request.user.pk else request.user
+    viewer = None if owns(request.user, found) else request.user
     rows = list(found.predictions.select_related("version__model").order_by("created_at"))
     return JsonResponse(api.comparison_json(found, _base(request), rows, viewer=viewer))
 
 
 @api_view("GET")
 def comparison_predictions(request, comparison_id):
-    found, refusal = _get_comparison_for_user(request, comparison_id)
+    found, refusal = _get_for_user(request, Comparison.objects.all(), comparison_id, "Comparison")
     if refusal:
         return refusal
-    viewer = None if found.owner_id == request.user.pk else request.user
+    viewer = None if owns(request.user, found) else request.user
     queryset = found.predictions.prefetch_related("version__model")
     base = _base(request)
 
@@ -1016,14 +1001,9 @@ def not_found(request, path=""):
 
 def _bundle_of(request, queryset, item_id, what):
     """A zip of the item, if the user may see it (404, or 410 once hidden)."""
-    item = queryset.filter(pk=item_id).first()
-    if item is None:
-        return _not_found(f"{what} {item_id}")
-    access = Access.OPEN if item.owner_id == request.user.pk else item.access_for(request.user)
-    if access == Access.PRIVATE:
-        return _not_found(f"{what} {item_id}")
-    if access == Access.HIDDEN:
-        return problems.problem(410, "Gone", f"This {what.lower()} was hidden by moderators.")
+    item, refusal = _get_for_user(request, queryset, item_id, what)
+    if refusal:
+        return refusal
     name, data = bundle_service.export(item, request.user)
     response = HttpResponse(data, content_type="application/zip")
     response["Content-Disposition"] = f'attachment; filename="{name}"'
@@ -1034,19 +1014,8 @@ def _bundle_of(request, queryset, item_id, what):
 
 
 def _get_run_for_user(request, run_id, owner_only=False):
-    """(run, None), or (None, the problem): 404 for what the user may not see
-    (or, `owner_only`, act on), 410 for a shared run moderators hid."""
-    run = BenchmarkRun.objects.select_related("prompt_set").filter(pk=run_id).first()
-    if run is not None and run.owner_id == request.user.pk:
-        return run, None
-    if run is None or owner_only:
-        return None, _not_found(f"Benchmark run {run_id}")
-    access = run.access_for(request.user)
-    if access == Access.HIDDEN:
-        return None, problems.problem(410, "Gone", "This benchmark run was hidden by moderators.")
-    if access == Access.PRIVATE:
-        return None, _not_found(f"Benchmark run {run_id}")
-    return run, None
+    runs = BenchmarkRun.objects.select_related("prompt_set")
+    return _get_for_user(request, runs, run_id, "Benchmark run", owner_only)
 
 
 def _run_json(request, run):
@@ -1193,9 +1162,11 @@ def bundles_import(request):
 
 @api_view("GET")
 def bundle_reproduction(request, reproduction_id):
-    found = Reproduction.objects.filter(pk=reproduction_id, owner=request.user).first()
-    if found is None:
-        return _not_found(f"Bundle import {reproduction_id}")
+    found, refusal = _get_for_user(
+        request, Reproduction.objects.all(), reproduction_id, "Bundle import", owner_only=True
+    )
+    if refusal:
+        return refusal
     return JsonResponse(api.reproduction_json(found, reproductions.settle(found), _base(request)))
 
 
@@ -1301,21 +1272,6 @@ def _create_prompt_set(request):
 # --- grids (issue 14): Lightbox's own /v1 extension (tags "lightbox" in openapi.json) ---
 
 
-def _get_grid_for_user(request, grid_id, owner_only=False):
-    """(grid, None), or (None, the problem to answer): as predictions."""
-    grid = Grid.objects.filter(pk=grid_id).first()
-    if grid is not None and grid.owner_id == request.user.pk:
-        return grid, None
-    if grid is None or owner_only:
-        return None, _not_found(f"Grid {grid_id}")
-    access = grid.access_for(request.user)
-    if access == Access.PRIVATE:
-        return None, _not_found(f"Grid {grid_id}")
-    if access == Access.HIDDEN:
-        return None, problems.problem(410, "Gone", "This grid was hidden by moderators.")
-    return grid, None
-
-
 def _raw_grid_axes(axes):
     """The axes of a request body as the service takes them, or a problem."""
     if not isinstance(axes, list):
@@ -1393,7 +1349,7 @@ def _grid_create(request):
 
 @api_view("GET")
 def grid(request, grid_id):
-    found, problem = _get_grid_for_user(request, grid_id)
+    found, problem = _get_for_user(request, Grid.objects.all(), grid_id, "Grid")
     if problem:
         return problem
     return JsonResponse(api.grid_json(found, _base(request), grid_service.progress(found)))
@@ -1402,7 +1358,7 @@ def grid(request, grid_id):
 @api_view("GET")
 def grid_predictions(request, grid_id):
     """The grid's predictions the caller may see, each with its cell (x, y, z: an index per axis)."""
-    found, problem = _get_grid_for_user(request, grid_id)
+    found, problem = _get_for_user(request, Grid.objects.all(), grid_id, "Grid")
     if problem:
         return problem
     queryset = grid_service.cell_predictions(found).prefetch_related("version__model")
@@ -1412,7 +1368,7 @@ def grid_predictions(request, grid_id):
         outputs = api.outputs_by_prediction(items)
         results = []
         for prediction in items:
-            if prediction.owner_id != request.user.pk and prediction.access_for(request.user) != Access.OPEN:
+            if access_of(prediction, request.user) != Access.OPEN:
                 continue
             coords = grid_service.full_coords(
                 found, (prediction.cell_x, prediction.cell_y, prediction.cell_z), prediction.version_id
@@ -1427,7 +1383,7 @@ def grid_predictions(request, grid_id):
 
 @api_view("POST")
 def grid_cancel(request, grid_id):
-    found, problem = _get_grid_for_user(request, grid_id, owner_only=True)
+    found, problem = _get_for_user(request, Grid.objects.all(), grid_id, "Grid", owner_only=True)
     if problem:
         return problem
     grid_service.cancel(found)
