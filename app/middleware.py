@@ -7,7 +7,7 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError
 from django.shortcuts import render
 
-from app.views import problems
+from app.views import access, problems
 
 log = logging.getLogger(__name__)
 
@@ -108,3 +108,19 @@ class DatabaseUnavailableMiddleware:
             response = render(request, "503.html", status=503)
         response["Retry-After"] = str(self.RETRY_AFTER)
         return response
+
+
+class GoneMiddleware:
+    """A page whose item moderators hid answers the 410 page: a view looks
+    the item up (access.get_for_user raises Gone) and need not catch it."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        return self.get_response(request)
+
+    def process_exception(self, request, exception):
+        if isinstance(exception, access.Gone):
+            return access.gone_response(request, exception)
+        return None

@@ -111,6 +111,8 @@ MIDDLEWARE = [
     "app.middleware.RefuseNulMiddleware",
     # A view that lost the database answers 503 with Retry-After, not 500.
     "app.middleware.DatabaseUnavailableMiddleware",
+    # A page of an item moderators hid answers 410 (views raise access.Gone).
+    "app.middleware.GoneMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
 ]

@@ -12,7 +12,8 @@ from app.services import moderation
 
 
 class Gone(Exception):
-    """Moderators hid it: its share link answers 410 (app.services.moderation)."""
+    """Moderators hid it: its share link answers 410 (app.services.moderation;
+    app.middleware.GoneMiddleware answers the page)."""
 
     def __init__(self, item):
         super().__init__(item)

@@ -15,7 +15,7 @@ from app.core import pagination
 from app.forms import BenchmarkForm, PromptSetForm, VisibilityForm
 from app.models import Access, BenchmarkRun, Model, Prediction, PromptSet, Version, Visibility, Watch
 from app.services import benchmarks, prompt_sets
-from app.views.access import Gone, get_for_user, gone_response, owns
+from app.views.access import get_for_user, owns
 from app.views.cards import TILE_FIELDS, with_tiles
 
 STRIP_PAGE = 20
@@ -54,10 +54,7 @@ def _strip(run, versions, user, page_number):
 @require_GET
 @vary_on_headers("HX-Request")
 def benchmark(request, run_id):
-    try:
-        run = _get_run_for_user(request, run_id)
-    except Gone as gone:
-        return gone_response(request, gone)
+    run = _get_run_for_user(request, run_id)
     versions = benchmarks.versions_of(run)
     summary = benchmarks.summary(run, versions)
     is_owner = owns(request.user, run)
@@ -214,10 +211,7 @@ def benchmark_watch(request, run_id):
 def benchmark_versus(request, run_id):
     """Per prompt and seed: the reference run's image of the old version next
     to this run's image of the new one."""
-    try:
-        run = _get_run_for_user(request, run_id)
-    except Gone as gone:
-        return gone_response(request, gone)
+    run = _get_run_for_user(request, run_id)
     old, new = benchmarks.versus_version(run)
     if old is None:
         raise Http404("This run repeats no reference run")

@@ -15,7 +15,7 @@ from django.views.decorators.vary import vary_on_headers
 from app.core import schema
 from app.models import BenchmarkRun, Comparison, Grid, Prediction, Reproduction, Verdict
 from app.services import bundles, limits, reproductions
-from app.views.access import Gone, get_for_user, gone_response, next_url, owns
+from app.views.access import get_for_user, next_url, owns
 from app.views.files import file_response
 
 KINDS = {"prediction": Prediction, "comparison": Comparison, "grid": Grid, "benchmark": BenchmarkRun}
@@ -43,10 +43,7 @@ def bundle_download(item, viewer):
 
 @require_GET
 def export(request, kind, item_id):
-    try:
-        item = _get_item_for_user(request, kind, item_id)
-    except Gone as gone:
-        return gone_response(request, gone)
+    item = _get_item_for_user(request, kind, item_id)
     return bundle_download(item, request.user)
 
 
@@ -114,10 +111,7 @@ def reproduction(request, reproduction_id):
 @require_POST
 def rerun_latest(request, kind, item_id):
     """The run again on each model's latest version; opens the diff view."""
-    try:
-        item = _get_item_for_user(request, kind, item_id)
-    except Gone as gone:
-        return gone_response(request, gone)
+    item = _get_item_for_user(request, kind, item_id)
     if isinstance(item, Prediction):
         raise Http404("Re-run on the latest version is for comparisons, grids and benchmark runs")
     try:
@@ -154,10 +148,7 @@ def repro_check(request, prediction_id):
 @require_GET
 def repro_status(request, prediction_id):
     """The prediction page's check line (htmx polls it while the re-run runs)."""
-    try:
-        prediction = _get_item_for_user(request, "prediction", prediction_id)
-    except Gone as gone:
-        return gone_response(request, gone)
+    prediction = _get_item_for_user(request, "prediction", prediction_id)
     check = reproductions.last_check(prediction)
     is_owner = owns(request.user, prediction)
     response = TemplateResponse(

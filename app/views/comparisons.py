@@ -15,7 +15,7 @@ from app.forms import VisibilityForm
 from app.models import Access, Comparison, Output, Version, Visibility
 from app.services import comparisons, limits
 from app.views import reports
-from app.views.access import Gone, get_for_user, gone_response, next_url, owns
+from app.views.access import get_for_user, next_url, owns
 from app.views.cards import WithheldCard, attach_changes, attach_live_state, card_response, compare_choices
 from app.views.running import can_run, start_comparison
 
@@ -85,10 +85,7 @@ def _effective_values(comparison, cards):
 
 @require_GET
 def comparison(request, comparison_id):
-    try:
-        comparison = _get_comparison_for_user(request, comparison_id)
-    except Gone as gone:
-        return gone_response(request, gone)
+    comparison = _get_comparison_for_user(request, comparison_id)
     cards, predictions = _predictions(comparison, request.user)
     is_owner = owns(request.user, comparison)
     context = {"comparison": comparison, "is_owner": is_owner}
@@ -175,10 +172,7 @@ def comparison_preview(request, comparison_id):
 @require_http_methods(["GET", "POST"])
 def comparison_report(request, comparison_id):
     """Anyone who can see it may report it (app.views.reports)."""
-    try:
-        comparison = _get_comparison_for_user(request, comparison_id)
-    except Gone as gone:
-        return gone_response(request, gone)
+    comparison = _get_comparison_for_user(request, comparison_id)
     return reports.report(request, comparison)
 
 
@@ -197,10 +191,7 @@ def comparison_cancel(request, comparison_id):
 @require_POST
 def comparison_rerun(request, comparison_id):
     """The same input on the same versions, with the same seed or a new one."""
-    try:
-        comparison = _get_comparison_for_user(request, comparison_id)
-    except Gone as gone:
-        return gone_response(request, gone)
+    comparison = _get_comparison_for_user(request, comparison_id)
     if not can_run(request.user):
         return redirect("login")
     versions = [p.version for p in comparison.predictions.select_related("version__model").order_by("created_at")]

@@ -33,7 +33,7 @@ from app.core import images
 from app.forms import VisibilityForm
 from app.models import Access, Grid, Output, Prediction, Visibility
 from app.services import grids
-from app.views.access import Gone, get_for_user, gone_response, next_url, owns
+from app.views.access import get_for_user, next_url, owns
 from app.views.cards import comparable, with_tiles
 
 SIZES = {"s": 96, "m": 160, "l": 256}
@@ -262,10 +262,7 @@ def _cursor():
 @require_GET
 @vary_on_headers("HX-Request")
 def grid(request, grid_id):
-    try:
-        grid = _get_grid_for_user(request, grid_id)
-    except Gone as gone:
-        return gone_response(request, gone)
+    grid = _get_grid_for_user(request, grid_id)
     view = View(request, grid)
     counts = grids.progress(grid)
     table = _table(request, grid, view)
@@ -318,10 +315,7 @@ def grid_changes(request, grid_id):
     """The one update stream of the grid page: the cells of this page that
     changed since `since` (out-of-band swaps), the progress line, and the
     poll itself with a new cursor; 286 stops it once nothing runs."""
-    try:
-        grid = _get_grid_for_user(request, grid_id)
-    except Gone as gone:
-        return gone_response(request, gone)
+    grid = _get_grid_for_user(request, grid_id)
     view = View(request, grid)
     since = parse_datetime(request.GET.get("since", "") or "") or timezone.now() - timedelta(minutes=5)
     cursor = _cursor()
@@ -369,10 +363,7 @@ def grid_cancel(request, grid_id):
 @require_POST
 def grid_rerun(request, grid_id):
     """The same grid with a new seed: a new grid of the user's own."""
-    try:
-        grid = _get_grid_for_user(request, grid_id)
-    except Gone as gone:
-        return gone_response(request, gone)
+    grid = _get_grid_for_user(request, grid_id)
     try:
         new = grids.rerun(grid, request.user)
     except grids.GridError as exc:
@@ -431,10 +422,7 @@ def _grid_picture(request, grid, view):
 def grid_image(request, grid_id):
     """One labelled PNG of the page of the grid as shown (swap, hidden rows
     and columns and the page of Z as in the page's query)."""
-    try:
-        grid = _get_grid_for_user(request, grid_id)
-    except Gone as gone:
-        return gone_response(request, gone)
+    grid = _get_grid_for_user(request, grid_id)
     response = HttpResponse(images.png_of(_grid_picture(request, grid, View(request, grid))), content_type="image/png")
     response["Content-Disposition"] = f'attachment; filename="grid-{grid.pk}.png"'
     return response
@@ -459,10 +447,7 @@ def grid_preview_image(request, grid_id):
 def grid_zip(request, grid_id):
     """Every image the viewer may see, named by its cell, and manifest.json
     (axes, cells, versions, inputs, seeds, file names)."""
-    try:
-        grid = _get_grid_for_user(request, grid_id)
-    except Gone as gone:
-        return gone_response(request, gone)
+    grid = _get_grid_for_user(request, grid_id)
     predictions = list(
         grids.cell_predictions(grid).select_related("version__model").defer("version__openapi_schema", "logs")
     )

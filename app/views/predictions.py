@@ -14,7 +14,7 @@ from app.models import Access, Prediction, ReproCheck
 from app.services import predictions, reproductions
 from app.services.api_json import prediction_json
 from app.views import reports
-from app.views.access import Gone, get_for_user, gone_response, next_url, owns
+from app.views.access import get_for_user, next_url, owns
 from app.views.cards import attach_changes, attach_live_state, card_response, compare_choices
 
 SNIPPET_STRING_MAX = 200
@@ -129,10 +129,7 @@ def _compare_context(prediction, user):
 
 @require_GET
 def prediction(request, prediction_id):
-    try:
-        prediction = with_shown_outputs(_get_prediction_for_user(request, prediction_id), request.user)
-    except Gone as gone:
-        return gone_response(request, gone)
+    prediction = with_shown_outputs(_get_prediction_for_user(request, prediction_id), request.user)
     is_owner = owns(request.user, prediction)
     context = {"prediction": prediction, "is_owner": is_owner}
     if request.htmx and request.GET.get("part") == "result":
@@ -169,10 +166,7 @@ def prediction(request, prediction_id):
 @require_http_methods(["GET", "POST"])
 def prediction_report(request, prediction_id):
     """Anyone who can see it may report it (app.views.reports)."""
-    try:
-        prediction = _get_prediction_for_user(request, prediction_id)
-    except Gone as gone:
-        return gone_response(request, gone)
+    prediction = _get_prediction_for_user(request, prediction_id)
     return reports.report(request, prediction)
 
 
