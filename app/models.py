@@ -1,5 +1,5 @@
-"""Catalog (Model, Version, Collection), Prediction and its Outputs, Comparison,
-File, ApiToken.
+"""Catalog (Model, Version, Collection), Prediction and its Outputs, Training
+(both Runs), Comparison, File, ApiToken.
 
 Words have Replicate's meaning (docs/architecture.md). Models carry their
 rows' own rules: the locked state transition that never leaves a terminal
@@ -612,10 +612,140 @@ class Watch(models.Model):
         return f"{self.user} watches {self.model}"
 
 
-class PredictionQuerySet(ModeratedQuerySet):
-    def active(self):
-        return self.filter(status__in=Prediction.ACTIVE)
+class RunQuerySet(models.QuerySet):
+    """Filters every run (a Prediction, a Training) has."""
 
+    def active(self):
+        return self.filter(status__in=self.model.ACTIVE)
+
+
+class Run(models.Model):
+    """What a prediction and a training share: a job handed to a backend
+    (a Cog server or Replicate), its recovery fields that the reconciler
+    reads, the caller's webhook, and the one locked state change."""
+
+    class Status(models.TextChoices):
+        STARTING = "starting"
+        PROCESSING = "processing"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+        CANCELED = "canceled"
+
+    class Source(models.TextChoices):
+        WEB = "web"
+        API = "api"
+
+    TERMINAL = (Status.SUCCEEDED, Status.FAILED, Status.CANCELED)
+    ACTIVE = (Status.STARTING, Status.PROCESSING)
+
+    id = models.CharField(primary_key=True, max_length=32, default=new_id, editable=False)
+    input = models.JSONField(default=dict)
+    # The backend's own output (URLs or data URIs) until stored; then the API
+    # shows our stored copies instead (a prediction's Output rows, a
+    # training's new version and its weights).
+    output = models.JSONField(null=True, blank=True)
+    logs = models.TextField(blank=True, default="")
+    error = models.TextField(blank=True, default="")
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.STARTING)
+    source = models.CharField(max_length=5, choices=Source.choices, default=Source.API)
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    predict_time = models.FloatField(null=True, blank=True)
+    # The id at the backend, set once the backend accepted the run.
+    remote_id = models.CharField(max_length=100, blank=True, default="")
+    dispatched_at = models.DateTimeField(null=True, blank=True)
+    # Times handed to a backend (more than once only if a backend lost it).
+    dispatch_attempts = models.PositiveIntegerField(default=0)
+    # Last time a worker tried to hand it over; the reconciler re-sends
+    # runs whose message the broker lost.
+    attempted_at = models.DateTimeField(null=True, blank=True)
+    # Last time the backend told us anything; the reconciler watches it.
+    heard_at = models.DateTimeField(null=True, blank=True)
+    # Which run of the model server accepted it (a Cog server's setup start
+    # time; empty when unknown): a different one later means the server
+    # restarted and lost it, as mere silence does not (its webhook may be late).
+    server_boot = models.CharField(max_length=64, blank=True, default="")
+    # The caller's webhook (API), and which events it wants.
+    webhook = models.URLField(max_length=1000, blank=True, default="")
+    webhook_events_filter = models.JSONField(default=list, blank=True)
+    # When the last non-terminal event went to the caller's webhook; a
+    # prediction's logs and output events are throttled
+    # (app.services.predictions.WEBHOOK_THROTTLE).
+    webhook_sent_at = models.DateTimeField(null=True, blank=True)
+    # USD: estimated when it starts (app.services.limits), settled from the predict time
+    # when it ends. Monthly spend caps add these up.
+    cost = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
+
+    class Meta:
+        abstract = True
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return self.id
+
+    @property
+    def is_terminal(self):
+        return self.status in self.TERMINAL
+
+    @property
+    def total_time(self):
+        if self.completed_at:
+            return (self.completed_at - self.created_at).total_seconds()
+        return None
+
+    @property
+    def progress(self):
+        """(step, total) from the last "step k/N" line of the logs, or None."""
+        return logs.progress(self.logs)
+
+    @property
+    def percent(self):
+        if self.status == self.Status.SUCCEEDED:
+            return 100
+        progress = self.progress
+        return int(100 * progress[0] / progress[1]) if progress and progress[1] else 0
+
+    # --- State changes -----------------------------------------------------
+    # Every change goes through _transition, which locks the row and refuses
+    # to touch a terminal run: a late webhook or a retried task can never
+    # undo "succeeded", "failed" or "canceled".
+
+    def _transition(self, **changes):
+        with transaction.atomic():
+            row = type(self).objects.select_for_update().get(pk=self.pk)
+            if row.is_terminal:
+                self.refresh_from_db()
+                return False
+            for field, value in changes.items():
+                setattr(row, field, value)
+            row.save(update_fields=list(changes))
+            if row.is_terminal:
+                row._ended()
+        self.refresh_from_db()
+        return True
+
+    def _ended(self):
+        """What else the commit that ends this run does (called on the
+        locked row, just saved terminal); nothing unless a kind says so."""
+
+    def mark_dispatched(self, remote_id="", server_boot=""):
+        now = timezone.now()
+        return self._transition(
+            remote_id=remote_id or self.id,
+            dispatched_at=now,
+            heard_at=now,
+            # Counted in the row: a rerun may hand it over while a late first
+            # hand-over is still recording, and neither may lose the other's count.
+            dispatch_attempts=models.F("dispatch_attempts") + 1,
+            server_boot=server_boot,
+        )
+
+    def wants_event(self, event):
+        return not self.webhook_events_filter or event in self.webhook_events_filter
+
+
+class PredictionQuerySet(ModeratedQuerySet, RunQuerySet):
     def held(self):
         """Batch predictions the scheduler has not let go yet (app.services.scheduling)."""
         return self.active().filter(queued_at__isnull=False, released_at__isnull=True)
@@ -664,18 +794,7 @@ class PredictionQuerySet(ModeratedQuerySet):
         return self.filter(input__prompt__icontains=text)
 
 
-class Prediction(Moderated):
-    class Status(models.TextChoices):
-        STARTING = "starting"
-        PROCESSING = "processing"
-        SUCCEEDED = "succeeded"
-        FAILED = "failed"
-        CANCELED = "canceled"
-
-    class Source(models.TextChoices):
-        WEB = "web"
-        API = "api"
-
+class Prediction(Moderated, Run):
     class ErrorCode(models.TextChoices):
         """Why a prediction failed, where something acts on the reason (not
         its words, which are for people)."""
@@ -686,10 +805,6 @@ class Prediction(Moderated):
         # The outputs reached us but could not be stored (a full disk).
         OUTPUT_NOT_STORED = "output_not_stored", "Outputs not stored"
 
-    TERMINAL = (Status.SUCCEEDED, Status.FAILED, Status.CANCELED)
-    ACTIVE = (Status.STARTING, Status.PROCESSING)
-
-    id = models.CharField(primary_key=True, max_length=32, default=new_id, editable=False)
     version = models.ForeignKey(Version, on_delete=models.PROTECT, related_name="predictions")
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE, related_name="predictions"
@@ -703,42 +818,7 @@ class Prediction(Moderated):
     )
     # The instance of its version's pool it was last handed to.
     instance = models.ForeignKey(Instance, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
-    input = models.JSONField(default=dict)
-    # The backend's own output (URLs or data URIs) until stored; the API shows
-    # our stored copies (Output rows) instead.
-    output = models.JSONField(null=True, blank=True)
-    logs = models.TextField(blank=True, default="")
-    error = models.TextField(blank=True, default="")
-    status = models.CharField(max_length=12, choices=Status.choices, default=Status.STARTING)
-    source = models.CharField(max_length=5, choices=Source.choices, default=Source.API)
     visibility = models.CharField(max_length=10, choices=Visibility.choices, default=Visibility.PRIVATE)
-    created_at = models.DateTimeField(default=timezone.now)
-    started_at = models.DateTimeField(null=True, blank=True)
-    completed_at = models.DateTimeField(null=True, blank=True)
-    predict_time = models.FloatField(null=True, blank=True)
-    # The id at the backend, set once the backend accepted the prediction.
-    remote_id = models.CharField(max_length=100, blank=True, default="")
-    dispatched_at = models.DateTimeField(null=True, blank=True)
-    # Times handed to a backend (more than once only if a backend lost it).
-    dispatch_attempts = models.PositiveIntegerField(default=0)
-    # Last time a worker tried to hand it over; the reconciler re-sends
-    # predictions whose message the broker lost.
-    attempted_at = models.DateTimeField(null=True, blank=True)
-    # Last time the backend told us anything; the reconciler watches it.
-    heard_at = models.DateTimeField(null=True, blank=True)
-    # Which run of the model server accepted it (a Cog server's setup start
-    # time; empty when unknown): a different one later means the server
-    # restarted and lost it, as mere silence does not (its webhook may be late).
-    server_boot = models.CharField(max_length=64, blank=True, default="")
-    # The caller's webhook (API), and which events it wants.
-    webhook = models.URLField(max_length=1000, blank=True, default="")
-    webhook_events_filter = models.JSONField(default=list, blank=True)
-    # When the last non-terminal event went to the caller's webhook; logs and
-    # output events are throttled (app.services.predictions.WEBHOOK_THROTTLE).
-    webhook_sent_at = models.DateTimeField(null=True, blank=True)
-    # USD: estimated when it starts (app.services.limits), settled from the predict time
-    # when it ends. Monthly spend caps add these up.
-    cost = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
     error_code = models.CharField(max_length=30, choices=ErrorCode.choices, blank=True, default="")
     # Runs repeated because the model server could not deliver an output: at
     # most one (app.services.predictions.rerun_lost_output).
@@ -754,8 +834,7 @@ class Prediction(Moderated):
 
     objects = PredictionQuerySet.as_manager()
 
-    class Meta:
-        ordering = ["-created_at"]
+    class Meta(Run.Meta):
         permissions = [("disable_safety_checker", "Can turn off a model's safety checker")]
         indexes = [
             models.Index(fields=["status", "created_at"], name="prediction_status_created"),
@@ -775,88 +854,21 @@ class Prediction(Moderated):
             ),
         ]
 
-    def __str__(self):
-        return self.id
-
     @classmethod
     def from_db(cls, db, field_names, values):
         return _writable_json(super().from_db(db, field_names, values), ("input",))
 
-    @property
-    def is_terminal(self):
-        return self.status in self.TERMINAL
-
-    @property
-    def total_time(self):
-        if self.completed_at:
-            return (self.completed_at - self.created_at).total_seconds()
-        return None
-
-    @property
-    def progress(self):
-        """(step, total) from the last "step k/N" line of the logs, or None."""
-        return logs.progress(self.logs)
-
-    @property
-    def percent(self):
-        if self.status == self.Status.SUCCEEDED:
-            return 100
-        progress = self.progress
-        return int(100 * progress[0] / progress[1]) if progress and progress[1] else 0
-
     def get_absolute_url(self):
         return reverse("prediction", args=[self.id])
 
-    # --- State changes -----------------------------------------------------
-    # Every change goes through _transition, which locks the row and refuses
-    # to touch a terminal prediction: a late webhook or a retried task can
-    # never undo "succeeded", "failed" or "canceled".
-
-    def _transition(self, **changes):
-        return locked_transition(self, changes, ended=self._ended)
-
-    @staticmethod
-    def _ended(row):
-        if row.queued_at and not row.released_at:
+    def _ended(self):
+        if self.queued_at and not self.released_at:
             # An end (a cancel) takes it out of the scheduler's queue.
-            Prediction.objects.filter(pk=row.pk).update(released_at=timezone.now())
+            Prediction.objects.filter(pk=self.pk).update(released_at=timezone.now())
         # Its instance's slot is free in the same commit, so a crash after it
         # cannot leak the slot.
-        Instance.objects.holding(row).update(prediction=None)
-        waits.ended(row.pk)
-
-    def mark_dispatched(self, remote_id="", server_boot=""):
-        now = timezone.now()
-        return self._transition(
-            remote_id=remote_id or self.id,
-            dispatched_at=now,
-            heard_at=now,
-            # Counted in the row: a rerun may hand it over while a late first
-            # hand-over is still recording, and neither may lose the other's count.
-            dispatch_attempts=models.F("dispatch_attempts") + 1,
-            server_boot=server_boot,
-        )
-
-    def wants_event(self, event):
-        return not self.webhook_events_filter or event in self.webhook_events_filter
-
-
-def locked_transition(instance, changes, ended=None):
-    """The one state change of a run (a Prediction, a Training): the row is
-    locked, a terminal one is never touched (a late webhook or a retried task
-    cannot undo "succeeded"), and `ended(row)` runs in the commit that ends it."""
-    with transaction.atomic():
-        row = type(instance).objects.select_for_update().get(pk=instance.pk)
-        if row.is_terminal:
-            instance.refresh_from_db()
-            return False
-        for field, value in changes.items():
-            setattr(row, field, value)
-        row.save(update_fields=list(changes))
-        if row.is_terminal and ended is not None:
-            ended(row)
-    instance.refresh_from_db()
-    return True
+        Instance.objects.holding(self).update(prediction=None)
+        waits.ended(self.pk)
 
 
 def _writable_json(instance, fields):
@@ -1432,10 +1444,7 @@ class Notice(models.Model):
 # --- Fine-tuning (trainapi) -----------------------------------------------------
 
 
-class TrainingQuerySet(models.QuerySet):
-    def active(self):
-        return self.filter(status__in=Training.ACTIVE)
-
+class TrainingQuerySet(RunQuerySet):
     def for_user(self, user):
         return self.filter(owner=user)
 
@@ -1444,85 +1453,31 @@ def training_upload_to(instance, filename):
     return f"trainings/{instance.pk[:2]}/{instance.pk}/{filename}"
 
 
-class Training(models.Model):
+class Training(Run):
     """A fine-tune of `version` (its base) into a new version of
     `destination`, as Replicate's trainings: it runs on the base's trainer (a
     Cog server in train mode, Version.trainer_location) or on Replicate's
     cloud, through the same engine as predictions (dispatch, webhooks, the
     reconciler); app.services.trainings is its lifecycle."""
 
-    Status = Prediction.Status
-    Source = Prediction.Source
-    TERMINAL = Prediction.TERMINAL
-    ACTIVE = Prediction.ACTIVE
-
-    id = models.CharField(primary_key=True, max_length=32, default=new_id, editable=False)
     version = models.ForeignKey(Version, on_delete=models.PROTECT, related_name="trainings")
     destination = models.ForeignKey(Model, on_delete=models.CASCADE, related_name="trainings")
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="trainings")
-    # The input as given (an archive given inline is named, not kept here) ...
-    input = models.JSONField(default=dict)
-    # ... and the training images as they were checked and re-encoded: the
-    # archive the trainer gets.
+    # Its `input` is as given (an archive given inline is named, not kept
+    # there); the training images as they were checked and re-encoded, the
+    # archive the trainer gets:
     images = models.FileField(upload_to=training_upload_to, max_length=300, blank=True)
     image_count = models.PositiveIntegerField(default=0)
     trigger_word = models.CharField(max_length=100, blank=True, default="")
-    # The backend's own output until stored; then the new version and its weights.
-    output = models.JSONField(null=True, blank=True)
     new_version = models.ForeignKey(Version, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     # Base against fine-tune, one per prompt with the trigger word and the same
     # seed, started when it succeeds (app.services.trainings.compare).
     comparisons = models.ManyToManyField(Comparison, blank=True, related_name="+")
-    logs = models.TextField(blank=True, default="")
-    error = models.TextField(blank=True, default="")
-    status = models.CharField(max_length=12, choices=Status.choices, default=Status.STARTING)
-    source = models.CharField(max_length=5, choices=Source.choices, default=Source.API)
-    created_at = models.DateTimeField(default=timezone.now)
-    started_at = models.DateTimeField(null=True, blank=True)
-    completed_at = models.DateTimeField(null=True, blank=True)
-    predict_time = models.FloatField(null=True, blank=True)
-    # Recovery, as Prediction's fields of the same names (docs/architecture.md).
-    remote_id = models.CharField(max_length=100, blank=True, default="")
-    dispatched_at = models.DateTimeField(null=True, blank=True)
-    dispatch_attempts = models.PositiveIntegerField(default=0)
-    attempted_at = models.DateTimeField(null=True, blank=True)
-    heard_at = models.DateTimeField(null=True, blank=True)
-    server_boot = models.CharField(max_length=64, blank=True, default="")
-    webhook = models.URLField(max_length=1000, blank=True, default="")
-    webhook_events_filter = models.JSONField(default=list, blank=True)
-    webhook_sent_at = models.DateTimeField(null=True, blank=True)
-    # USD, estimated at the start, settled from the predict time at the end.
-    cost = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
 
     objects = TrainingQuerySet.as_manager()
 
-    class Meta:
-        ordering = ["-created_at"]
+    class Meta(Run.Meta):
         indexes = [models.Index(fields=["owner", "-created_at"], name="training_owner_created")]
-
-    def __str__(self):
-        return self.id
-
-    @property
-    def is_terminal(self):
-        return self.status in self.TERMINAL
-
-    @property
-    def total_time(self):
-        if self.completed_at:
-            return (self.completed_at - self.created_at).total_seconds()
-        return None
-
-    @property
-    def progress(self):
-        return logs.progress(self.logs)
-
-    @property
-    def percent(self):
-        if self.status == self.Status.SUCCEEDED:
-            return 100
-        progress = self.progress
-        return int(100 * progress[0] / progress[1]) if progress and progress[1] else 0
 
     @property
     def loss(self):
@@ -1531,24 +1486,6 @@ class Training(models.Model):
 
     def get_absolute_url(self):
         return reverse("training", args=[self.id])
-
-    def _transition(self, **changes):
-        return locked_transition(self, changes)
-
-    def mark_dispatched(self, remote_id="", server_boot=""):
-        now = timezone.now()
-        return self._transition(
-            remote_id=remote_id or self.id,
-            dispatched_at=now,
-            heard_at=now,
-            # Counted in the row: a rerun may hand it over while a late first
-            # hand-over is still recording, and neither may lose the other's count.
-            dispatch_attempts=models.F("dispatch_attempts") + 1,
-            server_boot=server_boot,
-        )
-
-    def wants_event(self, event):
-        return not self.webhook_events_filter or event in self.webhook_events_filter
 
 
 class PredictionReview(Prediction):

@@ -3,7 +3,7 @@ the destination, the images, the limits; save; queue), apply what the trainer
 says, and on success a new version of the destination model that runs at once.
 
 It runs through the prediction engine's pieces, not copies of them: the one
-locked state change (`app.models.locked_transition`), the backends' submit,
+locked state change (`Run._transition`, a Training's base), the backends' submit,
 cancel, poll and webhook signing (a Cog server in train mode serves
 /trainings/{id} with the rules of /predictions/{id}), the reconciler's rules
 (tasks.trainings), the limits (`limits.admit`, which counts trainings), the
