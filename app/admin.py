@@ -789,7 +789,9 @@ class TrainingAdmin(admin.ModelAdmin):
     list_select_related = ["owner", "version__model", "destination"]
 
     def get_readonly_fields(self, request, obj=None):
-        return [field.name for field in Training._meta.fields] + ["comparisons"]
+        # What it is first (the fields Run shares would come first otherwise).
+        first = ["id", "owner", "version", "destination", "status"]
+        return first + [f.name for f in Training._meta.fields if f.name not in first] + ["comparisons"]
 
     def has_add_permission(self, request):
         return False

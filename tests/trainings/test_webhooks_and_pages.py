@@ -63,6 +63,16 @@ def test_pages_show_a_fine_tune_and_keep_trainings_private(client, base_version,
     assert client.get(f"/t/{his.id}").status_code == 404
     assert client.post(f"/t/{his.id}/cancel").status_code == 404
     assert Training.objects.get(pk=his.pk).status == "starting"
+    # Staff read it in the admin, what it is first.
+    alice.is_staff = alice.is_superuser = True
+    alice.save()
+    admin_page = client.get(f"/admin/app/training/{his.id}/change/").content.decode()
+    labels = [
+        admin_page.index(f"<label>{label}:</label>") for label in ("Id", "Owner", "Version", "Destination", "Cost")
+    ]
+    assert labels == sorted(labels)
+    alice.is_staff = alice.is_superuser = False
+    alice.save()
     # The estimate follows the steps chosen (an htmx partial).
     estimate = client.get(f"/fine-tune?part=estimate&base={base_version.id}&steps=12", HTTP_HX_REQUEST="true")
     text = estimate.content.decode()
