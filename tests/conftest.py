@@ -65,6 +65,9 @@ def wait_until(predicate, timeout=30.0, interval=0.05, message="condition"):
 class CogServer:
     """A real Cog HTTP server (cog from PyPI) running a predictor directory."""
 
+    name = "Cog server"
+    startup_timeout = 60
+
     def __init__(self, directory, upload_url=None, env=None):
         self.directory = directory
         self.upload_url = upload_url
@@ -83,32 +86,29 @@ class CogServer:
         self.upload_url = storage.upload_url(location or self.url)
         return self
 
+    def command(self):
+        command = [sys.executable, "-m", "cog.server.http", "--host", "127.0.0.1"]
+        return command + (["--upload-url", self.upload_url] if self.upload_url else [])
+
+    def environment(self):
+        return {"PORT": str(self.port), "COG_PREDICT_TYPE_STUB": "predict.py:Predictor"}
+
     def start(self):
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        env = {
-            **os.environ,
-            "PATH": f"{VENV_BIN}:{os.environ['PATH']}",
-            "PORT": str(self.port),
-            "COG_PREDICT_TYPE_STUB": "predict.py:Predictor",
-            **self.env,
-        }
-        command = [sys.executable, "-m", "cog.server.http", "--host", "127.0.0.1"]
-        if self.upload_url:
-            command += ["--upload-url", self.upload_url]
         self.process = subprocess.Popen(
-            command,
+            self.command(),
             cwd=self.directory,
-            env=env,
+            env={**os.environ, "PATH": f"{VENV_BIN}:{os.environ['PATH']}", **self.environment(), **self.env},
             stdout=open(self.log_path, "ab"),
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        wait_until(self.ready, timeout=60, message=f"Cog server on {self.url}")
+        wait_until(self.ready, timeout=self.startup_timeout, message=f"{self.name} on {self.url}")
         return self
 
     def ready(self):
         if self.process.poll() is not None:
-            raise AssertionError(f"Cog server exited: {self.log_path.read_text()[-2000:]}")
+            raise AssertionError(f"{self.name} exited: {self.log_path.read_text()[-2000:]}")
         try:
             return httpx.get(self.url + "/health-check", timeout=1).json().get("status") == "READY"
         except (httpx.HTTPError, ValueError):
@@ -122,6 +122,29 @@ class CogServer:
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
+
+
+class InferenceServer(CogServer):
+    """Our inference server (`python -m inference.serve`, the real Cog HTTP
+    server around inference/) on a model folder; `extra` are more of its
+    command-line arguments (e.g. `--train`)."""
+
+    name = "inference server"
+    startup_timeout = 300  # it imports torch and loads the pipeline first
+
+    def __init__(self, model, *extra, env=None):
+        super().__init__(ROOT, env=env)
+        self.model = model
+        self.extra = extra
+
+    def command(self):
+        run_dir = ROOT / "var" / "test" / f"run-{self.port}"
+        command = [sys.executable, "-m", "inference.serve", "--model", str(self.model), "--port", str(self.port)]
+        command += ["--run-dir", str(run_dir), *self.extra]
+        return command + (["--upload-url", self.upload_url] if self.upload_url else [])
+
+    def environment(self):
+        return {"LIGHTBOX_TORCH_THREADS": "1", "HF_HUB_OFFLINE": "1", "LIGHTBOX_WARMUP": ""}
 
 
 class ProcessGroup:
@@ -367,6 +390,31 @@ def replicate_settings(replicate_cloud):
 @pytest.fixture(scope="session")
 def cog_server(site):
     server = CogServer(COG_PREDICTOR_DIR).uploading().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def tiny_sd_model(tmp_path_factory):
+    """The tiny random-weight SD pipeline (inference/tiny.py), written once."""
+    pytest.importorskip("diffusers")
+    from inference import tiny
+
+    sd, _ = tiny.write_all(tmp_path_factory.mktemp("models"))
+    return sd
+
+
+@pytest.fixture(scope="session")
+def tiny_sd(site, tiny_sd_model):
+    """Our inference server on tiny-sd, uploading its outputs to the live site as
+    the version at its own address does, and loading a fine-tune's weights from
+    Lightbox's signed URLs (LIGHTBOX_WEIGHTS_URL; no other loopback address)."""
+    from app.services.backends.cog import weights_url_prefix
+
+    server = InferenceServer(
+        tiny_sd_model, env={"LIGHTBOX_WEIGHTS_URL": weights_url_prefix(), "LIGHTBOX_NETWORK_ALLOWLIST": ""}
+    )
+    server.uploading().start()
     yield server
     server.stop()
 
