@@ -15,6 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.environment import OWN_VAR_DIR, VAR_DIR, stale
+
 ROOT = Path(__file__).resolve().parent.parent
 
 COG_PREDICTOR_DIR = ROOT / "tests" / "cog_predictor"
@@ -75,7 +77,7 @@ class CogServer:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process = None
-        self.log_path = ROOT / "var" / "test" / f"cog-{self.port}.log"
+        self.log_path = VAR_DIR / f"cog-{self.port}.log"
 
     def uploading(self, location=None):
         """Upload outputs to the live site, with the upload token of the server
@@ -138,7 +140,7 @@ class InferenceServer(CogServer):
         self.extra = extra
 
     def command(self):
-        run_dir = ROOT / "var" / "test" / f"run-{self.port}"
+        run_dir = VAR_DIR / f"run-{self.port}"
         command = [sys.executable, "-m", "inference.serve", "--model", str(self.model), "--port", str(self.port)]
         command += ["--run-dir", str(run_dir), *self.extra]
         return command + (["--upload-url", self.upload_url] if self.upload_url else [])
@@ -183,7 +185,7 @@ class Worker(ProcessGroup):
     def __init__(self, env):
         self.env = env
         self.process = None
-        self.log_path = ROOT / "var" / "test" / f"worker-{time.monotonic_ns()}.log"
+        self.log_path = VAR_DIR / f"worker-{time.monotonic_ns()}.log"
 
     def start(self):
         self.spawn(
@@ -206,6 +208,39 @@ class Worker(ProcessGroup):
         )
         wait_until(lambda: "ready." in self.log_path.read_text(), timeout=60, message="Celery worker")
         return self
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix, django_db_blocker):
+    """On a database server, a test database of the session's own, named for its
+    pid (SQLite's is in the session's folder already); those that killed
+    sessions left are dropped."""
+    from django.conf import settings
+    from django.db import connections
+
+    for alias, db in settings.DATABASES.items():
+        if db["ENGINE"].endswith("sqlite3"):
+            continue
+        test = db.setdefault("TEST", {})
+        prefix = f"{test.get('NAME') or 'test_' + db['NAME']}_"
+        test["NAME"] = f"{prefix}{os.getpid()}"
+        with django_db_blocker.unblock():
+            _drop_stale_databases(connections[alias], prefix)
+
+
+def _drop_stale_databases(connection, prefix):
+    from django.db import DatabaseError
+
+    if connection.vendor != "postgresql":
+        return
+    with connection._nodb_cursor() as cursor:
+        cursor.execute("SELECT datname FROM pg_database")
+        names = [name for (name,) in cursor.fetchall() if name.startswith(prefix) and stale(name[len(prefix) :])]
+        for name in names:
+            try:
+                cursor.execute(f'DROP DATABASE IF EXISTS "{name}"')
+            except DatabaseError:
+                pass  # in use after all: a session on another machine sharing the server
 
 
 @pytest.fixture(scope="session")
@@ -285,7 +320,7 @@ class Gunicorn(ProcessGroup):
             self.env["REDIS_URL"] = env["CELERY_BROKER_URL"]  # the throttles' cache, as everywhere else
         self.workers = workers
         self.process = None
-        self.log_path = ROOT / "var" / "test" / f"gunicorn-{self.port}.log"
+        self.log_path = VAR_DIR / f"gunicorn-{self.port}.log"
 
     def start(self):
         self.spawn(
@@ -548,16 +583,20 @@ def _fast_password_hashing():
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _clean_test_var():
+def _empty_broker_folder():
+    """The session's own folder (tests/environment.py) starts empty; one the
+    caller named in LIGHTBOX_VAR_DIR may hold an earlier run's messages, which
+    the session's worker would take."""
     from django.conf import settings
 
-    shutil.rmtree(ROOT / "var" / "test" / "broker", ignore_errors=True)
+    if OWN_VAR_DIR:
+        return
+    shutil.rmtree(settings.BROKER_DIR, ignore_errors=True)
     # The Celery app made these folders when it was imported; publishing (before
     # any worker starts, which would make them again) needs them.
     for key in ("data_folder_in", "processed_folder", "control_folder"):
         if key in settings.CELERY_BROKER_TRANSPORT_OPTIONS:
             os.makedirs(settings.CELERY_BROKER_TRANSPORT_OPTIONS[key], exist_ok=True)
-    yield
 
 
 @pytest.fixture(autouse=True)
