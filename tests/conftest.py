@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.environment import OWN_VAR_DIR, VAR_DIR, stale
+from tests.environment import OWN_REDIS_PREFIX, OWN_VAR_DIR, VAR_DIR, stale
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -599,6 +599,30 @@ def _empty_broker_folder():
             os.makedirs(settings.CELERY_BROKER_TRANSPORT_OPTIONS[key], exist_ok=True)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _redis_keys_of_its_own():
+    """The session's keys on Redis (tests/environment.py) are deleted when it
+    ends (after its worker stopped), and those of killed sessions when it begins."""
+    from django.conf import settings
+
+    if not (settings.REDIS_URL and OWN_REDIS_PREFIX):
+        yield
+        return
+    import redis
+
+    client = redis.Redis.from_url(settings.REDIS_URL)
+
+    def delete(session):
+        for key in client.scan_iter(match="test-*:*"):
+            if session(key.decode().split(":", 1)[0].removeprefix("test-")):
+                client.delete(key)
+
+    delete(stale)
+    yield
+    delete(lambda pid: pid == str(os.getpid()))
+    client.close()
+
+
 @pytest.fixture(autouse=True)
 def _throttles_of_its_own(settings):
     """Each test counts log-ins, resets and visitors' runs afresh (app.core.throttle):
@@ -607,4 +631,5 @@ def _throttles_of_its_own(settings):
     import uuid
 
     default = settings.CACHES["default"]
-    settings.CACHES = {**settings.CACHES, "default": {**default, "KEY_PREFIX": f"test-{uuid.uuid4().hex[:12]}"}}
+    prefix = f"{settings.REDIS_PREFIX}test-{uuid.uuid4().hex[:12]}"  # within the session's (tests/environment.py)
+    settings.CACHES = {**settings.CACHES, "default": {**default, "KEY_PREFIX": prefix}}

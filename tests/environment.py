@@ -22,7 +22,7 @@ SESSIONS_DIR = ROOT / "var" / "test"
 def alive(pid):
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError):
         return False
     except PermissionError:
         return True  # someone else's process
@@ -50,6 +50,7 @@ VAR_DIR = Path(os.environ["LIGHTBOX_VAR_DIR"])
 os.environ.setdefault("MEDIA_ROOT", str(VAR_DIR / "media"))
 # Keys of this session's own on a shared Redis: its broker queue (its worker
 # takes only its own tasks) and the cache.
+OWN_REDIS_PREFIX = "LIGHTBOX_REDIS_PREFIX" not in os.environ
 os.environ.setdefault("LIGHTBOX_REDIS_PREFIX", f"test-{os.getpid()}:")
 os.environ.setdefault("LIGHTBOX_DISPATCH_DEADLINE", "2")
 # A random key of the session's own, made in its folder (as `make run` makes
