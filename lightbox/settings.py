@@ -220,6 +220,12 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
     }
 else:
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": envint("CELERY_VISIBILITY_TIMEOUT", 3600)}
+# Prepended to every key Lightbox keeps in Redis (the broker's and the cache's),
+# so that instances sharing a Redis database (as the test sessions do) take
+# only their own tasks.
+REDIS_PREFIX = os.environ.get("LIGHTBOX_REDIS_PREFIX", "")
+if REDIS_PREFIX and CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+    CELERY_BROKER_TRANSPORT_OPTIONS["global_keyprefix"] = REDIS_PREFIX
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
@@ -240,7 +246,7 @@ if REDIS_URL:
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
-            "KEY_PREFIX": "lightbox",
+            "KEY_PREFIX": f"{REDIS_PREFIX}lightbox",
         },
     }
 else:

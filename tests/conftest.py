@@ -15,6 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.environment import OWN_REDIS_PREFIX, OWN_VAR_DIR, VAR_DIR, stale
+
 ROOT = Path(__file__).resolve().parent.parent
 
 COG_PREDICTOR_DIR = ROOT / "tests" / "cog_predictor"
@@ -65,6 +67,9 @@ def wait_until(predicate, timeout=30.0, interval=0.05, message="condition"):
 class CogServer:
     """A real Cog HTTP server (cog from PyPI) running a predictor directory."""
 
+    name = "Cog server"
+    startup_timeout = 60
+
     def __init__(self, directory, upload_url=None, env=None):
         self.directory = directory
         self.upload_url = upload_url
@@ -72,7 +77,7 @@ class CogServer:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process = None
-        self.log_path = ROOT / "var" / "test" / f"cog-{self.port}.log"
+        self.log_path = VAR_DIR / f"cog-{self.port}.log"
 
     def uploading(self, location=None):
         """Upload outputs to the live site, with the upload token of the server
@@ -83,32 +88,29 @@ class CogServer:
         self.upload_url = storage.upload_url(location or self.url)
         return self
 
+    def command(self):
+        command = [sys.executable, "-m", "cog.server.http", "--host", "127.0.0.1"]
+        return command + (["--upload-url", self.upload_url] if self.upload_url else [])
+
+    def environment(self):
+        return {"PORT": str(self.port), "COG_PREDICT_TYPE_STUB": "predict.py:Predictor"}
+
     def start(self):
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        env = {
-            **os.environ,
-            "PATH": f"{VENV_BIN}:{os.environ['PATH']}",
-            "PORT": str(self.port),
-            "COG_PREDICT_TYPE_STUB": "predict.py:Predictor",
-            **self.env,
-        }
-        command = [sys.executable, "-m", "cog.server.http", "--host", "127.0.0.1"]
-        if self.upload_url:
-            command += ["--upload-url", self.upload_url]
         self.process = subprocess.Popen(
-            command,
+            self.command(),
             cwd=self.directory,
-            env=env,
+            env={**os.environ, "PATH": f"{VENV_BIN}:{os.environ['PATH']}", **self.environment(), **self.env},
             stdout=open(self.log_path, "ab"),
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        wait_until(self.ready, timeout=60, message=f"Cog server on {self.url}")
+        wait_until(self.ready, timeout=self.startup_timeout, message=f"{self.name} on {self.url}")
         return self
 
     def ready(self):
         if self.process.poll() is not None:
-            raise AssertionError(f"Cog server exited: {self.log_path.read_text()[-2000:]}")
+            raise AssertionError(f"{self.name} exited: {self.log_path.read_text()[-2000:]}")
         try:
             return httpx.get(self.url + "/health-check", timeout=1).json().get("status") == "READY"
         except (httpx.HTTPError, ValueError):
@@ -122,6 +124,29 @@ class CogServer:
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
+
+
+class InferenceServer(CogServer):
+    """Our inference server (`python -m inference.serve`, the real Cog HTTP
+    server around inference/) on a model folder; `extra` are more of its
+    command-line arguments (e.g. `--train`)."""
+
+    name = "inference server"
+    startup_timeout = 300  # it imports torch and loads the pipeline first
+
+    def __init__(self, model, *extra, env=None):
+        super().__init__(ROOT, env=env)
+        self.model = model
+        self.extra = extra
+
+    def command(self):
+        run_dir = VAR_DIR / f"run-{self.port}"
+        command = [sys.executable, "-m", "inference.serve", "--model", str(self.model), "--port", str(self.port)]
+        command += ["--run-dir", str(run_dir), *self.extra]
+        return command + (["--upload-url", self.upload_url] if self.upload_url else [])
+
+    def environment(self):
+        return {"LIGHTBOX_TORCH_THREADS": "1", "HF_HUB_OFFLINE": "1", "LIGHTBOX_WARMUP": ""}
 
 
 class ProcessGroup:
@@ -160,7 +185,7 @@ class Worker(ProcessGroup):
     def __init__(self, env):
         self.env = env
         self.process = None
-        self.log_path = ROOT / "var" / "test" / f"worker-{time.monotonic_ns()}.log"
+        self.log_path = VAR_DIR / f"worker-{time.monotonic_ns()}.log"
 
     def start(self):
         self.spawn(
@@ -183,6 +208,39 @@ class Worker(ProcessGroup):
         )
         wait_until(lambda: "ready." in self.log_path.read_text(), timeout=60, message="Celery worker")
         return self
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix, django_db_blocker):
+    """On a database server, a test database of the session's own, named for its
+    pid (SQLite's is in the session's folder already); those that killed
+    sessions left are dropped."""
+    from django.conf import settings
+    from django.db import connections
+
+    for alias, db in settings.DATABASES.items():
+        if db["ENGINE"].endswith("sqlite3"):
+            continue
+        test = db.setdefault("TEST", {})
+        prefix = f"{test.get('NAME') or 'test_' + db['NAME']}_"
+        test["NAME"] = f"{prefix}{os.getpid()}"
+        with django_db_blocker.unblock():
+            _drop_stale_databases(connections[alias], prefix)
+
+
+def _drop_stale_databases(connection, prefix):
+    from django.db import DatabaseError
+
+    if connection.vendor != "postgresql":
+        return
+    with connection._nodb_cursor() as cursor:
+        cursor.execute("SELECT datname FROM pg_database")
+        names = [name for (name,) in cursor.fetchall() if name.startswith(prefix) and stale(name[len(prefix) :])]
+        for name in names:
+            try:
+                cursor.execute(f'DROP DATABASE IF EXISTS "{name}"')
+            except DatabaseError:
+                pass  # in use after all: a session on another machine sharing the server
 
 
 @pytest.fixture(scope="session")
@@ -262,7 +320,7 @@ class Gunicorn(ProcessGroup):
             self.env["REDIS_URL"] = env["CELERY_BROKER_URL"]  # the throttles' cache, as everywhere else
         self.workers = workers
         self.process = None
-        self.log_path = ROOT / "var" / "test" / f"gunicorn-{self.port}.log"
+        self.log_path = VAR_DIR / f"gunicorn-{self.port}.log"
 
     def start(self):
         self.spawn(
@@ -367,6 +425,31 @@ def replicate_settings(replicate_cloud):
 @pytest.fixture(scope="session")
 def cog_server(site):
     server = CogServer(COG_PREDICTOR_DIR).uploading().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def tiny_sd_model(tmp_path_factory):
+    """The tiny random-weight SD pipeline (inference/tiny.py), written once."""
+    pytest.importorskip("diffusers")
+    from inference import tiny
+
+    sd, _ = tiny.write_all(tmp_path_factory.mktemp("models"))
+    return sd
+
+
+@pytest.fixture(scope="session")
+def tiny_sd(site, tiny_sd_model):
+    """Our inference server on tiny-sd, uploading its outputs to the live site as
+    the version at its own address does, and loading a fine-tune's weights from
+    Lightbox's signed URLs (LIGHTBOX_WEIGHTS_URL; no other loopback address)."""
+    from app.services.backends.cog import weights_url_prefix
+
+    server = InferenceServer(
+        tiny_sd_model, env={"LIGHTBOX_WEIGHTS_URL": weights_url_prefix(), "LIGHTBOX_NETWORK_ALLOWLIST": ""}
+    )
+    server.uploading().start()
     yield server
     server.stop()
 
@@ -500,16 +583,44 @@ def _fast_password_hashing():
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _clean_test_var():
+def _empty_broker_folder():
+    """The session's own folder (tests/environment.py) starts empty; one the
+    caller named in LIGHTBOX_VAR_DIR may hold an earlier run's messages, which
+    the session's worker would take."""
     from django.conf import settings
 
-    shutil.rmtree(ROOT / "var" / "test" / "broker", ignore_errors=True)
+    if OWN_VAR_DIR:
+        return
+    shutil.rmtree(settings.BROKER_DIR, ignore_errors=True)
     # The Celery app made these folders when it was imported; publishing (before
     # any worker starts, which would make them again) needs them.
     for key in ("data_folder_in", "processed_folder", "control_folder"):
         if key in settings.CELERY_BROKER_TRANSPORT_OPTIONS:
             os.makedirs(settings.CELERY_BROKER_TRANSPORT_OPTIONS[key], exist_ok=True)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _redis_keys_of_its_own():
+    """The session's keys on Redis (tests/environment.py) are deleted when it
+    ends (after its worker stopped), and those of killed sessions when it begins."""
+    from django.conf import settings
+
+    if not (settings.REDIS_URL and OWN_REDIS_PREFIX):
+        yield
+        return
+    import redis
+
+    client = redis.Redis.from_url(settings.REDIS_URL)
+
+    def delete(session):
+        for key in client.scan_iter(match="test-*:*"):
+            if session(key.decode().split(":", 1)[0].removeprefix("test-")):
+                client.delete(key)
+
+    delete(stale)
     yield
+    delete(lambda pid: pid == str(os.getpid()))
+    client.close()
 
 
 @pytest.fixture(autouse=True)
@@ -520,4 +631,5 @@ def _throttles_of_its_own(settings):
     import uuid
 
     default = settings.CACHES["default"]
-    settings.CACHES = {**settings.CACHES, "default": {**default, "KEY_PREFIX": f"test-{uuid.uuid4().hex[:12]}"}}
+    prefix = f"{settings.REDIS_PREFIX}test-{uuid.uuid4().hex[:12]}"  # within the session's (tests/environment.py)
+    settings.CACHES = {**settings.CACHES, "default": {**default, "KEY_PREFIX": prefix}}

@@ -3,12 +3,8 @@ running the tiny random-weight SD pipeline (inference/tiny.py) behind the real
 worker. An exported comparison re-imported into a fresh instance (flushed
 database, empty storage) reproduces every image pixel for pixel."""
 
-import os
 import shutil
-import subprocess
-import sys
 
-import httpx
 import pytest
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -17,53 +13,15 @@ from django.core.management import call_command
 from app.core import bundles
 from app.models import Verdict
 from app.services import bundles as bundle_service
-from app.services import catalog, comparisons, reproductions, storage
+from app.services import catalog, comparisons, reproductions
 from tests.bundles.conftest import unzip
-from tests.conftest import ROOT, free_port, wait_for_status, wait_until
+from tests.conftest import wait_for_status, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 
-@pytest.fixture(scope="module")
-def tiny_sd(site, tmp_path_factory):
-    """`python -m inference.serve` on tiny-sd, uploading its outputs to the live site."""
-    pytest.importorskip("diffusers")
-    from inference import tiny
-
-    models = tmp_path_factory.mktemp("models")
-    sd, _ = tiny.write_all(models)
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = open(tmp_path_factory.mktemp("tiny-sd") / "server.log", "w")
-    env = {**os.environ, "LIGHTBOX_TORCH_THREADS": "1", "HF_HUB_OFFLINE": "1", "LIGHTBOX_WARMUP": ""}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "inference.serve", "--model", str(sd), "--port", str(port)]
-        + ["--run-dir", str(tmp_path_factory.mktemp("run")), "--upload-url", storage.upload_url(url)],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-
-    def ready():
-        assert process.poll() is None, open(log.name).read()[-3000:]
-        try:
-            return httpx.get(url + "/health-check", timeout=2).json().get("status") == "READY"
-        except (httpx.HTTPError, ValueError):
-            return False
-
-    try:
-        wait_until(ready, timeout=300, interval=0.5, message="tiny-sd's inference server")
-        yield url
-    finally:
-        process.terminate()
-        process.wait(20)
-        log.close()
-
-
 def test_a_tiny_sd_comparison_reimported_into_a_fresh_instance_is_identical(worker, tiny_sd, alice):
-    version = catalog.import_version(tiny_sd, "local/tiny-sd")
+    version = catalog.import_version(tiny_sd.url, "local/tiny-sd")
     catalog.refresh_availability(version, max_age=0)
     given = {"prompt": "a red fox in fresh snow", "width": 64, "height": 64, "num_inference_steps": 2}
     comparison = comparisons.start([version], given, owner=alice)
@@ -77,7 +35,7 @@ def test_a_tiny_sd_comparison_reimported_into_a_fresh_instance_is_identical(work
     call_command("flush", interactive=False, verbosity=0)
     shutil.rmtree(settings.MEDIA_ROOT / "outputs", ignore_errors=True)
     carol = get_user_model().objects.create_user("carol", "carol@example.com", "correct horse battery")
-    catalog.refresh_availability(catalog.import_version(tiny_sd, "local/tiny-sd"), max_age=0)
+    catalog.refresh_availability(catalog.import_version(tiny_sd.url, "local/tiny-sd"), max_age=0)
 
     reproduction = bundle_service.import_bundle(carol, data)
 

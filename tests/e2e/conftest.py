@@ -23,6 +23,13 @@ SCREENSHOTS = ROOT / "artifacts" / "screenshots"
 DESKTOP = {"width": 1280, "height": 900}
 PHONE = {"width": 390, "height": 844}
 PASSWORD = "a long enough passphrase"
+# The pages' screenshots and accessibility checks: each width in each colour scheme.
+LAYOUTS = [
+    ("desktop", DESKTOP, "light"),
+    ("phone", PHONE, "dark"),
+    ("desktop-dark", DESKTOP, "dark"),
+    ("phone-light", PHONE, "light"),
+]
 
 
 def _missing(what):

@@ -17,17 +17,10 @@ from app.core.roles import MODERATORS_GROUP
 from app.models import Comparison, Prediction
 from app.services import comparisons, moderation, storage
 from tests.conftest import wait_for_status
-from tests.e2e.conftest import DESKTOP, PASSWORD, PHONE, axe_violations, log_in, screenshot
+from tests.e2e.conftest import DESKTOP, LAYOUTS, PASSWORD, PHONE, axe_violations, log_in, screenshot
 from tests.web.conftest import SCHEMA, make_version
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
-
-LAYOUTS = [
-    ("desktop", DESKTOP, "light"),
-    ("phone", PHONE, "dark"),
-    ("desktop-dark", DESKTOP, "dark"),
-    ("phone-light", PHONE, "light"),
-]
 
 
 def picture(hue, size=256):

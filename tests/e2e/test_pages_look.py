@@ -8,16 +8,9 @@ from playwright.sync_api import expect
 
 from app.services import comparisons
 from tests.conftest import wait_for_status
-from tests.e2e.conftest import DESKTOP, PASSWORD, PHONE, axe_violations, log_in, screenshot
+from tests.e2e.conftest import LAYOUTS, PASSWORD, PHONE, axe_violations, log_in, screenshot
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
-
-LAYOUTS = [
-    ("desktop", DESKTOP, "light"),
-    ("phone", PHONE, "dark"),
-    ("desktop-dark", DESKTOP, "dark"),
-    ("phone-light", PHONE, "light"),
-]
 
 
 @pytest.fixture

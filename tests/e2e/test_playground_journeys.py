@@ -18,17 +18,11 @@ from playwright.sync_api import expect
 from app.models import Comparison, Prediction
 from app.services import catalog, comparisons
 from tests.conftest import wait_for_status
-from tests.e2e.conftest import DESKTOP, PASSWORD, PHONE, axe_violations, log_in, sign_up
+from tests.e2e.conftest import DESKTOP, LAYOUTS, PASSWORD, PHONE, axe_violations, log_in, sign_up
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 SHOTS = Path(os.environ.get("LIGHTBOX_SHOTS", "/work/shots/ux-play"))
-LAYOUTS = [
-    ("desktop", DESKTOP, "light"),
-    ("phone", PHONE, "dark"),
-    ("desktop-dark", DESKTOP, "dark"),
-    ("phone-light", PHONE, "light"),
-]
 
 
 def shot(page, name):

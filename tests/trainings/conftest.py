@@ -3,15 +3,13 @@ test trainer (tests/cog_trainer/trainer), a Cog server running the base model
 that loads LoRAs (tests/cog_trainer/predict.py), the live site and a worker."""
 
 import io
-import os
-import subprocess
 import sys
 import zipfile
 
 import pytest
 from PIL import Image
 
-from tests.conftest import ROOT, VENV_BIN, CogServer, wait_until
+from tests.conftest import ROOT, CogServer
 
 TRAINER_DIR = ROOT / "tests" / "cog_trainer"
 
@@ -19,25 +17,13 @@ TRAINER_DIR = ROOT / "tests" / "cog_trainer"
 class TrainServer(CogServer):
     """A real Cog HTTP server in train mode (`--x-mode train`)."""
 
-    def start(self):
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        env = {
-            **os.environ,
-            "PATH": f"{VENV_BIN}:{os.environ['PATH']}",
-            "PORT": str(self.port),
-            "COG_TRAIN_TYPE_STUB": "train.py:train",
-            **self.env,
-        }
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "cog.server.http", "--host", "127.0.0.1", "--x-mode", "train"],
-            cwd=self.directory,
-            env=env,
-            stdout=open(self.log_path, "ab"),
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        wait_until(self.ready, timeout=60, message=f"Cog trainer on {self.url}")
-        return self
+    name = "Cog trainer"
+
+    def command(self):
+        return [sys.executable, "-m", "cog.server.http", "--host", "127.0.0.1", "--x-mode", "train"]
+
+    def environment(self):
+        return {"PORT": str(self.port), "COG_TRAIN_TYPE_STUB": "train.py:train"}
 
 
 @pytest.fixture(scope="session")

@@ -5,15 +5,10 @@ The trained version runs on the base's server with its weights fetched from
 Lightbox's signed URL (a private SITE_URL: LIGHTBOX_WEIGHTS_URL), changes the
 image of the same prompt and seed, and gives the base's image at lora_scale 0."""
 
-import os
-import subprocess
-import sys
-
-import httpx
 import pytest
 from PIL import Image
 
-from tests.conftest import ROOT, free_port, wait_until
+from tests.conftest import InferenceServer, wait_until
 from tests.trainings.conftest import data_uri, image_zip
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -21,60 +16,13 @@ pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 SMALL = {"width": 64, "height": 64, "num_inference_steps": 2, "seed": 11}
 
 
-def _serve(tmp_path_factory, name, port, model, *extra, env=None):
-    url = f"http://127.0.0.1:{port}"
-    log = open(tmp_path_factory.mktemp(name) / "server.log", "w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "inference.serve", "--model", str(model), "--port", str(port)]
-        + ["--run-dir", str(tmp_path_factory.mktemp(f"{name}-run")), *extra],
-        cwd=ROOT,
-        env={**os.environ, "LIGHTBOX_TORCH_THREADS": "1", "HF_HUB_OFFLINE": "1", "LIGHTBOX_WARMUP": "", **(env or {})},
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-
-    def ready():
-        assert process.poll() is None, open(log.name).read()[-3000:]
-        try:
-            return httpx.get(url + "/health-check", timeout=2).json().get("status") == "READY"
-        except (httpx.HTTPError, ValueError):
-            return False
-
-    wait_until(ready, timeout=300, interval=0.5, message=f"{name}'s server")
-    return process, url, log
-
-
 @pytest.fixture(scope="module")
-def tiny_sd_and_trainer(site, tmp_path_factory):
+def tiny_sd_trainer(tiny_sd_model):
+    """Our inference server in Cog's train mode (inference/train.py) on tiny-sd."""
     pytest.importorskip("peft")
-    from app.services import storage
-    from app.services.backends.cog import weights_url_prefix
-    from inference import tiny
-
-    sd, _ = tiny.write_all(tmp_path_factory.mktemp("models"))
-    port = free_port()
-    # It uploads its outputs as the version at its own address does.
-    upload = storage.upload_url(f"http://127.0.0.1:{port}")
-    started = [
-        _serve(
-            tmp_path_factory,
-            "tiny-sd",
-            port,
-            sd,
-            "--upload-url",
-            upload,
-            env={"LIGHTBOX_WEIGHTS_URL": weights_url_prefix(), "LIGHTBOX_NETWORK_ALLOWLIST": ""},
-        ),
-        _serve(tmp_path_factory, "tiny-sd-trainer", free_port(), sd, "--train"),
-    ]
-    try:
-        yield started[0][1], started[1][1]
-    finally:
-        for process, _, log in started:
-            process.terminate()
-            process.wait(20)
-            log.close()
+    server = InferenceServer(tiny_sd_model, "--train").start()
+    yield server
+    server.stop()
 
 
 def _wait_training(training_id, timeout=180):
@@ -103,13 +51,12 @@ def _image(api, version, **changes):
         return image.convert("RGB").tobytes()
 
 
-def test_the_real_trainer_makes_a_version_that_changes_the_image(api, worker, alice, tiny_sd_and_trainer):
+def test_the_real_trainer_makes_a_version_that_changes_the_image(api, worker, alice, tiny_sd_trainer, tiny_sd):
     from app.models import Model, Version
     from app.services import catalog
 
-    predictor, trainer = tiny_sd_and_trainer
-    base = catalog.import_version(predictor, "local/tiny-sd-real")
-    base.trainer_location = trainer
+    base = catalog.import_version(tiny_sd.url, "local/tiny-sd-real")
+    base.trainer_location = tiny_sd_trainer.url
     base.save(update_fields=["trainer_location"])
     catalog.refresh_availability(base, max_age=0)
     Model.objects.create(owner="alice", name="zqx-style", user=alice, visibility="private")
