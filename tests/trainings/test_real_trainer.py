@@ -53,7 +53,7 @@ def _image(api, version, **changes):
 
 def test_the_real_trainer_makes_a_version_that_changes_the_image(api, worker, alice, tiny_sd_trainer, tiny_sd):
     from app.models import Model, Version
-    from app.services import catalog
+    from app.services import catalog, comparisons
 
     base = catalog.import_version(tiny_sd.url, "local/tiny-sd-real")
     base.trainer_location = tiny_sd_trainer.url
@@ -81,6 +81,14 @@ def test_the_real_trainer_makes_a_version_that_changes_the_image(api, worker, al
     assert training.status == "succeeded", (training.error, training.logs[-2000:])
     assert "step 3/3" in training.logs and "loss=" in training.logs
     tuned = Version.objects.get(pk=training.new_version_id)
+    # Lightbox compares base and fine-tune on three prompts with the trigger
+    # word at the base's defaults; stopped here, so that this test's small
+    # images do not wait behind six full-size runs on the server's one slot.
+    wait_until(lambda: training.comparisons.count() == 3, timeout=60, message="the automatic comparisons")
+    for comparison in training.comparisons.all():
+        assert "zqx" in comparison.prompt
+        assert {p.version_id for p in comparison.predictions.all()} == {base.id, tuned.id}
+        comparisons.cancel(comparison)
 
     base_image = _image(api, base)
     assert _image(api, tuned) != base_image
