@@ -939,11 +939,15 @@ class Output(models.Model):
     def thumbnail_for(self, user):
         """The thumbnail a listing shows `user`: blurred for nsfw unless they may
         see it, None once blocked."""
+        field = self.thumbnail_field_for(user)
+        return (getattr(self, field) or None) if field else None
+
+    def thumbnail_field_for(self, user):
+        """Which of the thumbnail fields a listing shows `user`, or None once
+        blocked (a grid page reads the fields as values, not as rows)."""
         if self.rating == self.Rating.BLOCKED:
             return None
-        if self.shows_explicit_to(user):
-            return self.thumbnail or None
-        return self.blurred_thumbnail or None
+        return "thumbnail" if self.shows_explicit_to(user) else "blurred_thumbnail"
 
 
 class Upload(models.Model):

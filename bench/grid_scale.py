@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/grid_scale.py                      # 1,000 cells (40 seeds x 25 prompts)
     .venv/bin/python bench/grid_scale.py --seeds 10 --words 5 --page-requests 50
+    .venv/bin/python bench/grid_scale.py --page-only          # step 3 again, on the last run's grid
 
 Starts gunicorn (as the Procfile runs it), a Celery worker and one Cog server
 on tests/cog_predictor (the tiny predictor), on a fresh PostgreSQL database and
@@ -15,12 +16,16 @@ Redis DB 5, then:
    last cell ending) / cells - the predictions' own mean predict time.
 3. page: GET /g/<id> with all 1,000 cells done, --page-requests times one at a
    time: p50 / p95 of the client's time (target p50 < 150 ms), and the SQL
-   queries of the page for a 1,000-cell grid and a 4-cell grid (constant).
-Results in var/bench/grid_scale/results.json.
+   queries of the page for a 1,000-cell grid and a 4-cell grid (constant);
+   also the server's own time (Server-Timing) and the load average.
+   --page-only does step 3 alone, on the database and var dir an earlier
+   run left (gunicorn only: no reset, no Cog server, no worker).
+Results in var/bench/grid_scale/results.json (page-only.json with --page-only).
 """
 
 import argparse
 import json
+import re
 import statistics
 import sys
 import time
@@ -45,6 +50,7 @@ def parse_args():
     parser.add_argument("--accepts", type=int, default=5, help="more grids created (and canceled) to time the 201")
     parser.add_argument("--page-requests", type=int, default=100)
     parser.add_argument("--timeout", type=float, default=1800, help="seconds the cells may take")
+    parser.add_argument("--page-only", action="store_true", help="only the page, on an earlier run's grid")
     return parser.parse_args()
 
 
@@ -69,13 +75,18 @@ def main():
     harness.check_interpreter()
     import httpx
 
-    var_dir, log_dir = args.var_dir, args.var_dir / "logs"
+    # Absolute: the processes run in the var dir, and a relative one would nest there.
+    var_dir = args.var_dir.resolve()
+    log_dir = var_dir / "logs"
+    if args.page_only:
+        return page_only(args, var_dir, log_dir)
     harness.reset_var_dir(var_dir)
     harness.reset_postgres(args.database_url)
     harness.reset_redis(args.broker_url)
     web_port, cog_port = harness.free_port(), harness.free_port()
     env = harness.config_env("postgres", var_dir, web_port, args.database_url, args.broker_url)
     env["LIGHTBOX_GRID_MAX_CELLS"] = str(max(1000, args.seeds * args.words))
+    env["LIGHTBOX_SERVER_TIMING"] = "1"
     site = env["SITE_URL"]
     processes = []
     results = {"cells": args.seeds * args.words}
@@ -133,23 +144,8 @@ def main():
         (var_dir / "results.json").write_text(json.dumps(results, indent=2))
 
         # 3. page
-        times = []
-        page_url = f"/g/{grid['id']}"
-        anonymous = httpx.Client(base_url=site, timeout=60)
-        for _ in range(5):
-            anonymous.get(page_url).raise_for_status()
-        for _ in range(args.page_requests):
-            started = time.perf_counter()
-            page = anonymous.get(page_url)
-            times.append(time.perf_counter() - started)
-            page.raise_for_status()
-        results["page_ms"] = {
-            "p50": round(statistics.median(times) * 1000, 1),
-            "p95": round(harness.percentile(times, 95) * 1000, 1),
-            "requests": len(times),
-            "bytes": len(page.content),
-            "cells_in_html": page.text.count('class="grid-cell"'),
-        }
+        analyze(args.database_url)
+        results["page_ms"] = measure_page(site, grid["id"], args.page_requests)
         (var_dir / "results.json").write_text(json.dumps(results, indent=2))
         try:
             results["page_queries"] = harness.django_step(env, "grid-queries", "--grid", grid["id"], script=__file__)
@@ -174,6 +170,76 @@ def main():
             ["mean predict time, ms", results["run"]["mean_predict_ms"]],
             ["overhead per cell, ms", results["run"]["overhead_per_cell_ms"]],
             ["page p50 / p95, ms", f"{results['page_ms']['p50']} / {results['page_ms']['p95']}"],
+            ["page queries (1000 / 4 cells)", f"{results['page_queries']['big']} / {results['page_queries']['small']}"],
+        ],
+    )
+
+
+SERVER_TIMING_RE = re.compile(r"app;dur=([\d.]+)")
+
+
+def analyze(database_url):
+    """Fresh statistics, as a deployment's autovacuum keeps them (this
+    machine's PostgreSQL runs without it): with none, the page's join of
+    1,000 cells is planned as a nested loop over "4 rows"."""
+    import psycopg
+
+    with psycopg.connect(database_url, autocommit=True) as connection:
+        connection.execute("ANALYZE")
+
+
+def measure_page(site, grid_id, requests):
+    """GET /g/<id> `requests` times, one at a time, as a visitor (after 5 to
+    warm up): the client's time, the server's (Server-Timing) and the load."""
+    import httpx
+
+    times, server = [], []
+    page_url = f"/g/{grid_id}"
+    anonymous = httpx.Client(base_url=site, timeout=60)
+    for _ in range(5):
+        anonymous.get(page_url).raise_for_status()
+    meter = harness.CpuMeter()
+    for _ in range(requests):
+        started = time.perf_counter()
+        page = anonymous.get(page_url)
+        times.append(time.perf_counter() - started)
+        page.raise_for_status()
+        match = SERVER_TIMING_RE.search(page.headers.get("server-timing", ""))
+        if match:
+            server.append(float(match.group(1)))
+    return {
+        "p50": round(statistics.median(times) * 1000, 1),
+        "p95": round(harness.percentile(times, 95) * 1000, 1),
+        "min": round(min(times) * 1000, 1),
+        "server_p50": round(statistics.median(server), 1) if server else None,
+        "requests": len(times),
+        "bytes": len(page.content),
+        "cells_in_html": page.text.count('class="grid-cell"'),
+        **meter.summary(),
+    }
+
+
+def page_only(args, var_dir, log_dir):
+    """Step 3 alone on the grid an earlier run left in --database-url."""
+    web_port = harness.free_port()
+    env = harness.config_env("postgres", var_dir, web_port, args.database_url, args.broker_url)
+    env["LIGHTBOX_SERVER_TIMING"] = "1"
+    web = harness.gunicorn(web_port, env, log_dir)
+    analyze(args.database_url)
+    try:
+        grid_id = harness.django_step(env, "grid-biggest", script=__file__)["grid"]
+        results = {"grid": grid_id, "page_ms": measure_page(env["SITE_URL"], grid_id, args.page_requests)}
+        results["page_queries"] = harness.django_step(env, "grid-queries", "--grid", grid_id, script=__file__)
+    finally:
+        web.stop()
+    (var_dir / "page-only.json").write_text(json.dumps(results, indent=2))
+    page = results["page_ms"]
+    harness.print_table(
+        ["figure", "value"],
+        [
+            ["page p50 / p95 / min, ms", f"{page['p50']} / {page['p95']} / {page['min']}"],
+            ["server time p50, ms", page["server_p50"]],
+            ["load average (start / end)", f"{page['loadavg_start']:.1f} / {page['loadavg_end']:.1f}"],
             ["page queries (1000 / 4 cells)", f"{results['page_queries']['big']} / {results['page_queries']['small']}"],
         ],
     )
@@ -208,9 +274,17 @@ def step_grid_timings(grid_id):
     }
 
 
+def step_grid_biggest():
+    harness._django()
+    from app.models import Grid
+
+    return {"grid": Grid.objects.order_by("-planned", "created_at").values_list("pk", flat=True).first()}
+
+
 def step_grid_queries(grid_id):
     """The page's SQL queries for the 1,000-cell grid and for a 4-cell grid of
-    the same version, run to the end first (the worker is still up)."""
+    the same version, run to the end first (the worker is still up; an earlier
+    run's 4-cell grid is used again)."""
     harness._django()
     import os
     from urllib.parse import urlsplit
@@ -224,8 +298,10 @@ def step_grid_queries(grid_id):
 
     big = Grid.objects.get(pk=grid_id)
     axes = [{"kind": "seed", "text": "1, 2"}, {"kind": "prompt", "text": "fox|owl"}]
-    small = grids.create(big.owner, grids.grid_versions(big), big.input, axes, visibility="unlisted")
-    grids.materialise(small.pk)
+    small = Grid.objects.filter(owner=big.owner, planned=4).first()
+    if small is None:
+        small = grids.create(big.owner, grids.grid_versions(big), big.input, axes, visibility="unlisted")
+        grids.materialise(small.pk)
     harness.wait_until(
         lambda: Prediction.objects.filter(comparison__grid=small, status__in=Prediction.TERMINAL).count() == 4,
         timeout=600,
@@ -242,7 +318,9 @@ def step_grid_queries(grid_id):
     return counts
 
 
-if __name__ == "__main__" and len(sys.argv) > 1 and sys.argv[1] in ("grid-timings", "grid-queries"):
+if __name__ == "__main__" and len(sys.argv) > 1 and sys.argv[1] == "grid-biggest":
+    print(json.dumps(step_grid_biggest()))
+elif __name__ == "__main__" and len(sys.argv) > 1 and sys.argv[1] in ("grid-timings", "grid-queries"):
     step = {"grid-timings": step_grid_timings, "grid-queries": step_grid_queries}[sys.argv[1]]
     print(json.dumps(step(sys.argv[sys.argv.index("--grid") + 1])))
 elif __name__ == "__main__":

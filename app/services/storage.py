@@ -29,7 +29,7 @@ from django.conf import settings
 from django.core import signing
 from django.core.cache import cache
 from django.core.files.base import ContentFile
-from django.core.files.storage import FileSystemStorage, default_storage
+from django.core.files.storage import FileSystemStorage, default_storage, storages
 from django.db import DatabaseError, IntegrityError, transaction
 from django.db.models import Q
 from django.urls import get_script_prefix, reverse
@@ -591,6 +591,21 @@ def save_blurred_thumbnail(output):
 # the output's row is read for every media request anyway.
 # With object storage (S3), the storage's own expiring presigned URLs play
 # that part and cannot be revoked early: keep the bucket private and the TTL short.
+
+# The names Lightbox gives stored files (app.models.output_upload_to) need no
+# quoting or joining: a grid page of 1,000 thumbnails spent a fifth of its time
+# in FieldFile.url's urljoin.
+PLAIN_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-/]*")
+
+
+def file_url(name):
+    """The default storage's URL of the stored file `name` (what FieldFile.url
+    gives), for a page of many."""
+    storage = storages["default"]
+    if type(storage) is FileSystemStorage and PLAIN_NAME_RE.fullmatch(name) and ".." not in name:
+        return storage.base_url + name
+    return storage.url(name)
+
 
 MEDIA_SIGNER_SALT = "lightbox-media"
 ANONYMOUS_HOLDER = 0  # user pks start at 1

@@ -104,6 +104,37 @@ def test_the_grid_page_fills_in_and_its_query_count_does_not_grow(
     assert page.status_code == 200
 
 
+def test_a_visitor_gets_nsfw_cells_blurred_and_notes_for_hidden_and_removed_ones(
+    client, alice, bob, sd_version, django_assert_max_num_queries
+):
+    grid = grids.create(
+        alice, [sd_version], {"prompt": "a fox"}, [{**STEPS, "text": "1-3"}, {"kind": "seed", "text": "1, 2"}]
+    )
+    finish(grid)
+    nsfw, other_nsfw, hidden, removed, *_ = Prediction.objects.filter(comparison__grid=grid).order_by("created_at")
+    client.force_login(bob)
+    storage.mark_nsfw(nsfw.outputs.get())
+    with django_assert_max_num_queries(20) as one_nsfw_queries:
+        assert client.get(f"/g/{grid.pk}").status_code == 200
+    storage.mark_nsfw(other_nsfw.outputs.get())
+    hidden.hide("spam")
+    removed.outputs.get().block()
+    output = nsfw.outputs.get()
+
+    with django_assert_max_num_queries(20) as queries:
+        body = client.get(f"/g/{grid.pk}").content.decode()
+    assert len(queries.captured_queries) == len(one_nsfw_queries.captured_queries)  # not one per nsfw cell
+    assert output.blurred_thumbnail.url in body and output.thumbnail.url not in body
+    assert body.count('alt="Rated NSFW. a fox"') == 2
+    assert "Hidden by moderators" in body and "Removed by moderators" in body
+    assert body.count("<img") == 4  # 6 cells: one hidden, one removed
+
+    client.force_login(alice)  # the owner sees her own images as they are
+    own = client.get(f"/g/{grid.pk}").content.decode()
+    assert output.thumbnail.url in own and output.blurred_thumbnail.url not in own
+    assert own.count("<img") == 5 and "Hidden by moderators" not in own
+
+
 def test_one_poll_sends_the_cells_changed_since_its_cursor(client_alice, alice, sd_version):
     grid = grids.create(alice, [sd_version], {"prompt": "a fox"}, [STEPS])
     grids.materialise(grid.pk)
