@@ -153,6 +153,7 @@ _TRAINING = _Kind(
     apply_update=trainings.apply_update,
     fail_storing=lambda training, exc: trainings.fail(training, str(exc)),  # as finish_training does
 )
+_KINDS = {kind.name: kind for kind in (_PREDICTION, _TRAINING)}
 
 
 def _apply(kind, run, payload, backend):
@@ -173,7 +174,11 @@ def _apply(kind, run, payload, backend):
     return HttpResponse(status=200)
 
 
-def _cog_webhook(request, kind, run_id, token):
+# The kind ("prediction" or "training") comes from the route (lightbox/urls.py).
+@csrf_exempt
+@require_POST
+def cog_webhook(request, kind, run_id, token):
+    kind = _KINDS[kind]
     if not cog.webhook_token_ok(run_id, token, route=kind.route):
         return HttpResponse(status=403)
     body = _read_body(request, settings.WEBHOOK_MAX_BYTES)
@@ -189,7 +194,10 @@ def _cog_webhook(request, kind, run_id, token):
     return _apply(kind, run, payload, cog)
 
 
-def _replicate_webhook(request, kind, run_id):
+@csrf_exempt
+@require_POST
+def replicate_webhook(request, kind, run_id):
+    kind = _KINDS[kind]
     body = _read_body(request, settings.WEBHOOK_MAX_BYTES)
     if body is None:
         return HttpResponse(status=413)
@@ -206,31 +214,6 @@ def _replicate_webhook(request, kind, run_id):
     if payload.get("id") and run.remote_id and payload["id"] != run.remote_id:
         return JsonResponse({"detail": f"The webhook is for another {kind.name}."}, status=400)
     return _apply(kind, run, payload, replicate)
-
-
-@csrf_exempt
-@require_POST
-def cog_webhook(request, prediction_id, token):
-    return _cog_webhook(request, _PREDICTION, prediction_id, token)
-
-
-@csrf_exempt
-@require_POST
-def replicate_webhook(request, prediction_id):
-    return _replicate_webhook(request, _PREDICTION, prediction_id)
-
-
-# Trainings (fine-tuning: trainapi): a trainer's webhooks.
-@csrf_exempt
-@require_POST
-def cog_training_webhook(request, training_id, token):
-    return _cog_webhook(request, _TRAINING, training_id, token)
-
-
-@csrf_exempt
-@require_POST
-def replicate_training_webhook(request, training_id):
-    return _replicate_webhook(request, _TRAINING, training_id)
 
 
 @require_http_methods(["GET", "HEAD"])
