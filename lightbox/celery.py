@@ -18,6 +18,8 @@ app.autodiscover_tasks(["tasks"], related_name="grids")
 # The arena's leaderboard fits (tasks/arena.py).
 app.autodiscover_tasks(["tasks"], related_name="arena")
 app.autodiscover_tasks(["tasks"], related_name="trainings")  # fine-tuning (trainapi)
+# The reconciler's round, over predictions and trainings (tasks/reconciler.py).
+app.autodiscover_tasks(["tasks"], related_name="reconciler")
 
 # The filesystem transport keeps its messages under var/; the folders must exist
 # before the first producer or worker touches them.
@@ -28,7 +30,8 @@ for key in ("data_folder_in", "processed_folder", "control_folder"):
 
 @app.on_after_finalize.connect
 def _schedule(sender, **kwargs):
-    from tasks.predictions import reconcile, refresh_versions, sweep_storage
+    from tasks.predictions import refresh_versions, sweep_storage
+    from tasks.reconciler import reconcile
 
     sender.add_periodic_task(settings.RECONCILE_INTERVAL, reconcile.s(), name="reconcile predictions")
     sender.add_periodic_task(settings.AVAILABILITY_INTERVAL, refresh_versions.s(), name="refresh versions")

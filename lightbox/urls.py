@@ -90,11 +90,11 @@ api_patterns = [
 hook_patterns = [
     path("cog/uploads/<str:token>/<str:upload_id>/<str:filename>", hooks.cog_upload, name="cog-upload-file"),
     path("cog/uploads/<str:token>/<str:filename>", hooks.cog_upload, name="cog-upload"),
-    path("cog/<str:prediction_id>/<str:token>", hooks.cog_webhook, name="cog"),
-    path("replicate/<str:prediction_id>", hooks.replicate_webhook, name="replicate"),
+    path("cog/<str:run_id>/<str:token>", hooks.cog_webhook, {"kind": "prediction"}, name="cog"),
+    path("replicate/<str:run_id>", hooks.replicate_webhook, {"kind": "prediction"}, name="replicate"),
     # Trainings (fine-tuning: trainapi): the trainer's webhooks, a fine-tune's weights.
-    path("cog/trainings/<str:training_id>/<str:token>", hooks.cog_training_webhook, name="cog-training"),
-    path("replicate/trainings/<str:training_id>", hooks.replicate_training_webhook, name="replicate-training"),
+    path("cog/trainings/<str:run_id>/<str:token>", hooks.cog_webhook, {"kind": "training"}, name="cog-training"),
+    path("replicate/trainings/<str:run_id>", hooks.replicate_webhook, {"kind": "training"}, name="replicate-training"),
     path("weights/<str:version_id>/<str:token>", hooks.weights, name="weights"),
 ]
 

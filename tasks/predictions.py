@@ -4,38 +4,28 @@ A worker hands a prediction to its backend and returns; progress and the result
 come back as webhooks to the web process (or by polling, for Replicate without
 a public SITE_URL). So a worker is never tied up while a model runs, and a
 worker that dies after the hand-off loses nothing. The database is the source
-of truth: `reconcile` (beat, or a worker when beat is late) re-sends what the
-broker lost and ends what a backend forgot.
+of truth: `reconcile_round` (run by tasks.reconciler) re-sends what the broker
+lost and ends what a backend forgot, by the rules trainings share (tasks.rules).
 """
 
 import json
 import logging
-import os
-import random
-import socket
-import uuid
 from datetime import timedelta
 
 import httpx
 from celery import shared_task
 from django.conf import settings
-from django.db.models import F, Q
 from django.utils import timezone
 
 from app.core import netguard
-from app.models import IdempotencyKey, Prediction, ReconcilerState, Upload
+from app.models import IdempotencyKey, Prediction, Upload
 from app.services import backends, catalog, files, pools, predictions, scheduling, storage
 from app.services.api_json import prediction_json, webhook_headers
 from app.services.backends import BackendError, Busy
+from tasks import rules
 
 log = logging.getLogger(__name__)
 
-# A transient failure (server down, 5xx, garbage) is retried this many times,
-# with backoff, before the prediction fails with the backend's error.
-SUBMIT_RETRIES = 5
-# How many times a prediction is handed to a backend again after the backend
-# lost it (a restarted Cog server).
-MAX_DISPATCHES = 3
 # A run again for a lost output waits this long, this many times, for a full disk.
 RERUN_ROOM_WAIT = 5
 RERUN_ROOM_TRIES = 36
@@ -50,10 +40,6 @@ def _load(prediction_id):
     if prediction is None or prediction.is_terminal:
         return None
     return prediction
-
-
-def _backoff(attempt, base=0.25, cap=10.0):
-    return min(cap, base * 2**attempt) * (0.5 + random.random() / 2)
 
 
 @shared_task(bind=True, max_retries=None)
@@ -74,13 +60,15 @@ def run_prediction(self, prediction_id, failures=0, rerun=False):
         try:
             instance = pools.claim(prediction, lease=settings.DISPATCH_DEADLINE)
         except pools.NoInstance as exc:
-            if not exc.any_up and failures >= SUBMIT_RETRIES:
+            if not exc.any_up and failures >= rules.SUBMIT_RETRIES:
                 predictions.fail(prediction, f"{prediction.version.model} cannot run: {exc}")
                 return
             # All busy: wait our turn, as long as it takes (a freed slot
             # also wakes the longest waiting prediction: pools.wake_next).
             failures = failures if exc.any_up else failures + 1
-            raise self.retry(args=[prediction_id, failures], countdown=_backoff(min(self.request.retries, 6), 0.1, 5))
+            raise self.retry(
+                args=[prediction_id, failures], countdown=rules.backoff(min(self.request.retries, 6), 0.1, 5)
+            )
         if instance is None:
             return  # another worker is handing it over, or has
     # Asked before the hand-over: a restart between the two then reads as one.
@@ -92,18 +80,18 @@ def run_prediction(self, prediction_id, failures=0, rerun=False):
         if instance is not None:
             # Busy with something we do not know of: try another instance.
             pools.release(prediction, instance)
-            raise self.retry(countdown=_backoff(0, base=0.05)) from exc
+            raise self.retry(countdown=rules.backoff(0, base=0.05)) from exc
         # Another prediction holds the slot: wait our turn, as long as it takes.
-        raise self.retry(countdown=_backoff(min(self.request.retries, 4), base=0.05, cap=1.0))
+        raise self.retry(countdown=rules.backoff(min(self.request.retries, 4), base=0.05, cap=1.0))
     except BackendError as exc:
         if instance is not None and not exc.permanent:
             # That instance is down: skip it until a health check finds it up.
             pools.release(prediction, instance, down_reason=str(exc))
-            raise self.retry(args=[prediction_id, failures], countdown=_backoff(0, base=0.05)) from exc
-        if exc.permanent or failures >= SUBMIT_RETRIES:
+            raise self.retry(args=[prediction_id, failures], countdown=rules.backoff(0, base=0.05)) from exc
+        if exc.permanent or failures >= rules.SUBMIT_RETRIES:
             predictions.fail(prediction, str(exc))
             return
-        raise self.retry(args=[prediction_id, failures + 1], countdown=_backoff(failures))
+        raise self.retry(args=[prediction_id, failures + 1], countdown=rules.backoff(failures))
     if not prediction.mark_dispatched(remote_id, server_boot):
         # Canceled while we were handing it over: stop it there too.
         prediction.remote_id = remote_id
@@ -124,15 +112,15 @@ def poll_prediction(self, prediction_id, failures=0):
         update = backends.replicate.poll(prediction)
         predictions.apply_update(prediction, update)
     except BackendError as exc:
-        if exc.permanent or failures >= SUBMIT_RETRIES:
+        if exc.permanent or failures >= rules.SUBMIT_RETRIES:
             predictions.fail(prediction, str(exc))
             return
-        raise self.retry(args=[prediction_id, failures + 1], countdown=_backoff(failures))
+        raise self.retry(args=[prediction_id, failures + 1], countdown=rules.backoff(failures))
     if not prediction.is_terminal:
         raise self.retry(countdown=settings.REPLICATE_POLL_INTERVAL)
 
 
-@shared_task(bind=True, max_retries=SUBMIT_RETRIES)
+@shared_task(bind=True, max_retries=rules.SUBMIT_RETRIES)
 def finish_prediction(self, prediction_id, payload):
     """Apply a terminal webhook whose outputs must be downloaded (off the web thread)."""
     prediction = _load(prediction_id)
@@ -142,10 +130,10 @@ def finish_prediction(self, prediction_id, payload):
     try:
         predictions.apply_update(prediction, backend.parse_update(payload))
     except BackendError as exc:
-        if exc.permanent or self.request.retries >= SUBMIT_RETRIES:
+        if exc.permanent or self.request.retries >= rules.SUBMIT_RETRIES:
             predictions.fail_storing(prediction, exc)
             return
-        raise self.retry(countdown=_backoff(self.request.retries))
+        raise self.retry(countdown=rules.backoff(self.request.retries))
 
 
 @shared_task
@@ -155,59 +143,18 @@ def refresh_versions():
     catalog.refresh_all(max_age=settings.AVAILABILITY_INTERVAL / 2)
 
 
-@shared_task
-def reconcile(by="beat"):
-    """Make sure every prediction ends, whatever the broker or a backend lost.
-
-    Beat schedules it; a worker runs it itself when beat is late
-    (tasks.standby). One run at a time, whoever starts it: a run that finds
-    the lease held returns False at once."""
-    if by == "beat":
-        ReconcilerState.beat_ran()
-    holder = f"{by} ({socket.gethostname()} pid {os.getpid()}, run {uuid.uuid4().hex[:8]})"
-    lease = timedelta(seconds=max(30, 3 * settings.HTTP_TIMEOUT))
-    if not ReconcilerState.acquire(holder, lease):
-        log.info("reconcile: another run holds the lease; %s skips this round", by)
-        return False
-    finished = False
-    try:
-        finished = _reconcile(lambda: ReconcilerState.renew(holder, lease))
-    finally:
-        ReconcilerState.release(holder, finished)
-    return finished
-
-
-def _reconcile(still_ours):
-    """One round; `still_ours()` renews the lease before each step (an HTTP
-    call may take LIGHTBOX_HTTP_TIMEOUT) and says whether to go on."""
-    now = timezone.now()
-    deadline = now - timedelta(seconds=settings.DISPATCH_DEADLINE)
-    # Heard of from its Cog server after the last hand-over attempt, but not
-    # recorded as handed over: the worker died between the server's 202 and
-    # recording it. The server has it; sending it again would run it twice if
-    # it has finished and its webhooks are late. Recorded now, the quiet
-    # prediction rules below take it from here.
-    Prediction.objects.active().filter(
-        version__backend="cog", dispatched_at__isnull=True, attempted_at__lt=deadline, heard_at__gt=F("attempted_at")
-    ).update(dispatched_at=F("heard_at"), remote_id=F("id"), dispatch_attempts=F("dispatch_attempts") + 1)
-    # Not (or no longer) handed over: the message was lost with a worker, or
-    # the worker died between the server's answer and recording it (the row
-    # may say "processing" by then, from the server's start webhook), or a
-    # busy server's re-queue was lost. Handing it over again is idempotent.
-    for prediction_id in (
-        Prediction.objects.active()
-        .not_held()
-        .filter(dispatched_at__isnull=True)
-        .filter(Q(attempted_at__lt=deadline) | Q(attempted_at__isnull=True, created_at__lt=deadline))
-        .values_list("pk", flat=True)[:500]
-    ):
-        if not still_ours():
-            return False
-        Prediction.objects.filter(pk=prediction_id).update(attempted_at=now)
-        run_prediction.delay(prediction_id)
+def reconcile_round(still_ours, now):
+    """The reconciler's round for predictions (tasks.reconciler runs it, then
+    the trainings'); `still_ours()` renews the lease before each step (an HTTP
+    call may take LIGHTBOX_HTTP_TIMEOUT) and says whether to go on. False if
+    the lease was lost."""
+    active = Prediction.objects.active()
+    rules.record_heard(active, now)
     # Held batch predictions are no lost messages: they wait for the fair
     # scheduler. Wake every target that has some, so that a lost wake-up (a
     # worker killed between a prediction's end and its wake) leaves none stuck.
+    if not rules.hand_over_again(active.not_held(), run_prediction, now, still_ours, batch=500):
+        return False
     if not still_ours():
         return False
     scheduling.wake_all()
@@ -219,16 +166,10 @@ def _reconcile(still_ours):
         reason = pools.check(instance)
         if reason:
             pools.requeue_lost(instance.prediction, instance, reason)
-    # Handed over but quiet: ask the backend again, or end it.
-    for prediction in (
-        Prediction.objects.active()
-        .filter(dispatched_at__isnull=False)
-        .filter(Q(heard_at__lt=deadline) | Q(heard_at__isnull=True))
-        .select_related("version")[:500]
+    if not rules.recheck_quiet(
+        active.select_related("version"), now, still_ours, batch=500, lifecycle=predictions, runner=run_prediction
     ):
-        if not still_ours():
-            return False
-        _recheck(prediction, now)
+        return False
     # Files a Cog server uploaded for a prediction that never completed.
     for upload in Upload.objects.filter(created_at__lt=now - UPLOAD_TTL)[:500]:
         upload.file.delete(save=False)
@@ -243,78 +184,7 @@ def _reconcile(still_ours):
         return False
     # Files of /v1/files past their expires_at.
     files.sweep()
-    # Trainings, by the same rules (tasks.trainings).
-    from tasks import trainings  # noqa: PLC0415  (it imports this module's rules)
-
-    return trainings.reconcile_round(still_ours, now)
-
-
-def _recheck(prediction, now, lifecycle=predictions, runner=None, timeout=None):
-    """The rules for a quiet run (docs/protocols.md), for a prediction or, with
-    its `lifecycle` (app.services.trainings), `runner` task and `timeout`, a training."""
-    version = prediction.version
-    runner = runner or run_prediction
-    timeout = timeout or version.timeout
-    timed_out = (prediction.heard_at or prediction.dispatched_at) < now - timedelta(seconds=timeout)
-    if version.backend == "replicate":
-        if timed_out:
-            _stop_quiet(prediction, lifecycle, timeout)
-            return
-        try:
-            lifecycle.apply_update(prediction, backends.replicate.poll(prediction))
-        except BackendError as exc:
-            log.warning("reconcile: polling %s failed: %s", prediction.id, exc)
-        return
-    # Cog has no GET for a prediction, and forgets one the moment it ends: a
-    # PUT with the same id answers the state of a prediction it is running,
-    # but runs a finished one again. So quiet alone is no reason to PUT (its
-    # webhooks may be late: docs/protocols.md); a server that restarted since
-    # it accepted the prediction has lost it, and one quiet past the timeout
-    # is asked (then a forgotten prediction's webhook was lost, not late).
-    boot = backends.cog.server_boot(prediction)
-    restarted = bool(boot and prediction.server_boot and boot != prediction.server_boot)
-    if not (restarted or timed_out):
-        return
-    if timed_out and boot is None:
-        _stop_quiet(prediction, lifecycle, timeout)  # not even its health check answers
-        return
-    rows = type(prediction).objects.filter(pk=prediction.pk)
-    if prediction.dispatch_attempts >= MAX_DISPATCHES:
-        kind = type(prediction).__name__.lower()
-        lifecycle.fail(prediction, f"The model server lost this {kind} several times; giving up.")
-        return
-    try:
-        still_running = backends.cog.resubmit(prediction)
-    except Busy:
-        # Busy with another prediction: ours is lost there. Queue it again.
-        rows.filter(status__in=Prediction.ACTIVE).update(dispatched_at=None, attempted_at=now)
-        runner.delay(prediction.id)
-        return
-    except BackendError as exc:
-        if getattr(prediction, "instance_id", None) and not exc.permanent:
-            # A pool's instance that is gone: another instance can run it.
-            pools.requeue_lost(prediction, prediction.instance, str(exc))
-        elif timed_out:
-            _stop_quiet(prediction, lifecycle, timeout)
-        else:
-            log.warning("reconcile: model server for %s: %s", prediction.id, exc)
-        return
-    if still_running and timed_out:
-        _stop_quiet(prediction, lifecycle, timeout)  # a hung model holds the server's only slot
-    elif still_running:
-        rows.update(server_boot=boot or "")
-    else:
-        rows.update(heard_at=now, dispatch_attempts=F("dispatch_attempts") + 1, server_boot=boot or "")
-
-
-def _stop_quiet(prediction, lifecycle=predictions, timeout=None):
-    version = prediction.version
-    backends.for_version(version).cancel(prediction)  # frees the slot a hung model holds
-    lifecycle.fail(
-        prediction,
-        f"The model server stopped answering: nothing heard for {timeout or version.timeout} seconds, "
-        f"so the {type(prediction).__name__.lower()} was stopped.",
-    )
+    return True
 
 
 @shared_task
@@ -352,4 +222,4 @@ def send_webhook(self, prediction_id, event):
         ok = False
     # Like Replicate, only the terminal webhook is retried.
     if not ok and event == "completed" and self.request.retries < settings.WEBHOOK_RETRIES:
-        raise self.retry(countdown=_backoff(self.request.retries, base=1.0, cap=60))
+        raise self.retry(countdown=rules.backoff(self.request.retries, base=1.0, cap=60))

@@ -17,7 +17,7 @@ from django.conf import settings
 from django.db import connection
 
 from app.models import ReconcilerState
-from tasks.predictions import reconcile
+from tasks.reconciler import reconcile
 
 log = logging.getLogger(__name__)
 

@@ -1,14 +1,13 @@
 """Training tasks: thin, ids in, idempotent, as tasks.predictions' are, and
-recovered by the same reconciler rules (`reconcile_round`, called from its round)."""
+recovered by the same rules (tasks.rules: `reconcile_round`, which
+tasks.reconciler runs after the predictions' round)."""
 
 import json
 import logging
-from datetime import timedelta
 
 import httpx
 from celery import shared_task
 from django.conf import settings
-from django.db.models import F, Q
 from django.utils import timezone
 
 from app.core import netguard
@@ -16,7 +15,7 @@ from app.models import Training
 from app.services import backends, trainings
 from app.services.api_json import training_json, webhook_headers
 from app.services.backends import BackendError, Busy
-from tasks.predictions import SUBMIT_RETRIES, _backoff, _recheck
+from tasks import rules
 
 log = logging.getLogger(__name__)
 
@@ -40,12 +39,12 @@ def run_training(self, training_id, failures=0):
     try:
         remote_id = backend.submit(training)
     except Busy as exc:
-        raise self.retry(countdown=_backoff(min(self.request.retries, 6), base=0.2, cap=5.0)) from exc
+        raise self.retry(countdown=rules.backoff(min(self.request.retries, 6), base=0.2, cap=5.0)) from exc
     except BackendError as exc:
-        if exc.permanent or failures >= SUBMIT_RETRIES:
+        if exc.permanent or failures >= rules.SUBMIT_RETRIES:
             trainings.fail(training, str(exc))
             return
-        raise self.retry(args=[training_id, failures + 1], countdown=_backoff(failures)) from exc
+        raise self.retry(args=[training_id, failures + 1], countdown=rules.backoff(failures)) from exc
     if not training.mark_dispatched(remote_id, server_boot):
         # Canceled while we were handing it over: stop it there too.
         training.remote_id, training.dispatched_at = remote_id, timezone.now()
@@ -64,15 +63,15 @@ def poll_training(self, training_id, failures=0):
     try:
         trainings.apply_update(training, backends.replicate.poll(training))
     except BackendError as exc:
-        if exc.permanent or failures >= SUBMIT_RETRIES:
+        if exc.permanent or failures >= rules.SUBMIT_RETRIES:
             trainings.fail(training, str(exc))
             return
-        raise self.retry(args=[training_id, failures + 1], countdown=_backoff(failures)) from exc
+        raise self.retry(args=[training_id, failures + 1], countdown=rules.backoff(failures)) from exc
     if not training.is_terminal:
         raise self.retry(countdown=settings.REPLICATE_POLL_INTERVAL)
 
 
-@shared_task(bind=True, max_retries=SUBMIT_RETRIES)
+@shared_task(bind=True, max_retries=rules.SUBMIT_RETRIES)
 def finish_training(self, training_id, payload):
     """Apply a terminal webhook off the web thread: the weights are stored,
     maybe downloaded, and a version is made."""
@@ -83,10 +82,10 @@ def finish_training(self, training_id, payload):
     try:
         trainings.apply_update(training, backend.parse_update(payload))
     except BackendError as exc:
-        if exc.permanent or self.request.retries >= SUBMIT_RETRIES:
+        if exc.permanent or self.request.retries >= rules.SUBMIT_RETRIES:
             trainings.fail(training, str(exc))
             return
-        raise self.retry(countdown=_backoff(self.request.retries)) from exc
+        raise self.retry(countdown=rules.backoff(self.request.retries)) from exc
 
 
 @shared_task
@@ -98,34 +97,19 @@ def compare(training_id):
 
 
 def reconcile_round(still_ours, now):
-    """The reconciler's rules (tasks.predictions._reconcile) for trainings;
-    False if the lease was lost."""
-    deadline = now - timedelta(seconds=settings.DISPATCH_DEADLINE)
-    # Heard of from its trainer since the last attempt, not recorded as handed
-    # over: the worker died between the trainer's 202 and recording it.
-    Training.objects.active().filter(
-        version__backend="cog", dispatched_at__isnull=True, attempted_at__lt=deadline, heard_at__gt=F("attempted_at")
-    ).update(dispatched_at=F("heard_at"), remote_id=F("id"), dispatch_attempts=F("dispatch_attempts") + 1)
-    for training_id in (
-        Training.objects.active()
-        .filter(dispatched_at__isnull=True)
-        .filter(Q(attempted_at__lt=deadline) | Q(attempted_at__isnull=True, created_at__lt=deadline))
-        .values_list("pk", flat=True)[:100]
-    ):
-        if not still_ours():
-            return False
-        Training.objects.filter(pk=training_id).update(attempted_at=now)
-        run_training.delay(training_id)
-    for training in (
-        Training.objects.active()
-        .filter(dispatched_at__isnull=False)
-        .filter(Q(heard_at__lt=deadline) | Q(heard_at__isnull=True))
-        .select_related("version", "destination")[:100]
-    ):
-        if not still_ours():
-            return False
-        _recheck(training, now, lifecycle=trainings, runner=run_training, timeout=settings.TRAINING_TIMEOUT)
-    return True
+    """The reconciler's round for trainings (tasks.reconciler runs it after the
+    predictions'), by the same rules; False if the lease was lost."""
+    active = Training.objects.active()
+    rules.record_heard(active, now)
+    return rules.hand_over_again(active, run_training, now, still_ours, batch=100) and rules.recheck_quiet(
+        active.select_related("version", "destination"),
+        now,
+        still_ours,
+        batch=100,
+        lifecycle=trainings,
+        runner=run_training,
+        timeout=settings.TRAINING_TIMEOUT,
+    )
 
 
 @shared_task(bind=True, max_retries=None)
@@ -152,4 +136,4 @@ def send_webhook(self, training_id, event):
     except httpx.HTTPError:
         ok = False
     if not ok and event == "completed" and self.request.retries < settings.WEBHOOK_RETRIES:
-        raise self.retry(countdown=_backoff(self.request.retries, base=1.0, cap=60))
+        raise self.retry(countdown=rules.backoff(self.request.retries, base=1.0, cap=60))

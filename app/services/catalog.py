@@ -199,7 +199,7 @@ def refresh_availability(version, max_age=10):
     """Ask the backend whether `version` can run now, at most every `max_age`
     seconds, and read its schema if it has none yet (catalogued while its
     server was down). Pages and /healthz read the stored state; the
-    reconciler calls this for every version (tasks.predictions.reconcile)."""
+    beat calls this for every version (tasks.predictions.refresh_versions)."""
     if version.checked_at and (timezone.now() - version.checked_at).total_seconds() < max_age:
         return version.available
     backend = backends.for_version(version)

@@ -2,9 +2,13 @@
 
 import logging
 import unicodedata
+from collections.abc import Callable
+from dataclasses import dataclass
 from urllib.parse import quote
 
+from celery import Task
 from django.conf import settings
+from django.db.models import QuerySet
 from django.http import FileResponse, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST
@@ -44,50 +48,6 @@ def _json(body):
 def _not_json():
     detail = f"The body is not a JSON object nested at most {payloads.MAX_DEPTH} levels deep."
     return JsonResponse({"detail": detail}, status=400)
-
-
-def _apply(prediction, payload, backend):
-    """Apply an update now, or in a worker when outputs must be downloaded."""
-    try:
-        update = backend.parse_update(payload)
-    except BackendError as exc:
-        return JsonResponse({"detail": str(exc)}, status=400)
-    # A terminal prediction takes nothing more (a late or repeated webhook).
-    needs_download = (
-        update.status == "succeeded"
-        and not prediction.is_terminal
-        and any(
-            isinstance(item, str) and not item.startswith("data:") and not storage.is_upload(item, prediction.version)
-            for item in update.output or []
-        )
-    )
-    if needs_download:
-        finish_prediction.delay(prediction.id, payload)
-        return HttpResponse(status=202)
-    try:
-        predictions.apply_update(prediction, update)
-    except BackendError as exc:
-        log.warning("prediction %s: storing outputs failed: %s", prediction.id, exc)
-        predictions.fail_storing(prediction, exc)
-    return HttpResponse(status=200)
-
-
-@csrf_exempt
-@require_POST
-def cog_webhook(request, prediction_id, token):
-    if not cog.webhook_token_ok(prediction_id, token):
-        return HttpResponse(status=403)
-    body = _read_body(request, settings.WEBHOOK_MAX_BYTES)
-    if body is None:
-        return HttpResponse("Webhook body too large (LIGHTBOX_WEBHOOK_MAX_BYTES).", status=413)
-    payload = _json(body)
-    if payload is None:
-        return _not_json()
-    prediction = Prediction.objects.select_related("version__model").filter(pk=prediction_id).first()
-    if prediction is None:
-        # Deleted meanwhile: say so, so the server stops retrying.
-        return HttpResponse(status=410)
-    return _apply(prediction, payload, cog)
 
 
 @csrf_exempt
@@ -149,49 +109,77 @@ def _plain_id(upload_id):
     return bool(upload_id) and upload_id.isascii() and upload_id.isalnum()
 
 
-@csrf_exempt
-@require_POST
-def replicate_webhook(request, prediction_id):
-    body = _read_body(request, settings.WEBHOOK_MAX_BYTES)
-    if body is None:
-        return HttpResponse(status=413)
-    try:
-        replicate.verify_webhook(body, request.headers)
-    except BackendError as exc:
-        return JsonResponse({"detail": str(exc)}, status=401)
-    payload = _json(body)
-    if payload is None:
-        return _not_json()
-    prediction = Prediction.objects.select_related("version__model").filter(pk=prediction_id).first()
-    if prediction is None:
-        return HttpResponse(status=410)
-    if payload.get("id") and prediction.remote_id and payload["id"] != prediction.remote_id:
-        return JsonResponse({"detail": "The webhook is for another prediction."}, status=400)
-    return _apply(prediction, payload, replicate)
+# --- A prediction's or a training's webhooks ------------------------------------------
+# One path for both kinds: progress is applied at once; what must be stored
+# off the web thread (a prediction's outputs to download, a training's weights
+# and new version) goes to the kind's worker task.
 
 
-# --- Trainings (fine-tuning: trainapi) ----------------------------------------------
-# A trainer's webhooks: progress is applied at once; a terminal one goes to a
-# worker (tasks.trainings.finish_training), which stores the weights (maybe a
-# download), adds the new version and ends the training.
+@dataclass(frozen=True)
+class _Kind:
+    name: str
+    route: str  # the salt of its Cog webhook tokens (cog.webhook_token_ok)
+    rows: Callable[[], QuerySet]
+    finish: Task  # applies a succeeded update in a worker
+    in_worker: Callable  # (run, update): whether a succeeded update goes to `finish`
+    apply_update: Callable
+    fail_storing: Callable  # (run, exc): a BackendError while storing what it sent
 
 
-def _apply_training(training, payload, backend):
+def _needs_download(prediction, update):
+    # Data: URIs and files its server uploaded here are stored at once.
+    return any(
+        isinstance(item, str) and not item.startswith("data:") and not storage.is_upload(item, prediction.version)
+        for item in update.output or []
+    )
+
+
+_PREDICTION = _Kind(
+    name="prediction",
+    route="predictions",
+    rows=lambda: Prediction.objects.select_related("version__model"),
+    finish=finish_prediction,
+    in_worker=_needs_download,
+    apply_update=predictions.apply_update,
+    fail_storing=predictions.fail_storing,
+)
+_TRAINING = _Kind(
+    name="training",
+    route="trainings",
+    rows=lambda: Training.objects.select_related("version__model", "destination"),
+    finish=finish_training,
+    # Its weights are stored (maybe downloaded) and a version made: always a worker's job.
+    in_worker=lambda training, update: True,
+    apply_update=trainings.apply_update,
+    fail_storing=lambda training, exc: trainings.fail(training, str(exc)),  # as finish_training does
+)
+_KINDS = {kind.name: kind for kind in (_PREDICTION, _TRAINING)}
+
+
+def _apply(kind, run, payload, backend):
+    """Apply an update now, or in a worker (`kind.finish`)."""
     try:
         update = backend.parse_update(payload)
     except BackendError as exc:
         return JsonResponse({"detail": str(exc)}, status=400)
-    if update.status == "succeeded" and not training.is_terminal:
-        finish_training.delay(training.id, payload)
+    # A terminal run takes nothing more (a late or repeated webhook).
+    if update.status == "succeeded" and not run.is_terminal and kind.in_worker(run, update):
+        kind.finish.delay(run.id, payload)
         return HttpResponse(status=202)
-    trainings.apply_update(training, update)
+    try:
+        kind.apply_update(run, update)
+    except BackendError as exc:
+        log.warning("%s %s: storing outputs failed: %s", kind.name, run.id, exc)
+        kind.fail_storing(run, exc)
     return HttpResponse(status=200)
 
 
+# The kind ("prediction" or "training") comes from the route (lightbox/urls.py).
 @csrf_exempt
 @require_POST
-def cog_training_webhook(request, training_id, token):
-    if not cog.webhook_token_ok(training_id, token, route="trainings"):
+def cog_webhook(request, kind, run_id, token):
+    kind = _KINDS[kind]
+    if not cog.webhook_token_ok(run_id, token, route=kind.route):
         return HttpResponse(status=403)
     body = _read_body(request, settings.WEBHOOK_MAX_BYTES)
     if body is None:
@@ -199,15 +187,17 @@ def cog_training_webhook(request, training_id, token):
     payload = _json(body)
     if payload is None:
         return _not_json()
-    training = Training.objects.select_related("version__model", "destination").filter(pk=training_id).first()
-    if training is None:
+    run = kind.rows().filter(pk=run_id).first()
+    if run is None:
+        # Deleted meanwhile: say so, so the server stops retrying.
         return HttpResponse(status=410)
-    return _apply_training(training, payload, cog)
+    return _apply(kind, run, payload, cog)
 
 
 @csrf_exempt
 @require_POST
-def replicate_training_webhook(request, training_id):
+def replicate_webhook(request, kind, run_id):
+    kind = _KINDS[kind]
     body = _read_body(request, settings.WEBHOOK_MAX_BYTES)
     if body is None:
         return HttpResponse(status=413)
@@ -218,12 +208,12 @@ def replicate_training_webhook(request, training_id):
     payload = _json(body)
     if payload is None:
         return _not_json()
-    training = Training.objects.select_related("version__model", "destination").filter(pk=training_id).first()
-    if training is None:
+    run = kind.rows().filter(pk=run_id).first()
+    if run is None:
         return HttpResponse(status=410)
-    if payload.get("id") and training.remote_id and payload["id"] != training.remote_id:
-        return JsonResponse({"detail": "The webhook is for another training."}, status=400)
-    return _apply_training(training, payload, replicate)
+    if payload.get("id") and run.remote_id and payload["id"] != run.remote_id:
+        return JsonResponse({"detail": f"The webhook is for another {kind.name}."}, status=400)
+    return _apply(kind, run, payload, replicate)
 
 
 @require_http_methods(["GET", "HEAD"])

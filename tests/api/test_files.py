@@ -167,7 +167,7 @@ def test_the_type_and_filename_fields_and_a_metadata_part_are_read(api):
 
 
 def test_an_expired_file_is_gone_and_swept(client, api, photo, cog_version):
-    from tasks.predictions import reconcile
+    from tasks.reconciler import reconcile
 
     created = client.files.create(photo)
     found = File.objects.get()

@@ -18,7 +18,7 @@ from django.utils import timezone
 from app.models import IdempotencyKey, Prediction
 from app.services import catalog, limits
 from app.views import api as api_views
-from tasks.predictions import reconcile
+from tasks.reconciler import reconcile
 from tests.conftest import COG_PREDICTOR_DIR, Gunicorn, free_port, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -19,7 +19,8 @@ from django.utils import timezone
 
 from app.models import Prediction, ReconcilerState
 from app.services import catalog, predictions
-from tasks.predictions import reconcile, run_prediction
+from tasks.predictions import run_prediction
+from tasks.reconciler import reconcile
 from tests.conftest import ROOT, VENV_BIN, Worker, wait_for_status, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -10,7 +10,7 @@ import pytest
 from app.models import BenchmarkRun, Prediction, Watch
 from app.services import benchmarks, catalog, prompt_sets
 from tasks.benchmarks import sweep
-from tasks.predictions import reconcile
+from tasks.reconciler import reconcile
 from tests.conftest import COG_PREDICTOR_DIR, Worker, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]

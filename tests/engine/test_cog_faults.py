@@ -10,7 +10,7 @@ from django.db import transaction
 
 from app.models import Prediction, Version
 from app.services import catalog, predictions
-from tasks.predictions import SUBMIT_RETRIES
+from tasks.rules import SUBMIT_RETRIES
 from tests.conftest import COG_PREDICTOR_DIR, free_port, wait_for_status, wait_until
 from tests.engine.broken_cog import BrokenCogServer
 

@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from app.models import Prediction, Version
 from app.services import catalog, predictions
-from tasks.predictions import reconcile
+from tasks.reconciler import reconcile
 from tests.conftest import COG_PREDICTOR_DIR, CogServer, wait_until
 from tests.engine.broken_cog import BrokenCogServer, WebhookDelayingProxy
 

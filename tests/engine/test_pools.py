@@ -12,7 +12,7 @@ from django.test import Client
 
 from app.models import Instance, Prediction
 from app.services import catalog, pools, predictions
-from tasks.predictions import reconcile
+from tasks.reconciler import reconcile
 from tests.conftest import COG_PREDICTOR_DIR, CogServer, free_port, wait_for_status, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]

@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from app.models import Prediction
 from app.services import catalog
-from tasks.predictions import reconcile
+from tasks.reconciler import reconcile
 
 LONG_AGO = timedelta(hours=1)
 

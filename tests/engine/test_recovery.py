@@ -15,7 +15,7 @@ from kombu import Connection
 
 from app.models import Prediction, Version
 from app.services import catalog, predictions
-from tasks.predictions import reconcile
+from tasks.reconciler import reconcile
 from tests.conftest import COG_PREDICTOR_DIR, ROOT, CogServer, Worker, wait_for_status, wait_until
 from tests.engine.broken_cog import BrokenCogServer, WebhookDroppingProxy
 

@@ -11,7 +11,7 @@ from django.utils import timezone
 from app.core import schema
 from app.models import Comparison, Grid, Instance, Prediction, Version
 from app.services import comparisons, limits, pools, predictions, scheduling
-from tasks.predictions import reconcile
+from tasks.reconciler import reconcile
 from tests.conftest import wait_for_status, wait_until
 from tests.engine.test_recovery import replace
 

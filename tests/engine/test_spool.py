@@ -24,7 +24,7 @@ from app.core import spool
 from app.models import Output, Prediction, ReconcilerState, Upload
 from app.services import predictions, storage
 from tasks import predictions as tasks
-from tasks.predictions import reconcile
+from tasks.reconciler import reconcile
 from tests.conftest import wait_for_status, wait_until
 from tests.moderation.conftest import _user, _version, login, png
 from tests.moderation.test_cog_uploads import _completed, _data_uri, _put, _running

@@ -7,7 +7,7 @@ import signal
 
 import pytest
 
-from tasks.predictions import reconcile
+from tasks.reconciler import reconcile
 from tests.conftest import Worker, wait_until
 from tests.engine.broken_cog import WebhookDroppingProxy
 from tests.trainings.conftest import TRAINER_DIR, TrainServer, image_zip
