@@ -377,8 +377,18 @@ function focusErrorSummary(root) {
 }
 
 // Choosing other models swaps the playground's fields (htmx): what was given
-// for images (a file, a kept image, a painted mask) moves to the new fields.
+// for images (a file, a kept image, a painted mask) moves to the new fields,
+// and so does what was typed while the new fields were on their way (the
+// server filled them with the values sent, before that typing).
 let carried = null;
+let sentValues = null;
+let openSections = [];
+const TYPED = "input:not([type=file]):not([type=checkbox]):not([type=radio]):not([type=hidden]), textarea, select";
+document.addEventListener("htmx:beforeRequest", (event) => {
+  const fields = document.getElementById("fields");
+  if (!fields || event.detail.target !== fields) return;
+  sentValues = new Map([...fields.querySelectorAll(TYPED)].map((input) => [input, input.value]));
+});
 document.addEventListener("htmx:beforeSwap", (event) => {
   const old = event.detail.target;
   if (!old || old.id !== "fields") return;
@@ -386,12 +396,21 @@ document.addEventListener("htmx:beforeSwap", (event) => {
   old.querySelectorAll("input[type=file], input[name$=_kept], input[name=mask_painted]").forEach((input) => {
     carried[input.name] = input.type === "file" ? input.files : input.value;
   });
+  (sentValues || new Map()).forEach((value, input) => {
+    if (input.name && input.value !== value) carried[input.name] = input.value;
+  });
+  sentValues = null;
+  openSections = [...old.querySelectorAll("details[open][class]")].map((details) => details.className);
 });
 document.addEventListener("htmx:afterSwap", (event) => {
   if (!carried) return;
   const fields = document.getElementById("fields");
+  if (fields) {
+    openSections.forEach((name) => fields.querySelectorAll(`details[class="${CSS.escape(name)}"]`).forEach((d) => { d.open = true; }));
+  }
+  openSections = [];
   Object.entries(carried).forEach(([name, value]) => {
-    const input = fields && fields.querySelector(`input[name="${name}"]`);
+    const input = fields && fields.querySelector(`[name="${CSS.escape(name)}"]`);
     if (!input) return;
     if (input.type === "file") {
       if (value && value.length) input.files = value;

@@ -427,3 +427,38 @@ def test_screens_of_the_changed_pages(site, worker, two_versions, new_page):
                 assert width <= viewport["width"], f"{name} is {width}px wide on a phone"
         assert page.csp_violations == []
     assert {name: found for name, found in problems.items() if found} == {}
+
+
+def test_what_is_typed_while_other_models_load_their_fields_is_kept(site, worker, two_versions, new_page):
+    """Choosing models swaps the fields for ones the server fills with what was
+    sent; typing meanwhile (a slow server) is not lost, nor an opened section."""
+    page = new_page()
+    sign_up(page, site.url, "rhea")
+    held = []
+
+    def hold_the_fields(route):
+        if not held and route.request.method == "GET" and route.request.headers.get("hx-request"):
+            held.append(route)
+        else:
+            route.continue_()
+
+    page.route("**/*", hold_the_fields)
+    page.get_by_role("checkbox", name=re.compile(r"^local\/tiny-sdxl ")).uncheck()
+    for _ in range(100):
+        if held:
+            break
+        page.wait_for_timeout(50)
+    assert held, "the fields' request was not sent"
+    page.get_by_label("Prompt", exact=True).fill("typed while the fields were on their way")
+    page.get_by_text("Make a grid").click()
+    page.get_by_label("X axis", exact=True).select_option("field:num_inference_steps")
+    page.evaluate(
+        "() => { window.swapped = false;"
+        " document.addEventListener('htmx:afterSettle', () => { window.swapped = true; }, {once: true}); }"
+    )
+    held[0].continue_()
+    page.wait_for_function("() => window.swapped")
+
+    expect(page.get_by_role("checkbox", name=re.compile(r"^local\/tiny-sdxl "))).not_to_be_checked()
+    expect(page.get_by_label("Prompt", exact=True)).to_have_value("typed while the fields were on their way")
+    expect(page.get_by_label("X axis", exact=True)).to_have_value("field:num_inference_steps")
