@@ -8,19 +8,16 @@ of truth: `reconcile_round` (run by tasks.reconciler) re-sends what the broker
 lost and ends what a backend forgot, by the rules trainings share (tasks.rules).
 """
 
-import json
 import logging
 from datetime import timedelta
 
-import httpx
 from celery import shared_task
 from django.conf import settings
 from django.utils import timezone
 
-from app.core import netguard
 from app.models import IdempotencyKey, Prediction, Upload
 from app.services import backends, catalog, files, pools, predictions, scheduling, storage
-from app.services.api_json import prediction_json, webhook_headers
+from app.services.api_json import prediction_json
 from app.services.backends import BackendError, Busy
 from tasks import rules
 
@@ -197,29 +194,4 @@ def sweep_storage():
 def send_webhook(self, prediction_id, event):
     """POST the prediction to its caller's webhook, signed as Replicate signs."""
     prediction = Prediction.objects.select_related("version__model", "owner").filter(pk=prediction_id).first()
-    if prediction is None or not prediction.webhook:
-        return
-    if event != "completed" and prediction.is_terminal:
-        # It ended while this waited in the queue: the body would be the
-        # final state, which the completed webhook brings, once and last.
-        return
-    try:
-        netguard.check_url(prediction.webhook)
-    except netguard.UnsafeURL as exc:
-        # Checked when the prediction was created; its host has moved inside since.
-        log.warning("webhook of %s not sent: %s", prediction_id, exc)
-        return
-    body = json.dumps(prediction_json(prediction))
-    try:
-        # The guarded client checks the address it connects to (DNS rebinding).
-        response = netguard.client().post(
-            prediction.webhook,
-            content=body,
-            headers={"Content-Type": "application/json", **webhook_headers(prediction, body)},
-        )
-        ok = response.status_code < 300
-    except httpx.HTTPError:
-        ok = False
-    # Like Replicate, only the terminal webhook is retried.
-    if not ok and event == "completed" and self.request.retries < settings.WEBHOOK_RETRIES:
-        raise self.retry(countdown=rules.backoff(self.request.retries, base=1.0, cap=60))
+    rules.send_webhook(self, prediction, event, prediction_json)

@@ -7,14 +7,18 @@ app.services.trainings) and the task that hands a run over, so neither
 imports the other.
 """
 
+import json
 import logging
 import random
 from datetime import timedelta
 
+import httpx
 from django.conf import settings
 from django.db.models import F, Q
 
+from app.core import netguard
 from app.services import backends, pools
+from app.services.api_json import webhook_headers
 from app.services.backends import BackendError, Busy
 
 log = logging.getLogger(__name__)
@@ -29,6 +33,35 @@ MAX_DISPATCHES = 3
 
 def backoff(attempt, base=0.25, cap=10.0):
     return min(cap, base * 2**attempt) * (0.5 + random.random() / 2)
+
+
+def send_webhook(task, run, event, body_of):
+    """POST `run` (a prediction, a training) as `body_of(run)` to its caller's
+    webhook, signed as Replicate signs; `task` (a bound Celery task) retries
+    only the terminal one, as Replicate does."""
+    if run is None or not run.webhook:
+        return
+    if event != "completed" and run.is_terminal:
+        # It ended while this waited in the queue: the body would be the
+        # final state, which the completed webhook brings, once and last.
+        return
+    try:
+        netguard.check_url(run.webhook)
+    except netguard.UnsafeURL as exc:
+        # Checked when the run was created; its host has moved inside since.
+        log.warning("webhook of %s %s not sent: %s", type(run).__name__.lower(), run.pk, exc)
+        return
+    body = json.dumps(body_of(run))
+    try:
+        # The guarded client checks the address it connects to (DNS rebinding).
+        response = netguard.client().post(
+            run.webhook, content=body, headers={"Content-Type": "application/json", **webhook_headers(run, body)}
+        )
+        ok = response.status_code < 300
+    except httpx.HTTPError:
+        ok = False
+    if not ok and event == "completed" and task.request.retries < settings.WEBHOOK_RETRIES:
+        raise task.retry(countdown=backoff(task.request.retries, base=1.0, cap=60))
 
 
 def _deadline(now):

@@ -2,18 +2,15 @@
 recovered by the same rules (tasks.rules: `reconcile_round`, which
 tasks.reconciler runs after the predictions' round)."""
 
-import json
 import logging
 
-import httpx
 from celery import shared_task
 from django.conf import settings
 from django.utils import timezone
 
-from app.core import netguard
 from app.models import Training
 from app.services import backends, trainings
-from app.services.api_json import training_json, webhook_headers
+from app.services.api_json import training_json
 from app.services.backends import BackendError, Busy
 from tasks import rules
 
@@ -116,24 +113,4 @@ def reconcile_round(still_ours, now):
 def send_webhook(self, training_id, event):
     """POST the training to its caller's webhook, signed as Replicate signs."""
     training = Training.objects.select_related("version__model", "owner", "new_version").filter(pk=training_id).first()
-    if training is None or not training.webhook:
-        return
-    if event != "completed" and training.is_terminal:
-        return
-    try:
-        netguard.check_url(training.webhook)
-    except netguard.UnsafeURL as exc:
-        log.warning("webhook of training %s not sent: %s", training_id, exc)
-        return
-    body = json.dumps(training_json(training))
-    try:
-        response = netguard.client().post(
-            training.webhook,
-            content=body,
-            headers={"Content-Type": "application/json", **webhook_headers(training, body)},
-        )
-        ok = response.status_code < 300
-    except httpx.HTTPError:
-        ok = False
-    if not ok and event == "completed" and self.request.retries < settings.WEBHOOK_RETRIES:
-        raise self.retry(countdown=rules.backoff(self.request.retries, base=1.0, cap=60))
+    rules.send_webhook(self, training, event, training_json)
