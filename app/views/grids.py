@@ -264,6 +264,10 @@ def grid(request, grid_id):
         "og_image": request.build_absolute_uri(reverse("grid-preview-image", args=[grid.pk]))
         if grid.is_open_to_everyone and counts.get("succeeded")
         else "",
+        "share_description": " · ".join(
+            [f"{grid.planned} cells"] + [f"{len(axis['labels'])} {_axis_title(axis)}" for axis in grid.axes]
+        )
+        + " · on Lightbox",
         "visibility_form": VisibilityForm(initial={"visibility": grid.visibility}),
         "compare_choices": _compare_choices(table),
         **view.links(grid, cursor),

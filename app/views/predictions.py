@@ -147,6 +147,7 @@ def prediction(request, prediction_id):
         snippet_files=snippet_files,
         base_url=base,
         share_url=request.build_absolute_uri(),
+        share_description=f"{prediction.version.model} · seed {prediction.input.get('seed')} · on Lightbox",
         # Chat apps preview the image, fetched without a session: only a safe
         # one that anyone may open.
         og_image=(

@@ -201,11 +201,18 @@ def test_og_image_only_for_a_grid_open_to_everyone(client, alice, sd_version):
     grid = grids.create(alice, [sd_version], {"prompt": "a fox"}, [STEPS], visibility="public")
     finish(grid)
     page = client.get(f"/g/{grid.pk}").content.decode()
-    assert f"/g/{grid.pk}/preview.jpg" in page
+    assert f'<meta property="og:image" content="http://testserver/g/{grid.pk}/preview.jpg">' in page
+    assert f'<meta name="twitter:image" content="http://testserver/g/{grid.pk}/preview.jpg">' in page
+    assert '<meta property="og:title" content="Grid: a fox">' in page
+    assert '<meta property="og:description" content="4 cells · 4 num inference steps · on Lightbox">' in page
+    assert f'<meta property="og:url" content="http://testserver/g/{grid.pk}">' in page
     preview = client.get(f"/g/{grid.pk}/preview.jpg")
     assert preview["Content-Type"] == "image/jpeg"
     grids.set_visibility(grid, "private")
     assert client.get(f"/g/{grid.pk}/preview.jpg").status_code == 404
+    client.force_login(alice)
+    private = client.get(f"/g/{grid.pk}").content.decode()
+    assert "og:" not in private and '<meta name="robots" content="noindex">' in private
 
 
 def test_cancel_and_rerun_from_the_page(client_alice, alice, sd_version, grid_tasks):

@@ -167,6 +167,8 @@ def test_a_shared_link_previews_the_models_side_by_side(client, alice, sd_versio
     html = client.get(f"/c/{comparison.id}").content.decode()
 
     assert '<meta property="og:title" content="a harbour">' in html
+    assert '<meta property="og:description" content="2 models compared on Lightbox">' in html
+    assert '<meta name="twitter:card" content="summary_large_image">' in html
     url = re.search(r'<meta property="og:image" content="http://testserver(/c/[^"]+)"', html).group(1)
     response = client.get(url)
     assert response["Content-Type"] == "image/jpeg"
@@ -185,7 +187,8 @@ def test_no_preview_of_a_private_comparison(client, alice, sd_version):
     make_prediction(sd_version, owner=alice, comparison=comparison, visibility="private")
 
     client.force_login(alice)
-    assert "og:image" not in client.get(f"/c/{comparison.id}").content.decode()
+    page = client.get(f"/c/{comparison.id}").content.decode()
+    assert "og:image" not in page and '<meta name="robots" content="noindex">' in page
     assert client.get(f"/c/{comparison.id}/preview.jpg").status_code == 404
 
 
