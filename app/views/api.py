@@ -152,13 +152,19 @@ def _resolve_version(request, ref):
 
 
 def _json_body(request):
-    """(the request's JSON object, None), or (None, the problem to answer)."""
+    """(the request's JSON object, None), or (None, the problem to answer):
+    413, 400, or 422 naming where it holds text nothing downstream can
+    encode (a lone surrogate, in a value or a key)."""
     try:
-        return problems.parse_json_body(request), None
+        body = problems.parse_json_body(request)
     except problems.BodyTooLarge as exc:
         return None, problems.problem(413, "Request body too large", str(exc))
     except ValueError as exc:
         return None, problems.problem(400, "Bad request", str(exc))
+    path = payloads.find_invalid_unicode(body)
+    if path is not None:
+        return None, problems.invalid_input({".".join(map(str, path)) or "body": [payloads.INVALID_UNICODE]})
+    return body, None
 
 
 def _create(request, version_ref, deployment=None):
@@ -169,10 +175,6 @@ def _create(request, version_ref, deployment=None):
     body, refusal = _json_body(request)
     if refusal:
         return refusal
-    # Text nothing downstream can encode, wherever it is (a key too).
-    path = payloads.find_invalid_unicode(body)
-    if path is not None:
-        return problems.invalid_input({".".join(map(str, path)) or "body": [payloads.INVALID_UNICODE]})
     keyed = (key, idempotency.fingerprint(request.path, body)) if key else None
     if keyed:
         # Before any check: a retry gets its prediction even if, say, the
@@ -396,20 +398,10 @@ def _get_deployment_for_user(request, owner, name):
     return found, None
 
 
-def _deployment_body(request):
-    """(body, None), or (None, the problem to answer)."""
-    body, refusal = _json_body(request)
-    if refusal:
-        return None, refusal
-    if payloads.find_invalid_unicode(body) is not None:
-        return None, problems.problem(400, "Bad request", payloads.INVALID_UNICODE)
-    return body, None
-
-
 @api_view("GET", "POST")
 def deployments(request):
     if request.method == "POST":
-        body, refusal = _deployment_body(request)
+        body, refusal = _json_body(request)
         if refusal:
             return refusal
         try:
@@ -433,7 +425,7 @@ def deployment(request, owner, name):
             return problems.problem(409, "Conflict", str(exc))
         return HttpResponse(status=204)
     if request.method == "PATCH":
-        body, refusal = _deployment_body(request)
+        body, refusal = _json_body(request)
         if refusal:
             return refusal
         try:
@@ -780,9 +772,6 @@ def version_trainings(request, owner, name, version_id):
     body, refusal = _json_body(request)
     if refusal:
         return refusal
-    path = payloads.find_invalid_unicode(body)
-    if path is not None:
-        return problems.invalid_input({".".join(map(str, path)) or "body": [payloads.INVALID_UNICODE]})
     webhook, events, errors = _webhook_fields(body)
     if not body.get("destination"):
         errors["destination"] = ['This field is required: "owner/name", a model of yours.']
@@ -940,9 +929,6 @@ def _create_comparison(request):
     body, refusal = _json_body(request)
     if refusal:
         return refusal
-    path = payloads.find_invalid_unicode(body)
-    if path is not None:
-        return problems.invalid_input({".".join(map(str, path)) or "body": [payloads.INVALID_UNICODE]})
     versions, given, seed, visibility, refusal = _comparison_fields(request, body)
     if refusal:
         return refusal
@@ -1044,9 +1030,6 @@ def _create_benchmark(request):
     body, refusal = _json_body(request)
     if refusal:
         return refusal
-    path = payloads.find_invalid_unicode(body)
-    if path is not None:
-        return problems.invalid_input({".".join(map(str, path)) or "body": [payloads.INVALID_UNICODE]})
     errors = {}
     prompt_sets_usable = PromptSet.objects.usable_by(request.user)
     ref = body.get("prompt_set")
@@ -1243,9 +1226,6 @@ def _create_prompt_set(request):
     body, refusal = _json_body(request)
     if refusal:
         return refusal
-    path = payloads.find_invalid_unicode(body)
-    if path is not None:
-        return problems.invalid_input({".".join(map(str, path)) or "body": [payloads.INVALID_UNICODE]})
     prompts = body.get("prompts")
     rows = []
     if not isinstance(prompts, list):

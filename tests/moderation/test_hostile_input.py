@@ -154,6 +154,24 @@ def test_a_lone_surrogate_anywhere_is_a_422_naming_the_field(version, token, raw
     assert not Prediction.objects.exists()
 
 
+@pytest.mark.parametrize(
+    "path, raw, field",
+    [
+        ("/v1/grids", '{"versions": ["%(v)s"], "input": {"prompt": "a \\ud800"}, "axes": []}', "input.prompt"),
+        ("/v1/comparisons", '{"versions": ["%(v)s"], "input": {"prompt": "a \\ud800"}}', "input.prompt"),
+        ("/v1/benchmarks", '{"prompt_set": "geneval", "versions": ["%(v)s"], "title": "\\udfff"}', "title"),
+        ("/v1/prompt-sets", '{"name": "x\\ud800", "prompts": [{"prompt": "p"}]}', "name"),
+        ("/v1/models", '{"owner": "alice", "name": "m", "description": "\\ud800"}', "description"),
+        ("/v1/deployments", '{"name": "d", "model": "alice/m", "\\ud800": 1}', "body"),
+    ],
+)
+def test_every_json_body_refuses_a_lone_surrogate_with_a_422(version, token, path, raw, field):
+    response = _post(token, raw % {"v": version.id}, path)
+    assert response.status_code == 422, response.content[:300]
+    assert any(name.startswith(field) or name == field for name in _fields(response)), response.json()
+    assert "Unicode" in " ".join(_fields(response).values())
+
+
 def test_a_surrogate_pair_is_ordinary_text(version, token):
     response = _post(token, '{"version": "%s", "input": {"prompt": "a \\ud83d\\ude00"}}' % version.id)
     assert response.status_code == 201, response.content[:300]
