@@ -33,11 +33,17 @@ NOT_INHERITED = (
 
 
 def _free_base_port():
-    """A base port whose +1 and +2 (the tiny models' servers) are free."""
-    for _ in range(20):
+    """A base port whose offsets are free: the tiny models' servers (+1, +2)
+    and tiny-sd's trainer (+201), which `make run` starts."""
+    from app.services.catalog import LOCAL_MODELS, TRAINER_PORT_OFFSET
+
+    offsets = sorted(
+        {offset for offset, *_ in LOCAL_MODELS.values()} | {TRAINER_PORT_OFFSET + LOCAL_MODELS["tiny-sd"][0]}
+    )
+    for _ in range(50):
         base = free_port()
         try:
-            for offset in (1, 2):
+            for offset in offsets:
                 with socket.socket() as sock:
                     sock.bind(("127.0.0.1", base + offset))
         except OSError:
