@@ -23,7 +23,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 
 from app.core import payloads, pngmeta, schema, throttle, uploads
 from app.models import Invite, Prompt, Report, Visibility
-from app.services import prompt_sets
+from app.services import prompt_sets, trainings
 from app.services.comparisons import COMMON_FIELDS
 
 TEXTAREA_FIELDS = ("prompt", "negative_prompt")
@@ -216,7 +216,7 @@ class PlaygroundForm(forms.Form):
         # A fine-tune's trigger word, as the prompt's hint (fine-tuning: trainapi).
         triggers = [(version, version.trigger_word) for version in self.versions if version.trigger_word]
         if triggers and "prompt" in self.fields:
-            self.fields["prompt"].widget.attrs["placeholder"] = f"a photo of {triggers[0][1]}"
+            self.fields["prompt"].widget.attrs["placeholder"] = trainings.prompt_hint(triggers[0][0])
             self.fields["prompt"].help_text = " ".join(
                 filter(
                     None,
