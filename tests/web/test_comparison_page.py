@@ -168,6 +168,7 @@ def test_a_shared_link_previews_the_models_side_by_side(client, alice, sd_versio
 
     assert '<meta property="og:title" content="a harbour">' in html
     assert '<meta property="og:description" content="2 models compared on Lightbox">' in html
+    assert "{#" not in html and "What a shared link shows" not in html  # the partial's comment stays a comment
     assert '<meta name="twitter:card" content="summary_large_image">' in html
     url = re.search(r'<meta property="og:image" content="http://testserver(/c/[^"]+)"', html).group(1)
     response = client.get(url)
